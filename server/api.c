@@ -1,0 +1,125 @@
+/*
+ * The route table and the operational endpoints (/healthz, /readyz,
+ * /metrics), plus helpers every handler uses.
+ */
+#include "api.h"
+
+#include <string.h>
+
+#include "db.h"
+#include "log.h"
+#include "metrics.h"
+#include "migrate.h"
+#include "util.h"
+
+const struct config *api_cfg;
+
+static enum MHD_Result h_healthz(struct req *r);
+static enum MHD_Result h_readyz(struct req *r);
+static enum MHD_Result h_metrics(struct req *r);
+
+const struct route routes[] = {
+	{ "GET", "/healthz", h_healthz, 0 },
+	{ "GET", "/readyz", h_readyz, 0 },
+	{ "GET", "/metrics", h_metrics, 0 },
+	{ "GET", "/callback", h_callback, 0 },
+	{ "GET", "/start/{}", h_link_start, 0 },
+	{ "POST", "/v1/links", h_links_create, SCOPE_LINKS },
+	{ "GET", "/v1/links/{}", h_links_get, SCOPE_LINKS | SCOPE_READ },
+	{ "GET", "/v1/users/{}/connections", h_user_conns, SCOPE_READ },
+	{ "GET", "/v1/connections/{}", h_conn_get, SCOPE_READ },
+	{ "DELETE", "/v1/connections/{}", h_conn_delete, SCOPE_ADMIN },
+	{ "GET", "/v1/connections/{}/token", h_conn_token, SCOPE_TOKENS },
+	{ "POST", "/v1/connections/{}/refresh", h_conn_refresh, SCOPE_ADMIN },
+	{ "POST", "/v1/connections/{}/reauth", h_conn_reauth, SCOPE_LINKS },
+	{ NULL, NULL, NULL, 0 },
+};
+
+void
+api_init(const struct config *cfg)
+{
+	api_cfg = cfg;
+}
+
+PGconn *
+api_db(struct req *r, enum MHD_Result *ret)
+{
+	PGconn *c = db_acquire();
+
+	if (c == NULL)
+		*ret = http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+		    "database_unavailable", "the database is not reachable");
+	return c;
+}
+
+void
+json_add_col(json_object *obj, const char *key, const PGresult *res, int row,
+    int col)
+{
+	const char *v = db_val(res, row, col);
+
+	json_object_object_add(obj, key, v ? json_object_new_string(v) : NULL);
+}
+
+bool
+api_valid_text(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	return n >= 1 && n <= max && utf8_valid(s, n) && !has_ctl(s, n);
+}
+
+static enum MHD_Result
+h_healthz(struct req *r)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "status", json_object_new_string("ok"));
+	return http_json(r, MHD_HTTP_OK, o);
+}
+
+static enum MHD_Result
+h_readyz(struct req *r)
+{
+	PGconn *c = db_acquire();
+	json_object *o;
+	char *why = NULL;
+	bool ok;
+
+	if (c == NULL)
+		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+		    "database_unavailable", "the database is not reachable");
+	ok = migrate_current(c, &why);
+	db_release(c);
+	if (!ok) {
+		enum MHD_Result ret = http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+		    "schema_not_current", "%s", why);
+
+		free(why);
+		return ret;
+	}
+	o = json_object_new_object();
+	json_object_object_add(o, "status", json_object_new_string("ready"));
+	return http_json(r, MHD_HTTP_OK, o);
+}
+
+static enum MHD_Result
+h_metrics(struct req *r)
+{
+	struct buf b;
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	buf_init(&b, 16 * 1024 * 1024);
+	metrics_render(&b);
+	resp = MHD_create_response_from_buffer(b.len, b.data,
+	    MHD_RESPMEM_MUST_COPY);
+	buf_free(&b);
+	MHD_add_response_header(resp, "Content-Type",
+	    "text/plain; version=0.0.4; charset=utf-8");
+	MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+	r->status = MHD_HTTP_OK;
+	ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}

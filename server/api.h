@@ -1,0 +1,60 @@
+/*
+ * Route handlers and what they share: JSON field validation, the SQL
+ * snippets that format timestamps, and database access with a quick 503.
+ */
+#ifndef FINXD_API_H
+#define FINXD_API_H
+
+#include <stdbool.h>
+#include <json-c/json.h>
+#include <libpq-fe.h>
+
+#include "config.h"
+#include "http.h"
+
+/* RFC 3339 UTC text of a timestamptz column, for SELECT lists. */
+#define SQL_TS(col)                                                          \
+	"to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+extern const struct config *api_cfg;
+void api_init(const struct config *cfg);
+
+/* Acquire a pooled connection or queue a 503 and return NULL. */
+PGconn *api_db(struct req *r, enum MHD_Result *ret);
+
+/* Add a column value to obj as a string, or null. */
+void json_add_col(json_object *obj, const char *key, const PGresult *res,
+    int row, int col);
+
+/* 1..max bytes of UTF-8 without control characters. */
+bool api_valid_text(const char *s, size_t max);
+
+/*
+ * Validate return_url and finX's widget fields of a link request body;
+ * *fields receives the fields to send to finX (caller puts it, also on
+ * failure).  false queues a 400 in *ret.
+ */
+bool api_link_body(struct req *r, json_object *body, const char **return_url,
+    json_object **fields, enum MHD_Result *ret);
+
+/* Name of the browser-binding cookie of one link (caller frees). */
+char *link_cookie_name(const char *link_id);
+
+/* Handlers. */
+enum MHD_Result h_links_create(struct req *r);
+enum MHD_Result h_links_get(struct req *r);
+enum MHD_Result h_link_start(struct req *r);
+enum MHD_Result h_callback(struct req *r);
+enum MHD_Result h_conn_get(struct req *r);
+enum MHD_Result h_user_conns(struct req *r);
+enum MHD_Result h_conn_token(struct req *r);
+enum MHD_Result h_conn_refresh(struct req *r);
+enum MHD_Result h_conn_delete(struct req *r);
+enum MHD_Result h_conn_reauth(struct req *r);
+
+/* Shared by the link and reauth handlers: make a finX flow and a link. */
+enum MHD_Result api_open_link(struct req *r, const char *user_id,
+    const char *return_url, json_object *widget_fields, const char *kind,
+    const char *connection_id);
+
+#endif

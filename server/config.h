@@ -1,0 +1,103 @@
+/*
+ * Configuration: one table of keys (config.c) read from the environment
+ * (FINXD_*), an optional `key = value` file and defaults, in that order of
+ * precedence.  Secrets also take a *_FILE form.  Validation collects every
+ * problem at once, one line each.
+ */
+#ifndef FINXD_CONFIG_H
+#define FINXD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+enum api_scope {
+	SCOPE_LINKS = 1 << 0,
+	SCOPE_READ = 1 << 1,
+	SCOPE_TOKENS = 1 << 2,
+	SCOPE_ADMIN = 1 << 3,
+	SCOPE_ALL = 0xf,
+};
+
+struct api_key {
+	unsigned char hash[32]; /* SHA-256 of the key; the key is not kept */
+	char id[17];            /* first 8 bytes of the hash in hex, for logs */
+	unsigned scopes;
+};
+
+struct token_key {
+	char *id;
+	unsigned char key[32];
+};
+
+struct config {
+	/* listen address split into host and port */
+	char *listen_host;
+	int listen_port;
+	char *public_url; /* without trailing slash */
+	char *redirect_uri; /* public_url + "/callback" */
+	bool public_https;
+	char *database_url;
+	char *finx_url; /* without trailing slash */
+	char *client_id;
+	char *client_secret;
+	bool token_form; /* FINXD_FINX_TOKEN_FORMAT=form */
+	struct api_key *api_keys;
+	size_t n_api_keys;
+	char **return_urls;
+	size_t n_return_urls;
+	long state_ttl;
+	struct token_key *token_keys;
+	size_t n_token_keys;
+	bool browser_binding;
+	int log_level;
+
+	/* operational knobs, see config.c for defaults */
+	long db_pool_size;
+	long db_timeout_ms;
+	long max_connections;
+	long max_connections_per_ip;
+	long http_timeout_s;
+	long finx_connect_timeout_ms;
+	long finx_timeout_ms;
+	long refresh_margin_s;
+	long refresh_keepalive_s;
+	long refresh_interval_s;
+	long refresh_concurrency;
+	long sync_interval_s;
+	long drain_timeout_s;
+};
+
+/* Collected problems, one line each. */
+struct config_errors {
+	char **lines;
+	size_t n;
+};
+void config_errors_add(struct config_errors *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void config_errors_free(struct config_errors *e);
+
+/*
+ * Load from environment, then file (may be NULL), then defaults, and
+ * validate.  Returns true when there are no errors; on false, *errs holds
+ * the reasons and cfg is partially filled (still safe to config_free).
+ * envp lets tests inject an environment; NULL means the process's.
+ */
+bool config_load(struct config *cfg, const char *file, char *const *envp,
+    struct config_errors *errs);
+void config_free(struct config *cfg);
+
+/* Print every key with its effective value, secrets masked. */
+void config_print(const struct config *cfg, FILE *out);
+
+/*
+ * Parse one FINXD_API_KEYS entry ("key[:scope+scope]" or
+ * "sha256=HEX[:scopes]"); false with *why on a bad entry.
+ */
+bool config_parse_api_key(const char *entry, struct api_key *out,
+    const char **why);
+
+/* True when url falls under one of the allowed return URL prefixes. */
+bool config_return_url_allowed(const struct config *cfg, const char *url);
+
+#endif

@@ -1,0 +1,216 @@
+/*
+ * PostgreSQL pool: a stack of idle PGconn* under a mutex and condition
+ * variable.  Connections are opened outside the lock on demand, so a
+ * PostgreSQL outage costs each waiting request at most the connect timeout
+ * and the pool heals by itself once the server is back.
+ */
+#include "db.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "log.h"
+#include "util.h"
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	PGconn **idle;
+	int n_idle;
+	int total; /* idle + in use + being opened */
+	int size;
+	long timeout_ms;
+	long waits, timeouts;
+	char *conninfo;
+	char *options;
+	bool closed;
+} pool = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+static _Thread_local char last_state[6];
+
+void
+db_init(const struct config *cfg)
+{
+	pool.size = (int)cfg->db_pool_size;
+	pool.timeout_ms = cfg->db_timeout_ms;
+	pool.idle = xcalloc((size_t)pool.size, sizeof(PGconn *));
+	pool.conninfo = xstrdup(cfg->database_url);
+	/* A statement may wait on a row lock held across one finX call. */
+	pool.options = xasprintf("-c statement_timeout=%ld "
+				 "-c idle_in_transaction_session_timeout=%ld",
+	    cfg->finx_timeout_ms + 15000, cfg->finx_timeout_ms + 30000);
+}
+
+void
+db_shutdown(void)
+{
+	pthread_mutex_lock(&pool.mu);
+	pool.closed = true;
+	while (pool.n_idle > 0) {
+		PQfinish(pool.idle[--pool.n_idle]);
+		pool.total--;
+	}
+	pthread_cond_broadcast(&pool.cv);
+	pthread_mutex_unlock(&pool.mu);
+	free(pool.idle);
+	pool.idle = NULL;
+	free_secret(pool.conninfo);
+	pool.conninfo = NULL;
+	free(pool.options);
+	pool.options = NULL;
+}
+
+static PGconn *
+connect_with(const char *conninfo, const char *options, char **err)
+{
+	/* Keywords before dbname are defaults the operator's string may
+	 * override; expand_dbname=1 parses it as a full connection string. */
+	const char *const kw[] = { "connect_timeout", "application_name",
+		"options", "dbname", NULL };
+	const char *const vals[] = { "5", "finxd", options,
+		conninfo && *conninfo ? conninfo : NULL, NULL };
+	PGconn *c = PQconnectdbParams(kw, vals, 1);
+
+	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+		if (err != NULL) {
+			const char *m = c ? PQerrorMessage(c) : "out of memory";
+
+			*err = xstrndup(m, strcspn(m, "\n"));
+		}
+		PQfinish(c);
+		return NULL;
+	}
+	return c;
+}
+
+PGconn *
+db_connect(const char *conninfo, char **err)
+{
+	return connect_with(conninfo, NULL, err);
+}
+
+PGconn *
+db_acquire(void)
+{
+	struct timespec until;
+	PGconn *c;
+	char *err = NULL;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += pool.timeout_ms / 1000;
+	until.tv_nsec += (pool.timeout_ms % 1000) * 1000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&pool.mu);
+	while (!pool.closed && pool.n_idle == 0 && pool.total >= pool.size) {
+		pool.waits++;
+		if (pthread_cond_timedwait(&pool.cv, &pool.mu, &until) ==
+		    ETIMEDOUT) {
+			pool.timeouts++;
+			pthread_mutex_unlock(&pool.mu);
+			log_warn("database pool exhausted");
+			return NULL;
+		}
+	}
+	if (pool.closed) {
+		pthread_mutex_unlock(&pool.mu);
+		return NULL;
+	}
+	if (pool.n_idle > 0) {
+		c = pool.idle[--pool.n_idle];
+		pthread_mutex_unlock(&pool.mu);
+		return c;
+	}
+	pool.total++;
+	pthread_mutex_unlock(&pool.mu);
+
+	if ((c = connect_with(pool.conninfo, pool.options, &err)) == NULL) {
+		log_kv(LOG_ERROR, "database connect failed", "error", err, NULL);
+		free(err);
+		pthread_mutex_lock(&pool.mu);
+		pool.total--;
+		pthread_cond_signal(&pool.cv);
+		pthread_mutex_unlock(&pool.mu);
+	}
+	return c;
+}
+
+void
+db_release(PGconn *c)
+{
+	if (c == NULL)
+		return;
+	if (PQstatus(c) != CONNECTION_OK ||
+	    PQtransactionStatus(c) != PQTRANS_IDLE) {
+		PQfinish(c);
+		c = NULL;
+	}
+	pthread_mutex_lock(&pool.mu);
+	if (c != NULL && !pool.closed)
+		pool.idle[pool.n_idle++] = c;
+	else {
+		if (c != NULL)
+			PQfinish(c);
+		pool.total--;
+	}
+	pthread_cond_signal(&pool.cv);
+	pthread_mutex_unlock(&pool.mu);
+}
+
+void
+db_stats(long *in_use, long *total, long *waits, long *timeouts)
+{
+	pthread_mutex_lock(&pool.mu);
+	*in_use = pool.total - pool.n_idle;
+	*total = pool.total;
+	*waits = pool.waits;
+	*timeouts = pool.timeouts;
+	pthread_mutex_unlock(&pool.mu);
+}
+
+PGresult *
+db_exec(PGconn *c, const char *sql, int n, const char *const *params)
+{
+	PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+	ExecStatusType st = PQresultStatus(r);
+	const char *state;
+
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+		last_state[0] = '\0';
+		return r;
+	}
+	state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	snprintf(last_state, sizeof(last_state), "%s", state ? state : "");
+	/* The primary message never contains parameter values. */
+	log_kv(LOG_ERROR, "database statement failed", "sqlstate", last_state,
+	    "error", PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY), NULL);
+	PQclear(r);
+	return NULL;
+}
+
+bool
+db_cmd(PGconn *c, const char *sql, int n, const char *const *params)
+{
+	PGresult *r = db_exec(c, sql, n, params);
+
+	PQclear(r);
+	return r != NULL;
+}
+
+const char *
+db_last_sqlstate(void)
+{
+	return last_state;
+}
+
+const char *
+db_val(const PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}

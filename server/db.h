@@ -1,0 +1,49 @@
+/*
+ * A bounded pool of PostgreSQL connections shared by all request threads
+ * (thread-per-connection HTTP means per-thread caches would leak; see
+ * STYLE.md).  A caller holds a connection for one unit of work only, and
+ * never across a finX call unless it deliberately holds a row lock.
+ */
+#ifndef FINXD_DB_H
+#define FINXD_DB_H
+
+#include <stdbool.h>
+#include <libpq-fe.h>
+
+struct config;
+
+/* Create the pool (connections are opened lazily). */
+void db_init(const struct config *cfg);
+void db_shutdown(void);
+
+/* Open one connection outside the pool (migrate, rekey); NULL on error. */
+PGconn *db_connect(const char *conninfo, char **err);
+
+/*
+ * Take a connection, waiting up to the configured timeout.  NULL when the
+ * pool is exhausted or PostgreSQL is unreachable: answer 503.
+ */
+PGconn *db_acquire(void);
+/* Give it back; a broken or mid-transaction connection is closed. */
+void db_release(PGconn *c);
+
+/* Pool figures for /metrics. */
+void db_stats(long *in_use, long *total, long *waits, long *timeouts);
+
+/*
+ * Run a statement with text parameters.  Returns the result when its
+ * status is COMMAND_OK or TUPLES_OK, else logs the error, clears it and
+ * returns NULL.  Caller PQclear()s.  Params may be NULL (SQL NULL).
+ */
+PGresult *db_exec(PGconn *c, const char *sql, int n,
+    const char *const *params);
+/* Same, for statements whose rows are not needed. */
+bool db_cmd(PGconn *c, const char *sql, int n, const char *const *params);
+
+/* The SQLSTATE of the last failed db_exec on this thread, or "". */
+const char *db_last_sqlstate(void);
+
+/* Column value or NULL when SQL NULL. */
+const char *db_val(const PGresult *r, int row, int col);
+
+#endif

@@ -1,0 +1,1323 @@
+/*
+ * finX API client: a bounded stack of libcurl easy handles, one request
+ * helper that applies every transport rule (timeouts, TLS, no redirects,
+ * capped bodies, loopback-only plain http), and pure decoders for finX's
+ * token, flow and error answers.  Nothing here logs above debug level.
+ */
+#include <ctype.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <curl/curl.h>
+#include <json-c/json.h>
+#include <openssl/crypto.h>
+
+#include "config.h"
+#include "finx.h"
+#include "log.h"
+#include "util.h"
+
+#ifndef FINXD_VERSION
+#define FINXD_VERSION "dev"
+#endif
+
+#define FINX_USER_AGENT "finxd/" FINXD_VERSION
+#define FINX_POOL_MAX 16   /* idle handles kept */
+#define FINX_MSG_MAX 200   /* bytes of upstream text kept in a message */
+#define FINX_CODE_MAX 64   /* bytes of an upstream error code kept */
+#define FINX_DEPTH 16      /* JSON nesting for token, flow, error bodies */
+#define FINX_REST_DEPTH 64 /* JSON nesting for /rest answers */
+#define FINX_MAX_LIFETIME (10L * 366 * 86400) /* "absurd" expires_in */
+#define FINX_RETRY_AFTER_MAX 86400L
+#define FINX_CONNECT_TIMEOUT_MS 5000L /* when the config has none */
+#define FINX_TIMEOUT_MS 30000L
+
+/* One finX request and what came back. */
+struct finx_call {
+	const char *method; /* "GET", "POST" or "DELETE" */
+	const char *path;   /* appended to finx_url; may carry a query */
+	const char *bearer; /* user token, or NULL for client Basic auth */
+	const char *ctype;  /* body media type; NULL when there is no body */
+	const char *body;
+	size_t body_len;
+
+	long status;            /* 0 when no HTTP answer came back */
+	long retry_after;       /* seconds, from Retry-After */
+	bool www_invalid_grant; /* WWW-Authenticate: error="invalid_grant" */
+	bool too_large;         /* the answer passed FINX_MAX_BODY */
+	struct buf resp;        /* the answer body, capped at FINX_MAX_BODY */
+};
+
+static const struct config *finx_cfg;
+static bool finx_url_ok;
+static bool finx_url_loopback;
+static const char *finx_url_why = "finX client not initialised";
+
+static pthread_mutex_t finx_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static CURL *finx_pool[FINX_POOL_MAX];
+static size_t finx_pool_n;
+
+static CURL *finx_handle_get(void);
+static void finx_handle_put(CURL *);
+static bool finx_host_loopback(const char *);
+static bool finx_url_check(const char *, bool *, const char **);
+static void finx_err_set(struct finx_error *, long, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+static size_t finx_on_body(char *, size_t, size_t, void *);
+static size_t finx_on_header(char *, size_t, size_t, void *);
+static void finx_header_value(const char *, size_t, char *, size_t);
+static char *finx_auth_header(const char *, struct finx_error *);
+static bool finx_slist_add(struct curl_slist **, const char *);
+static void finx_slist_free_secret(struct curl_slist *);
+static CURLcode finx_setopts(CURL *, struct finx_call *, const char *,
+    struct curl_slist *, char *);
+static bool finx_perform(struct finx_call *, struct finx_error *);
+static void finx_transport_error(struct finx_call *, CURLcode, const char *,
+    struct finx_error *);
+static void finx_log_call(const struct finx_call *, int64_t, const char *);
+static bool finx_call_run(struct finx_call *, struct finx_error *);
+static void finx_call_free(struct finx_call *, bool);
+static json_object *finx_parse(const char *, size_t, int);
+static bool finx_tokchar(unsigned char);
+static size_t finx_utf8_len(unsigned char);
+static size_t finx_utf8_fix(char *, size_t);
+static char *finx_clean_text(const char *, size_t);
+static void finx_decode_finx_error(json_object *, struct finx_error *);
+static void finx_decode_oauth_error(json_object *, struct finx_error *);
+static bool finx_location_ok(const char *);
+static size_t finx_json_quote(char *, const char *);
+static char *finx_body(const char *const *, size_t, size_t *, const char **);
+static void finx_body_free(char *, size_t);
+static bool finx_token_call(const char *const *, size_t, const char *,
+    struct finx_tokens *, struct finx_error *);
+static const char *finx_jstr(json_object *, const char *, size_t *);
+static long finx_lifetime(json_object *, const char *);
+static bool finx_path_ok(const char *);
+
+/*
+ * Remember cfg (borrowed for the life of the process) and check its finX
+ * URL once; a refused URL makes every call fail without a request.
+ */
+void
+finx_init(const struct config *cfg)
+{
+	finx_cfg = cfg;
+	finx_url_ok =
+	    finx_url_check(cfg->finx_url, &finx_url_loopback, &finx_url_why);
+	if (!finx_url_ok)
+		log_kv(LOG_DEBUG, "finX URL refused", "why", finx_url_why,
+		    NULL);
+}
+
+/* Free the idle handles; no finX call may be running. */
+void
+finx_cleanup(void)
+{
+	size_t i;
+
+	pthread_mutex_lock(&finx_pool_lock);
+	for (i = 0; i < finx_pool_n; i++) {
+		curl_easy_cleanup(finx_pool[i]);
+		finx_pool[i] = NULL;
+	}
+	finx_pool_n = 0;
+	pthread_mutex_unlock(&finx_pool_lock);
+	finx_cfg = NULL;
+	finx_url_ok = false;
+	finx_url_why = "finX client not initialised";
+}
+
+/* Take an idle handle (keeping its connection cache) or make a new one. */
+static CURL *
+finx_handle_get(void)
+{
+	CURL *h = NULL;
+
+	pthread_mutex_lock(&finx_pool_lock);
+	if (finx_pool_n > 0)
+		h = finx_pool[--finx_pool_n];
+	pthread_mutex_unlock(&finx_pool_lock);
+	if (h == NULL)
+		h = curl_easy_init();
+	return h;
+}
+
+/*
+ * Return a handle.  The reset drops every option (and so every pointer to
+ * our stack and to header lists about to be freed) but keeps live
+ * connections and TLS sessions.
+ */
+static void
+finx_handle_put(CURL *h)
+{
+	if (h == NULL)
+		return;
+	curl_easy_reset(h);
+	pthread_mutex_lock(&finx_pool_lock);
+	if (finx_pool_n < FINX_POOL_MAX) {
+		finx_pool[finx_pool_n++] = h;
+		h = NULL;
+	}
+	pthread_mutex_unlock(&finx_pool_lock);
+	if (h != NULL)
+		curl_easy_cleanup(h);
+}
+
+/* 127.0.0.0/8, ::1 or localhost (host as curl's URL parser returns it). */
+static bool
+finx_host_loopback(const char *host)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	char tmp[INET6_ADDRSTRLEN + 2];
+	size_t n;
+
+	if (strcasecmp(host, "localhost") == 0 ||
+	    strcasecmp(host, "localhost.") == 0)
+		return true;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	n = strlen(host);
+	if (n < 3 || host[0] != '[' || host[n - 1] != ']' ||
+	    n - 2 >= sizeof(tmp))
+		return false;
+	memcpy(tmp, host + 1, n - 2);
+	tmp[n - 2] = '\0';
+	return inet_pton(AF_INET6, tmp, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+/* finx_url_allowed() that also says whether the host is loopback. */
+static bool
+finx_url_check(const char *url, bool *loopback, const char **why)
+{
+	CURLU *u = NULL;
+	char *scheme = NULL, *host = NULL, *user = NULL, *query = NULL,
+	     *frag = NULL;
+	const char *bad = NULL;
+
+	*loopback = false;
+	if (url == NULL || *url == '\0' || has_ctl(url, strlen(url)) ||
+	    strchr(url, ' ') != NULL) {
+		bad = "finX URL is empty or has spaces or control characters";
+		goto out;
+	}
+	u = curl_url();
+	if (u == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+	    *host == '\0') {
+		bad = "finX URL is not a valid absolute URL";
+		goto out;
+	}
+	if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK) {
+		bad = "finX URL must not carry credentials";
+		goto out;
+	}
+	if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0) == CURLUE_OK) {
+		bad = "finX URL must not have a query or fragment";
+		goto out;
+	}
+	*loopback = finx_host_loopback(host);
+	if (strcmp(scheme, "https") == 0)
+		goto out;
+	if (strcmp(scheme, "http") != 0)
+		bad = "finX URL scheme must be https";
+	else if (!*loopback)
+		bad = "plain http to finX is allowed only to a loopback host";
+out:
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(user);
+	curl_free(query);
+	curl_free(frag);
+	curl_url_cleanup(u);
+	if (why != NULL)
+		*why = bad;
+	return bad == NULL;
+}
+
+/*
+ * True when url may serve as the finX base URL: https anywhere, plain http
+ * only to 127.0.0.0/8, ::1 or localhost; no credentials, query or
+ * fragment.  On false, *why (if not NULL) is a static reason.
+ */
+bool
+finx_url_allowed(const char *url, const char **why)
+{
+	bool loopback;
+
+	return finx_url_check(url, &loopback, why);
+}
+
+/* Free the strings in e and zero it, so it can be reused. */
+void
+finx_error_free(struct finx_error *e)
+{
+	if (e == NULL)
+		return;
+	free(e->code);
+	free(e->message);
+	memset(e, 0, sizeof(*e));
+}
+
+/* Wipe and free the token strings; leaves t empty (lifetimes -1). */
+void
+finx_tokens_free(struct finx_tokens *t)
+{
+	if (t == NULL)
+		return;
+	free_secret(t->access_token);
+	free_secret(t->refresh_token);
+	free(t->token_type);
+	free(t->scope);
+	memset(t, 0, sizeof(*t));
+	t->expires_in = -1;
+	t->refresh_expires_in = -1;
+}
+
+/* Reset e and give it a status and our own (never upstream) message. */
+static void
+finx_err_set(struct finx_error *e, long status, const char *fmt, ...)
+{
+	va_list ap;
+	char msg[256];
+
+	finx_error_free(e);
+	e->http_status = status;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	e->message = xstrdup(msg);
+}
+
+/* curl write callback: returning less than asked aborts over the cap. */
+static size_t
+finx_on_body(char *p, size_t size, size_t n, void *arg)
+{
+	struct finx_call *c = arg;
+	size_t len = size * n;
+
+	if (!buf_append(&c->resp, p, len))
+		return 0;
+	return len;
+}
+
+/* Copy a header's value (after the colon, trimmed) into out. */
+static void
+finx_header_value(const char *p, size_t len, char *out, size_t outsz)
+{
+	const char *colon = memchr(p, ':', len);
+	size_t n;
+
+	out[0] = '\0';
+	if (colon == NULL)
+		return;
+	len -= (size_t)(colon + 1 - p);
+	p = colon + 1;
+	while (len > 0 && (*p == ' ' || *p == '\t')) {
+		p++;
+		len--;
+	}
+	while (len > 0 && isspace((unsigned char)p[len - 1]))
+		len--;
+	if (len >= outsz)
+		return;
+	n = len;
+	memcpy(out, p, n);
+	out[n] = '\0';
+}
+
+/*
+ * curl header callback: Retry-After (delta seconds or an HTTP date) and
+ * an invalid_grant in WWW-Authenticate.  A new status line (after a 1xx)
+ * starts over.
+ */
+static size_t
+finx_on_header(char *p, size_t size, size_t n, void *arg)
+{
+	struct finx_call *c = arg;
+	size_t len = size * n;
+	char v[128];
+	long secs;
+	time_t t;
+
+	if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
+		c->retry_after = 0;
+		c->www_invalid_grant = false;
+	} else if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
+		finx_header_value(p, len, v, sizeof(v));
+		if (v[0] == '\0')
+			return len;
+		if (parse_long(v, 0, LONG_MAX, &secs))
+			c->retry_after = secs;
+		else if ((t = curl_getdate(v, NULL)) != -1)
+			c->retry_after =
+			    t > time(NULL) ? (long)(t - time(NULL)) : 0;
+		if (c->retry_after > FINX_RETRY_AFTER_MAX)
+			c->retry_after = FINX_RETRY_AFTER_MAX;
+	} else if (len > 17 && strncasecmp(p, "WWW-Authenticate:", 17) == 0) {
+		finx_header_value(p, len, v, sizeof(v));
+		if (strstr(v, "error=\"invalid_grant\"") != NULL ||
+		    strstr(v, "error=invalid_grant") != NULL)
+			c->www_invalid_grant = true;
+	}
+	return len;
+}
+
+/*
+ * "Authorization: Basic ..." from the client credentials, or "Bearer ..."
+ * from a header-safe user token.  A secret: the caller wipes it.
+ */
+static char *
+finx_auth_header(const char *bearer, struct finx_error *err)
+{
+	char *pair, *b64, *h;
+
+	if (bearer != NULL) {
+		if (!token_header_safe(bearer)) {
+			finx_err_set(err, 0,
+			    "access token not header-safe; "
+			    "request not sent");
+			err->never_sent = true;
+			return NULL;
+		}
+		return xasprintf("Authorization: Bearer %s", bearer);
+	}
+	if (finx_cfg->client_id == NULL || finx_cfg->client_secret == NULL) {
+		finx_err_set(err, 0, "finX client credentials not configured");
+		err->never_sent = true;
+		return NULL;
+	}
+	pair = xasprintf("%s:%s", finx_cfg->client_id, finx_cfg->client_secret);
+	b64 = b64_encode(pair, strlen(pair));
+	h = xasprintf("Authorization: Basic %s", b64);
+	free_secret(pair);
+	free_secret(b64);
+	return h;
+}
+
+/* Append a copy of s to *l; false (list unchanged) when out of memory. */
+static bool
+finx_slist_add(struct curl_slist **l, const char *s)
+{
+	struct curl_slist *n = curl_slist_append(*l, s);
+
+	if (n == NULL)
+		return false;
+	*l = n;
+	return true;
+}
+
+/* curl_slist_append copies: wipe every copy before the list is freed. */
+static void
+finx_slist_free_secret(struct curl_slist *l)
+{
+	struct curl_slist *p;
+
+	for (p = l; p != NULL; p = p->next)
+		OPENSSL_cleanse(p->data, strlen(p->data));
+	curl_slist_free_all(l);
+}
+
+/* Every option of one call; the first failing setopt is returned. */
+static CURLcode
+finx_setopts(CURL *h, struct finx_call *c, const char *url,
+    struct curl_slist *hdrs, char *errbuf)
+{
+	long cto = finx_cfg->finx_connect_timeout_ms;
+	long to = finx_cfg->finx_timeout_ms;
+	CURLcode rc;
+
+#define SETOPT(opt, val)                                                       \
+	do {                                                                   \
+		if ((rc = curl_easy_setopt(h, opt, val)) != CURLE_OK)          \
+			return rc;                                             \
+	} while (0)
+
+	SETOPT(CURLOPT_ERRORBUFFER, errbuf);
+	SETOPT(CURLOPT_NOSIGNAL, 1L);
+	SETOPT(CURLOPT_CONNECTTIMEOUT_MS,
+	    cto > 0 ? cto : FINX_CONNECT_TIMEOUT_MS);
+	SETOPT(CURLOPT_TIMEOUT_MS, to > 0 ? to : FINX_TIMEOUT_MS);
+	SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+	SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
+	SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
+	SETOPT(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	SETOPT(CURLOPT_PROTOCOLS_STR,
+	    finx_url_loopback ? "http,https" : "https");
+	/* A proxy from the environment must not see loopback traffic. */
+	if (finx_url_loopback)
+		SETOPT(CURLOPT_PROXY, "");
+	SETOPT(CURLOPT_URL, url);
+	SETOPT(CURLOPT_HTTPHEADER, hdrs);
+	SETOPT(CURLOPT_USERAGENT, FINX_USER_AGENT);
+	SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)FINX_MAX_BODY);
+	SETOPT(CURLOPT_WRITEFUNCTION, finx_on_body);
+	SETOPT(CURLOPT_WRITEDATA, c);
+	SETOPT(CURLOPT_HEADERFUNCTION, finx_on_header);
+	SETOPT(CURLOPT_HEADERDATA, c);
+	if (strcmp(c->method, "POST") == 0) {
+		/* POSTFIELDS is not copied: our buffer outlives the call. */
+		SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
+		SETOPT(CURLOPT_POSTFIELDS, c->body != NULL ? c->body : "");
+	} else if (strcmp(c->method, "DELETE") == 0) {
+		SETOPT(CURLOPT_CUSTOMREQUEST, "DELETE");
+	} else {
+		SETOPT(CURLOPT_HTTPGET, 1L);
+	}
+#undef SETOPT
+	return CURLE_OK;
+}
+
+/* Fill err from a failed transfer. */
+static void
+finx_transport_error(struct finx_call *c, CURLcode rc, const char *errbuf,
+    struct finx_error *err)
+{
+	const char *what = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc);
+	char *clean;
+
+	if (c->resp.overflow || rc == CURLE_FILESIZE_EXCEEDED) {
+		c->too_large = true;
+		finx_err_set(err, c->status, "finX answer larger than %u bytes",
+		    FINX_MAX_BODY);
+		return;
+	}
+	clean = finx_clean_text(what, strlen(what));
+	finx_err_set(err, c->status, "finX request failed: %s",
+	    clean != NULL ? clean : "transport error");
+	free(clean);
+	err->transport = true;
+	err->transient = true;
+	err->never_sent = rc == CURLE_COULDNT_RESOLVE_HOST ||
+	    rc == CURLE_COULDNT_RESOLVE_PROXY || rc == CURLE_COULDNT_CONNECT;
+}
+
+/*
+ * Send c over a pooled handle.  True when an HTTP answer came back (any
+ * status, in c->status and c->resp); false with err set otherwise.
+ */
+static bool
+finx_perform(struct finx_call *c, struct finx_error *err)
+{
+	struct curl_slist *hdrs = NULL;
+	char errbuf[CURL_ERROR_SIZE] = "";
+	char *auth = NULL, *url = NULL, *ct = NULL;
+	CURL *h = NULL;
+	CURLcode rc;
+	bool ok = false;
+
+	if ((auth = finx_auth_header(c->bearer, err)) == NULL)
+		goto out;
+	url = xasprintf("%s%s", finx_cfg->finx_url, c->path);
+	if (c->ctype != NULL)
+		ct = xasprintf("Content-Type: %s", c->ctype);
+	else
+		ct = xstrdup("Content-Type:"); /* no curl default type */
+	/* "Expect:" stops curl waiting for 100-continue on large bodies. */
+	if (!finx_slist_add(&hdrs, auth) ||
+	    !finx_slist_add(&hdrs, "Accept: application/json") ||
+	    !finx_slist_add(&hdrs, "Expect:") || !finx_slist_add(&hdrs, ct)) {
+		finx_err_set(err, 0, "out of memory building a finX request");
+		err->never_sent = true;
+		goto out;
+	}
+	if ((h = finx_handle_get()) == NULL) {
+		finx_err_set(err, 0, "cannot create a curl handle");
+		err->never_sent = err->transient = true;
+		goto out;
+	}
+	if ((rc = finx_setopts(h, c, url, hdrs, errbuf)) != CURLE_OK) {
+		/* A local problem (libcurl build): nothing was sent. */
+		finx_err_set(err, 0, "libcurl refused an option: %s",
+		    curl_easy_strerror(rc));
+		err->never_sent = true;
+		goto out;
+	}
+	rc = curl_easy_perform(h);
+	if (curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &c->status) !=
+	    CURLE_OK)
+		c->status = 0;
+	if (rc != CURLE_OK)
+		finx_transport_error(c, rc, errbuf, err);
+	else
+		ok = true;
+out:
+	finx_handle_put(h);
+	finx_slist_free_secret(hdrs);
+	free_secret(auth);
+	free(url);
+	free(ct);
+	return ok;
+}
+
+/* One debug line per call: never the query, never a body. */
+static void
+finx_log_call(const struct finx_call *c, int64_t ms, const char *outcome)
+{
+	char status[24], dur[24], *path;
+
+	if (log_get_level() > LOG_DEBUG)
+		return;
+	path = xstrndup(c->path, strcspn(c->path, "?#"));
+	snprintf(status, sizeof(status), "%ld", c->status);
+	snprintf(dur, sizeof(dur), "%lld", (long long)ms);
+	log_kv(LOG_DEBUG, "finx call", "method", c->method, "path", path,
+	    "status", status, "ms", dur, "outcome", outcome, NULL);
+	free(path);
+}
+
+/*
+ * Run c and classify the result: true only on a 2xx answer (body in
+ * c->resp); otherwise err says why.  c->resp must be initialised.
+ */
+static bool
+finx_call_run(struct finx_call *c, struct finx_error *err)
+{
+	int64_t t0 = mono_ms();
+	const char *outcome = "ok";
+	bool ok = false;
+
+	if (finx_cfg == NULL || !finx_url_ok) {
+		finx_err_set(err, 0, "finX URL refused: %s", finx_url_why);
+		err->never_sent = true;
+		outcome = "refused";
+	} else if (!finx_perform(c, err)) {
+		if (c->too_large)
+			outcome = "too_large";
+		else if (err->transport)
+			outcome = "transport";
+		else
+			outcome = "refused";
+	} else if (c->status < 200 || c->status > 299) {
+		finx_decode_error(c->status, c->resp.data, c->resp.len, err);
+		err->retry_after = c->retry_after;
+		if (c->www_invalid_grant)
+			err->invalid_grant = true;
+		outcome = "http_error";
+	} else {
+		ok = true;
+	}
+	finx_log_call(c, mono_ms() - t0, outcome);
+	return ok;
+}
+
+/* Free the answer body, wiping it when it may hold tokens. */
+static void
+finx_call_free(struct finx_call *c, bool secret)
+{
+	if (secret)
+		buf_free_secret(&c->resp);
+	else
+		buf_free(&c->resp);
+}
+
+/*
+ * Parse a whole JSON document whose root is an object or an array.  The
+ * length passed to json-c excludes the NUL: body need not be terminated
+ * (fuzzers), and an object or array ends at its closing bracket anyway.
+ * Trailing bytes other than whitespace are rejected.
+ */
+static json_object *
+finx_parse(const char *body, size_t len, int depth)
+{
+	struct json_tokener *tok;
+	json_object *o;
+	size_t end;
+
+	if (body == NULL || len == 0 || len >= INT_MAX ||
+	    memchr(body, '\0', len) != NULL)
+		return NULL;
+	if ((tok = json_tokener_new_ex(depth)) == NULL)
+		return NULL;
+	o = json_tokener_parse_ex(tok, body, (int)len);
+	end = json_tokener_get_parse_end(tok);
+	if (o != NULL && json_tokener_get_error(tok) != json_tokener_success) {
+		json_object_put(o);
+		o = NULL;
+	}
+	json_tokener_free(tok);
+	if (o == NULL)
+		return NULL;
+	while (end < len && isspace((unsigned char)body[end]))
+		end++;
+	if (end != len ||
+	    (!json_object_is_type(o, json_type_object) &&
+	        !json_object_is_type(o, json_type_array))) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* Base64/JWT-like characters: runs of these may be an echoed secret. */
+static bool
+finx_tokchar(unsigned char ch)
+{
+	return isalnum(ch) || (ch != '\0' && strchr("-._~+/=", ch) != NULL);
+}
+
+/* Bytes a UTF-8 sequence starting with lead byte ch should have. */
+static size_t
+finx_utf8_len(unsigned char ch)
+{
+	if (ch >= 0xf0)
+		return 4;
+	if (ch >= 0xe0)
+		return 3;
+	if (ch >= 0xc0)
+		return 2;
+	return 1;
+}
+
+/*
+ * Make out[0..o) valid UTF-8: drop a sequence cut short at the end, and
+ * if anything else is broken, replace every non-ASCII byte with '?'.
+ */
+static size_t
+finx_utf8_fix(char *out, size_t o)
+{
+	size_t j, k;
+
+	for (j = o, k = 0; j > 0 && k < 4; j--, k++) {
+		unsigned char ch = (unsigned char)out[j - 1];
+
+		if ((ch & 0xc0) == 0x80)
+			continue;
+		if (k + 1 < finx_utf8_len(ch))
+			o = j - 1;
+		break;
+	}
+	if (!utf8_valid(out, o))
+		for (j = 0; j < o; j++)
+			if ((unsigned char)out[j] >= 0x80)
+				out[j] = '?';
+	return o;
+}
+
+/*
+ * Upstream text made safe to log and show: control characters become
+ * single spaces, long token-like runs (16+ bytes with letters and digits)
+ * become "[redacted]" in case finX echoes a code or token, at most
+ * FINX_MSG_MAX bytes ("..." marks a cut), valid UTF-8.  NULL when nothing
+ * printable is left.  Linear in n.
+ */
+static char *
+finx_clean_text(const char *s, size_t n)
+{
+	static const char mark[] = "[redacted]";
+	char *out = xmalloc(FINX_MSG_MAX + 4);
+	size_t i = 0, o = 0, j, room;
+	bool alpha, digit;
+
+	while (i < n && o < FINX_MSG_MAX) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (!finx_tokchar(ch)) {
+			if (ch < 0x20 || ch == 0x7f)
+				ch = ' ';
+			if (ch != ' ' || (o > 0 && out[o - 1] != ' '))
+				out[o++] = (char)ch;
+			i++;
+			continue;
+		}
+		alpha = digit = false;
+		for (j = i; j < n && finx_tokchar((unsigned char)s[j]); j++) {
+			alpha |= isalpha((unsigned char)s[j]) != 0;
+			digit |= isdigit((unsigned char)s[j]) != 0;
+		}
+		room = FINX_MSG_MAX - o;
+		if (j - i >= 16 && alpha && digit) {
+			if (room < sizeof(mark) - 1)
+				break;
+			memcpy(out + o, mark, sizeof(mark) - 1);
+			o += sizeof(mark) - 1;
+		} else {
+			memcpy(out + o, s + i, j - i < room ? j - i : room);
+			o += j - i < room ? j - i : room;
+			if (j - i > room)
+				break;
+		}
+		i = j;
+	}
+	o = finx_utf8_fix(out, o);
+	while (o > 0 && out[o - 1] == ' ')
+		o--;
+	if (i < n && o > 0) {
+		memcpy(out + o, "...", 3);
+		o += 3;
+	}
+	out[o] = '\0';
+	if (o == 0) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+/* A string member of o (no embedded NUL), or NULL; *len its length. */
+static const char *
+finx_jstr(json_object *o, const char *key, size_t *len)
+{
+	json_object *v;
+	const char *s;
+	size_t n;
+
+	if (!json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return NULL;
+	s = json_object_get_string(v);
+	n = (size_t)json_object_get_string_len(v);
+	if (s == NULL || strlen(s) != n)
+		return NULL;
+	if (len != NULL)
+		*len = n;
+	return s;
+}
+
+/* finX's {"error": {...}} shape. */
+static void
+finx_decode_finx_error(json_object *eo, struct finx_error *err)
+{
+	const char *desc, *msg, *code;
+	json_object *cv;
+	size_t n;
+
+	if (json_object_object_get_ex(eo, "code", &cv)) {
+		if (json_object_is_type(cv, json_type_int)) {
+			err->code = xasprintf("%lld",
+			    (long long)json_object_get_int64(cv));
+		} else if ((code = finx_jstr(eo, "code", &n)) != NULL) {
+			err->code = finx_clean_text(code,
+			    n < FINX_CODE_MAX ? n : FINX_CODE_MAX);
+			if (strcasestr(code, "invalid_grant") != NULL)
+				err->invalid_grant = true;
+		}
+	}
+	desc = finx_jstr(eo, "description", NULL);
+	msg = finx_jstr(eo, "message", NULL);
+	if ((desc != NULL && strcasestr(desc, "invalid_grant") != NULL) ||
+	    (msg != NULL && strcasestr(msg, "invalid_grant") != NULL))
+		err->invalid_grant = true;
+	if (desc != NULL)
+		err->message = finx_clean_text(desc, strlen(desc));
+	if (err->message == NULL && msg != NULL)
+		err->message = finx_clean_text(msg, strlen(msg));
+}
+
+/* OAuth's {"error": "...", "error_description": "..."} shape. */
+static void
+finx_decode_oauth_error(json_object *root, struct finx_error *err)
+{
+	const char *e, *desc;
+	size_t n;
+
+	e = finx_jstr(root, "error", &n);
+	if (e == NULL)
+		return;
+	if (strcmp(e, "invalid_grant") == 0)
+		err->invalid_grant = true;
+	err->code = finx_clean_text(e, n < FINX_CODE_MAX ? n : FINX_CODE_MAX);
+	if ((desc = finx_jstr(root, "error_description", &n)) != NULL)
+		err->message = finx_clean_text(desc, n);
+}
+
+/*
+ * Fill err (reset first) from an HTTP error answer.  Code and message come
+ * from the body when it has a known shape, cleaned and bounded; otherwise
+ * the message is "finX answered HTTP <status>".  5xx and 429 are
+ * transient.
+ */
+void
+finx_decode_error(long status, const char *body, size_t len,
+    struct finx_error *err)
+{
+	json_object *root, *eo;
+
+	finx_error_free(err);
+	err->http_status = status;
+	err->transient = status >= 500 || status == 429;
+	root = finx_parse(body, len, FINX_DEPTH);
+	if (root != NULL && json_object_is_type(root, json_type_object) &&
+	    json_object_object_get_ex(root, "error", &eo)) {
+		if (json_object_is_type(eo, json_type_object))
+			finx_decode_finx_error(eo, err);
+		else
+			finx_decode_oauth_error(root, err);
+	}
+	json_object_put(root);
+	if (err->message == NULL)
+		err->message = xasprintf("finX answered HTTP %ld", status);
+}
+
+/*
+ * A lifetime in seconds from an integer, a number with a fraction or a
+ * numeric string; -1 when missing, not positive, not numeric or absurd.
+ */
+static long
+finx_lifetime(json_object *o, const char *key)
+{
+	json_object *v;
+	const char *s, *p;
+	double d;
+	int64_t i;
+
+	if (!json_object_object_get_ex(o, key, &v))
+		return -1;
+	switch (json_object_get_type(v)) {
+	case json_type_int:
+		i = json_object_get_int64(v);
+		return i > 0 && i <= FINX_MAX_LIFETIME ? (long)i : -1;
+	case json_type_double:
+		d = json_object_get_double(v);
+		break;
+	case json_type_string:
+		s = finx_jstr(o, key, NULL);
+		if (s == NULL || !isdigit((unsigned char)s[0]) ||
+		    strlen(s) > 20)
+			return -1;
+		for (p = s; isdigit((unsigned char)*p); p++)
+			;
+		if (*p == '.')
+			for (p++; isdigit((unsigned char)*p); p++)
+				;
+		if (*p != '\0')
+			return -1;
+		d = strtod(s, NULL);
+		break;
+	default:
+		return -1;
+	}
+	if (!isfinite(d) || d < 1 || d > (double)FINX_MAX_LIFETIME)
+		return -1;
+	return (long)d;
+}
+
+/*
+ * Parse a /auth/token success body into out (always initialised, so
+ * finx_tokens_free(out) is safe).  Needs a header-safe access_token; the
+ * other fields are optional.  False with *why (static text) otherwise.
+ */
+bool
+finx_decode_tokens(const char *body, size_t len, struct finx_tokens *out,
+    const char **why)
+{
+	json_object *root, *v;
+	const char *s;
+	size_t n;
+	bool ok = false;
+
+	memset(out, 0, sizeof(*out));
+	out->expires_in = out->refresh_expires_in = -1;
+	*why = NULL;
+	root = finx_parse(body, len, FINX_DEPTH);
+	if (root == NULL || !json_object_is_type(root, json_type_object)) {
+		*why = "token answer is not a JSON object";
+		goto out;
+	}
+	s = finx_jstr(root, "access_token", &n);
+	if (s == NULL || n == 0 || !token_header_safe(s)) {
+		*why = "access_token missing or unusable";
+		goto out;
+	}
+	out->access_token = xstrdup(s);
+	if (json_object_object_get_ex(root, "refresh_token", &v) &&
+	    !json_object_is_type(v, json_type_null)) {
+		s = finx_jstr(root, "refresh_token", &n);
+		if (s == NULL || has_ctl(s, n)) {
+			*why = "refresh_token is not a usable string";
+			goto out;
+		}
+		/* An empty one means none: the caller keeps the old token. */
+		if (n > 0)
+			out->refresh_token = xstrdup(s);
+	}
+	/* Informational fields: a wrong type is ignored, not fatal. */
+	if ((s = finx_jstr(root, "token_type", &n)) != NULL && n > 0)
+		out->token_type = xstrdup(s);
+	if ((s = finx_jstr(root, "scope", &n)) != NULL && n > 0)
+		out->scope = xstrdup(s);
+	out->expires_in = finx_lifetime(root, "expires_in");
+	out->refresh_expires_in = finx_lifetime(root, "refresh_expires_in");
+	ok = true;
+out:
+	json_object_put(root);
+	if (!ok)
+		finx_tokens_free(out);
+	return ok;
+}
+
+/*
+ * A widget URL we may send a browser to: printable ASCII without spaces,
+ * http or https, with a host and without credentials.
+ */
+static bool
+finx_location_ok(const char *loc)
+{
+	CURLU *u;
+	char *scheme = NULL, *host = NULL, *user = NULL;
+	const char *p;
+	bool ok;
+
+	for (p = loc; *p != '\0'; p++)
+		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+			return false;
+	if ((u = curl_url()) == NULL)
+		return false;
+	ok = curl_url_set(u, CURLUPART_URL, loc, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+	    (strcmp(scheme, "https") == 0 || strcmp(scheme, "http") == 0) &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+	    *host != '\0' &&
+	    curl_url_get(u, CURLUPART_USER, &user, 0) != CURLUE_OK;
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(user);
+	curl_url_cleanup(u);
+	return ok;
+}
+
+/*
+ * Parse a /ongoing/access success body: "location" (an http(s) URL) and
+ * "id", both non-empty strings.  Outputs are written only on success.
+ */
+bool
+finx_decode_flow(const char *body, size_t len, char **flow_id, char **location,
+    const char **why)
+{
+	json_object *root;
+	const char *loc = NULL, *id = NULL;
+	size_t ln, in;
+
+	*why = NULL;
+	root = finx_parse(body, len, FINX_DEPTH);
+	if (root == NULL || !json_object_is_type(root, json_type_object))
+		*why = "flow answer is not a JSON object";
+	else if ((loc = finx_jstr(root, "location", &ln)) == NULL || ln == 0)
+		*why = "location missing";
+	else if (!finx_location_ok(loc))
+		*why = "location is not an http(s) URL";
+	else if ((id = finx_jstr(root, "id", &in)) == NULL || in == 0 ||
+	    in > 1024 || !token_header_safe(id))
+		*why = "id missing or unusable";
+	if (*why != NULL) {
+		json_object_put(root);
+		return false;
+	}
+	*flow_id = xstrdup(id);
+	*location = xstrdup(loc);
+	json_object_put(root);
+	return true;
+}
+
+/* JSON-quote s into dst (room for 6 * strlen(s) + 3); returns length. */
+static size_t
+finx_json_quote(char *dst, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	dst[o++] = '"';
+	for (; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\') {
+			dst[o++] = '\\';
+			dst[o++] = (char)ch;
+		} else if (ch < 0x20 || ch == 0x7f) {
+			memcpy(dst + o, "\\u00", 4);
+			dst[o + 4] = hex[ch >> 4];
+			dst[o + 5] = hex[ch & 0xf];
+			o += 6;
+		} else {
+			dst[o++] = (char)ch;
+		}
+	}
+	dst[o++] = '"';
+	dst[o] = '\0';
+	return o;
+}
+
+/*
+ * A token-endpoint body from n key/value pairs (kv[2i], kv[2i+1]): JSON,
+ * or form-encoded when the config says so.  Built in one allocation so
+ * the secrets in it can be wiped (finx_body_free).  *ctype gets the
+ * media type.
+ */
+static char *
+finx_body(const char *const *kv, size_t n, size_t *len, const char **ctype)
+{
+	char *b, **enc;
+	size_t i, need = 3, o = 0;
+
+	if (!finx_cfg->token_form) {
+		*ctype = "application/json";
+		for (i = 0; i < 2 * n; i++)
+			need += 6 * strlen(kv[i]) + 4;
+		b = xmalloc(need);
+		b[o++] = '{';
+		for (i = 0; i < n; i++) {
+			if (i > 0)
+				b[o++] = ',';
+			o += finx_json_quote(b + o, kv[2 * i]);
+			b[o++] = ':';
+			o += finx_json_quote(b + o, kv[2 * i + 1]);
+		}
+		b[o++] = '}';
+		b[o] = '\0';
+		*len = o;
+		return b;
+	}
+	*ctype = "application/x-www-form-urlencoded";
+	enc = xcalloc(2 * n, sizeof(*enc));
+	for (i = 0; i < 2 * n; i++) {
+		enc[i] = url_encode(kv[i]);
+		need += strlen(enc[i]) + 2;
+	}
+	b = xmalloc(need);
+	for (i = 0; i < 2 * n; i++) {
+		if (i > 0)
+			b[o++] = i % 2 ? '=' : '&';
+		memcpy(b + o, enc[i], strlen(enc[i]));
+		o += strlen(enc[i]);
+		free_secret(enc[i]);
+	}
+	free(enc);
+	b[o] = '\0';
+	*len = o;
+	return b;
+}
+
+static void
+finx_body_free(char *b, size_t len)
+{
+	if (b == NULL)
+		return;
+	OPENSSL_cleanse(b, len);
+	free(b);
+}
+
+/* POST /auth/token with the given fields and decode the tokens. */
+static bool
+finx_token_call(const char *const *kv, size_t n, const char *grant,
+    struct finx_tokens *out, struct finx_error *err)
+{
+	struct finx_call c = { .method = "POST", .path = "/auth/token" };
+	const char *why;
+	char *body;
+	bool ok = false;
+
+	memset(out, 0, sizeof(*out));
+	out->expires_in = out->refresh_expires_in = -1;
+	if (finx_cfg == NULL) {
+		finx_err_set(err, 0, "finX client not initialised");
+		err->never_sent = true;
+		return false;
+	}
+	body = finx_body(kv, n, &c.body_len, &c.ctype);
+	c.body = body;
+	buf_init(&c.resp, FINX_MAX_BODY);
+	if (finx_call_run(&c, err)) {
+		ok = finx_decode_tokens(c.resp.data, c.resp.len, out, &why);
+		if (!ok) {
+			/* The grant is probably spent: do not retry. */
+			finx_err_set(err, c.status,
+			    "finX answered malformed JSON");
+			log_kv(LOG_DEBUG, "finX token answer unusable", "grant",
+			    grant, "why", why, NULL);
+		}
+	}
+	finx_body_free(body, c.body_len);
+	finx_call_free(&c, true);
+	return ok;
+}
+
+/* POST /auth/token grant_type=authorization_code. */
+bool
+finx_exchange_code(const char *code, const char *redirect_uri,
+    struct finx_tokens *out, struct finx_error *err)
+{
+	const char *kv[] = { "grant_type", "authorization_code", "code", code,
+		"redirect_uri", redirect_uri };
+
+	if (code == NULL || *code == '\0' || redirect_uri == NULL ||
+	    *redirect_uri == '\0') {
+		memset(out, 0, sizeof(*out));
+		out->expires_in = out->refresh_expires_in = -1;
+		finx_err_set(err, 0, "code or redirect_uri missing");
+		err->never_sent = true;
+		return false;
+	}
+	return finx_token_call(kv, 3, "authorization_code", out, err);
+}
+
+/* POST /auth/token grant_type=refresh_token. */
+bool
+finx_refresh(const char *refresh_token, struct finx_tokens *out,
+    struct finx_error *err)
+{
+	const char *kv[] = { "grant_type", "refresh_token", "refresh_token",
+		refresh_token };
+
+	if (refresh_token == NULL || *refresh_token == '\0') {
+		memset(out, 0, sizeof(*out));
+		out->expires_in = out->refresh_expires_in = -1;
+		finx_err_set(err, 0, "refresh token missing");
+		err->never_sent = true;
+		return false;
+	}
+	return finx_token_call(kv, 2, "refresh_token", out, err);
+}
+
+/* POST /auth/revoke with token in the body (same encoding as /auth/token). */
+bool
+finx_revoke(const char *token, struct finx_error *err)
+{
+	struct finx_call c = { .method = "POST", .path = "/auth/revoke" };
+	const char *kv[] = { "token", token };
+	char *body;
+	bool ok;
+
+	if (token == NULL || *token == '\0' || finx_cfg == NULL) {
+		finx_err_set(err, 0, "token missing or finX not initialised");
+		err->never_sent = true;
+		return false;
+	}
+	body = finx_body(kv, 1, &c.body_len, &c.ctype);
+	c.body = body;
+	buf_init(&c.resp, FINX_MAX_BODY);
+	ok = finx_call_run(&c, err);
+	finx_body_free(body, c.body_len);
+	finx_call_free(&c, true);
+	return ok;
+}
+
+/*
+ * POST /ongoing/access with req as the JSON body (Basic auth).  On success
+ * *flow_id and *location are set (caller frees).
+ */
+bool
+finx_create_flow(json_object *req, char **flow_id, char **location,
+    struct finx_error *err)
+{
+	struct finx_call c = { .method = "POST",
+		.path = "/ongoing/access",
+		.ctype = "application/json" };
+	const char *why;
+	bool ok = false;
+
+	if (req == NULL || !json_object_is_type(req, json_type_object) ||
+	    finx_cfg == NULL) {
+		finx_err_set(err, 0, "flow request missing or no finX");
+		err->never_sent = true;
+		return false;
+	}
+	c.body = json_object_to_json_string_length(req,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+	    &c.body_len);
+	buf_init(&c.resp, FINX_MAX_BODY);
+	if (finx_call_run(&c, err)) {
+		ok = finx_decode_flow(c.resp.data, c.resp.len, flow_id,
+		    location, &why);
+		if (!ok) {
+			finx_err_set(err, c.status,
+			    "finX answered malformed JSON");
+			log_kv(LOG_DEBUG, "finX flow answer unusable", "why",
+			    why, NULL);
+		}
+	}
+	finx_call_free(&c, true);
+	return ok;
+}
+
+/* A /rest path: printable, no spaces, no fragment, no dot segments. */
+static bool
+finx_path_ok(const char *path)
+{
+	const char *enc;
+	size_t n, q;
+
+	if (path == NULL || strncmp(path, "/rest", 5) != 0 ||
+	    (path[5] != '/' && path[5] != '?' && path[5] != '\0'))
+		return false;
+	n = strlen(path);
+	if (has_ctl(path, n) || strpbrk(path, " #\\") != NULL)
+		return false;
+	for (q = 0; q < n; q++)
+		if ((unsigned char)path[q] >= 0x80)
+			return false;
+	q = strcspn(path, "?");
+	enc = strcasestr(path, "%2e");
+	if (enc != NULL && (size_t)(enc - path) < q)
+		return false;
+	/* curl would squash "/rest/../auth/token": refuse dot segments. */
+	for (n = 0; n < q; n++) {
+		if (path[n] != '/' || path[n + 1] != '.')
+			continue;
+		if (path[n + 2] == '/' || n + 2 == q ||
+		    (path[n + 2] == '.' && (path[n + 3] == '/' || n + 3 == q)))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Bearer GET, POST or DELETE to a /rest path (query included, already
+ * encoded), with body as JSON when given.  On a 2xx *out gets the parsed
+ * object or array (an empty answer gives an empty object).
+ */
+bool
+finx_rest(const char *method, const char *access_token, const char *path,
+    json_object *body, json_object **out, struct finx_error *err)
+{
+	struct finx_call c = { .method = method,
+		.path = path,
+		.bearer = access_token };
+	json_object *o = NULL;
+	bool ok = false;
+
+	if (method == NULL ||
+	    (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0 &&
+	        strcmp(method, "DELETE") != 0) ||
+	    !finx_path_ok(path) || access_token == NULL ||
+	    (body != NULL && strcmp(method, "POST") != 0)) {
+		finx_err_set(err, 0, "bad finX request (method, path or body)");
+		err->never_sent = true;
+		return false;
+	}
+	if (body != NULL) {
+		c.ctype = "application/json";
+		c.body = json_object_to_json_string_length(body,
+		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+		    &c.body_len);
+	}
+	buf_init(&c.resp, FINX_MAX_BODY);
+	if (finx_call_run(&c, err)) {
+		if (c.resp.len == 0)
+			o = json_object_new_object();
+		else
+			o = finx_parse(c.resp.data, c.resp.len,
+			    FINX_REST_DEPTH);
+		if (o == NULL) {
+			finx_err_set(err, c.status,
+			    "finX answered malformed JSON");
+		} else {
+			*out = o;
+			ok = true;
+		}
+	}
+	finx_call_free(&c, false);
+	return ok;
+}

@@ -1,0 +1,553 @@
+/*
+ * The HTTP front: daemon setup, limits, dispatch through the route table,
+ * authentication, and response helpers that add the headers every answer
+ * needs.  Access logs carry the path without its query string.
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "log.h"
+#include "metrics.h"
+
+static struct MHD_Daemon *daemon_;
+static const struct config *hcfg;
+static atomic_long active;
+
+long
+http_active(void)
+{
+	return atomic_load(&active);
+}
+
+/*
+ * Percent-decode s (no '+' rule).  NULL on a bad escape or a decoded NUL,
+ * so "%00" can never cut a value short behind our back.
+ */
+char *
+http_unescape(const char *s, size_t n)
+{
+	char *out = xmalloc(n + 1), *o = out, hx[3] = { 0, 0, 0 };
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] != '%') {
+			*o++ = s[i];
+			continue;
+		}
+		if (i + 2 >= n || !isxdigit((unsigned char)s[i + 1]) ||
+		    !isxdigit((unsigned char)s[i + 2])) {
+			free(out);
+			return NULL;
+		}
+		hx[0] = s[i + 1];
+		hx[1] = s[i + 2];
+		*o = (char)strtol(hx, NULL, 16);
+		if (*o++ == '\0') {
+			free(out);
+			return NULL;
+		}
+		i += 2;
+	}
+	*o = '\0';
+	return out;
+}
+
+/* MHD hands us raw query values (see on_unescape); decode on lookup. */
+const char *
+http_query(struct req *r, const char *name)
+{
+	const char *raw = MHD_lookup_connection_value(r->conn,
+	    MHD_GET_ARGUMENT_KIND, name);
+	char *v;
+
+	if (raw == NULL || r->n_decoded == HTTP_MAX_DECODED)
+		return NULL;
+	if ((v = http_unescape(raw, strlen(raw))) == NULL)
+		return NULL;
+	r->decoded[r->n_decoded++] = v;
+	return v;
+}
+
+const char *
+http_header(struct req *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *
+http_cookie(struct req *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, name);
+}
+
+static void
+add_common_headers(struct req *r, struct MHD_Response *resp)
+{
+	MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(resp, "Cache-Control", "no-store");
+	MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+}
+
+static enum MHD_Result
+queue(struct req *r, unsigned status, struct MHD_Response *resp)
+{
+	enum MHD_Result ret;
+
+	add_common_headers(r, resp);
+	r->status = (int)status;
+	ret = MHD_queue_response(r->conn, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+enum MHD_Result
+http_json(struct req *r, unsigned status, json_object *obj)
+{
+	size_t len;
+	const char *s = json_object_to_json_string_length(obj,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	struct MHD_Response *resp = MHD_create_response_from_buffer(len,
+	    (void *)s, MHD_RESPMEM_MUST_COPY);
+
+	json_object_put(obj);
+	MHD_add_response_header(resp, "Content-Type",
+	    "application/json; charset=utf-8");
+	return queue(r, status, resp);
+}
+
+static struct MHD_Response *
+error_response(unsigned status, const char *code, const char *msg)
+{
+	json_object *o = json_object_new_object(), *e = json_object_new_object();
+	struct MHD_Response *resp;
+	const char *s;
+	size_t len;
+
+	json_object_object_add(e, "code", json_object_new_string(code));
+	json_object_object_add(e, "message", json_object_new_string(msg));
+	json_object_object_add(o, "error", e);
+	s = json_object_to_json_string_length(o,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	resp = MHD_create_response_from_buffer(len, (void *)s,
+	    MHD_RESPMEM_MUST_COPY);
+	json_object_put(o);
+	MHD_add_response_header(resp, "Content-Type",
+	    "application/json; charset=utf-8");
+	if (status == MHD_HTTP_UNAUTHORIZED)
+		MHD_add_response_header(resp, "WWW-Authenticate",
+		    "Bearer realm=\"finxd\"");
+	if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
+		MHD_add_response_header(resp, "Retry-After", "5");
+	return resp;
+}
+
+enum MHD_Result
+http_error(struct req *r, unsigned status, const char *code,
+    const char *fmt, ...)
+{
+	struct MHD_Response *resp;
+	va_list ap;
+	char *m;
+
+	va_start(ap, fmt);
+	if (vasprintf(&m, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	resp = error_response(status, code, m);
+	free(m);
+	return queue(r, status, resp);
+}
+
+enum MHD_Result
+http_page(struct req *r, unsigned status, const char *title, const char *text)
+{
+	char *t = html_escape(title), *x = html_escape(text);
+	char *page = xasprintf("<!doctype html>\n<html lang=\"en\"><head>"
+			       "<meta charset=\"utf-8\"><title>%s</title>"
+			       "<meta name=\"viewport\" content=\"width=device-"
+			       "width\"></head>\n<body><h1>%s</h1>\n<p>%s</p>"
+			       "</body></html>\n",
+	    t, t, x);
+	struct MHD_Response *resp = MHD_create_response_from_buffer(
+	    strlen(page), page, MHD_RESPMEM_MUST_FREE);
+
+	free(t);
+	free(x);
+	MHD_add_response_header(resp, "Content-Type", "text/html; charset=utf-8");
+	MHD_add_response_header(resp, "Content-Security-Policy",
+	    "default-src 'none'; frame-ancestors 'none'");
+	return queue(r, status, resp);
+}
+
+enum MHD_Result
+http_redirect(struct req *r, const char *location, const char *set_cookie)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL,
+	    MHD_RESPMEM_PERSISTENT);
+
+	MHD_add_response_header(resp, "Location", location);
+	MHD_add_response_header(resp, "Content-Security-Policy",
+	    "default-src 'none'; frame-ancestors 'none'");
+	if (set_cookie != NULL)
+		MHD_add_response_header(resp, "Set-Cookie", set_cookie);
+	return queue(r, MHD_HTTP_SEE_OTHER, resp);
+}
+
+json_object *
+http_body_object(struct req *r, enum MHD_Result *ret)
+{
+	const char *ct = http_header(r, "Content-Type");
+	json_tokener *tok;
+	json_object *o;
+	size_t ctlen;
+
+	if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0 ||
+	    (ct[16] != '\0' && ct[16] != ';' && ct[16] != ' ')) {
+		*ret = http_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+		    "unsupported_media_type",
+		    "Content-Type must be application/json");
+		return NULL;
+	}
+	ctlen = r->body.len;
+	if (ctlen == 0) {
+		*ret = http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_request",
+		    "request body is empty");
+		return NULL;
+	}
+	if (!utf8_valid(r->body.data, ctlen)) {
+		*ret = http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_request",
+		    "request body is not valid UTF-8");
+		return NULL;
+	}
+	tok = json_tokener_new_ex(16);
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	o = json_tokener_parse_ex(tok, r->body.data, (int)ctlen + 1);
+	if (o == NULL || json_tokener_get_parse_end(tok) < ctlen ||
+	    !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		json_tokener_free(tok);
+		*ret = http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_request",
+		    "request body must be one JSON object");
+		return NULL;
+	}
+	json_tokener_free(tok);
+	return o;
+}
+
+bool
+http_match(const char *pattern, const char *path, char **params,
+    int *n_params)
+{
+	int n = 0;
+
+	while (*pattern && *path) {
+		if (pattern[0] == '{' && pattern[1] == '}') {
+			size_t len = strcspn(path, "/");
+
+			if (len == 0 || n == HTTP_MAX_PARAMS)
+				goto fail;
+			if ((params[n] = http_unescape(path, len)) == NULL ||
+			    params[n][0] == '\0') {
+				free(params[n]);
+				goto fail;
+			}
+			n++;
+			pattern += 2;
+			path += len;
+		} else if (*pattern++ != *path++)
+			goto fail;
+	}
+	if (*pattern == '\0' && *path == '\0') {
+		*n_params = n;
+		return true;
+	}
+fail:
+	while (n > 0)
+		free(params[--n]);
+	*n_params = 0;
+	return false;
+}
+
+const struct api_key *
+http_find_key(const struct config *cfg, const char *authorization)
+{
+	const struct api_key *found = NULL;
+	unsigned char h[32];
+	size_t i;
+
+	if (authorization == NULL || strncasecmp(authorization, "Bearer ", 7))
+		return NULL;
+	authorization += 7;
+	while (*authorization == ' ')
+		authorization++;
+	if (*authorization == '\0')
+		return NULL;
+	sha256(authorization, strlen(authorization), h);
+	/* Compare against every key so timing says nothing about which. */
+	for (i = 0; i < cfg->n_api_keys; i++)
+		if (CRYPTO_memcmp(h, cfg->api_keys[i].hash, 32) == 0)
+			found = &cfg->api_keys[i];
+	OPENSSL_cleanse(h, sizeof(h));
+	return found;
+}
+
+static bool
+request_id_ok(const char *s)
+{
+	size_t n;
+
+	if (s == NULL || (n = strlen(s)) == 0 || n > 64)
+		return false;
+	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			 "0123456789._-:") == n;
+}
+
+static enum MHD_Result
+dispatch(struct req *r)
+{
+	const struct route *rt, *path_match = NULL;
+	char allow[64] = "";
+
+	for (rt = routes; rt->pattern != NULL; rt++) {
+		char *p[HTTP_MAX_PARAMS];
+		int np;
+
+		if (!http_match(rt->pattern, r->path, p, &np))
+			continue;
+		if (strcmp(rt->method, r->method) != 0) {
+			path_match = rt;
+			if (strlen(allow) + strlen(rt->method) + 3 < sizeof(allow)) {
+				if (allow[0])
+					strncat(allow, ", ", sizeof(allow) - strlen(allow) - 1);
+				strncat(allow, rt->method, sizeof(allow) - strlen(allow) - 1);
+			}
+			while (np > 0)
+				free(p[--np]);
+			continue;
+		}
+		memcpy(r->params, p, sizeof(p));
+		r->n_params = np;
+		r->route = rt->pattern;
+		if (rt->scope != 0) {
+			r->key = http_find_key(hcfg, http_header(r,
+							 "Authorization"));
+			if (r->key == NULL)
+				return http_error(r, MHD_HTTP_UNAUTHORIZED,
+				    "unauthorized", "a valid API key is required");
+			if ((r->key->scopes & rt->scope) == 0)
+				return http_error(r, MHD_HTTP_FORBIDDEN,
+				    "forbidden", "this API key lacks the scope "
+						 "for this request");
+		}
+		if (r->body.overflow)
+			return http_error(r, MHD_HTTP_CONTENT_TOO_LARGE,
+			    "payload_too_large", "request body exceeds %d bytes",
+			    HTTP_MAX_BODY);
+		return rt->fn(r);
+	}
+	if (path_match != NULL) {
+		struct MHD_Response *resp = error_response(
+		    MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+		    "method not allowed on this path");
+
+		r->route = path_match->pattern;
+		MHD_add_response_header(resp, "Allow", allow);
+		return queue(r, MHD_HTTP_METHOD_NOT_ALLOWED, resp);
+	}
+	r->route = "unmatched";
+	return http_error(r, MHD_HTTP_NOT_FOUND, "not_found", "no such path");
+}
+
+static enum MHD_Result
+on_request(void *cls, struct MHD_Connection *conn, const char *url,
+    const char *method, const char *version, const char *upload_data,
+    size_t *upload_data_size, void **con_cls)
+{
+	struct req *r = *con_cls;
+
+	if (r == NULL) {
+		const char *id, *cl;
+		long len;
+
+		r = xcalloc(1, sizeof(*r));
+		r->conn = conn;
+		r->method = method;
+		r->path = url;
+		r->start_ms = mono_ms();
+		buf_init(&r->body, HTTP_MAX_BODY);
+		id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+		    "X-Request-Id");
+		if (request_id_ok(id))
+			snprintf(r->request_id, sizeof(r->request_id), "%s", id);
+		else {
+			unsigned char b[12];
+			char *h;
+
+			rand_bytes(b, sizeof(b));
+			h = hex_encode(b, sizeof(b));
+			snprintf(r->request_id, sizeof(r->request_id), "%s", h);
+			free(h);
+		}
+		*con_cls = r;
+		atomic_fetch_add(&active, 1);
+		log_set_request_id(r->request_id);
+		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+		    "Content-Length");
+		if (cl != NULL && (!parse_long(cl, 0, HTTP_MAX_BODY, &len))) {
+			r->route = "too_large";
+			return http_error(r, MHD_HTTP_CONTENT_TOO_LARGE,
+			    "payload_too_large", "request body exceeds %d bytes",
+			    HTTP_MAX_BODY);
+		}
+		return MHD_YES;
+	}
+	if (*upload_data_size != 0) {
+		if (!r->body.overflow)
+			buf_append(&r->body, upload_data, *upload_data_size);
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (r->status != 0)
+		return MHD_YES; /* already answered (413 up front) */
+	log_set_request_id(r->request_id);
+	return dispatch(r);
+}
+
+static void
+on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	struct req *r = *con_cls;
+	char status[8], ms[24];
+	int i;
+
+	if (r == NULL)
+		return;
+	snprintf(status, sizeof(status), "%d", r->status);
+	snprintf(ms, sizeof(ms), "%lld", (long long)(mono_ms() - r->start_ms));
+	metrics_http(r->route ? r->route : "unmatched", r->status,
+	    mono_ms() - r->start_ms);
+	/* r->path is the path only: MHD keeps the query apart. */
+	log_kv(LOG_INFO, "request", "method", r->method, "path", r->path,
+	    "route", r->route, "status", status, "ms", ms,
+	    "completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "yes" : "no",
+	    NULL);
+	log_set_request_id(NULL);
+	for (i = 0; i < r->n_params; i++)
+		free(r->params[i]);
+	for (i = 0; i < r->n_decoded; i++)
+		free_secret(r->decoded[i]);
+	buf_free_secret(&r->body);
+	free(r);
+	*con_cls = NULL;
+	atomic_fetch_sub(&active, 1);
+}
+
+/*
+ * Keep MHD from decoding the path and query: decoding first would turn a
+ * "%2F" inside a user_id into a path separator and "%00" into a silent
+ * truncation.  http_match and http_query decode each piece instead.
+ */
+static size_t
+on_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+	return strlen(s);
+}
+
+static void
+on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char m[256];
+
+	/* MHD's own messages (bind errors, limits) never carry bodies. */
+	vsnprintf(m, sizeof(m), fmt, ap);
+	m[strcspn(m, "\n")] = '\0';
+	log_kv(LOG_WARN, "libmicrohttpd", "detail", m, NULL);
+}
+
+bool
+http_start(const struct config *cfg)
+{
+	struct addrinfo hints = { 0 }, *ai = NULL;
+	char port[8];
+	unsigned flags;
+	int rc;
+
+	hcfg = cfg;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
+	snprintf(port, sizeof(port), "%d", cfg->listen_port);
+	if ((rc = getaddrinfo(cfg->listen_host, port, &hints, &ai)) != 0) {
+		log_kv(LOG_ERROR, "cannot resolve listen address", "error",
+		    gai_strerror(rc), NULL);
+		return false;
+	}
+	/*
+	 * Threading model: one thread per connection.  Handlers block on
+	 * finX (a code exchange may take seconds) and on PostgreSQL; MHD's
+	 * docs require thread-per-connection for blocking handlers, since in
+	 * pool mode one slow callback stalls every connection on its thread.
+	 * So 200 callbacks waiting on finX cost 200 mostly idle threads
+	 * while /healthz and /v1 reads get their own.  Threads are capped by
+	 * max_connections (total) and max_connections_per_ip; a callback
+	 * holds no database connection while it waits on finX, so the small
+	 * pool is not the bottleneck.  MHD_USE_AUTO picks poll() for the
+	 * listening thread (no FD_SETSIZE limit).
+	 */
+	flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+	    MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+	if (ai->ai_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	daemon_ = MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL,
+	    MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+	    (unsigned)cfg->max_connections_per_ip,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->http_timeout_s,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
+	    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)512,
+	    MHD_OPTION_THREAD_STACK_SIZE, (size_t)(256 * 1024),
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+	    MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, NULL,
+	    MHD_OPTION_END);
+	freeaddrinfo(ai);
+	if (daemon_ == NULL) {
+		log_kv(LOG_ERROR, "cannot listen", "listen", cfg->listen_host,
+		    "port", port, NULL);
+		return false;
+	}
+	return true;
+}
+
+void
+http_stop(long drain_s)
+{
+	int64_t until = mono_ms() + drain_s * 1000;
+
+	if (daemon_ == NULL)
+		return;
+	/* Stop accepting; running requests go on until done or the drain
+	 * deadline. */
+	MHD_quiesce_daemon(daemon_);
+	while (http_active() > 0 && mono_ms() < until)
+		usleep(20 * 1000);
+	if (http_active() > 0)
+		log_warn("drain timeout: %ld requests still running",
+		    http_active());
+	MHD_stop_daemon(daemon_);
+	daemon_ = NULL;
+}

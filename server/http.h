@@ -1,0 +1,89 @@
+/*
+ * Inbound HTTP on libmicrohttpd: the daemon, a route table, per-request
+ * state, authentication and response helpers.  Handlers run on MHD's
+ * thread-per-connection threads and may block on finX and PostgreSQL.
+ */
+#ifndef FINXD_HTTP_H
+#define FINXD_HTTP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <json-c/json.h>
+#include <microhttpd.h>
+
+#include "config.h"
+#include "util.h"
+
+/* Request body cap for /v1 (413 beyond). */
+#define HTTP_MAX_BODY (64 * 1024)
+#define HTTP_MAX_PARAMS 4
+#define HTTP_MAX_DECODED 16
+
+struct req {
+	struct MHD_Connection *conn;
+	const char *method;
+	const char *path;
+	struct buf body;
+	char request_id[72];
+	int64_t start_ms;
+	const struct api_key *key;
+	const char *route; /* route pattern, for logs and metrics */
+	int status;        /* status queued, for logs and metrics */
+	char *params[HTTP_MAX_PARAMS]; /* decoded {} path segments */
+	int n_params;
+	char *decoded[HTTP_MAX_DECODED]; /* query values handed out */
+	int n_decoded;
+};
+
+typedef enum MHD_Result (*http_handler)(struct req *r);
+
+struct route {
+	const char *method;
+	const char *pattern; /* "/v1/links/{}": {} is one path segment */
+	http_handler fn;
+	unsigned scope;      /* 0: no API key needed */
+};
+
+/* The route table (api.c); NULL-terminated. */
+extern const struct route routes[];
+
+/* Start listening; false with a logged reason. */
+bool http_start(const struct config *cfg);
+/* Stop accepting, wait up to drain_s for running requests, stop. */
+void http_stop(long drain_s);
+/* Requests being served right now. */
+long http_active(void);
+
+/* Lookups on the current request. */
+const char *http_query(struct req *r, const char *name);
+const char *http_header(struct req *r, const char *name);
+const char *http_cookie(struct req *r, const char *name);
+
+/*
+ * Response helpers: each queues the response and returns MHD's result.
+ * http_json takes ownership of obj.
+ */
+enum MHD_Result http_json(struct req *r, unsigned status, json_object *obj);
+enum MHD_Result http_error(struct req *r, unsigned status, const char *code,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* A small self-contained HTML page; title and text are escaped here. */
+enum MHD_Result http_page(struct req *r, unsigned status, const char *title,
+    const char *text);
+/* 303 to location, optional Set-Cookie, with the callback's headers. */
+enum MHD_Result http_redirect(struct req *r, const char *location,
+    const char *set_cookie);
+
+/*
+ * Parse the request body as a JSON object, enforcing Content-Type and
+ * nesting depth.  On failure queues 400/415 and returns NULL with *ret.
+ */
+json_object *http_body_object(struct req *r, enum MHD_Result *ret);
+
+/* Pure helpers, exposed for unit tests. */
+char *http_unescape(const char *s, size_t n);
+bool http_match(const char *pattern, const char *path, char **params,
+    int *n_params);
+const struct api_key *http_find_key(const struct config *cfg,
+    const char *authorization);
+
+#endif

@@ -1,0 +1,36 @@
+/*
+ * Structured logging: each line on stderr is one JSON object with a
+ * timestamp, level and message plus optional key/value fields.  Callers
+ * never pass token, code or secret values; see log_field() for the rule.
+ */
+#ifndef FINXD_LOG_H
+#define FINXD_LOG_H
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+/* Parse "debug|info|warn|error"; false when unknown. */
+int log_parse_level(const char *s, enum log_level *out);
+
+/*
+ * log_kv(level, msg, key1, value1, key2, value2, ..., NULL): values are
+ * strings, printed JSON-escaped.  A NULL value prints null.
+ */
+void log_kv(enum log_level level, const char *msg, ...)
+    __attribute__((sentinel));
+
+/* Printf-style message with no fields. */
+void log_msg(enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Request id added to every line this thread logs; NULL clears it. */
+void log_set_request_id(const char *id);
+const char *log_request_id(void);
+
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,178 @@
+/*
+ * Integration test harness: a private PostgreSQL, finx-sandbox and finxd
+ * processes on 127.0.0.1, an HTTP client (libcurl), SQL helpers (libpq) and
+ * checks that no secret leaks.  Everything it starts is stopped again on
+ * every way out: normal exit, h_bail(), the alarm, SIGINT and SIGTERM.
+ *
+ * Never print a token, code, client secret or API key: compare values and
+ * print "match"/"mismatch" and lengths only.
+ */
+#ifndef FINXD_HARNESS_H
+#define FINXD_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <json-c/json.h>
+#include <libpq-fe.h>
+
+#define H_MAX_FINXD 8
+
+/*
+ * Start a test: arm alarm(timeout_s) (its handler cleans up and exits 1),
+ * install atexit and SIGINT/SIGTERM cleanup, make a temp dir (kept when
+ * FINXD_TEST_KEEP is set) and random test secrets.
+ */
+void h_init(const char *name, int timeout_s);
+/* Print "Bail out! ..." (TAP), clean up and exit 1. */
+void h_bail(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+/*
+ * End of a test's main: when rc != 0, print a redacted tail of finxd's log
+ * to stderr.  Returns rc.
+ */
+int h_done(int rc);
+/* The temp dir; "<tmpdir>/<name>" in a malloc'd string. */
+const char *h_tmpdir(void);
+char *h_path(const char *name);
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+int h_free_port(void);
+/* Sleep for ms milliseconds. */
+void h_sleep_ms(long ms);
+/* Monotonic milliseconds. */
+long h_now_ms(void);
+
+/* The test's generated secrets (never print them). */
+const char *h_client_secret(void);
+const char *h_api_key(void);
+const char *h_token_key(void); /* "k1:<base64 of 32 bytes>" */
+
+/*
+ * PostgreSQL: initdb + pg_ctl start a private cluster in the temp dir on a
+ * free port (through runuser when root), create database "finxd" and
+ * return its conninfo (owned by the harness).  When no PostgreSQL binaries
+ * exist, print the TAP skip plan and exit 0 (meson: SKIP).
+ */
+const char *h_pg_start(void);
+/* Create another database; returns its conninfo (caller frees). */
+char *h_pg_create_db(const char *name);
+
+/* Run a statement; params is a NULL-terminated list (may be NULL).
+ * Returns the result (caller PQclear()s) or NULL on any error. */
+PGresult *h_sql(const char *conninfo, const char *query,
+    const char *const *params);
+/* First column of the first row (malloc'd) or NULL. */
+char *h_sql_value(const char *conninfo, const char *query,
+    const char *const *params);
+/* Text of every row of every table in the database (malloc'd). */
+char *h_db_dump(const char *conninfo);
+
+/*
+ * finx-sandbox ($SANDBOX_EXE): start it with --listen 127.0.0.1:0, the test
+ * client id/secret and the extra args (NULL-terminated, may be NULL); wait
+ * until it answers; return its base URL (owned by the harness).
+ */
+const char *h_sandbox_start(const char *const *extra);
+void h_sandbox_stop(void);
+const char *h_sandbox_url(void);
+
+/* The sandbox control API (/_sandbox/...). */
+long h_sbx_post(const char *path, const char *json);
+long h_sbx_delete(const char *path);
+/* GET path and parse the JSON answer (caller json_object_put()s), or NULL. */
+struct json_object *h_sbx_get(const char *path);
+/* Number of recorded requests to path (any method), -1 on error. */
+int h_sbx_count(const char *path);
+/* The last recorded request to path (caller json_object_put()s) or NULL. */
+struct json_object *h_sbx_last_request(const char *path);
+/* Forget recorded requests and faults. */
+void h_sbx_reset(void);
+
+/*
+ * finxd environment: h_env_defaults() sets FINXD_DATABASE_URL, FINX_URL
+ * (the sandbox), client id/secret, API key, return URLs, token keys and
+ * log level debug.  h_env_set() overrides one (value NULL removes it).
+ * The parent's FINXD_* variables are never passed on.
+ */
+void h_env_defaults(const char *conninfo);
+void h_env_set(const char *name, const char *value);
+
+/*
+ * Run "finxd <args...>" (NULL-terminated) with the current environment
+ * plus a fresh FINXD_LISTEN, bounded by timeout_s.  Returns the exit
+ * status, 128+signal when killed by a signal, or -1 when it ran too long
+ * (and was killed).  Its stdout+stderr are kept for h_finxd_output().
+ */
+int h_finxd_run(const char *const *args, int timeout_s);
+/* stdout+stderr of the last h_finxd_run (malloc'd, never NULL). */
+char *h_finxd_output(void);
+
+/*
+ * Spawn "finxd serve" on a free port with the current environment, output
+ * appended to <tmp>/finxd.log, and poll /healthz until 200.  Returns the
+ * instance index; bails out when it does not come up.
+ */
+int h_finxd_start(void);
+const char *h_finxd_url(int i);
+/* Send sig, wait (bounded); returns the exit status like h_finxd_run. */
+int h_finxd_stop(int i, int sig);
+
+/* HTTP (libcurl, 127.0.0.1 only, no redirects followed, 10 s timeout). */
+struct h_resp {
+	long status; /* 0 when the transfer failed */
+	char *body;
+	size_t body_len;
+	char **hname, **hval; /* headers of the final response */
+	int nh;
+	long ms; /* wall time of the request */
+	struct json_object *json;
+};
+/* headers: NULL-terminated "Name: value" list or NULL.  Returns 0 when an
+ * HTTP answer came back, -1 otherwise.  Free r with h_resp_free. */
+int h_http(const char *method, const char *url, const char *const *headers,
+    const char *body, size_t body_len, struct h_resp *r);
+void h_resp_free(struct h_resp *r);
+/* Case-insensitive header lookup (borrowed from r) or NULL. */
+const char *h_resp_header(const struct h_resp *r, const char *name);
+/* Parsed JSON body (borrowed from r) or NULL. */
+struct json_object *h_resp_json(struct h_resp *r);
+/* error.code of a JSON error body (borrowed) or NULL. */
+const char *h_err_code(struct h_resp *r);
+/* A string member of o (borrowed) or NULL when absent or not a string. */
+const char *h_jstr(struct json_object *o, const char *key);
+/* True when o has key and its value is JSON null. */
+bool h_jnull(struct json_object *o, const char *key);
+
+/*
+ * Call finxd instance i: /v1 with "Authorization: Bearer <api key>" and
+ * Content-Type application/json when body is given.  Returns the status.
+ */
+long h_api(int i, const char *method, const char *path, const char *body,
+    struct h_resp *r);
+
+/* URL query helpers: decoded value of a parameter (malloc'd) or NULL;
+ * url with one parameter replaced (malloc'd). */
+char *h_qparam(const char *url, const char *name);
+char *h_qreplace(const char *url, const char *name, const char *value);
+
+/* POST /v1/links on instance i; returns the status. */
+long h_link_create(int i, const char *user_id, const char *return_url,
+    struct h_resp *r);
+/* GET <location>&decision=<decision> on the sandbox; returns the callback
+ * URL from its 302 (malloc'd) or NULL. */
+char *h_widget(const char *location, const char *decision);
+
+/* Every token and code the sandbox issued (caller frees with
+ * h_strv_free); count in *n. */
+char **h_sbx_issued(int *n);
+void h_strv_free(char **v, int n);
+/* How many of the known secrets (client secret, API key, token key and
+ * every issued token and code) occur in s[0..len). */
+int h_leaks(const char *s, size_t len);
+/* True when finxd's log contains needle; size of the log in *size. */
+bool h_log_contains(const char *needle);
+long h_log_size(void);
+/* finxd's log (malloc'd, never NULL). */
+char *h_log_read(size_t *len);
+
+#endif

@@ -1,0 +1,154 @@
+/*
+ * Shared steps of the flow tests: open a link, drive the sandbox widget,
+ * follow the callback, and the checks every callback answer must pass.
+ * Header-only (static functions) so each it_*.c stays self-contained.
+ */
+#ifndef FINXD_IT_COMMON_H
+#define FINXD_IT_COMMON_H
+
+#include "harness.h"
+#include "test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RETURN_URL "https://partner.example/return?x=1"
+
+struct flow {
+	char *link_id;
+	char *location;
+	char *flow_id;
+	char *callback; /* the widget's redirect to finxd (carries the code) */
+};
+
+static inline void
+flow_free(struct flow *fl)
+{
+	free(fl->link_id);
+	free(fl->location);
+	free(fl->flow_id);
+	free(fl->callback);
+	memset(fl, 0, sizeof(*fl));
+}
+
+static inline char *
+dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+/* POST /v1/links on instance f; true on 201 with link_id and location. */
+static inline bool
+flow_open(int f, const char *user, const char *ret, struct flow *fl)
+{
+	struct h_resp r;
+	struct json_object *o;
+
+	memset(fl, 0, sizeof(*fl));
+	h_link_create(f, user, ret, &r);
+	o = h_resp_json(&r);
+	fl->link_id = dup_or_null(h_jstr(o, "link_id"));
+	fl->location = dup_or_null(h_jstr(o, "location"));
+	fl->flow_id = dup_or_null(h_jstr(o, "flow_id"));
+	if (r.status != 201 || fl->link_id == NULL || fl->location == NULL)
+		printf("# POST /v1/links answered %ld (error %s)\n", r.status,
+		    h_err_code(&r) ? h_err_code(&r) : "-");
+	h_resp_free(&r);
+	return fl->link_id != NULL && fl->location != NULL;
+}
+
+/* Open a link and let the widget decide; true when a callback URL came. */
+static inline bool
+flow_widget(int f, const char *user, const char *ret, const char *decision,
+    struct flow *fl)
+{
+	if (!flow_open(f, user, ret, fl))
+		return false;
+	fl->callback = h_widget(fl->location, decision);
+	return fl->callback != NULL;
+}
+
+/* The value of a parameter in the Location of r (malloc'd) or NULL. */
+static inline char *
+loc_param(const struct h_resp *r, const char *name)
+{
+	return h_qparam(h_resp_header(r, "Location"), name);
+}
+
+/* True when the parameter of r's Location equals want. */
+static inline bool
+loc_is(const struct h_resp *r, const char *name, const char *want)
+{
+	char *v = loc_param(r, name);
+	bool ok = v != NULL && want != NULL && strcmp(v, want) == 0;
+
+	free(v);
+	return ok;
+}
+
+/* Headers every /callback answer carries. */
+static inline void
+check_callback_headers(const struct h_resp *r, const char *what)
+{
+	const char *cc = h_resp_header(r, "Cache-Control");
+	const char *rp = h_resp_header(r, "Referrer-Policy");
+
+	CHECK(cc != NULL && strstr(cc, "no-store") != NULL,
+	    "%s: Cache-Control no-store", what);
+	CHECK(rp != NULL && strcmp(rp, "no-referrer") == 0,
+	    "%s: Referrer-Policy no-referrer", what);
+}
+
+/* GET /v1/links/{id} on f; returns its status string (malloc'd) or NULL. */
+static inline char *
+link_status(int f, const char *link_id, struct json_object **ret)
+{
+	struct h_resp r;
+	char path[512];
+	char *st = NULL;
+
+	snprintf(path, sizeof(path), "/v1/links/%s", link_id);
+	if (h_api(f, "GET", path, NULL, &r) == 200) {
+		st = dup_or_null(h_jstr(h_resp_json(&r), "status"));
+		if (ret != NULL)
+			*ret = json_object_get(h_resp_json(&r));
+	}
+	h_resp_free(&r);
+	return st;
+}
+
+static inline bool
+link_status_is(int f, const char *link_id, const char *want)
+{
+	char *st = link_id ? link_status(f, link_id, NULL) : NULL;
+	bool ok = st != NULL && strcmp(st, want) == 0;
+
+	if (!ok)
+		printf("# link status %s, want %s\n", st ? st : "(none)",
+		    want);
+	free(st);
+	return ok;
+}
+
+/* A full approved flow on f; returns the connection id (malloc'd). */
+static inline char *
+connect_user(int f, const char *user)
+{
+	struct flow fl;
+	struct h_resp r;
+	char *cid = NULL;
+
+	if (flow_widget(f, user, RETURN_URL, "approve", &fl)) {
+		h_http("GET", fl.callback, NULL, NULL, 0, &r);
+		if (r.status == 303 && loc_is(&r, "status", "connected"))
+			cid = loc_param(&r, "connection_id");
+		else
+			printf("# callback answered %ld\n", r.status);
+		h_resp_free(&r);
+	}
+	flow_free(&fl);
+	return cid;
+}
+
+#endif

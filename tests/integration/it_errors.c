@@ -1,0 +1,373 @@
+/*
+ * Error paths: API authentication and input validation, return_url allow
+ * list, finX unreachable / failing / slow when a link is created, the token
+ * exchange failing or timing out at the callback, and expired states.
+ */
+#include "it_common.h"
+
+#include <unistd.h>
+
+static const char *db;
+static int f_main;    /* defaults */
+static int f_timeout; /* FINXD_FINX_TIMEOUT_MS=2000 */
+static int f_ttl;     /* FINXD_STATE_TTL=1 */
+static int f_down;    /* FINXD_FINX_URL points at a closed port */
+
+static bool
+code_is(struct h_resp *r, const char *want)
+{
+	const char *c = h_err_code(r);
+
+	return c != NULL && strcmp(c, want) == 0;
+}
+
+/* POST raw bytes to /v1/links with the given auth and content type. */
+static long
+post_links(int f, const char *auth, const char *ctype, const char *body,
+    size_t len, struct h_resp *r)
+{
+	char url[128], a[256], c[128];
+	const char *hdrs[3] = { NULL, NULL, NULL };
+	int n = 0;
+
+	snprintf(url, sizeof(url), "%s/v1/links", h_finxd_url(f));
+	if (auth != NULL) {
+		snprintf(a, sizeof(a), "Authorization: %s", auth);
+		hdrs[n++] = a;
+	}
+	if (ctype != NULL) {
+		snprintf(c, sizeof(c), "Content-Type: %s", ctype);
+		hdrs[n++] = c;
+	}
+	h_http("POST", url, hdrs, body, len, r);
+	return r->status;
+}
+
+static void
+test_auth(void)
+{
+	static const char body[] = "{\"user_id\":\"u1\"}";
+	char bearer[128], wrong[128];
+	struct h_resp r;
+
+	snprintf(bearer, sizeof(bearer), "Bearer %s", h_api_key());
+	snprintf(wrong, sizeof(wrong), "Bearer %sx", h_api_key());
+
+	post_links(f_main, NULL, "application/json", body, strlen(body), &r);
+	CHECK(r.status == 401 && code_is(&r, "unauthorized"),
+	    "no Authorization: 401 unauthorized (got %ld)", r.status);
+	CHECK(h_leaks(r.body, r.body_len) == 0, "401 body holds no secret");
+	h_resp_free(&r);
+	post_links(f_main, wrong, "application/json", body, strlen(body), &r);
+	CHECK(r.status == 401 && code_is(&r, "unauthorized"),
+	    "wrong key: 401 unauthorized (got %ld)", r.status);
+	h_resp_free(&r);
+	post_links(f_main, "Bearer ", "application/json", body, strlen(body),
+	    &r);
+	CHECK(r.status == 401, "empty bearer: 401 (got %ld)", r.status);
+	h_resp_free(&r);
+	{
+		char basic[160];
+
+		snprintf(basic, sizeof(basic), "Basic %s", h_api_key());
+		post_links(f_main, basic, "application/json", body,
+		    strlen(body), &r);
+		CHECK(r.status == 401, "Basic scheme: 401 (got %ld)",
+		    r.status);
+		h_resp_free(&r);
+	}
+	post_links(f_main, bearer, "text/plain", body, strlen(body), &r);
+	CHECK(r.status == 415, "text/plain body: 415 (got %ld)", r.status);
+	h_resp_free(&r);
+	/* the positive control: the same request with the right key */
+	post_links(f_main, bearer, "application/json", body, strlen(body),
+	    &r);
+	CHECK(r.status == 201, "right key: 201 (got %ld)", r.status);
+	h_resp_free(&r);
+}
+
+static void
+test_bad_bodies(void)
+{
+	struct {
+		const char *what;
+		const char *body;
+		size_t len; /* 0: strlen */
+	} cases[] = {
+		{ "empty body", "", 0 },
+		{ "truncated JSON", "{\"user_id\":\"u1\"", 0 },
+		{ "not an object", "[\"u1\"]", 0 },
+		{ "a bare string", "\"u1\"", 0 },
+		{ "missing user_id", "{\"return_url\":\"" RETURN_URL "\"}", 0 },
+		{ "user_id not a string", "{\"user_id\":42}", 0 },
+		{ "user_id null", "{\"user_id\":null}", 0 },
+		{ "empty user_id", "{\"user_id\":\"\"}", 0 },
+		{ "user_id with a control char", "{\"user_id\":\"u\\u0001x\"}",
+		    0 },
+		{ "user_id with a newline", "{\"user_id\":\"u\\nx\"}", 0 },
+		{ "user_id with invalid UTF-8", "{\"user_id\":\"u\xff\xfex\"}",
+		    0 },
+		{ "user_id with a NUL escape", "{\"user_id\":\"u\\u0000x\"}",
+		    0 },
+		{ "return_url not a string",
+		    "{\"user_id\":\"u1\",\"return_url\":5}", 0 },
+		{ "trailing garbage", "{\"user_id\":\"u1\"} x", 0 },
+	};
+	char bearer[128], big[400];
+	struct h_resp r;
+	size_t i;
+
+	snprintf(bearer, sizeof(bearer), "Bearer %s", h_api_key());
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len = cases[i].len ? cases[i].len :
+		    strlen(cases[i].body);
+
+		post_links(f_main, bearer, "application/json", cases[i].body,
+		    len, &r);
+		CHECK(r.status == 400 && code_is(&r, "invalid_request"),
+		    "%s: 400 invalid_request (got %ld, %s)", cases[i].what,
+		    r.status, h_err_code(&r) ? h_err_code(&r) : "-");
+		h_resp_free(&r);
+	}
+
+	/* 256 bytes is one too many; 255 is fine */
+	memset(big, 'a', sizeof(big));
+	snprintf(big, sizeof(big), "{\"user_id\":\"%.*s\"}", 256,
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+	post_links(f_main, bearer, "application/json", big, strlen(big), &r);
+	CHECK(r.status == 400 && code_is(&r, "invalid_request"),
+	    "user_id of 256 bytes: 400 invalid_request (got %ld)", r.status);
+	h_resp_free(&r);
+	snprintf(big, sizeof(big), "{\"user_id\":\"%.*s\"}", 255,
+	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
+	post_links(f_main, bearer, "application/json", big, strlen(big), &r);
+	CHECK(r.status == 201, "user_id of 255 bytes: 201 (got %ld)",
+	    r.status);
+	h_resp_free(&r);
+	/* multi-byte UTF-8 is fine and reaches finX unchanged */
+	h_sbx_reset();
+	post_links(f_main, bearer, "application/json",
+	    "{\"user_id\":\"Zo\xc3\xab \xe2\x82\xac\"}",
+	    strlen("{\"user_id\":\"Zo\xc3\xab \xe2\x82\xac\"}"), &r);
+	CHECK(r.status == 201, "UTF-8 user_id: 201 (got %ld)", r.status);
+	h_resp_free(&r);
+	{
+		struct json_object *req = h_sbx_last_request("/ongoing/access");
+		struct json_object *b = json_tokener_parse(
+		    h_jstr(req, "body") ? h_jstr(req, "body") : "");
+
+		CHECK(h_jstr(b, "user_id") && strcmp(h_jstr(b, "user_id"),
+		    "Zo\xc3\xab \xe2\x82\xac") == 0,
+		    "UTF-8 user_id passed to finX unchanged");
+		json_object_put(b);
+		json_object_put(req);
+	}
+}
+
+static void
+test_return_urls(void)
+{
+	static const char *const bad[] = {
+		"https://evil.example/",
+		"//evil",
+		"javascript:alert(1)",
+		"https://partner.example/",
+		"http://partner.example/return",
+		"https://partner.example.evil.example/return",
+	};
+	struct h_resp r;
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		h_link_create(f_main, "u-ret", bad[i], &r);
+		CHECK(r.status == 400 && code_is(&r, "return_url_not_allowed"),
+		    "return_url \"%s\": 400 return_url_not_allowed (got %ld, "
+		    "%s)", bad[i], r.status,
+		    h_err_code(&r) ? h_err_code(&r) : "-");
+		h_resp_free(&r);
+	}
+	h_link_create(f_main, "u-ret", "https://partner.example/return", &r);
+	CHECK(r.status == 201, "the allowed prefix itself: 201 (got %ld)",
+	    r.status);
+	h_resp_free(&r);
+}
+
+/* POST /v1/links while finX misbehaves. */
+static void
+test_finx_down(void)
+{
+	struct h_resp r;
+
+	h_link_create(f_down, "u-down", RETURN_URL, &r);
+	CHECK(r.status == 503 && code_is(&r, "finx_unavailable"),
+	    "finX unreachable: 503 finx_unavailable (got %ld, %s)", r.status,
+	    h_err_code(&r) ? h_err_code(&r) : "-");
+	CHECK(h_leaks(r.body, r.body_len) == 0, "finX unreachable: no secret"
+	    " in the answer");
+	h_resp_free(&r);
+
+	h_sbx_reset();
+	CHECK(h_sbx_post("/_sandbox/faults", "{\"path\":\"/ongoing/access\","
+	    "\"mode\":\"status\",\"status\":500,\"count\":1}") / 100 == 2,
+	    "sandbox fault: /ongoing/access 500");
+	h_link_create(f_main, "u-down", RETURN_URL, &r);
+	CHECK(r.status == 502 && code_is(&r, "finx_error"),
+	    "finX 500: 502 finx_error (got %ld, %s)", r.status,
+	    h_err_code(&r) ? h_err_code(&r) : "-");
+	CHECK(h_leaks(r.body, r.body_len) == 0, "finX 500: no secret in the "
+	    "answer");
+	h_resp_free(&r);
+
+	h_sbx_reset();
+	h_sbx_post("/_sandbox/faults", "{\"path\":\"/ongoing/access\","
+	    "\"mode\":\"close\",\"count\":1}");
+	h_link_create(f_main, "u-down", RETURN_URL, &r);
+	CHECK((r.status == 503 && code_is(&r, "finx_unavailable")) ||
+	    (r.status == 502 && code_is(&r, "finx_error")),
+	    "finX closes the connection: 502/503 (got %ld, %s)", r.status,
+	    h_err_code(&r) ? h_err_code(&r) : "-");
+	h_resp_free(&r);
+
+	h_sbx_reset();
+	h_sbx_post("/_sandbox/faults", "{\"path\":\"/ongoing/access\","
+	    "\"mode\":\"badjson\",\"count\":1}");
+	h_link_create(f_main, "u-down", RETURN_URL, &r);
+	CHECK(r.status == 502 && code_is(&r, "finx_error"),
+	    "finX answers bad JSON: 502 finx_error (got %ld, %s)", r.status,
+	    h_err_code(&r) ? h_err_code(&r) : "-");
+	h_resp_free(&r);
+
+	h_sbx_reset();
+	h_sbx_post("/_sandbox/faults", "{\"path\":\"/ongoing/access\","
+	    "\"mode\":\"delay\",\"delay_ms\":5000,\"count\":1}");
+	h_link_create(f_timeout, "u-down", RETURN_URL, &r);
+	CHECK(r.status == 503 && code_is(&r, "finx_unavailable"),
+	    "finX too slow: 503 finx_unavailable (got %ld, %s)", r.status,
+	    h_err_code(&r) ? h_err_code(&r) : "-");
+	CHECK(r.ms < 4000, "finX too slow: answered in %ld ms (< 4000)", r.ms);
+	h_resp_free(&r);
+	h_sbx_reset();
+
+	/* and the positive control: finX healthy again */
+	h_link_create(f_main, "u-down", RETURN_URL, &r);
+	CHECK(r.status == 201, "finX healthy again: 201 (got %ld)", r.status);
+	h_resp_free(&r);
+}
+
+/* The code exchange fails: the partner hears token_exchange_failed. */
+static void
+test_token_exchange(const char *fault, int f, const char *what)
+{
+	struct flow fl;
+	struct h_resp r;
+
+	h_sbx_reset();
+	if (!flow_widget(f, "u-tok", RETURN_URL, "approve", &fl)) {
+		CHECK(0, "%s: could not open a flow", what);
+		flow_free(&fl);
+		return;
+	}
+	CHECK(h_sbx_post("/_sandbox/faults", fault) / 100 == 2,
+	    "%s: sandbox fault set", what);
+	h_http("GET", fl.callback, NULL, NULL, 0, &r);
+	CHECK(r.status == 303, "%s: 303 (got %ld)", what, r.status);
+	CHECK(loc_is(&r, "status", "failed"), "%s: status=failed", what);
+	CHECK(loc_is(&r, "reason", "token_exchange_failed"),
+	    "%s: reason=token_exchange_failed", what);
+	CHECK(r.ms < 4000, "%s: answered in %ld ms (< 4000)", what, r.ms);
+	check_callback_headers(&r, what);
+	h_resp_free(&r);
+	/* the sandbox may record a delayed request only when it is done */
+	if (strstr(fault, "delay") != NULL)
+		h_sleep_ms(3500);
+	CHECK(h_sbx_count("/auth/token") == 1, "%s: one /auth/token attempt "
+	    "(%d)", what, h_sbx_count("/auth/token"));
+	CHECK(link_status_is(f, fl.link_id, "failed"), "%s: link failed",
+	    what);
+	flow_free(&fl);
+	h_sbx_reset();
+}
+
+static void
+test_expired_state(void)
+{
+	struct flow fl;
+	struct h_resp r;
+
+	h_sbx_reset();
+	if (!flow_widget(f_ttl, "u-ttl", RETURN_URL, "approve", &fl)) {
+		CHECK(0, "expired state: could not open a flow");
+		flow_free(&fl);
+		return;
+	}
+	h_sleep_ms(2200);
+	h_http("GET", fl.callback, NULL, NULL, 0, &r);
+	CHECK(r.status == 400, "expired state: 400 (got %ld)", r.status);
+	check_callback_headers(&r, "expired state");
+	h_resp_free(&r);
+	CHECK(h_sbx_count("/auth/token") == 0, "expired state: code never "
+	    "sent to finX");
+	CHECK(link_status_is(f_ttl, fl.link_id, "expired"),
+	    "expired state: link expired");
+	flow_free(&fl);
+}
+
+static void
+test_no_leaks(void)
+{
+	size_t len;
+	char *log = h_log_read(&len);
+	int n;
+
+	CHECK(len > 1000, "finxd wrote a log (%zu bytes)", len);
+	n = h_leaks(log, len);
+	CHECK(n == 0, "no secret, token or code in finxd's log (%d found)", n);
+	free(log);
+}
+
+int
+main(void)
+{
+	const char *migrate[] = { "migrate", NULL };
+	char closed[64];
+
+	h_init("it_errors", 240);
+	db = h_pg_start();
+	h_sandbox_start(NULL);
+	h_env_defaults(db);
+	if (h_finxd_run(migrate, 60) != 0)
+		h_bail("finxd migrate failed");
+	f_main = h_finxd_start();
+	h_env_set("FINXD_FINX_TIMEOUT_MS", "2000");
+	h_env_set("FINXD_FINX_CONNECT_TIMEOUT_MS", "1000");
+	f_timeout = h_finxd_start();
+	h_env_set("FINXD_FINX_TIMEOUT_MS", NULL);
+	h_env_set("FINXD_FINX_CONNECT_TIMEOUT_MS", NULL);
+	h_env_set("FINXD_STATE_TTL", "1");
+	f_ttl = h_finxd_start();
+	h_env_set("FINXD_STATE_TTL", NULL);
+	snprintf(closed, sizeof(closed), "http://127.0.0.1:%d",
+	    h_free_port());
+	h_env_set("FINXD_FINX_URL", closed);
+	f_down = h_finxd_start();
+	h_env_set("FINXD_FINX_URL", h_sandbox_url());
+
+	test_auth();
+	test_bad_bodies();
+	test_return_urls();
+	test_finx_down();
+	test_token_exchange("{\"path\":\"/auth/token\",\"mode\":\"status\","
+	    "\"status\":500,\"count\":1}", f_main, "token endpoint 500");
+	test_token_exchange("{\"path\":\"/auth/token\",\"mode\":\"delay\","
+	    "\"delay_ms\":5000,\"count\":1}", f_timeout,
+	    "token endpoint too slow");
+	test_expired_state();
+	test_no_leaks();
+	return h_done(test_done());
+}

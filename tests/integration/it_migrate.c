@@ -1,0 +1,211 @@
+/*
+ * finxd's command line against a real database: migrate is idempotent,
+ * serve refuses an unmigrated database and a missing token key, and
+ * check-config reports every problem at once without showing secrets.
+ */
+#include "harness.h"
+#include "test.h"
+
+#include <ctype.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Lines of out that mention word (case-insensitive). */
+static int
+lines_with(const char *out, const char *word)
+{
+	const char *p = out;
+	int n = 0;
+
+	while (*p != '\0') {
+		const char *e = p + strcspn(p, "\n");
+		size_t wl = strlen(word);
+		const char *q;
+
+		for (q = p; q + wl <= e; q++) {
+			if (strncasecmp(q, word, wl) == 0) {
+				n++;
+				break;
+			}
+		}
+		p = *e ? e + 1 : e;
+	}
+	return n;
+}
+
+/* Lines of out that name at least one of the three broken keys. */
+static int
+lines_with_any(const char *out)
+{
+	static const char *const words[] = { "client_id", "token_keys",
+		"token_format" };
+	const char *p = out;
+	int n = 0;
+
+	while (*p != '\0') {
+		const char *e = p + strcspn(p, "\n");
+		char *line = strndup(p, (size_t)(e - p));
+		size_t i;
+
+		for (i = 0; line != NULL && i < 3; i++) {
+			if (lines_with(line, words[i]) > 0) {
+				n++;
+				break;
+			}
+		}
+		free(line);
+		p = *e ? e + 1 : e;
+	}
+	return n;
+}
+
+static void
+test_migrate(const char *db)
+{
+	const char *migrate[] = { "migrate", NULL };
+	char *v;
+	int rc;
+
+	rc = h_finxd_run(migrate, 60);
+	CHECK(rc == 0, "migrate on an empty database exits 0 (got %d)", rc);
+	v = h_sql_value(db,
+	    "SELECT count(*) FROM information_schema.tables "
+	    "WHERE table_schema = 'public' AND table_name = 'connections'",
+	    NULL);
+	CHECK(v != NULL && strcmp(v, "1") == 0,
+	    "migrate created table connections");
+	free(v);
+	v = h_sql_value(db,
+	    "SELECT data_type FROM information_schema.columns "
+	    "WHERE table_name = 'connections' AND column_name = "
+	    "'refresh_token'",
+	    NULL);
+	CHECK(v != NULL && strcmp(v, "text") == 0,
+	    "connections.refresh_token is text (got %s)", v ? v : "none");
+	free(v);
+	rc = h_finxd_run(migrate, 60);
+	CHECK(rc == 0, "migrate again exits 0 (got %d)", rc);
+}
+
+static void
+test_serve_unmigrated(void)
+{
+	const char *serve[] = { "serve", NULL };
+	char *empty = h_pg_create_db("empty");
+	char *out;
+	int rc;
+
+	h_env_set("FINXD_DATABASE_URL", empty);
+	rc = h_finxd_run(serve, 20);
+	out = h_finxd_output();
+	CHECK(rc > 0, "serve on an unmigrated database exits non-zero "
+	    "(got %d%s)", rc, rc == -1 ? ": still running after 20 s" : "");
+	CHECK(lines_with(out, "migrat") > 0,
+	    "serve says the schema needs migrating");
+	CHECK(h_leaks(out, strlen(out)) == 0, "its output holds no secret");
+	free(out);
+	free(empty);
+}
+
+static void
+test_serve_no_token_key(const char *db)
+{
+	const char *serve[] = { "serve", NULL };
+	int rc;
+
+	h_env_set("FINXD_DATABASE_URL", db);
+	h_env_set("FINXD_TOKEN_KEYS", NULL);
+	rc = h_finxd_run(serve, 20);
+	CHECK(rc > 0, "serve without FINXD_TOKEN_KEYS exits non-zero (got %d)",
+	    rc);
+	h_env_set("FINXD_TOKEN_KEYS", h_token_key());
+}
+
+static void
+test_check_config(void)
+{
+	const char *cc[] = { "check-config", NULL };
+	char *out;
+	int rc;
+
+	rc = h_finxd_run(cc, 20);
+	out = h_finxd_output();
+	CHECK(rc == 0, "check-config with a good configuration exits 0 "
+	    "(got %d)", rc);
+	CHECK(strlen(out) > 0, "check-config prints the configuration "
+	    "(%zu bytes)", strlen(out));
+	CHECK(lines_with(out, "client_id") > 0, "it shows the client id key");
+	CHECK(strstr(out, h_client_secret()) == NULL,
+	    "client secret masked");
+	CHECK(strstr(out, h_api_key()) == NULL, "API key masked");
+	CHECK(strstr(out, h_token_key() + 3) == NULL, "token key masked");
+	free(out);
+
+	/* three problems at once: two missing values and a bad one */
+	h_env_set("FINXD_FINX_CLIENT_ID", NULL);
+	h_env_set("FINXD_TOKEN_KEYS", NULL);
+	h_env_set("FINXD_FINX_TOKEN_FORMAT", "xml");
+	rc = h_finxd_run(cc, 20);
+	out = h_finxd_output();
+	CHECK(rc > 0, "check-config with problems exits non-zero (got %d)",
+	    rc);
+	CHECK(lines_with(out, "client_id") >= 1,
+	    "missing client id reported");
+	CHECK(lines_with(out, "token_keys") >= 1,
+	    "missing token keys reported");
+	CHECK(lines_with(out, "token_format") >= 1,
+	    "bad token format reported");
+	CHECK(lines_with_any(out) >= 3, "one line per problem (%d lines "
+	    "name one)", lines_with_any(out));
+	CHECK(strstr(out, h_client_secret()) == NULL,
+	    "no client secret in the error output");
+	free(out);
+	h_env_set("FINXD_FINX_CLIENT_ID", "test-client");
+	h_env_set("FINXD_TOKEN_KEYS", h_token_key());
+	h_env_set("FINXD_FINX_TOKEN_FORMAT", NULL);
+
+	/* a token key that is not 32 bytes of base64 */
+	h_env_set("FINXD_TOKEN_KEYS", "k1:c2hvcnQ=");
+	rc = h_finxd_run(cc, 20);
+	CHECK(rc > 0, "check-config refuses a short token key (got %d)", rc);
+	h_env_set("FINXD_TOKEN_KEYS", h_token_key());
+}
+
+static void
+test_serve_ready(void)
+{
+	struct h_resp r;
+	char *url;
+	int f = h_finxd_start();
+
+	url = malloc(strlen(h_finxd_url(f)) + 16);
+	sprintf(url, "%s/readyz", h_finxd_url(f));
+	h_http("GET", url, NULL, NULL, 0, &r);
+	CHECK(r.status == 200, "serve on a migrated database: /readyz 200 "
+	    "(got %ld)", r.status);
+	h_resp_free(&r);
+	free(url);
+	CHECK(h_finxd_stop(f, SIGTERM) == 0, "SIGTERM stops finxd with "
+	    "exit 0");
+}
+
+int
+main(void)
+{
+	const char *db;
+
+	h_init("it_migrate", 150);
+	db = h_pg_start();
+	h_sandbox_start(NULL);
+	h_env_defaults(db);
+
+	test_migrate(db);
+	test_check_config();
+	test_serve_unmigrated();
+	test_serve_no_token_key(db);
+	test_serve_ready();
+	return h_done(test_done());
+}

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# README command 1: install what is missing, build, and run finxd for real
+# on a private PostgreSQL and finx-sandbox, then print where to point a
+# browser.  Ctrl-C stops everything and removes the private database.
+#
+# Ports (override with env): FINXD_DEMO_PORT (8080), SANDBOX_PORT (8081),
+# PG_PORT (54329).  Bind address is loopback only.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$here"
+
+FINXD_DEMO_PORT=${FINXD_DEMO_PORT:-8080}
+SANDBOX_PORT=${SANDBOX_PORT:-8081}
+PG_PORT=${PG_PORT:-54329}
+
+bash tests/scripts/deps.sh
+if [ ! -f build/build.ninja ]; then
+	meson setup build >/dev/null
+fi
+meson compile -C build >/dev/null
+
+work=$(mktemp -d /tmp/finxd-demo.XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]:-}"; do
+		[ -n "$p" ] && kill "$p" 2>/dev/null || true
+	done
+	wait 2>/dev/null || true
+	if [ -f "$work/pg/PG_VERSION" ]; then
+		runpg pg_ctl -D "$work/pg" -m fast stop >/dev/null 2>&1 || true
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+runpg() {
+	local tool=$1
+	shift
+	if [ "$(id -u)" = 0 ]; then
+		runuser -u postgres -- "$pgbin/$tool" "$@"
+	else
+		"$pgbin/$tool" "$@"
+	fi
+}
+[ "$(id -u)" = 0 ] && chown postgres "$work"
+runpg initdb -A trust -U postgres -E UTF8 -D "$work/pg" >/dev/null
+runpg pg_ctl -D "$work/pg" -l "$work/pg.log" -w \
+	-o "-p $PG_PORT -k $work -c listen_addresses=127.0.0.1" start >/dev/null
+runpg createdb -h 127.0.0.1 -p "$PG_PORT" -U postgres finxd
+
+secret=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+api_key=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+umask 077
+printf '%s' "$api_key" >"$work/api-key"
+export FINXD_LISTEN=127.0.0.1:$FINXD_DEMO_PORT
+export FINXD_PUBLIC_URL=http://127.0.0.1:$FINXD_DEMO_PORT
+export FINXD_DATABASE_URL="host=127.0.0.1 port=$PG_PORT user=postgres dbname=finxd"
+export FINXD_FINX_URL=http://127.0.0.1:$SANDBOX_PORT
+export FINXD_FINX_CLIENT_ID=demo-client
+export FINXD_FINX_CLIENT_SECRET=$secret
+export FINXD_API_KEYS=$api_key
+export FINXD_RETURN_URLS=http://127.0.0.1:$SANDBOX_PORT/demo
+export FINXD_TOKEN_KEYS=k1:$(head -c 32 /dev/urandom | base64)
+
+build/tests/finx-sandbox --listen 127.0.0.1:"$SANDBOX_PORT" \
+	--client-id demo-client --client-secret "$secret" \
+	2>"$work/sandbox.log" &
+pids+=($!)
+build/server/finxd migrate >/dev/null
+build/server/finxd serve 2>>"$work/finxd.log" &
+pids+=($!)
+
+for _ in $(seq 100); do
+	curl -fsS "http://127.0.0.1:$FINXD_DEMO_PORT/healthz" >/dev/null 2>&1 && break
+	sleep 0.1
+done
+curl -fsS "http://127.0.0.1:$FINXD_DEMO_PORT/readyz" >/dev/null
+
+link=$(curl -fsS -X POST "http://127.0.0.1:$FINXD_DEMO_PORT/v1/links" \
+	-H "Authorization: Bearer $api_key" -H 'Content-Type: application/json' \
+	-d '{"user_id":"demo-user","language":"en"}')
+start_url=$(printf '%s' "$link" | python3 -c 'import json,sys; print(json.load(sys.stdin)["start_url"])')
+
+cat <<MSG
+
+finxd is running on http://127.0.0.1:$FINXD_DEMO_PORT with a private PostgreSQL
+(port $PG_PORT) and finx-sandbox (http://127.0.0.1:$SANDBOX_PORT).
+
+Point a browser at this widget link for user "demo-user" and press Approve:
+
+    $start_url
+
+Then read the connection back over /v1:
+
+    curl -s -H "Authorization: Bearer \$(cat $work/api-key)" \\
+        http://127.0.0.1:$FINXD_DEMO_PORT/v1/users/demo-user/connections
+
+Make another link:
+
+    curl -s -X POST -H "Authorization: Bearer \$(cat $work/api-key)" \\
+        -H 'Content-Type: application/json' -d '{"user_id":"demo-user"}' \\
+        http://127.0.0.1:$FINXD_DEMO_PORT/v1/links
+
+The demo's throw-away API key is in $work/api-key.  Logs: $work/finxd.log
+Press Ctrl-C to stop.
+MSG
+wait "${pids[1]}"
