@@ -18,7 +18,7 @@
 #include "sbx_state.h"
 
 struct opts {
-	char *host;		/* as written, without brackets */
+	char *host; /* as written, without brackets */
 	long port;
 	const char *port_file;
 	const char *public_url;
@@ -115,7 +115,7 @@ knob_option(const char *name, const char *arg)
 		key[i] = name[i] == '-' ? '_' : name[i];
 	key[i] = '\0';
 	if (config_set_str(&sbx.cfg, key, arg != NULL ? arg : "on", err,
-	    sizeof(err)) == -1) {
+	        sizeof(err)) == -1) {
 		fprintf(stderr, "finx-sandbox: --%s: %s\n", name, err);
 		return -1;
 	}
@@ -133,7 +133,8 @@ parse_args(int argc, char **argv, struct opts *o)
 			free(o->host);
 			o->host = NULL;
 			if (parse_listen(optarg, o) == -1) {
-				fprintf(stderr, "finx-sandbox: --listen wants "
+				fprintf(stderr,
+				    "finx-sandbox: --listen wants "
 				    "a loopback HOST:PORT\n");
 				return -1;
 			}
@@ -167,7 +168,8 @@ parse_args(int argc, char **argv, struct opts *o)
 	if (optind != argc || o->host == NULL || sbx.client_id == NULL ||
 	    sbx.client_secret == NULL || sbx.client_id[0] == '\0' ||
 	    sbx.client_secret[0] == '\0') {
-		fprintf(stderr, "finx-sandbox: --listen, --client-id and "
+		fprintf(stderr,
+		    "finx-sandbox: --listen, --client-id and "
 		    "--client-secret are required\n");
 		usage(stderr);
 		return -1;
@@ -236,17 +238,25 @@ main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	/* Before MHD starts, so that its threads inherit the mask. */
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	/*
+	 * With port 0 the public URL is known only once MHD has bound, so
+	 * hold the state lock across the start: early requests wait for it.
+	 */
+	sbx_lock();
 	if ((d = http_start((struct sockaddr *)&o.sa, o.ipv6)) == NULL) {
+		sbx_unlock();
 		fprintf(stderr, "finx-sandbox: cannot listen on %s:%ld\n",
 		    o.host, o.port);
 		goto out;
 	}
 	port = http_port(d);
 	set_public_url(&o, port);
+	sbx_unlock();
 	if (o.port_file != NULL && write_port_file(o.port_file, port) == -1)
 		goto out;
-	fprintf(stderr, o.ipv6 ? "finx-sandbox listening on http://[%s]:%u\n"
-			       : "finx-sandbox listening on http://%s:%u\n",
+	fprintf(stderr,
+	    o.ipv6 ? "finx-sandbox listening on http://[%s]:%u\n"
+	           : "finx-sandbox listening on http://%s:%u\n",
 	    o.host, port);
 	fflush(stderr);
 	while (sigwait(&set, &sig) != 0)

@@ -24,7 +24,10 @@ struct cfg_key {
 	long max;
 };
 
-#define K(n, t, lo, hi) { #n, t, offsetof(struct sbx_config, n), lo, hi }
+#define K(n, t, lo, hi)                                                        \
+	{                                                                      \
+#n, t, offsetof(struct sbx_config, n), lo, hi                  \
+	}
 
 static const struct cfg_key cfg_keys[] = {
 	K(code_ttl, CFG_LONG, 0, 315360000),
@@ -102,28 +105,30 @@ config_set_json(struct sbx_config *c, const char *name, json_object *v,
 		snprintf(err, errlen, "unknown key '%.64s'", name);
 		return -1;
 	}
-	want = k->type == CFG_LONG ? json_type_int :
-	    k->type == CFG_BOOL ? json_type_boolean : json_type_string;
+	want = k->type == CFG_LONG ? json_type_int
+	    : k->type == CFG_BOOL  ? json_type_boolean
+	                           : json_type_string;
 	if (!json_object_is_type(v, want)) {
 		snprintf(err, errlen, "%s must be %s", name,
-		    want == json_type_int ? "an integer" :
-		    want == json_type_boolean ? "a boolean" : "a string");
+		    want == json_type_int           ? "an integer"
+		        : want == json_type_boolean ? "a boolean"
+		                                    : "a string");
 		return -1;
 	}
-	if (k->type == CFG_LONG && (json_object_get_int64(v) < k->min ||
-	    json_object_get_int64(v) > k->max)) {
+	if (k->type == CFG_LONG &&
+	    (json_object_get_int64(v) < k->min ||
+	        json_object_get_int64(v) > k->max)) {
 		snprintf(err, errlen, "%s must be between %ld and %ld", name,
 		    k->min, k->max);
 		return -1;
 	}
 	return key_store(c, k, (long)json_object_get_int64(v),
-	    json_object_get_boolean(v), json_object_get_string(v), err,
-	    errlen);
+	    json_object_get_boolean(v), json_object_get_string(v), err, errlen);
 }
 
 int
-config_set_str(struct sbx_config *c, const char *name, const char *s,
-    char *err, size_t errlen)
+config_set_str(struct sbx_config *c, const char *name, const char *s, char *err,
+    size_t errlen)
 {
 	const struct cfg_key *k = key_find(name);
 	long n = 0;
@@ -134,8 +139,10 @@ config_set_str(struct sbx_config *c, const char *name, const char *s,
 		return -1;
 	}
 	if (k->type == CFG_LONG && parse_long(s, k->min, k->max, &n) == -1) {
-		snprintf(err, errlen, "%s must be an integer between %ld and "
-		    "%ld", name, k->min, k->max);
+		snprintf(err, errlen,
+		    "%s must be an integer between %ld and "
+		    "%ld",
+		    name, k->min, k->max);
 		return -1;
 	}
 	if (k->type == CFG_BOOL) {
@@ -173,8 +180,9 @@ config_json(const struct sbx_config *c)
 			break;
 		case CFG_STYLE:
 			json_object_object_add(o, cfg_keys[i].name,
-			    json_object_new_string(c->error_style ==
-				    SBX_ERR_FINX ? "finx" : "oauth"));
+			    json_object_new_string(
+			        c->error_style == SBX_ERR_FINX ? "finx"
+			                                       : "oauth"));
 			break;
 		case CFG_CANCEL:
 			json_object_object_add(o, cfg_keys[i].name,

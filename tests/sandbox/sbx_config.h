@@ -12,11 +12,11 @@
 #include "sbx_state.h"
 
 /* Sets key from a JSON value; 0, or -1 with a reason in err. */
-int config_set_json(struct sbx_config *, const char *, json_object *,
-    char *, size_t);
-/* Sets key from command-line text ("on"/"off" for booleans). */
-int config_set_str(struct sbx_config *, const char *, const char *, char *,
+int config_set_json(struct sbx_config *, const char *, json_object *, char *,
     size_t);
+/* Sets key from command-line text ("on"/"off" for booleans). */
+int
+config_set_str(struct sbx_config *, const char *, const char *, char *, size_t);
 /* The whole configuration as a new JSON object owned by the caller. */
 json_object *config_json(const struct sbx_config *);
 

@@ -33,12 +33,14 @@ opt_string(const char *s)
 static json_object *
 record_json(const struct sbx_record *rec)
 {
-	json_object *o = json_object_new_object(), *h = json_object_new_object();
+	json_object *o = json_object_new_object(),
+	            *h = json_object_new_object();
 	json_object *prev;
 	struct sbx_buf joined;
 	size_t i;
 
-	json_object_object_add(o, "method", json_object_new_string(rec->method));
+	json_object_object_add(o, "method",
+	    json_object_new_string(rec->method));
 	json_object_object_add(o, "path", json_object_new_string(rec->path));
 	json_object_object_add(o, "query", json_object_new_string(rec->query));
 	json_object_object_add(o, "content_type",
@@ -49,8 +51,8 @@ record_json(const struct sbx_record *rec)
 		/* Repeated headers are joined as HTTP allows. */
 		if (json_object_object_get_ex(h, rec->hdrs[i].name, &prev)) {
 			buf_init(&joined);
-			buf_addf(&joined, "%s, %s", json_object_get_string(prev),
-			    rec->hdrs[i].value);
+			buf_addf(&joined, "%s, %s",
+			    json_object_get_string(prev), rec->hdrs[i].value);
 			json_object_object_add(h, rec->hdrs[i].name,
 			    json_object_new_string(buf_str(&joined)));
 			buf_free(&joined);
@@ -75,8 +77,8 @@ h_ctl_requests(struct sbx_req *r)
 	arr = json_object_new_array_ext((int)SBX_RECORD_MAX);
 	sbx_lock();
 	for (i = 0; i < sbx.rec_n; i++)
-		json_object_array_add(arr, record_json(
-		    sbx.rec[(sbx.rec_head + i) % SBX_RECORD_MAX]));
+		json_object_array_add(arr,
+		    record_json(sbx.rec[(sbx.rec_head + i) % SBX_RECORD_MAX]));
 	sbx_unlock();
 	json_object_object_add(o, "requests", arr);
 	return http_reply_json(r, MHD_HTTP_OK, o);
@@ -175,13 +177,16 @@ faults_json(void)
 	for (i = 0; i < sbx.faults.n; i++) {
 		f = sbx.faults.v[i];
 		o = json_object_new_object();
-		json_object_object_add(o, "path", json_object_new_string(f->path));
+		json_object_object_add(o, "path",
+		    json_object_new_string(f->path));
 		json_object_object_add(o, "mode",
 		    json_object_new_string(fault_modes[f->mode]));
-		json_object_object_add(o, "status", json_object_new_int(f->status));
+		json_object_object_add(o, "status",
+		    json_object_new_int(f->status));
 		json_object_object_add(o, "delay_ms",
 		    json_object_new_int64(f->delay_ms));
-		json_object_object_add(o, "count", json_object_new_int64(f->count));
+		json_object_object_add(o, "count",
+		    json_object_new_int64(f->count));
 		json_object_array_add(arr, o);
 	}
 	o = json_object_new_object();
@@ -229,9 +234,10 @@ fault_parse(json_object *in, struct sbx_fault *f)
 	{
 		(void)val;
 		if (strcmp(key, "path") != 0 && strcmp(key, "mode") != 0 &&
-		    strcmp(key, "status") != 0 && strcmp(key, "delay_ms") != 0 &&
-		    strcmp(key, "count") != 0)
-			return "unknown key (path, mode, status, delay_ms, count)";
+		    strcmp(key, "status") != 0 &&
+		    strcmp(key, "delay_ms") != 0 && strcmp(key, "count") != 0)
+			return "unknown key (path, mode, status, delay_ms, "
+			       "count)";
 	}
 	if (!json_object_object_get_ex(in, "path", &v) ||
 	    !json_object_is_type(v, json_type_string) ||
@@ -240,12 +246,14 @@ fault_parse(json_object *in, struct sbx_fault *f)
 	f->path = xstrdup(json_object_get_string(v));
 	if (!json_object_object_get_ex(in, "mode", &v) ||
 	    !json_object_is_type(v, json_type_string))
-		return "mode must be status, delay, delay_after, badjson or close";
+		return "mode must be status, delay, delay_after, badjson or "
+		       "close";
 	for (i = 0; i < NMODES; i++)
 		if (strcmp(json_object_get_string(v), fault_modes[i]) == 0)
 			break;
 	if (i == NMODES)
-		return "mode must be status, delay, delay_after, badjson or close";
+		return "mode must be status, delay, delay_after, badjson or "
+		       "close";
 	f->mode = (enum sbx_fault_mode)i;
 	status = 500;
 	f->delay_ms = 5000;
@@ -301,8 +309,9 @@ h_ctl_issued(struct sbx_req *r)
 	arr = json_object_new_array();
 	sbx_lock();
 	for (i = 0; i < sbx.tokens.n; i++)
-		json_object_array_add(arr, json_object_new_string(
-		    ((struct sbx_token *)sbx.tokens.v[i])->value));
+		json_object_array_add(arr,
+		    json_object_new_string(
+		        ((struct sbx_token *)sbx.tokens.v[i])->value));
 	sbx_unlock();
 	json_object_object_add(o, "tokens", arr);
 	return http_reply_json(r, MHD_HTTP_OK, o);
@@ -372,7 +381,8 @@ h_ctl_transactions(struct sbx_req *r)
 	}
 	if (uid == NULL || !get_int(in, "add", 0, 10000, &add)) {
 		json_object_put(in);
-		return ctl_bad(r, "user_id (string), add (0..10000), "
+		return ctl_bad(r,
+		    "user_id (string), add (0..10000), "
 		    "book_pending (bool)");
 	}
 	sbx_lock();

@@ -17,7 +17,7 @@ struct counterparty {
 	const char *name;
 	const char *bank_code;
 	const char *bic;
-	int role;		/* 0 shop, 1 salary, 2 rent, 3 fees */
+	int role; /* 0 shop, 1 salary, 2 rent, 3 fees */
 };
 
 static const struct counterparty cps[] = {
@@ -46,11 +46,17 @@ static const char *const purposes[] = {
 };
 
 static const char *const kinds[] = {
-	"Transfer", "Direct debit", "Standing order", "Salary or rent",
+	"Transfer",
+	"Direct debit",
+	"Standing order",
+	"Salary or rent",
 	"Charges or interest",
 };
 static const char *const booking_texts[] = {
-	"Ueberweisung", "Lastschrift", "Dauerauftrag", "Gehalt/Miete",
+	"Ueberweisung",
+	"Lastschrift",
+	"Dauerauftrag",
+	"Gehalt/Miete",
 	"Entgelt",
 };
 
@@ -58,15 +64,30 @@ static const struct {
 	int id;
 	const char *name;
 } categories[] = {
-	{ 150, "Lebenshaltung" }, { 110, "Einnahmen" }, { 160, "Wohnen" },
+	{ 150, "Lebenshaltung" },
+	{ 110, "Einnahmen" },
+	{ 160, "Wohnen" },
 	{ 190, "Bankgebühren" },
 };
 
 static const char *const first_names[] = {
-	"John", "Jürgen", "Anna", "Zoë", "Mehmet", "Søren", "Lena", "Ole",
+	"John",
+	"Jürgen",
+	"Anna",
+	"Zoë",
+	"Mehmet",
+	"Søren",
+	"Lena",
+	"Ole",
 };
 static const char *const last_names[] = {
-	"Doe", "Müller", "Schäfer", "Öztürk", "Weiß", "Nguyen", "Krüger",
+	"Doe",
+	"Müller",
+	"Schäfer",
+	"Öztürk",
+	"Weiß",
+	"Nguyen",
+	"Krüger",
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -188,12 +209,13 @@ account_init(struct sbx_user *u, struct sbx_account *a, int k, long ntx,
 	for (i = 1; i <= ntx; i++) {
 		t = txn_append(u, a);
 		txn_fill(u, a, t);
-		t->booking_s = t0 + i * span / (ntx + 1) +
-		    rng_range(&u->rng, 0, 3600);
+		t->booking_s =
+		    t0 + i * span / (ntx + 1) + rng_range(&u->rng, 0, 3600);
 		t->value_s = t->booking_s + (t->kind == 0 ? DAY_S : 0);
 		t->booked = i <= ntx - 2;
-		t->created_ms = (t->booking_s + rng_range(&u->rng, 60, 7200)) *
-		    1000 + rng_range(&u->rng, 0, 999);
+		t->created_ms =
+		    (t->booking_s + rng_range(&u->rng, 60, 7200)) * 1000 +
+		    rng_range(&u->rng, 0, 999);
 		t->modified_ms = t->created_ms;
 	}
 }
@@ -341,8 +363,9 @@ icon_json(void)
 	char url[96];
 	size_t i;
 
-	json_object_object_add(icon, "url", json_object_new_string(
-	    "https://sandbox.invalid/icons/demobank.png"));
+	json_object_object_add(icon, "url",
+	    json_object_new_string(
+	        "https://sandbox.invalid/icons/demobank.png"));
 	res = json_object_new_object();
 	for (i = 0; i < NELEM(sizes); i++) {
 		snprintf(url, sizeof(url),
@@ -411,8 +434,7 @@ txn_stamp(const struct sbx_txn *t, int64_t ms)
 	if (t->fmt_z)
 		iso_ms(ms, s, sizeof(s));
 	else
-		iso_us(ms / 1000, (long)(ms % 1000) * 1000 + 417, s,
-		    sizeof(s));
+		iso_us(ms / 1000, (long)(ms % 1000) * 1000 + 417, s, sizeof(s));
 	return json_object_new_string(s);
 }
 
@@ -504,8 +526,9 @@ data_access_json(const struct sbx_user *u)
 	for (k = 0; k < SBX_NACCOUNTS; k++) {
 		a = &u->acc[k];
 		acc = json_object_new_object();
-		json_object_object_add(acc, "id", json_object_new_string(
-		    a->iban[0] != '\0' ? a->iban : a->number));
+		json_object_object_add(acc, "id",
+		    json_object_new_string(
+		        a->iban[0] != '\0' ? a->iban : a->number));
 		json_object_object_add(acc, "currency",
 		    json_object_new_string("EUR"));
 		json_object_array_add(arr, acc);
@@ -594,10 +617,10 @@ sync_error_json(void)
 
 	json_object_object_add(e, "code", json_object_new_int(20000));
 	json_object_object_add(e, "group", json_object_new_string("bank"));
-	json_object_object_add(e, "description", json_object_new_string(
-	    "The bank could not be reached."));
-	json_object_object_add(e, "message", json_object_new_string(
-	    "Sandbox: sync_fail is set"));
+	json_object_object_add(e, "description",
+	    json_object_new_string("The bank could not be reached."));
+	json_object_object_add(e, "message",
+	    json_object_new_string("Sandbox: sync_fail is set"));
 	json_object_object_add(e, "data", json_object_new_object());
 	return e;
 }

@@ -17,30 +17,30 @@
 #define SBX_SYNCS_PER_DAY 4
 
 struct sbx_txn {
-	long idx;		/* i of T<n>.<k>.<i> */
+	long idx; /* i of T<n>.<k>.<i> */
 	char id[48];
 	int64_t cents;
-	int cp;			/* counterparty */
+	int cp; /* counterparty */
 	int purpose;
 	int kind;
 	int64_t booking_s;
 	long booking_us;
 	int64_t value_s;
-	bool fmt_z;		/* ".000Z" dates, else "+00:00" with micros */
+	bool fmt_z; /* ".000Z" dates, else "+00:00" with micros */
 	bool booked;
 	int64_t created_ms;
 	int64_t modified_ms;
 };
 
 struct sbx_account {
-	int k;			/* 1: giro, 2: credit card */
+	int k; /* 1: giro, 2: credit card */
 	char id[32];
 	char number[24];
-	char iban[40];		/* "" for the card */
+	char iban[40]; /* "" for the card */
 	int64_t opening_cents;
 	int64_t credit_line_cents;
 	int64_t limit_cents;
-	struct sbx_txn *tx;	/* oldest first */
+	struct sbx_txn *tx; /* oldest first */
 	size_t ntx;
 	size_t captx;
 };
@@ -61,7 +61,7 @@ struct sbx_user {
 	char owner[64];
 	int64_t created_ms;
 	struct sbx_account acc[SBX_NACCOUNTS];
-	struct sbx_vec syncs;	/* owned struct sbx_sync, oldest first */
+	struct sbx_vec syncs; /* owned struct sbx_sync, oldest first */
 };
 
 /* Finds or creates the user; owned by the state. */
@@ -71,11 +71,11 @@ void data_user_free(struct sbx_user *);
 struct sbx_account *data_account_find(struct sbx_user *, const char *);
 
 /* New json objects, owned by the caller. */
-json_object *data_account_json(const struct sbx_user *,
-    const struct sbx_account *);
+json_object *
+data_account_json(const struct sbx_user *, const struct sbx_account *);
 json_object *data_balance_json(const struct sbx_account *);
-json_object *data_txn_json(const struct sbx_user *,
-    const struct sbx_account *, const struct sbx_txn *);
+json_object *data_txn_json(const struct sbx_user *, const struct sbx_account *,
+    const struct sbx_txn *);
 json_object *data_access_json(const struct sbx_user *);
 json_object *data_sync_json(const struct sbx_sync *, int64_t);
 

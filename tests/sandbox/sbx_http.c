@@ -97,6 +97,9 @@ http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	*con_cls = NULL;
 }
 
+static void http_mhd_log(void *, const char *, va_list)
+    __attribute__((format(printf, 2, 0)));
+
 static void
 http_mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -126,7 +129,7 @@ http_reply(struct sbx_req *r, unsigned int status, const char *ctype,
 	size_t i;
 
 	if (sbx_locked())
-		abort();	/* programmer error: would block everyone */
+		abort(); /* programmer error: would block everyone */
 	sleep_ms(r->delay_after_ms);
 	resp = MHD_create_response_from_buffer(len, (void *)(uintptr_t)body,
 	    MHD_RESPMEM_MUST_COPY);
@@ -172,9 +175,11 @@ http_reply_error(struct sbx_req *r, unsigned int status, int code,
 
 	e = json_object_new_object();
 	json_object_object_add(e, "code", json_object_new_int(code));
-	json_object_object_add(e, "group", json_object_new_string(
-	    code < 10000 ? "client" : code < 20000 ? "user" :
-	    code < 30000 ? "bank" : "general"));
+	json_object_object_add(e, "group",
+	    json_object_new_string(code < 10000 ? "client"
+	            : code < 20000              ? "user"
+	            : code < 30000              ? "bank"
+	                                        : "general"));
 	json_object_object_add(e, "description", json_object_new_string(desc));
 	json_object_object_add(e, "message", json_object_new_string(msg));
 	json_object_object_add(e, "data",
@@ -225,10 +230,12 @@ media_type(struct sbx_req *r, char *out, size_t n)
 	if (ct != NULL) {
 		while (*ct == ' ' || *ct == '\t')
 			ct++;
-		for (; ct[i] != '\0' && ct[i] != ';' && ct[i] != ' ' &&
-		    i + 1 < n; i++)
-			out[i] = (char)(ct[i] >= 'A' && ct[i] <= 'Z' ?
-			    ct[i] + 32 : ct[i]);
+		for (;
+		     ct[i] != '\0' && ct[i] != ';' && ct[i] != ' ' && i + 1 < n;
+		     i++)
+			out[i] =
+			    (char)(ct[i] >= 'A' && ct[i] <= 'Z' ? ct[i] + 32
+			                                        : ct[i]);
 	}
 	out[i] = '\0';
 }
@@ -316,7 +323,8 @@ params_form(const char *s, size_t len, struct sbx_params *ps, char *err,
 		}
 		v = NULL;
 		if (url_decode(eq < amp ? eq + 1 : amp,
-		    eq < amp ? (size_t)(amp - eq - 1) : 0, true, &v) == -1) {
+		        eq < amp ? (size_t)(amp - eq - 1) : 0, true,
+		        &v) == -1) {
 			free(k);
 			snprintf(err, n, "Bad percent-encoding in the body.");
 			return -1;
@@ -455,16 +463,19 @@ static bool
 creds_match(const char *user, const char *pass)
 {
 	char *du = NULL, *dp = NULL;
-	bool ok;
+	bool uok, pok;
 
-	ok = ct_streq(user, sbx.client_id) & ct_streq(pass, sbx.client_secret);
-	if (!ok && url_decode(user, strlen(user), true, &du) == 0 &&
-	    url_decode(pass, strlen(pass), true, &dp) == 0)
-		ok = ct_streq(du, sbx.client_id) &
-		    ct_streq(dp, sbx.client_secret);
+	/* Evaluate both comparisons always, so timing says nothing. */
+	uok = ct_streq(user, sbx.client_id);
+	pok = ct_streq(pass, sbx.client_secret);
+	if ((!uok || !pok) && url_decode(user, strlen(user), true, &du) == 0 &&
+	    url_decode(pass, strlen(pass), true, &dp) == 0) {
+		uok = ct_streq(du, sbx.client_id);
+		pok = ct_streq(dp, sbx.client_secret);
+	}
 	free(du);
 	free(dp);
-	return ok;
+	return uok && pok;
 }
 
 bool
@@ -535,8 +546,7 @@ record_new(struct sbx_req *r)
 		n = strcspn(h, " ");
 		rec->auth_scheme = xstrndup(h, n);
 	}
-	MHD_get_connection_values(r->conn, MHD_HEADER_KIND, record_hdr_it,
-	    rec);
+	MHD_get_connection_values(r->conn, MHD_HEADER_KIND, record_hdr_it, rec);
 	rec->body = xstrndup(buf_str(&r->body), r->body.len);
 	rec->body_len = r->body.len;
 	rec->at_ms = now_ms();
@@ -620,11 +630,18 @@ route(struct sbx_req *r)
 	return ret;
 }
 
+/* finX error code for an injected status: general, rate limit, client. */
+static int
+fault_code(int status)
+{
+	if (status >= 500)
+		return 30000;
+	return status == 429 ? 1020 : 1000;
+}
+
 static enum MHD_Result
 apply_fault(struct sbx_req *r, const struct sbx_fault *f, bool *served)
 {
-	char retry[8];
-
 	*served = true;
 	switch (f->mode) {
 	case FAULT_CLOSE:
@@ -633,13 +650,11 @@ apply_fault(struct sbx_req *r, const struct sbx_fault *f, bool *served)
 		return http_reply(r, MHD_HTTP_OK, "application/json",
 		    badjson_body, sizeof(badjson_body) - 1);
 	case FAULT_STATUS:
-		if (f->status == 429 || f->status == 503) {
-			snprintf(retry, sizeof(retry), "1");
-			http_header(r, MHD_HTTP_HEADER_RETRY_AFTER, retry);
-		}
+		if (f->status == 429 || f->status == 503)
+			http_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
 		return http_reply_error(r, (unsigned int)f->status,
-		    f->status >= 500 ? 30000 : f->status == 429 ? 1020 : 1000,
-		    "Injected fault", "finx-sandbox fault injection", NULL);
+		    fault_code(f->status), "Injected fault",
+		    "finx-sandbox fault injection", NULL);
 	case FAULT_DELAY:
 		sleep_ms(f->delay_ms);
 		break;
@@ -708,7 +723,8 @@ http_access(void *cls, struct MHD_Connection *c, const char *url,
 		r->method = xstrdup(method);
 		r->path = xstrdup(url);
 		cl = http_hdr(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (cl != NULL && (parse_long(cl, 0, HTTP_BODY_MAX, &len) == -1)) {
+		if (cl != NULL &&
+		    (parse_long(cl, 0, HTTP_BODY_MAX, &len) == -1)) {
 			/* Refuse before reading a byte of it. */
 			r->too_big = true;
 			return dispatch(r);
@@ -716,8 +732,8 @@ http_access(void *cls, struct MHD_Connection *c, const char *url,
 		return MHD_YES;
 	}
 	if (*upload_data_size != 0) {
-		if (!r->too_big && r->body.len + *upload_data_size <=
-		    HTTP_BODY_MAX)
+		if (!r->too_big &&
+		    r->body.len + *upload_data_size <= HTTP_BODY_MAX)
 			buf_add(&r->body, upload_data, *upload_data_size);
 		else {
 			r->too_big = true;
@@ -739,12 +755,10 @@ http_start(const struct sockaddr *sa, bool ipv6)
 		flags |= MHD_USE_IPv6;
 	return MHD_start_daemon(flags, 0, NULL, NULL, http_access, NULL,
 	    MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, NULL,
-	    MHD_OPTION_SOCK_ADDR, sa,
-	    MHD_OPTION_URI_LOG_CALLBACK, http_uri_log, NULL,
-	    MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL,
+	    MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_URI_LOG_CALLBACK, http_uri_log,
+	    NULL, MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)512,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)300,
-	    MHD_OPTION_END);
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)300, MHD_OPTION_END);
 }
 
 unsigned int

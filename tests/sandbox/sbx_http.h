@@ -27,14 +27,14 @@ enum http_body_kind {
 
 struct sbx_req {
 	struct MHD_Connection *conn;
-	char *raw_uri;		/* as received, with the query */
+	char *raw_uri; /* as received, with the query */
 	char *method;
-	char *path;		/* as MHD decoded it, without the query */
+	char *path; /* as MHD decoded it, without the query */
 	struct sbx_buf body;
 	bool started;
 	bool too_big;
-	long delay_after_ms;	/* sleep before sending the reply */
-	char *caps[HTTP_MAX_CAPS];	/* '*' segments of the matched route */
+	long delay_after_ms;       /* sleep before sending the reply */
+	char *caps[HTTP_MAX_CAPS]; /* '*' segments of the matched route */
 	size_t ncaps;
 	struct sbx_header extra[HTTP_MAX_EXTRA];
 	size_t nextra;
@@ -54,13 +54,11 @@ unsigned int http_port(struct MHD_Daemon *);
 /* Adds a header to the next reply of r; both strings are copied. */
 void http_header(struct sbx_req *, const char *, const char *);
 /* Queues a reply; never call with the state lock held. */
-enum MHD_Result http_reply(struct sbx_req *, unsigned int, const char *,
-    const char *, size_t);
+enum MHD_Result
+http_reply(struct sbx_req *, unsigned int, const char *, const char *, size_t);
 /* Serialises and drops o. */
-enum MHD_Result http_reply_json(struct sbx_req *, unsigned int,
-    json_object *);
-enum MHD_Result http_reply_html(struct sbx_req *, unsigned int,
-    const char *);
+enum MHD_Result http_reply_json(struct sbx_req *, unsigned int, json_object *);
+enum MHD_Result http_reply_html(struct sbx_req *, unsigned int, const char *);
 /* finX error object; data may be NULL ({}), ownership is taken. */
 enum MHD_Result http_reply_error(struct sbx_req *, unsigned int, int,
     const char *, const char *, json_object *);

@@ -24,14 +24,15 @@ static const char *
 chk_string(json_object *v)
 {
 	return json_object_is_type(v, json_type_string) ? NULL
-							: "Not a valid string.";
+	                                                : "Not a valid string.";
 }
 
 static const char *
 chk_bool(json_object *v)
 {
-	return json_object_is_type(v, json_type_boolean) ? NULL
-							 : "Not a valid boolean.";
+	return json_object_is_type(v, json_type_boolean)
+	    ? NULL
+	    : "Not a valid boolean.";
 }
 
 static bool
@@ -60,7 +61,8 @@ chk_redirect_uri(json_object *v)
 {
 	if (chk_string(v) != NULL)
 		return "Not a valid string.";
-	return url_ok(json_object_get_string(v)) ? NULL
+	return url_ok(json_object_get_string(v))
+	    ? NULL
 	    : "Not a valid absolute http(s) URL without fragment.";
 }
 
@@ -69,8 +71,7 @@ chk_user_id(json_object *v)
 {
 	if (chk_string(v) != NULL)
 		return "Not a valid string.";
-	return json_object_get_string_len(v) > 0 ? NULL
-						 : "Must not be empty.";
+	return json_object_get_string_len(v) > 0 ? NULL : "Must not be empty.";
 }
 
 static const char *
@@ -78,7 +79,8 @@ chk_state(json_object *v)
 {
 	if (chk_string(v) != NULL)
 		return "Not a valid string.";
-	return json_object_get_string_len(v) <= STATE_MAX ? NULL
+	return json_object_get_string_len(v) <= STATE_MAX
+	    ? NULL
 	    : "Longer than 1024 characters.";
 }
 
@@ -181,9 +183,11 @@ flow_validate(json_object *o)
 			field_error(data, key, msg);
 	}
 	if (!json_object_object_get_ex(o, "redirect_uri", &v))
-		field_error(data, "redirect_uri", "Missing data for required field.");
+		field_error(data, "redirect_uri",
+		    "Missing data for required field.");
 	if (!json_object_object_get_ex(o, "user_id", &v))
-		field_error(data, "user_id", "Missing data for required field.");
+		field_error(data, "user_id",
+		    "Missing data for required field.");
 	if (json_object_object_length(data) == 0) {
 		json_object_put(data);
 		return NULL;
@@ -271,8 +275,7 @@ loc_param(struct sbx_buf *b, const char *name, const char *value)
 
 /* Builds the redirect for a decision; lock held. */
 static void
-widget_location(struct sbx_flow *f, const char *decision,
-    struct sbx_buf *loc)
+widget_location(struct sbx_flow *f, const char *decision, struct sbx_buf *loc)
 {
 	struct sbx_token *code;
 
@@ -302,13 +305,15 @@ widget_page(const char *token)
 	size_t i;
 
 	buf_init(&b);
-	buf_adds(&b, "<!doctype html>\n<html><head><meta charset=\"utf-8\">"
-		     "<title>finX sandbox widget</title></head><body>\n"
-		     "<h1>finX sandbox widget</h1>\n<ul>\n");
+	buf_adds(&b,
+	    "<!doctype html>\n<html><head><meta charset=\"utf-8\">"
+	    "<title>finX sandbox widget</title></head><body>\n"
+	    "<h1>finX sandbox widget</h1>\n<ul>\n");
 	for (i = 0; i < 3; i++)
-		buf_addf(&b, "<li><a id=\"%s\" href=\"?token=%s&amp;decision="
-			     "%s\">%s</a></li>\n", decisions[i], token,
-		    decisions[i], decisions[i]);
+		buf_addf(&b,
+		    "<li><a id=\"%s\" href=\"?token=%s&amp;decision="
+		    "%s\">%s</a></li>\n",
+		    decisions[i], token, decisions[i], decisions[i]);
 	buf_adds(&b, "</ul>\n</body></html>\n");
 	return buf_steal(&b);
 }
@@ -341,10 +346,11 @@ h_widget(struct sbx_req *r)
 	sbx_unlock();
 	if (f == NULL || gone) {
 		buf_free(&loc);
-		return http_reply_html(r, f == NULL ? MHD_HTTP_NOT_FOUND :
-		    MHD_HTTP_GONE, f == NULL ?
-		    "<!doctype html><p>Unknown widget token.</p>\n" :
-		    "<!doctype html><p>This flow is already finished.</p>\n");
+		return http_reply_html(r,
+		    f == NULL ? MHD_HTTP_NOT_FOUND : MHD_HTTP_GONE,
+		    f == NULL ? "<!doctype html><p>Unknown widget token.</p>\n"
+		              : "<!doctype html><p>This flow is already "
+		                "finished.</p>\n");
 	}
 	if (decision == NULL) {
 		page = widget_page(token);
@@ -362,8 +368,8 @@ h_widget(struct sbx_req *r)
 
 /* Token endpoint errors in the configured style. */
 static enum MHD_Result
-token_error(struct sbx_req *r, enum sbx_err_style style,
-    unsigned int status, const char *error, const char *desc)
+token_error(struct sbx_req *r, enum sbx_err_style style, unsigned int status,
+    const char *error, const char *desc)
 {
 	json_object *o;
 
@@ -497,8 +503,8 @@ scope_ok(const char *s)
 		p += strspn(p, " ");
 		if ((n = strcspn(p, " ")) == 0)
 			break;
-		for (w = all; *w != '\0'; w += strcspn(w, " "),
-		    w += strspn(w, " "))
+		for (w = all; *w != '\0';
+		     w += strcspn(w, " "), w += strspn(w, " "))
 			if (strcspn(w, " ") == n && strncmp(w, p, n) == 0)
 				break;
 		if (*w == '\0')

@@ -19,7 +19,7 @@ enum since_type {
 };
 
 struct txn_query {
-	const char *accounts;	/* comma-separated ids or NULL */
+	const char *accounts; /* comma-separated ids or NULL */
 	long count;
 	long offset;
 	bool pending;
@@ -43,7 +43,8 @@ bearer_user(struct sbx_req *r)
 	const char *v = http_bearer(r);
 	struct sbx_token *t = v != NULL ? sbx_token_find(v) : NULL;
 
-	if (t == NULL || t->kind != TOK_ACCESS || !sbx_token_live(t, now_ms())) {
+	if (t == NULL || t->kind != TOK_ACCESS ||
+	    !sbx_token_live(t, now_ms())) {
 		sbx_count(STAT_AUTH_FAILURES, 1);
 		return NULL;
 	}
@@ -53,8 +54,8 @@ bearer_user(struct sbx_req *r)
 static enum MHD_Result
 not_found(struct sbx_req *r, const char *what)
 {
-	return http_reply_error(r, MHD_HTTP_NOT_FOUND, 1002,
-	    "Entity not found", what, NULL);
+	return http_reply_error(r, MHD_HTTP_NOT_FOUND, 1002, "Entity not found",
+	    what, NULL);
 }
 
 static enum MHD_Result
@@ -223,11 +224,11 @@ txn_wanted(const struct txn_query *q, const struct sbx_txn *t)
 	int64_t ref;
 
 	if (!t->booked)
-		return q->pending;	/* pending always as a complete set */
+		return q->pending; /* pending always as a complete set */
 	if (q->has_since) {
-		ref = q->since_type == SINCE_BOOKED ? t->booking_s :
-		    q->since_type == SINCE_CREATED ? t->created_ms / 1000 :
-		    t->modified_ms / 1000;
+		ref = q->since_type == SINCE_BOOKED  ? t->booking_s
+		    : q->since_type == SINCE_CREATED ? t->created_ms / 1000
+		                                     : t->modified_ms / 1000;
 		if (ref < q->since_s)
 			return false;
 	}
@@ -412,19 +413,24 @@ sync_field(const char *key, json_object *v)
 	const char *s;
 
 	if (strcmp(key, "credentials") == 0)
-		return json_object_is_type(v, json_type_object) ? NULL
+		return json_object_is_type(v, json_type_object)
+		    ? NULL
 		    : "Not a valid object.";
 	if (strcmp(key, "save_secrets") == 0 ||
 	    strcmp(key, "disable_notifications") == 0)
-		return json_object_is_type(v, json_type_boolean) ? NULL
+		return json_object_is_type(v, json_type_boolean)
+		    ? NULL
 		    : "Not a valid boolean.";
 	if (strcmp(key, "redirect_uri") == 0)
-		return json_object_is_type(v, json_type_string) ? NULL
+		return json_object_is_type(v, json_type_string)
+		    ? NULL
 		    : "Not a valid string.";
 	if (strcmp(key, "state") == 0) {
-		n = json_object_is_type(v, json_type_string) ?
-		    (size_t)json_object_get_string_len(v) : 0;
-		return n >= 1 && n <= 1024 ? NULL
+		n = json_object_is_type(v, json_type_string)
+		    ? (size_t)json_object_get_string_len(v)
+		    : 0;
+		return n >= 1 && n <= 1024
+		    ? NULL
 		    : "Must be a string of 1 to 1024 characters.";
 	}
 	if (strcmp(key, "scope") != 0)
@@ -434,8 +440,9 @@ sync_field(const char *key, json_object *v)
 	for (i = 0; i < json_object_array_length(v); i++) {
 		s = json_object_get_string(json_object_array_get_idx(v, i));
 		if (!json_object_is_type(json_object_array_get_idx(v, i),
-		    json_type_string) || (strcmp(s, "ACCOUNTS") != 0 &&
-		    strcmp(s, "TRANSACTIONS") != 0))
+		        json_type_string) ||
+		    (strcmp(s, "ACCOUNTS") != 0 &&
+		        strcmp(s, "TRANSACTIONS") != 0))
 			return "Entries must be ACCOUNTS or TRANSACTIONS.";
 	}
 	return NULL;

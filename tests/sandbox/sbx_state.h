@@ -79,15 +79,15 @@ struct sbx_token {
 	enum sbx_tok_kind kind;
 	int64_t expires_ms;
 	bool revoked;
-	bool superseded;	/* refresh: a newer one replaced it */
-	bool used;		/* code: already exchanged */
-	struct sbx_flow *flow;	/* code: the flow it finished */
+	bool superseded;         /* refresh: a newer one replaced it */
+	bool used;               /* code: already exchanged */
+	struct sbx_flow *flow;   /* code: the flow it finished */
 	struct sbx_grant *grant; /* owner; for a code, the grant it produced */
 };
 
 struct sbx_flow {
 	char id[37];
-	char *state;		/* NULL when none was sent */
+	char *state; /* NULL when none was sent */
 	char *redirect_uri;
 	char *widget_token;
 	char *client_id;
@@ -101,8 +101,8 @@ struct sbx_grant {
 	struct sbx_user *user;
 	char *client_id;
 	bool revoked;
-	struct sbx_token *refresh;	/* current refresh token */
-	struct sbx_vec tokens;		/* borrowed: every token of the grant */
+	struct sbx_token *refresh; /* current refresh token */
+	struct sbx_vec tokens;     /* borrowed: every token of the grant */
 	int64_t created_ms;
 };
 
@@ -119,7 +119,7 @@ struct sbx_fault {
 	enum sbx_fault_mode mode;
 	int status;
 	long delay_ms;
-	long count;		/* -1: until cleared */
+	long count; /* -1: until cleared */
 };
 
 struct sbx_header {
@@ -130,9 +130,9 @@ struct sbx_header {
 struct sbx_record {
 	char *method;
 	char *path;
-	char *query;		/* raw, still percent-encoded; "" if none */
-	char *content_type;	/* NULL when absent */
-	char *auth_scheme;	/* NULL when absent */
+	char *query;        /* raw, still percent-encoded; "" if none */
+	char *content_type; /* NULL when absent */
+	char *auth_scheme;  /* NULL when absent */
 	struct sbx_header *hdrs;
 	size_t nhdrs;
 	char *body;
@@ -148,17 +148,17 @@ struct sbx_state {
 	char *public_url;
 	int64_t started_ms;
 
-	struct sbx_vec flows;	/* owned */
-	struct sbx_vec grants;	/* owned */
-	struct sbx_vec tokens;	/* owned, in issue order */
-	struct sbx_vec users;	/* owned */
-	struct sbx_vec faults;	/* owned */
-	struct sbx_map tokmap;	/* value -> struct sbx_token */
-	struct sbx_map widgets;	/* widget token -> struct sbx_flow */
-	struct sbx_map usermap;	/* user_id -> struct sbx_user */
-	struct sbx_map unums;	/* "n" -> struct sbx_user, keeps ids unique */
+	struct sbx_vec flows;   /* owned */
+	struct sbx_vec grants;  /* owned */
+	struct sbx_vec tokens;  /* owned, in issue order */
+	struct sbx_vec users;   /* owned */
+	struct sbx_vec faults;  /* owned */
+	struct sbx_map tokmap;  /* value -> struct sbx_token */
+	struct sbx_map widgets; /* widget token -> struct sbx_flow */
+	struct sbx_map usermap; /* user_id -> struct sbx_user */
+	struct sbx_map unums;   /* "n" -> struct sbx_user, keeps ids unique */
 
-	struct sbx_record **rec;	/* ring of SBX_RECORD_MAX */
+	struct sbx_record **rec; /* ring of SBX_RECORD_MAX */
 	size_t rec_head;
 	size_t rec_n;
 

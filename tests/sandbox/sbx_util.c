@@ -309,8 +309,8 @@ iso_ms(int64_t ms, char *out, size_t n)
 
 	gmtime_r(&t, &tm);
 	snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+	    tm.tm_sec, (int)(ms % 1000));
 }
 
 void
@@ -321,8 +321,8 @@ iso_us(int64_t sec, long us, char *out, size_t n)
 
 	gmtime_r(&t, &tm);
 	snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%06ld+00:00",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec, us);
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+	    tm.tm_sec, us);
 }
 
 static int
@@ -346,8 +346,8 @@ iso_parse(const char *s, int64_t *ret_sec, bool *ret_date_only)
 	int y, mo, d, h = 0, mi = 0, se = 0;
 	bool date_only = true;
 
-	if (strlen(s) < 10 || s[4] != '-' || s[7] != '-' ||
-	    digits(s, 4, &y) || digits(s + 5, 2, &mo) || digits(s + 8, 2, &d))
+	if (strlen(s) < 10 || s[4] != '-' || s[7] != '-' || digits(s, 4, &y) ||
+	    digits(s + 5, 2, &mo) || digits(s + 8, 2, &d))
 		return -1;
 	if (s[10] == 'T' || s[10] == ' ') {
 		if (strlen(s) < 19 || s[13] != ':' || s[16] != ':' ||
@@ -418,8 +418,8 @@ rand_uuid(char out[37])
 	snprintf(out, 37,
 	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
 	    "%02x%02x%02x%02x%02x%02x",
-	    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
-	    b[10], b[11], b[12], b[13], b[14], b[15]);
+	    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
+	    b[11], b[12], b[13], b[14], b[15]);
 }
 
 void
@@ -519,8 +519,8 @@ parse_long(const char *s, long min, long max, long *ret)
 void
 cents_text(int64_t cents, char *out, size_t n)
 {
-	uint64_t a = cents < 0 ? (uint64_t)0 - (uint64_t)cents
-			       : (uint64_t)cents;
+	uint64_t a =
+	    cents < 0 ? (uint64_t)0 - (uint64_t)cents : (uint64_t)cents;
 
 	snprintf(out, n, "%s%llu.%02llu", cents < 0 ? "-" : "",
 	    (unsigned long long)(a / 100), (unsigned long long)(a % 100));
