@@ -32,6 +32,12 @@ const struct route routes[] = {
 	{ "GET", "/v1/connections/{}/token", h_conn_token, SCOPE_TOKENS },
 	{ "POST", "/v1/connections/{}/refresh", h_conn_refresh, SCOPE_ADMIN },
 	{ "POST", "/v1/connections/{}/reauth", h_conn_reauth, SCOPE_LINKS },
+	{ "POST", "/v1/connections/{}/sync", h_conn_sync, SCOPE_ADMIN },
+	{ "GET", "/v1/syncs/{}", h_sync_get, SCOPE_READ | SCOPE_ADMIN },
+	{ "GET", "/v1/users/{}/accounts", h_user_accounts, SCOPE_READ },
+	{ "GET", "/v1/users/{}/transactions", h_user_txns, SCOPE_READ },
+	{ "GET", "/v1/accounts/{}", h_account_get, SCOPE_READ },
+	{ "GET", "/v1/accounts/{}/transactions", h_account_txns, SCOPE_READ },
 	{ NULL, NULL, NULL, 0 },
 };
 
@@ -67,6 +73,21 @@ api_valid_text(const char *s, size_t max)
 	size_t n = strlen(s);
 
 	return n >= 1 && n <= max && utf8_valid(s, n) && !has_ctl(s, n);
+}
+
+const char *
+api_json_text(json_object *v, size_t max)
+{
+	const char *s;
+
+	if (v == NULL || !json_object_is_type(v, json_type_string))
+		return NULL;
+	s = json_object_get_string(v);
+	/* A "\u0000" inside would cut the C string short: refuse it. */
+	if ((size_t)json_object_get_string_len(v) != strlen(s) ||
+	    !api_valid_text(s, max))
+		return NULL;
+	return s;
 }
 
 static enum MHD_Result

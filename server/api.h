@@ -6,6 +6,7 @@
 #define FINXD_API_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <json-c/json.h>
 #include <libpq-fe.h>
 
@@ -30,6 +31,12 @@ void json_add_col(json_object *obj, const char *key, const PGresult *res,
 bool api_valid_text(const char *s, size_t max);
 
 /*
+ * The string inside a JSON value when it is a string of 1..max bytes of
+ * UTF-8 without control characters or embedded NUL; else NULL.  Borrowed.
+ */
+const char *api_json_text(json_object *v, size_t max);
+
+/*
  * Validate return_url and finX's widget fields of a link request body;
  * *fields receives the fields to send to finX (caller puts it, also on
  * failure).  false queues a 400 in *ret.
@@ -39,6 +46,10 @@ bool api_link_body(struct req *r, json_object *body, const char **return_url,
 
 /* Name of the browser-binding cookie of one link (caller frees). */
 char *link_cookie_name(const char *link_id);
+
+/* Opaque keyset cursor of the transaction listings. */
+char *cursor_encode(int64_t micros, int64_t id);
+bool cursor_decode(const char *s, int64_t *micros, int64_t *id);
 
 /* Handlers. */
 enum MHD_Result h_links_create(struct req *r);
@@ -51,6 +62,12 @@ enum MHD_Result h_conn_token(struct req *r);
 enum MHD_Result h_conn_refresh(struct req *r);
 enum MHD_Result h_conn_delete(struct req *r);
 enum MHD_Result h_conn_reauth(struct req *r);
+enum MHD_Result h_conn_sync(struct req *r);
+enum MHD_Result h_sync_get(struct req *r);
+enum MHD_Result h_user_accounts(struct req *r);
+enum MHD_Result h_account_get(struct req *r);
+enum MHD_Result h_account_txns(struct req *r);
+enum MHD_Result h_user_txns(struct req *r);
 
 /* Shared by the link and reauth handlers: make a finX flow and a link. */
 enum MHD_Result api_open_link(struct req *r, const char *user_id,

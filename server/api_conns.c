@@ -155,64 +155,31 @@ h_conn_token(struct req *r)
 	const char *id = r->params[0];
 	enum refresh_outcome o;
 	enum MHD_Result ret;
-	char *msg = NULL, *aad, *plain;
+	char *msg = NULL, *plain, *expires_at = NULL;
 	json_object *out;
-	PGresult *res;
-	PGconn *c;
 
 	if (!uuid_valid(id))
 		return http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
 		    "no such connection");
-	/* Refresh first when inside the margin, under the shared lock. */
-	o = refresh_now(id, false, &msg);
-	if (o != RF_OK && o != RF_NOT_DUE && o != RF_TRANSIENT &&
-	    o != RF_REJECTED) {
+	/* Refreshed first when inside the margin, under the shared lock. */
+	plain = refresh_access_token(id, false, &o, &expires_at, &msg);
+	if (plain == NULL) {
 		ret = refresh_error(r, o, msg);
 		free(msg);
 		return ret;
 	}
-	if ((c = api_db(r, &ret)) == NULL) {
-		free(msg);
-		return ret;
-	}
-	res = db_exec(c,
-	    "SELECT access_token, " SQL_TS("access_expires_at") ", status "
-	    "FROM connections WHERE id = $1 AND access_expires_at > now()",
-	    1, (const char *[]){ id });
-	db_release(c);
-	if (res == NULL || PQntuples(res) == 0 || PQgetisnull(res, 0, 0) ||
-	    strcmp(PQgetvalue(res, 0, 2), "active") != 0) {
-		PQclear(res);
-		/* The refresh failed and the old token is gone too. */
-		ret = refresh_error(r,
-		    o == RF_NOT_DUE || o == RF_OK ? RF_INACTIVE : o, msg);
-		free(msg);
-		return ret;
-	}
 	free(msg);
-	aad = crypto_aad("connections", id, "access_token");
-	plain = crypto_open(PQgetvalue(res, 0, 0), aad, NULL);
-	free(aad);
-	if (plain == NULL) {
-		PQclear(res);
-		log_kv(LOG_ERROR, "cannot decrypt access token",
-		    "connection_id", id, NULL);
-		return http_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
-		    "decrypt_failed", "the stored token cannot be decrypted "
-				      "with the configured keys");
-	}
 	out = json_object_new_object();
 	json_object_object_add(out, "access_token",
 	    json_object_new_string(plain));
 	json_object_object_add(out, "token_type",
 	    json_object_new_string("Bearer"));
-	json_add_col(out, "expires_at", res, 0, 1);
-	PQclear(res);
+	json_object_object_add(out, "expires_at",
+	    json_object_new_string(expires_at));
+	free(expires_at);
 	free_secret(plain);
 	log_kv(LOG_INFO, "access token handed out", "connection_id", id,
 	    "api_key", r->key ? r->key->id : NULL, NULL);
-	/* The serialised copy inside MHD is freed by MHD; json-c's copy is
-	 * released with the object. */
 	return http_json(r, MHD_HTTP_OK, out);
 }
 

@@ -27,9 +27,9 @@ copy_field(json_object *body, const char *key, json_object *out)
 	if (!json_object_object_get_ex(body, key, &v) || v == NULL)
 		return NULL;
 	if (strcmp(key, "language") == 0) {
-		const char *s = json_object_get_string(v);
+		const char *s = api_json_text(v, 8);
 
-		if (!json_object_is_type(v, json_type_string))
+		if (s == NULL)
 			return "language must be a string";
 		for (i = 0; languages[i] && strcmp(languages[i], s); i++)
 			;
@@ -37,8 +37,7 @@ copy_field(json_object *body, const char *key, json_object *out)
 			return "language must be one of de, en, es, fr, ar";
 	} else if (strcmp(key, "provider_id") == 0 ||
 	    strcmp(key, "tracking_id") == 0) {
-		if (!json_object_is_type(v, json_type_string) ||
-		    !api_valid_text(json_object_get_string(v), 255))
+		if (api_json_text(v, 255) == NULL)
 			return "provider_id and tracking_id must be strings of "
 			       "1 to 255 characters";
 	} else if (strcmp(key, "allow_multi_selection") == 0 ||
@@ -70,8 +69,7 @@ copy_field(json_object *body, const char *key, json_object *out)
 					       "{\"id\": \"<IBAN>\"}";
 				e = id;
 			}
-			if (!json_object_is_type(e, json_type_string) ||
-			    !api_valid_text(json_object_get_string(e), 64))
+			if (api_json_text(e, 64) == NULL)
 				return "accounts and account_types entries must "
 				       "be strings of 1 to 64 characters";
 		}
@@ -113,12 +111,11 @@ api_link_body(struct req *r, json_object *body, const char **return_url,
 
 	*fields = json_object_new_object();
 	if (json_object_object_get_ex(body, "return_url", &v) && v != NULL) {
-		if (!json_object_is_type(v, json_type_string)) {
+		if ((*return_url = api_json_text(v, 2048)) == NULL) {
 			*ret = http_error(r, MHD_HTTP_BAD_REQUEST,
 			    "invalid_request", "return_url must be a string");
 			return false;
 		}
-		*return_url = json_object_get_string(v);
 		if (strlen(*return_url) > 2048 || strchr(*return_url, '#') ||
 		    !config_return_url_allowed(api_cfg, *return_url)) {
 			*ret = http_error(r, MHD_HTTP_BAD_REQUEST,
@@ -155,7 +152,7 @@ finx_failure(struct req *r, struct finx_error *err)
 {
 	enum MHD_Result ret;
 
-	if (err->transport || err->http_status >= 500 ||
+	if (err->transport || err->http_status == 503 ||
 	    err->http_status == 429)
 		ret = http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
 		    "finx_unavailable", "finX is not available: %s",
@@ -266,8 +263,8 @@ h_links_create(struct req *r)
 	if (body == NULL)
 		return ret;
 	if (!json_object_object_get_ex(body, "user_id", &v) ||
-	    !json_object_is_type(v, json_type_string) ||
-	    !user_id_valid(user_id = json_object_get_string(v))) {
+	    (user_id = api_json_text(v, 255)) == NULL ||
+	    !user_id_valid(user_id)) {
 		ret = http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_request",
 		    "user_id must be a string of 1 to 255 bytes of UTF-8 "
 		    "without control characters");

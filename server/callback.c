@@ -246,6 +246,13 @@ store_grant(const struct link *l, const struct finx_tokens *t)
 		ok = db_cmd(c,
 		    "INSERT INTO connections (id, user_id) VALUES ($1, $2)", 2,
 		    (const char *[]){ conn_id, l->user_id });
+	/* The first pull runs at once, in the background, as attended. */
+	ok = ok && db_cmd(c,
+		       "INSERT INTO pulls (connection_id, next_pull_at, attended) "
+		       "VALUES ($1, now(), true) ON CONFLICT (connection_id) DO "
+		       "UPDATE SET next_pull_at = now(), attended = true, "
+		       "failures = 0",
+		       1, (const char *[]){ conn_id });
 	ok = ok && tokens_store(c, conn_id, t, true) &&
 	    db_cmd(c,
 		"UPDATE links SET status = 'connected', connection_id = $2, "

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <libpq-fe.h>
 #include <openssl/crypto.h>
 
 #include "finx.h"
@@ -674,43 +675,47 @@ config_free(struct config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 }
 
-/* The database URL with any password replaced by ***. */
+/*
+ * The database URL as libpq reads it, with the password replaced by ***.
+ * Parsing with libpq itself means no quoting or URI trick can make us
+ * print a password we failed to recognise.
+ */
 static char *
 mask_dsn(const char *dsn)
 {
+	PQconninfoOption *opts, *o;
 	struct buf b;
-	const char *p, *at, *scheme;
+	char *err = NULL;
 
+	if (*dsn == '\0')
+		return xstrdup("(libpq defaults)");
+	if ((opts = PQconninfoParse(dsn, &err)) == NULL) {
+		PQfreemem(err);
+		return xstrdup("(not a valid libpq connection string)");
+	}
 	buf_init(&b, 64 * 1024);
-	scheme = strstr(dsn, "://");
-	if (scheme != NULL) {
-		/* URI: scheme://user:password@host... */
-		at = strchr(scheme + 3, '@');
-		p = strchr(scheme + 3, ':');
-		if (at != NULL && p != NULL && p < at) {
-			buf_append(&b, dsn, (size_t)(p - dsn + 1));
+	for (o = opts; o->keyword != NULL; o++) {
+		if (o->val == NULL)
+			continue;
+		buf_appendf(&b, "%s%s=", b.len ? " " : "", o->keyword);
+		if (strcmp(o->keyword, "password") == 0)
 			buf_append_str(&b, "***");
-			buf_append_str(&b, at);
-		} else
-			buf_append_str(&b, dsn);
-		if ((p = strstr(b.data, "password=")) != NULL) {
-			b.len = (size_t)(p - b.data);
-			buf_append_str(&b, "password=***");
-		}
-		return buf_steal(&b);
-	}
-	/* key=value form: drop the value of password=. */
-	for (p = dsn; *p;) {
-		size_t n = strcspn(p, " ");
+		else if (*o->val && strcspn(o->val, " \t\n'\\") ==
+		    strlen(o->val))
+			buf_append_str(&b, o->val);
+		else {
+			const char *v;
 
-		if (n >= 9 && strncmp(p, "password=", 9) == 0)
-			buf_append_str(&b, "password=***");
-		else
-			buf_append(&b, p, n);
-		p += n;
-		while (*p == ' ')
-			buf_append(&b, p++, 1);
+			buf_append(&b, "'", 1);
+			for (v = o->val; *v; v++) {
+				if (*v == '\'' || *v == '\\')
+					buf_append(&b, "\\", 1);
+				buf_append(&b, v, 1);
+			}
+			buf_append(&b, "'", 1);
+		}
 	}
+	PQconninfoFree(opts);
 	return buf_steal(&b);
 }
 

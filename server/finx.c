@@ -469,6 +469,14 @@ finx_setopts(CURL *h, struct finx_call *c, const char *url,
 	SETOPT(CURLOPT_HEADERFUNCTION, finx_on_header);
 	SETOPT(CURLOPT_HEADERDATA, c);
 	if (strcmp(c->method, "POST") == 0) {
+		/*
+		 * A POST is never sent on a reused connection: libcurl
+		 * silently re-sends a request whose reused connection died
+		 * without an answer, and a re-sent code exchange or refresh
+		 * is a replay (a rotated refresh token presented twice
+		 * revokes the grant).  A fresh connection is never retried.
+		 */
+		SETOPT(CURLOPT_FRESH_CONNECT, 1L);
 		/* POSTFIELDS is not copied: our buffer outlives the call. */
 		SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
 		SETOPT(CURLOPT_POSTFIELDS, c->body != NULL ? c->body : "");

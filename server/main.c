@@ -13,6 +13,7 @@
 #include "api.h"
 #include "config.h"
 #include "crypto.h"
+#include "data.h"
 #include "db.h"
 #include "finx.h"
 #include "http.h"
@@ -191,6 +192,7 @@ main(int argc, char **argv)
 	finx_init(&cfg);
 	crypto_init(&cfg);
 	tokens_init(&cfg);
+	data_init(&cfg);
 	api_init(&cfg);
 	if (strcmp(cmd, "migrate") == 0)
 		rc = cmd_migrate(&cfg);

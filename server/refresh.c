@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "crypto.h"
+#include "data.h"
 #include "db.h"
 #include "finx.h"
 #include "log.h"
@@ -220,6 +221,55 @@ refresh_now(const char *id, bool force, char **msg)
 	return o;
 }
 
+char *
+refresh_access_token(const char *id, bool force, enum refresh_outcome *o,
+    char **expires_at, char **msg)
+{
+	PGresult *res;
+	PGconn *c;
+	char *aad, *plain;
+
+	*o = refresh_now(id, force, msg);
+	if (*o != RF_OK && *o != RF_NOT_DUE && *o != RF_TRANSIENT &&
+	    *o != RF_REJECTED)
+		return NULL;
+	if ((c = db_acquire()) == NULL) {
+		*o = RF_DB_ERROR;
+		return NULL;
+	}
+	res = db_exec(c,
+	    "SELECT access_token, to_char(access_expires_at AT TIME ZONE "
+	    "'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM connections "
+	    "WHERE id = $1 AND status = 'active' AND access_token IS NOT NULL "
+	    "AND access_expires_at > now()",
+	    1, (const char *[]){ id });
+	db_release(c);
+	if (res == NULL || PQntuples(res) == 0) {
+		/* A failed refresh and no valid old token either. */
+		if (res == NULL)
+			*o = RF_DB_ERROR;
+		else if (*o == RF_OK || *o == RF_NOT_DUE)
+			*o = RF_INACTIVE;
+		PQclear(res);
+		return NULL;
+	}
+	aad = crypto_aad("connections", id, "access_token");
+	plain = crypto_open(PQgetvalue(res, 0, 0), aad, NULL);
+	free(aad);
+	if (plain == NULL) {
+		log_kv(LOG_ERROR, "cannot decrypt access token",
+		    "connection_id", id, NULL);
+		*o = RF_REJECTED;
+		if (msg != NULL && *msg == NULL)
+			*msg = xstrdup("stored access token cannot be decrypted");
+	} else if (expires_at != NULL)
+		*expires_at = xstrdup(PQgetvalue(res, 0, 1));
+	PQclear(res);
+	if (plain != NULL && (*o == RF_TRANSIENT || *o == RF_REJECTED))
+		*o = RF_NOT_DUE; /* the old token is still valid: use it */
+	return plain;
+}
+
 /* Background workers. */
 
 static struct {
@@ -365,9 +415,14 @@ worker(void *arg)
 				continue;
 			}
 		}
+		/* Tokens first: a refresh missed is a connection lost. */
 		did = refresh_one(c);
 		if (!did)
 			did = revoke_one(c);
+		if (!did)
+			did = sync_poll_one(c);
+		if (!did)
+			did = pull_one(c);
 		if (!did)
 			nap(idle_ms);
 	}

@@ -33,6 +33,15 @@ const char *refresh_outcome_name(enum refresh_outcome o);
  */
 enum refresh_outcome refresh_now(const char *id, bool force, char **msg);
 
+/*
+ * A currently valid access token of connection id (refreshed first when
+ * due, or always with force), for finX calls and GET .../token.  Returns
+ * the plain token (free with free_secret) or NULL with *o saying why;
+ * *expires_at (may be NULL) receives its expiry as RFC 3339 text.
+ */
+char *refresh_access_token(const char *id, bool force,
+    enum refresh_outcome *o, char **expires_at, char **msg);
+
 /* Background workers inside finxd serve. */
 void refresher_start(const struct config *cfg);
 /* Ask workers to stop and wait for them (a running refresh finishes). */

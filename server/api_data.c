@@ -1,0 +1,354 @@
+/*
+ * Read API for pulled data: accounts with their latest balance, and
+ * transactions with keyset pagination on (sort_date, id), newest first.
+ * The cursor is opaque to clients: base64url of "1:<micros>:<id>".  New
+ * rows arriving between pages sort before the cursor or after it, never
+ * into pages already read, so a walk neither repeats nor skips rows.
+ */
+#include "api.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "db.h"
+#include "util.h"
+
+#define ACCOUNT_COLS                                                          \
+	"a.id, a.connection_id, a.user_id, a.finx_account_id, a.access_id, "  \
+	"a.iban, a.bic, a.name, a.type, a.currency, a.owner, a.bank_name, "   \
+	"b.amount::text, b.currency, " SQL_TS("b.balance_date") ", "          \
+	SQL_TS("b.fetched_at") ", " SQL_TS("a.updated_at")
+
+#define ACCOUNT_FROM                                                          \
+	" FROM accounts a JOIN connections c ON c.id = a.connection_id "      \
+	"LEFT JOIN LATERAL (SELECT amount, currency, balance_date, "          \
+	"fetched_at FROM balances WHERE account_id = a.id ORDER BY id DESC "  \
+	"LIMIT 1) b ON true "
+
+static json_object *
+account_json(const PGresult *r, int row)
+{
+	static const char *const keys[] = { "account_id", "connection_id",
+		"user_id", "finx_account_id", "access_id", "iban", "bic",
+		"name", "type", "currency", "owner", "bank_name" };
+	json_object *o = json_object_new_object(), *b;
+	int i;
+
+	for (i = 0; i < 12; i++)
+		json_add_col(o, keys[i], r, row, i);
+	if (PQgetisnull(r, row, 12))
+		b = NULL;
+	else {
+		b = json_object_new_object();
+		json_add_col(b, "amount", r, row, 12);
+		json_add_col(b, "currency", r, row, 13);
+		json_add_col(b, "balance_date", r, row, 14);
+		json_add_col(b, "fetched_at", r, row, 15);
+	}
+	json_object_object_add(o, "balance", b);
+	json_add_col(o, "updated_at", r, row, 16);
+	return o;
+}
+
+enum MHD_Result
+h_user_accounts(struct req *r)
+{
+	const char *user = r->params[0];
+	enum MHD_Result ret;
+	json_object *o, *arr;
+	PGresult *res;
+	PGconn *c;
+	int i;
+
+	if (!user_id_valid(user))
+		return http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_request",
+		    "user_id must be 1 to 255 bytes of UTF-8 without control "
+		    "characters");
+	if ((c = api_db(r, &ret)) == NULL)
+		return ret;
+	res = db_exec(c,
+	    "SELECT " ACCOUNT_COLS ACCOUNT_FROM "WHERE a.user_id = $1 AND "
+	    "c.status <> 'revoked' ORDER BY a.created_at, a.id LIMIT 1000",
+	    1, (const char *[]){ user });
+	db_release(c);
+	if (res == NULL)
+		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+		    "database_unavailable", "the database is not reachable");
+	arr = json_object_new_array();
+	for (i = 0; i < PQntuples(res); i++)
+		json_object_array_add(arr, account_json(res, i));
+	PQclear(res);
+	o = json_object_new_object();
+	json_object_object_add(o, "accounts", arr);
+	return http_json(r, MHD_HTTP_OK, o);
+}
+
+enum MHD_Result
+h_account_get(struct req *r)
+{
+	const char *id = r->params[0];
+	enum MHD_Result ret;
+	json_object *o;
+	PGresult *res;
+	PGconn *c;
+
+	if (!uuid_valid(id))
+		return http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
+		    "no such account");
+	if ((c = api_db(r, &ret)) == NULL)
+		return ret;
+	res = db_exec(c, "SELECT " ACCOUNT_COLS ACCOUNT_FROM "WHERE a.id = $1",
+	    1, (const char *[]){ id });
+	db_release(c);
+	if (res == NULL)
+		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+		    "database_unavailable", "the database is not reachable");
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		return http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
+		    "no such account");
+	}
+	o = account_json(res, 0);
+	PQclear(res);
+	return http_json(r, MHD_HTTP_OK, o);
+}
+
+char *
+cursor_encode(int64_t micros, int64_t id)
+{
+	char *plain = xasprintf("1:%" PRId64 ":%" PRId64, micros, id);
+	char *s = b64url_encode(plain, strlen(plain));
+
+	free(plain);
+	return s;
+}
+
+bool
+cursor_decode(const char *s, int64_t *micros, int64_t *id)
+{
+	unsigned char *raw = NULL;
+	char *text, *p, *q;
+	long n;
+	bool ok = false;
+	long long a, b;
+
+	if (s == NULL || strlen(s) > 64)
+		return false;
+	if ((n = b64url_decode(s, &raw)) < 5)
+		goto out;
+	text = xstrndup((const char *)raw, (size_t)n);
+	if (strlen(text) == (size_t)n && strncmp(text, "1:", 2) == 0) {
+		p = text + 2;
+		q = strchr(p, ':');
+		if (q != NULL) {
+			*q++ = '\0';
+			char *e1, *e2;
+
+			a = strtoll(p, &e1, 10);
+			b = strtoll(q, &e2, 10);
+			ok = *p && *q && *e1 == '\0' && *e2 == '\0' &&
+			    (*p == '-' || (*p >= '0' && *p <= '9')) &&
+			    *q >= '1' && *q <= '9' && b > 0 &&
+			    a > -62135596800000000LL && a < 253402300800000000LL;
+			if (ok) {
+				*micros = a;
+				*id = b;
+			}
+		}
+	}
+	free(text);
+out:
+	free(raw);
+	return ok;
+}
+
+/* A date (YYYY-MM-DD, a real calendar day) or an RFC 3339 timestamp. */
+static bool
+date_param(const char *s, bool *is_date)
+{
+	struct tm tm = { 0 };
+	char *end;
+	time_t t;
+
+	if (strlen(s) == 10) {
+		end = strptime(s, "%Y-%m-%d", &tm);
+		if (end == NULL || *end != '\0')
+			return false;
+		t = timegm(&tm);
+		gmtime_r(&t, &tm);
+		/* 2026-02-30 normalises to March: refuse it. */
+		*is_date = true;
+		return strncmp(s + 5, "00", 2) != 0 && tm.tm_mday ==
+		    atoi(s + 8);
+	}
+	*is_date = false;
+	if (strlen(s) < 20 || strlen(s) > 35)
+		return false;
+	end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (end == NULL)
+		return false;
+	if (*end == '.') {
+		end++;
+		while (*end >= '0' && *end <= '9')
+			end++;
+	}
+	return strcmp(end, "Z") == 0 ||
+	    ((*end == '+' || *end == '-') && strlen(end) == 6 && end[3] == ':');
+}
+
+#define TXN_COLS                                                              \
+	"t.id, t.finx_transaction_id, t.account_id, t.connection_id, "        \
+	"t.amount::text, t.currency, " SQL_TS("t.booking_date") ", "          \
+	SQL_TS("t.value_date") ", t.booked, t.counterparty_name, "            \
+	"t.counterparty_iban, t.counterparty_bic, t.purpose, t.type, "        \
+	"t.booking_text, (extract(epoch FROM t.sort_date) * 1000000)::bigint"
+
+static json_object *
+txn_json(const PGresult *r, int row)
+{
+	json_object *o = json_object_new_object(), *cp;
+
+	json_add_col(o, "transaction_id", r, row, 0);
+	json_add_col(o, "finx_transaction_id", r, row, 1);
+	json_add_col(o, "account_id", r, row, 2);
+	json_add_col(o, "connection_id", r, row, 3);
+	json_add_col(o, "amount", r, row, 4);
+	json_add_col(o, "currency", r, row, 5);
+	json_add_col(o, "booking_date", r, row, 6);
+	json_add_col(o, "value_date", r, row, 7);
+	json_object_object_add(o, "booked",
+	    json_object_new_boolean(PQgetvalue(r, row, 8)[0] == 't'));
+	cp = json_object_new_object();
+	json_add_col(cp, "name", r, row, 9);
+	json_add_col(cp, "iban", r, row, 10);
+	json_add_col(cp, "bic", r, row, 11);
+	json_object_object_add(o, "counterparty", cp);
+	json_add_col(o, "purpose", r, row, 12);
+	json_add_col(o, "type", r, row, 13);
+	json_add_col(o, "booking_text", r, row, 14);
+	return o;
+}
+
+/*
+ * Shared by the per-account and per-user listings; scope_sql restricts
+ * rows by $1 and exists_sql checks that $1 names something (404).
+ */
+static enum MHD_Result
+list_txns(struct req *r, const char *scope_sql, const char *exists_sql)
+{
+	const char *from = http_query(r, "from"), *to = http_query(r, "to");
+	const char *booked = http_query(r, "booked");
+	const char *limit_s = http_query(r, "limit");
+	const char *cursor = http_query(r, "cursor");
+	char micros_s[24] = "", id_s[24] = "", limit_p[24];
+	int64_t micros, cid;
+	bool from_date = false, to_date = false;
+	long limit = 100;
+	enum MHD_Result ret;
+	json_object *o, *arr;
+	PGresult *res;
+	PGconn *c;
+	char *sql;
+	int i, n;
+
+	if (from != NULL && !date_param(from, &from_date))
+		return http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter",
+		    "from must be a date (YYYY-MM-DD) or an RFC 3339 timestamp");
+	if (to != NULL && !date_param(to, &to_date))
+		return http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter",
+		    "to must be a date (YYYY-MM-DD) or an RFC 3339 timestamp");
+	if (booked != NULL && strcmp(booked, "true") && strcmp(booked, "false"))
+		return http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter",
+		    "booked must be true or false");
+	if (limit_s != NULL && !parse_long(limit_s, 1, 500, &limit))
+		return http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter",
+		    "limit must be a whole number from 1 to 500");
+	if (cursor != NULL) {
+		if (!cursor_decode(cursor, &micros, &cid))
+			return http_error(r, MHD_HTTP_BAD_REQUEST,
+			    "invalid_parameter", "cursor is not valid");
+		snprintf(micros_s, sizeof(micros_s), "%" PRId64, micros);
+		snprintf(id_s, sizeof(id_s), "%" PRId64, cid);
+	}
+	snprintf(limit_p, sizeof(limit_p), "%ld", limit + 1);
+	if ((c = api_db(r, &ret)) == NULL)
+		return ret;
+	res = db_exec(c, exists_sql, 1, (const char *[]){ r->params[0] });
+	if (res == NULL || PQntuples(res) == 0) {
+		db_release(c);
+		ret = res == NULL
+		    ? http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+			  "database_unavailable", "the database is not reachable")
+		    : http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
+			  "no such account or user");
+		PQclear(res);
+		return ret;
+	}
+	PQclear(res);
+	sql = xasprintf("SELECT " TXN_COLS " FROM transactions t WHERE %s "
+			"AND ($2::text IS NULL OR t.sort_date >= CASE WHEN $3 "
+			"THEN $2::date::timestamp AT TIME ZONE 'UTC' ELSE "
+			"$2::timestamptz END) "
+			"AND ($4::text IS NULL OR t.sort_date < CASE WHEN $5 "
+			"THEN ($4::date + 1)::timestamp AT TIME ZONE 'UTC' "
+			"ELSE $4::timestamptz END) "
+			"AND ($6::boolean IS NULL OR t.booked = $6::boolean) "
+			"AND ($7::bigint IS NULL OR (t.sort_date, t.id) < "
+			"('epoch'::timestamptz + $7::bigint * interval "
+			"'1 microsecond', $8::bigint)) "
+			"ORDER BY t.sort_date DESC, t.id DESC LIMIT $9::int",
+	    scope_sql);
+	res = db_exec(c, sql, 9,
+	    (const char *[]){ r->params[0], from, from_date ? "true" : "false",
+		to, to_date ? "true" : "false", booked,
+		cursor ? micros_s : NULL, cursor ? id_s : NULL, limit_p });
+	free(sql);
+	db_release(c);
+	if (res == NULL)
+		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+		    "database_unavailable", "the database is not reachable");
+	n = PQntuples(res);
+	arr = json_object_new_array();
+	for (i = 0; i < n && i < limit; i++)
+		json_object_array_add(arr, txn_json(res, i));
+	o = json_object_new_object();
+	json_object_object_add(o, "transactions", arr);
+	if (n > limit) {
+		char *next = cursor_encode(
+		    strtoll(PQgetvalue(res, (int)limit - 1, 15), NULL, 10),
+		    strtoll(PQgetvalue(res, (int)limit - 1, 0), NULL, 10));
+
+		json_object_object_add(o, "next_cursor",
+		    json_object_new_string(next));
+		free(next);
+	} else
+		json_object_object_add(o, "next_cursor", NULL);
+	PQclear(res);
+	return http_json(r, MHD_HTTP_OK, o);
+}
+
+enum MHD_Result
+h_account_txns(struct req *r)
+{
+	if (!uuid_valid(r->params[0]))
+		return http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
+		    "no such account");
+	return list_txns(r, "t.account_id = $1::uuid",
+	    "SELECT 1 FROM accounts WHERE id = $1::uuid");
+}
+
+enum MHD_Result
+h_user_txns(struct req *r)
+{
+	if (!user_id_valid(r->params[0]))
+		return http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_request",
+		    "user_id must be 1 to 255 bytes of UTF-8 without control "
+		    "characters");
+	return list_txns(r,
+	    "t.account_id IN (SELECT a.id FROM accounts a JOIN connections c "
+	    "ON c.id = a.connection_id WHERE a.user_id = $1 AND c.status <> "
+	    "'revoked')",
+	    "SELECT 1 WHERE $1::text IS NOT NULL");
+}

@@ -1,0 +1,25 @@
+/*
+ * Pulling accounts, balances and transactions from finX into PostgreSQL,
+ * and following manual syncs.  Called by the background workers
+ * (refresh.c) with a connection of their own.
+ */
+#ifndef FINXD_DATA_H
+#define FINXD_DATA_H
+
+#include <stdbool.h>
+#include <libpq-fe.h>
+
+struct config;
+
+void data_init(const struct config *cfg);
+
+/* Claim one due pull (SKIP LOCKED) and run it; false when none was due. */
+bool pull_one(PGconn *c);
+
+/* Poll one open manual sync at finX; false when none was due. */
+bool sync_poll_one(PGconn *c);
+
+/* Unattended pulls allowed per connection per 24 h (PSD2 RTS art. 36). */
+#define PULLS_PER_DAY 4
+
+#endif

@@ -1,0 +1,294 @@
+/*
+ * Mapping finX accounts and transactions to rows.  finX may omit any
+ * field or send null; only the ids, the amount and the currency of a
+ * transaction are required (finx-api.md 4.3).  Text fields are bounded
+ * and must be valid UTF-8 without NUL.
+ */
+#include "finxmap.h"
+
+#include <ctype.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+#define MAX_TEXT (64 * 1024)
+
+char *
+finxmap_decimal(json_object *v)
+{
+	const char *s, *p;
+	int digits = 0;
+	long exp = 0;
+
+	if (v == NULL)
+		return NULL;
+	if (json_object_is_type(v, json_type_int)) {
+		int64_t i = json_object_get_int64(v);
+
+		/* json-c saturates integers it cannot hold: refuse them. */
+		if (i == INT64_MAX || i == INT64_MIN)
+			return NULL;
+		return xasprintf("%lld", (long long)i);
+	}
+	if (!json_object_is_type(v, json_type_double) &&
+	    !json_object_is_type(v, json_type_string))
+		return NULL;
+	/* For a parsed double json-c keeps the number's source text. */
+	s = json_object_is_type(v, json_type_string)
+	    ? json_object_get_string(v)
+	    : json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+	p = s;
+	if (*p == '-' || (*p == '+' && json_object_is_type(v, json_type_string)))
+		p++;
+	if (!isdigit((unsigned char)*p))
+		return NULL;
+	while (isdigit((unsigned char)*p)) {
+		p++;
+		digits++;
+	}
+	if (*p == '.') {
+		p++;
+		if (!isdigit((unsigned char)*p))
+			return NULL;
+		while (isdigit((unsigned char)*p)) {
+			p++;
+			digits++;
+		}
+	}
+	if (*p == 'e' || *p == 'E') {
+		p++;
+		if (!parse_long(p, -30, 30, &exp) &&
+		    !(*p == '+' && parse_long(p + 1, 0, 30, &exp)))
+			return NULL;
+		p += strlen(p);
+	}
+	if (*p != '\0' || digits > 40)
+		return NULL;
+	return xstrdup(s);
+}
+
+static bool
+digits(const char *s, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (!isdigit((unsigned char)s[i]))
+			return false;
+	return true;
+}
+
+char *
+finxmap_timestamp(const char *s)
+{
+	const char *p;
+	int frac = 0;
+
+	if (s == NULL || strlen(s) < 10 || !digits(s, 4) || s[4] != '-' ||
+	    !digits(s + 5, 2) || s[7] != '-' || !digits(s + 8, 2))
+		return NULL;
+	if (s[10] == '\0')
+		return xasprintf("%sT00:00:00Z", s); /* a date: UTC midnight */
+	if ((s[10] != 'T' && s[10] != ' ') || strlen(s) < 19 ||
+	    !digits(s + 11, 2) || s[13] != ':' || !digits(s + 14, 2) ||
+	    s[16] != ':' || !digits(s + 17, 2))
+		return NULL;
+	p = s + 19;
+	if (*p == '.') {
+		p++;
+		while (isdigit((unsigned char)p[frac]))
+			frac++;
+		if (frac == 0 || frac > 9)
+			return NULL;
+		p += frac;
+	}
+	if (strcmp(p, "Z") == 0 || strcmp(p, "z") == 0)
+		return xstrdup(s);
+	if ((*p == '+' || *p == '-') && strlen(p) == 6 && digits(p + 1, 2) &&
+	    p[3] == ':' && digits(p + 4, 2))
+		return xstrdup(s);
+	if ((*p == '+' || *p == '-') && strlen(p) == 5 && digits(p + 1, 4))
+		return xstrdup(s);
+	/* No zone: finX means UTC; never guess the server's zone. */
+	if (*p == '\0')
+		return xasprintf("%sZ", s);
+	return NULL;
+}
+
+/* Optional string field: NULL when absent or null; false on a bad value. */
+static bool
+opt_text(json_object *o, const char *key, char **out)
+{
+	json_object *v;
+	const char *s;
+	size_t n;
+
+	*out = NULL;
+	if (!json_object_object_get_ex(o, key, &v) || v == NULL)
+		return true;
+	if (!json_object_is_type(v, json_type_string))
+		return false;
+	s = json_object_get_string(v);
+	n = (size_t)json_object_get_string_len(v);
+	if (n > MAX_TEXT || strlen(s) != n || !utf8_valid(s, n))
+		return false;
+	*out = xstrdup(s);
+	return true;
+}
+
+/* An id: required, 1..255 bytes, no control characters. */
+static bool
+req_id(json_object *o, const char *key, char **out)
+{
+	if (!opt_text(o, key, out) || *out == NULL)
+		return false;
+	if (**out == '\0' || strlen(*out) > 255 ||
+	    has_ctl(*out, strlen(*out))) {
+		free(*out);
+		*out = NULL;
+		return false;
+	}
+	return true;
+}
+
+static char *
+raw_text(json_object *o)
+{
+	return xstrdup(json_object_to_json_string_ext(o,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+bool
+finxmap_account(json_object *o, struct account_row *r, const char **why)
+{
+	json_object *bal, *v;
+
+	memset(r, 0, sizeof(*r));
+	*why = NULL;
+	if (!json_object_is_type(o, json_type_object))
+		*why = "account is not an object";
+	else if (!req_id(o, "account_id", &r->finx_id))
+		*why = "account_id missing or invalid";
+	else if (!opt_text(o, "access_id", &r->access_id) ||
+	    !opt_text(o, "iban", &r->iban) || !opt_text(o, "bic", &r->bic) ||
+	    !opt_text(o, "name", &r->name) || !opt_text(o, "type", &r->type) ||
+	    !opt_text(o, "currency", &r->currency) ||
+	    !opt_text(o, "owner", &r->owner) ||
+	    !opt_text(o, "bank_name", &r->bank_name) ||
+	    !opt_text(o, "account_number", &r->account_number))
+		*why = "account has a field of the wrong type";
+	if (*why == NULL && json_object_object_get_ex(o, "balance", &bal) &&
+	    json_object_is_type(bal, json_type_object) &&
+	    json_object_object_get_ex(bal, "balance", &v) && v != NULL) {
+		char *date = NULL;
+
+		if ((r->balance = finxmap_decimal(v)) == NULL)
+			*why = "balance is not a decimal number";
+		else if (!opt_text(bal, "balance_date", &date))
+			*why = "balance_date is not a string";
+		else if (date != NULL &&
+		    (r->balance_date = finxmap_timestamp(date)) == NULL)
+			*why = "balance_date is not an ISO-8601 timestamp";
+		free(date);
+		if (r->currency)
+			r->balance_currency = xstrdup(r->currency);
+	}
+	if (*why != NULL) {
+		account_row_free(r);
+		return false;
+	}
+	r->raw = raw_text(o);
+	return true;
+}
+
+bool
+finxmap_transaction(json_object *o, struct txn_row *r, const char **why)
+{
+	json_object *v;
+	char *bd = NULL, *vd = NULL;
+
+	memset(r, 0, sizeof(*r));
+	*why = NULL;
+	if (!json_object_is_type(o, json_type_object))
+		*why = "transaction is not an object";
+	else if (!req_id(o, "transaction_id", &r->finx_id))
+		*why = "transaction_id missing or invalid";
+	else if (!req_id(o, "account_id", &r->finx_account_id))
+		*why = "account_id missing or invalid";
+	else if (!json_object_object_get_ex(o, "amount", &v) ||
+	    (r->amount = finxmap_decimal(v)) == NULL)
+		*why = "amount missing or not a decimal number";
+	else if (!opt_text(o, "currency", &r->currency) || r->currency == NULL ||
+	    strlen(r->currency) != 3)
+		*why = "currency missing or not a 3-letter code";
+	else if (!opt_text(o, "booking_date", &bd) ||
+	    !opt_text(o, "value_date", &vd) || !opt_text(o, "name", &r->name) ||
+	    !opt_text(o, "iban", &r->iban) || !opt_text(o, "bic", &r->bic) ||
+	    !opt_text(o, "purpose", &r->purpose) ||
+	    !opt_text(o, "type", &r->type) ||
+	    !opt_text(o, "booking_text", &r->booking_text))
+		*why = "transaction has a field of the wrong type";
+	else if (bd != NULL && (r->booking_date = finxmap_timestamp(bd)) == NULL)
+		*why = "booking_date is not an ISO-8601 timestamp";
+	else if (vd != NULL && (r->value_date = finxmap_timestamp(vd)) == NULL)
+		*why = "value_date is not an ISO-8601 timestamp";
+	free(bd);
+	free(vd);
+	if (*why == NULL) {
+		/* finX: booked false means pending; absent means booked. */
+		r->booked = true;
+		if (json_object_object_get_ex(o, "booked", &v) && v != NULL) {
+			if (!json_object_is_type(v, json_type_boolean))
+				*why = "booked is not a boolean";
+			else
+				r->booked = json_object_get_boolean(v);
+		}
+	}
+	if (*why != NULL) {
+		txn_row_free(r);
+		return false;
+	}
+	r->raw = raw_text(o);
+	return true;
+}
+
+void
+account_row_free(struct account_row *r)
+{
+	free(r->finx_id);
+	free(r->access_id);
+	free(r->iban);
+	free(r->bic);
+	free(r->name);
+	free(r->type);
+	free(r->currency);
+	free(r->owner);
+	free(r->bank_name);
+	free(r->account_number);
+	free(r->balance);
+	free(r->balance_currency);
+	free(r->balance_date);
+	free(r->raw);
+	memset(r, 0, sizeof(*r));
+}
+
+void
+txn_row_free(struct txn_row *r)
+{
+	free(r->finx_id);
+	free(r->finx_account_id);
+	free(r->amount);
+	free(r->currency);
+	free(r->booking_date);
+	free(r->value_date);
+	free(r->name);
+	free(r->iban);
+	free(r->bic);
+	free(r->purpose);
+	free(r->type);
+	free(r->booking_text);
+	free(r->raw);
+	memset(r, 0, sizeof(*r));
+}
