@@ -70,9 +70,7 @@ json_add_col(json_object *obj, const char *key, const PGresult *res, int row,
 bool
 api_valid_text(const char *s, size_t max)
 {
-	size_t n = strlen(s);
-
-	return n >= 1 && n <= max && utf8_valid(s, n) && !has_ctl(s, n);
+	return text_valid(s, 1, max);
 }
 
 const char *

@@ -136,7 +136,7 @@ trim(char *s)
 	return s;
 }
 
-/* Read a secret file: whole content, one trailing newline dropped. */
+/* Read a secret file: whole content, trailing CR/LF dropped. */
 static char *
 read_secret_file(const char *path, struct config_errors *errs,
     const char *what)
@@ -698,7 +698,8 @@ mask_dsn(const char *dsn)
 		if (o->val == NULL)
 			continue;
 		buf_appendf(&b, "%s%s=", b.len ? " " : "", o->keyword);
-		if (strcmp(o->keyword, "password") == 0)
+		/* libpq marks every secret option ('*'): password, sslpassword. */
+		if (o->dispchar != NULL && o->dispchar[0] == '*')
 			buf_append_str(&b, "***");
 		else if (*o->val && strcspn(o->val, " \t\n'\\") ==
 		    strlen(o->val))

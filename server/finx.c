@@ -26,6 +26,7 @@
 #include "config.h"
 #include "finx.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #ifndef FINXD_VERSION
@@ -571,12 +572,49 @@ out:
 	return ok;
 }
 
-/* One debug line per call: never the query, never a body. */
+/*
+ * The endpoint of a path for metrics: the query dropped and the ids after
+ * accesses/accounts/syncs/transactions replaced, so labels stay few.
+ */
+static char *
+finx_endpoint(const char *path)
+{
+	struct buf b;
+	const char *p = path;
+	size_t n = strcspn(path, "?#");
+	bool id_next = false;
+
+	buf_init(&b, 1024);
+	while (p < path + n) {
+		size_t seg;
+
+		p++; /* the '/' */
+		seg = strcspn(p, "/?#");
+		if (p + seg > path + n)
+			seg = (size_t)(path + n - p);
+		buf_append(&b, "/", 1);
+		if (id_next)
+			buf_append_str(&b, "{id}");
+		else
+			buf_append(&b, p, seg);
+		id_next = !id_next && ((seg == 8 && !strncmp(p, "accesses", 8)) ||
+		    (seg == 8 && !strncmp(p, "accounts", 8)) ||
+		    (seg == 5 && !strncmp(p, "syncs", 5)) ||
+		    (seg == 12 && !strncmp(p, "transactions", 12)));
+		p += seg;
+	}
+	return buf_steal(&b);
+}
+
+/* One debug line and metrics per call: never the query, never a body. */
 static void
 finx_log_call(const struct finx_call *c, int64_t ms, const char *outcome)
 {
-	char status[24], dur[24], *path;
+	char status[24], dur[24], *path, *endpoint;
 
+	endpoint = finx_endpoint(c->path);
+	metrics_finx(endpoint, outcome, ms);
+	free(endpoint);
 	if (log_get_level() > LOG_DEBUG)
 		return;
 	path = xstrndup(c->path, strcspn(c->path, "?#"));

@@ -448,15 +448,36 @@ has_ctl(const char *s, size_t n)
 	return false;
 }
 
+/* C1 controls (U+0080..U+009F) are C2 80..C2 9F in UTF-8. */
+static bool
+has_c1(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < n; i++)
+		if ((unsigned char)s[i] == 0xc2 &&
+		    (unsigned char)s[i + 1] >= 0x80 &&
+		    (unsigned char)s[i + 1] <= 0x9f)
+			return true;
+	return false;
+}
+
 bool
-user_id_valid(const char *s)
+text_valid(const char *s, size_t min, size_t max)
 {
 	size_t n;
 
 	if (s == NULL)
 		return false;
 	n = strlen(s);
-	return n >= 1 && n <= 255 && utf8_valid(s, n) && !has_ctl(s, n);
+	return n >= min && n <= max && utf8_valid(s, n) && !has_ctl(s, n) &&
+	    !has_c1(s, n);
+}
+
+bool
+user_id_valid(const char *s)
+{
+	return text_valid(s, 1, 255);
 }
 
 bool

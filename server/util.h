@@ -71,6 +71,8 @@ bool ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 bool utf8_valid(const char *s, size_t n);
 /* True when s contains a C0 control character or DEL. */
 bool has_ctl(const char *s, size_t n);
+/* min..max bytes of UTF-8 without C0, DEL or C1 control characters. */
+bool text_valid(const char *s, size_t min, size_t max);
 /* The user_id rule of SPEC.md: 1..255 bytes of UTF-8, no control chars. */
 bool user_id_valid(const char *s);
 /* A header-safe token: non-empty, printable ASCII, no space, CR or LF. */
