@@ -17,11 +17,13 @@ const struct config *api_cfg;
 static enum MHD_Result h_healthz(struct req *r);
 static enum MHD_Result h_readyz(struct req *r);
 static enum MHD_Result h_metrics(struct req *r);
+static enum MHD_Result h_openapi(struct req *r);
 
 const struct route routes[] = {
 	{ "GET", "/healthz", h_healthz, 0 },
 	{ "GET", "/readyz", h_readyz, 0 },
 	{ "GET", "/metrics", h_metrics, 0 },
+	{ "GET", "/openapi.json", h_openapi, 0 },
 	{ "GET", "/callback", h_callback, 0 },
 	{ "GET", "/start/{}", h_link_start, 0 },
 	{ "POST", "/v1/links", h_links_create, SCOPE_LINKS },
@@ -136,6 +138,23 @@ h_metrics(struct req *r)
 	buf_free(&b);
 	MHD_add_response_header(resp, "Content-Type",
 	    "text/plain; version=0.0.4; charset=utf-8");
+	MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+	r->status = MHD_HTTP_OK;
+	ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* server/openapi.json, compiled in by server/embed.py. */
+static enum MHD_Result
+h_openapi(struct req *r)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(
+	    openapi_json_len, (void *)openapi_json, MHD_RESPMEM_PERSISTENT);
+	enum MHD_Result ret;
+
+	MHD_add_response_header(resp, "Content-Type",
+	    "application/json; charset=utf-8");
 	MHD_add_response_header(resp, "X-Request-Id", r->request_id);
 	r->status = MHD_HTTP_OK;
 	ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);

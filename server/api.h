@@ -18,6 +18,10 @@
 	"to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 extern const struct config *api_cfg;
+
+/* The OpenAPI document (server/openapi.json), served at /openapi.json. */
+extern const char openapi_json[];
+extern const size_t openapi_json_len;
 void api_init(const struct config *cfg);
 
 /* Acquire a pooled connection or queue a 503 and return NULL. */
@@ -43,6 +47,28 @@ const char *api_json_text(json_object *v, size_t max);
  */
 bool api_link_body(struct req *r, json_object *body, const char **return_url,
     json_object **fields, enum MHD_Result *ret);
+
+/*
+ * The callback's query, parsed and checked without I/O (callback.c; the
+ * fuzzer drives it too).  Feed every argument as MHD hands it over (name
+ * and raw, still percent-encoded value, NULL when it had no '=') to
+ * callback_arg; the first exact-case occurrence of each name is decoded
+ * into v[].  callback_params_check then returns NULL when the values may
+ * be used, else a static reason: "duplicate_parameter" (a name twice, in
+ * any case) or "malformed_parameters" (a name not in lower case, a bad
+ * escape or %00, state/flow_id missing, too long, control characters or
+ * invalid UTF-8).  callback_params_free wipes and frees v[].
+ */
+enum { CB_STATE, CB_FLOW_ID, CB_SUCCESS, CB_CODE, CB_ABORT, CB_CANCEL,
+	CB_NPARAMS };
+struct cb_params {
+	char *v[CB_NPARAMS];
+	int count[CB_NPARAMS];
+	bool odd_case, bad_escape;
+};
+void callback_arg(struct cb_params *p, const char *name, const char *raw);
+const char *callback_params_check(const struct cb_params *p);
+void callback_params_free(struct cb_params *p);
 
 /* Name of the browser-binding cookie of one link (caller frees). */
 char *link_cookie_name(const char *link_id);

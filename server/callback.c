@@ -8,6 +8,7 @@
 #include "api.h"
 
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -43,30 +44,63 @@ dup_or_null(const char *s)
 	return s ? xstrdup(s) : NULL;
 }
 
-/* Callback parameters must each appear at most once. */
-struct dup_count {
-	int n[6];
-};
-static const char *const cb_keys[] = { "state", "flow_id", "success",
-	"code", "abort", "cancel" };
+static const char *const cb_names[CB_NPARAMS] = { "state", "flow_id",
+	"success", "code", "abort", "cancel" };
 
-static enum MHD_Result
-count_arg(void *cls, enum MHD_ValueKind kind, const char *key,
-    const char *value)
+void
+callback_arg(struct cb_params *p, const char *name, const char *raw)
 {
-	struct dup_count *d = cls;
 	size_t i;
 
-	for (i = 0; i < 6; i++)
-		if (strcmp(key, cb_keys[i]) == 0)
-			d->n[i]++;
-	return MHD_YES;
+	for (i = 0; name != NULL && i < CB_NPARAMS; i++) {
+		if (strcasecmp(name, cb_names[i]) != 0)
+			continue;
+		p->count[i]++;
+		if (strcmp(name, cb_names[i]) != 0)
+			p->odd_case = true;
+		else if (p->v[i] == NULL && raw != NULL &&
+		    (p->v[i] = http_unescape(raw, strlen(raw))) == NULL)
+			p->bad_escape = true;
+	}
 }
 
 static bool
 param_ok(const char *v, size_t max)
 {
 	return v != NULL && api_valid_text(v, max);
+}
+
+const char *
+callback_params_check(const struct cb_params *p)
+{
+	size_t i;
+
+	for (i = 0; i < CB_NPARAMS; i++)
+		if (p->count[i] > 1)
+			return "duplicate_parameter";
+	if (p->odd_case || p->bad_escape || !param_ok(p->v[CB_STATE], 512) ||
+	    !param_ok(p->v[CB_FLOW_ID], 256) ||
+	    (p->v[CB_CODE] != NULL && !param_ok(p->v[CB_CODE], 64 * 1024)))
+		return "malformed_parameters";
+	return NULL;
+}
+
+void
+callback_params_free(struct cb_params *p)
+{
+	size_t i;
+
+	for (i = 0; i < CB_NPARAMS; i++)
+		free_secret(p->v[i]);
+	memset(p, 0, sizeof(*p));
+}
+
+static enum MHD_Result
+cb_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+    const char *value)
+{
+	callback_arg(cls, key, value);
+	return MHD_YES;
 }
 
 static enum MHD_Result
@@ -309,33 +343,24 @@ finish(struct req *r, const struct link *l, const char *status,
 	return ret;
 }
 
-enum MHD_Result
-h_callback(struct req *r)
+/* The callback once its parameters passed callback_params_check. */
+static enum MHD_Result
+callback_run(struct req *r, const struct cb_params *p)
 {
-	const char *state = http_query(r, "state");
-	const char *flow_id = http_query(r, "flow_id");
-	const char *success = http_query(r, "success");
-	const char *code = http_query(r, "code");
-	const char *abort_ = http_query(r, "abort");
-	const char *cancel = http_query(r, "cancel");
-	struct dup_count d = { { 0 } };
+	const char *state = p->v[CB_STATE];
+	const char *flow_id = p->v[CB_FLOW_ID];
+	const char *success = p->v[CB_SUCCESS];
+	const char *code = p->v[CB_CODE];
+	const char *abort_ = p->v[CB_ABORT];
+	const char *cancel = p->v[CB_CANCEL];
 	struct link l = { 0 };
 	struct finx_tokens t = { 0 };
 	struct finx_error err = { 0 };
 	const char *why = NULL;
 	enum MHD_Result ret;
 	char *conn_id;
-	size_t i;
 	int rc;
 
-	MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, count_arg,
-	    &d);
-	for (i = 0; i < 6; i++)
-		if (d.n[i] > 1)
-			return reject(r, "duplicate_parameter");
-	if (!param_ok(state, 512) || !param_ok(flow_id, 256) ||
-	    (code != NULL && !param_ok(code, 64 * 1024)))
-		return reject(r, "malformed_parameters");
 	rc = consume_state(r, state, flow_id, &l, &why);
 	if (rc < 0) {
 		link_free(&l);
@@ -390,5 +415,22 @@ h_callback(struct req *r)
 	ret = finish(r, &l, "connected", NULL, conn_id);
 	free(conn_id);
 	link_free(&l);
+	return ret;
+}
+
+enum MHD_Result
+h_callback(struct req *r)
+{
+	struct cb_params p = { 0 };
+	enum MHD_Result ret;
+	const char *why;
+
+	MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, cb_iter,
+	    &p);
+	if ((why = callback_params_check(&p)) != NULL)
+		ret = reject(r, why);
+	else
+		ret = callback_run(r, &p);
+	callback_params_free(&p);
 	return ret;
 }
