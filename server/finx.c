@@ -478,6 +478,8 @@ finx_setopts(CURL *h, struct finx_call *c, const char *url,
 		 * revokes the grant).  A fresh connection is never retried.
 		 */
 		SETOPT(CURLOPT_FRESH_CONNECT, 1L);
+		/* ...and not kept: it would only sit idle in this handle. */
+		SETOPT(CURLOPT_FORBID_REUSE, 1L);
 		/* POSTFIELDS is not copied: our buffer outlives the call. */
 		SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
 		SETOPT(CURLOPT_POSTFIELDS, c->body != NULL ? c->body : "");
