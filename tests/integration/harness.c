@@ -70,6 +70,10 @@ static pid_t run_pid; /* an h_finxd_run in progress */
 static char **env_list;
 static int env_n;
 
+/* extra secrets of the test (more API keys), for scans and redaction */
+static char **extra_secrets;
+static int nextra_secrets;
+
 /* issued tokens last seen, for redaction when printing logs */
 static char **known_issued;
 static int known_nissued;
@@ -140,7 +144,7 @@ static void
 h_random_alnum(char *s, size_t n)
 {
 	static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-				"abcdefghijklmnopqrstuvwxyz0123456789";
+	                        "abcdefghijklmnopqrstuvwxyz0123456789";
 	unsigned char r[128];
 	size_t i;
 
@@ -156,7 +160,7 @@ static void
 h_base64(const unsigned char *in, size_t n, char *out)
 {
 	static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-				"abcdefghijklmnopqrstuvwxyz0123456789+/";
+	                        "abcdefghijklmnopqrstuvwxyz0123456789+/";
 	size_t i, o = 0;
 
 	for (i = 0; i + 2 < n; i += 3) {
@@ -498,6 +502,9 @@ h_cleanup(int from_signal)
 		h_strv_free(known_issued, known_nissued);
 		known_issued = NULL;
 		known_nissued = 0;
+		h_strv_free(extra_secrets, nextra_secrets);
+		extra_secrets = NULL;
+		nextra_secrets = 0;
 		for (i = 0; i < env_n; i++)
 			free(env_list[i]);
 		free(env_list);
@@ -603,7 +610,8 @@ h_pg_find_bindir(void)
 		}
 	}
 	if (access("/usr/lib/postgresql/15/bin/initdb", X_OK) == 0) {
-		snprintf(pg_bindir, sizeof(pg_bindir), "/usr/lib/postgresql/15/bin");
+		snprintf(pg_bindir, sizeof(pg_bindir),
+		    "/usr/lib/postgresql/15/bin");
 		return true;
 	}
 	p = popen("pg_config --bindir 2>/dev/null", "r");
@@ -672,8 +680,9 @@ h_pg_tool(const char *const *args, const char *log, long timeout_ms)
 	int a = 0, i, rc;
 
 	if (geteuid() == 0) {
-		argv[a++] = access("/usr/sbin/runuser", X_OK) == 0 ?
-		    "/usr/sbin/runuser" : "runuser";
+		argv[a++] = access("/usr/sbin/runuser", X_OK) == 0
+		    ? "/usr/sbin/runuser"
+		    : "runuser";
 		argv[a++] = "-u";
 		argv[a++] = "postgres";
 		argv[a++] = "--";
@@ -772,7 +781,8 @@ char *
 h_pg_create_db(const char *name)
 {
 	char *admin = h_xasprintf("host=127.0.0.1 port=%d dbname=postgres "
-				  "user=postgres", pg_port);
+	                          "user=postgres",
+	    pg_port);
 	PGconn *c = h_pg_connect(admin);
 	char *q;
 	PGresult *res;
@@ -821,9 +831,9 @@ h_pg_start(void)
 
 	initlog = h_path("initdb.log");
 	{
-		const char *args[] = { "initdb", "-D", pg_datadir, "-A", "trust",
-			"-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync",
-			NULL };
+		const char *args[] = { "initdb", "-D", pg_datadir, "-A",
+			"trust", "-U", "postgres", "-E", "UTF8", "--locale=C",
+			"--no-sync", NULL };
 
 		rc = h_pg_tool(args, initlog, 120000);
 	}
@@ -875,8 +885,7 @@ h_sql(const char *conninfo, const char *query, const char *const *params)
 }
 
 char *
-h_sql_value(const char *conninfo, const char *query,
-    const char *const *params)
+h_sql_value(const char *conninfo, const char *query, const char *const *params)
 {
 	PGresult *res = h_sql(conninfo, query, params);
 	char *v = NULL;
@@ -988,8 +997,8 @@ h_header_cb(char *p, size_t size, size_t n, void *ud)
 	while (vs < len && (p[vs] == ' ' || p[vs] == '\t'))
 		vs++;
 	ve = len;
-	while (ve > vs && (p[ve - 1] == '\r' || p[ve - 1] == '\n' ||
-	    p[ve - 1] == ' '))
+	while (ve > vs &&
+	    (p[ve - 1] == '\r' || p[ve - 1] == '\n' || p[ve - 1] == ' '))
 		ve--;
 	r->hname = realloc(r->hname, sizeof(char *) * (size_t)(r->nh + 1));
 	r->hval = realloc(r->hval, sizeof(char *) * (size_t)(r->nh + 1));
@@ -1112,8 +1121,7 @@ h_jnull(struct json_object *o, const char *key)
 {
 	struct json_object *v;
 
-	return o != NULL && json_object_object_get_ex(o, key, &v) &&
-	    v == NULL;
+	return o != NULL && json_object_object_get_ex(o, key, &v) && v == NULL;
 }
 
 const char *
@@ -1131,7 +1139,14 @@ long
 h_api(int i, const char *method, const char *path, const char *body,
     struct h_resp *r)
 {
-	char *auth = h_xasprintf("Authorization: Bearer %s", api_key);
+	return h_api_key_call(i, api_key, method, path, body, r);
+}
+
+long
+h_api_key_call(int i, const char *key, const char *method, const char *path,
+    const char *body, struct h_resp *r)
+{
+	char *auth = h_xasprintf("Authorization: Bearer %s", key);
 	char *url = h_xasprintf("%s%s", h_finxd_url(i), path);
 	const char *hdrs[] = { auth, "Content-Type: application/json", NULL };
 
@@ -1310,7 +1325,8 @@ h_sandbox_start(const char *const *extra)
 		if (waitpid(sbx.pid, &st, WNOHANG) == sbx.pid) {
 			sbx.pid = 0;
 			h_bail("finx-sandbox exited with %d before it was ready"
-			       " (see sandbox.log)", h_status_code(st));
+			       " (see sandbox.log)",
+			    h_status_code(st));
 		}
 		h_sleep_ms(20);
 	}
@@ -1321,12 +1337,34 @@ h_sandbox_start(const char *const *extra)
 	return sbx.url;
 }
 
-void
+int
 h_sandbox_stop(void)
 {
+	int rc = -1;
+
 	if (sbx.pid > 0)
-		h_kill_wait(sbx.pid, SIGTERM);
+		rc = h_kill_wait(sbx.pid, SIGTERM);
 	sbx.pid = 0;
+	return rc;
+}
+
+int
+h_finxd_count(void)
+{
+	return nfinxd;
+}
+
+bool
+h_file_contains(const char *name, const char *needle)
+{
+	char *path = h_path(name);
+	size_t len = 0;
+	char *s = h_read_file(path, &len);
+	bool found = s != NULL && h_memmem(s, len, needle);
+
+	free(path);
+	free(s);
+	return found;
 }
 
 long
@@ -1487,8 +1525,9 @@ h_sbx_issued(int *ret_n)
 		if (json_object_object_get_ex(o, "codes", &a) &&
 		    json_object_is_type(a, json_type_array))
 			for (i = 0; i < json_object_array_length(a); i++)
-				h_issued_collect(
-				    json_object_array_get_idx(a, i), &v, &n);
+				h_issued_collect(json_object_array_get_idx(a,
+				                     i),
+				    &v, &n);
 		json_object_put(o);
 	}
 	/* keep a copy for redacting logs at the end */
@@ -1518,8 +1557,25 @@ h_leaks(const char *s, size_t len)
 	for (i = 0; i < k; i++)
 		if (h_memmem(s, len, v[i]))
 			n++;
+	for (i = 0; i < nextra_secrets; i++)
+		if (h_memmem(s, len, extra_secrets[i]))
+			n++;
 	h_strv_free(v, k);
 	return n;
+}
+
+char *
+h_secret_new(size_t n)
+{
+	char *s;
+
+	if (n < 16 || n > 120)
+		h_bail("h_secret_new: bad length");
+	s = h_xmalloc(n + 1);
+	h_random_alnum(s, n);
+	h_strv_add(&extra_secrets, &nextra_secrets, s);
+	free(s);
+	return extra_secrets[nextra_secrets - 1];
 }
 
 /* ---- finxd ------------------------------------------------------------ */
@@ -1691,7 +1747,8 @@ h_finxd_start(void)
 			p->pid = 0;
 			free(health);
 			h_bail("finxd serve exited with %d before /healthz "
-			       "answered", h_status_code(st));
+			       "answered",
+			    h_status_code(st));
 		}
 		if (h_probe(health) == 200) {
 			free(health);
@@ -1815,10 +1872,55 @@ h_tokchar(int c)
 	    c == '+' || c == '/' || c == '=' || c == '%';
 }
 
+static bool
+h_is_uuid(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n != 36)
+		return false;
+	for (i = 0; i < n; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+		if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+			return false;
+	}
+	return true;
+}
+
+/* A run that is plainly not a secret: a path or name made of UUIDs and
+ * lower-case snake_case words (no digits, so no hex). */
+static bool
+h_benign_run(const char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		size_t j = i;
+		bool word = true;
+
+		while (j < n && s[j] != '/')
+			j++;
+		if (!h_is_uuid(s + i, j - i)) {
+			size_t k;
+
+			for (k = i; k < j; k++)
+				if (!(islower((unsigned char)s[k]) ||
+				        s[k] == '_' || s[k] == '.' ||
+				        s[k] == '{' || s[k] == '}'))
+					word = false;
+			if (!word)
+				return false;
+		}
+		i = j + 1;
+	}
+	return true;
+}
+
 /*
- * Blank every run of 16+ token-like characters unless it is a UUID: the
- * log must never be printed with a token or code in it, even one the
- * sandbox did not report.
+ * Blank every run of 16+ token-like characters unless it is plainly
+ * benign (UUIDs, snake_case words, paths of those): the log must never be
+ * printed with a token or code in it, even one the sandbox did not report.
  */
 static void
 h_redact_runs(char *s)
@@ -1830,14 +1932,8 @@ h_redact_runs(char *s)
 
 		while (j < n && h_tokchar((unsigned char)s[j]))
 			j++;
-		if (j - i >= 16) {
-			bool uuid = j - i == 36 && s[i + 8] == '-' &&
-			    s[i + 13] == '-' && s[i + 18] == '-' &&
-			    s[i + 23] == '-';
-
-			if (!uuid)
-				memset(s + i, '*', j - i);
-		}
+		if (j - i >= 16 && !h_benign_run(s + i, j - i))
+			memset(s + i, '*', j - i);
 		i = j == i ? i + 1 : j;
 	}
 }
@@ -1864,6 +1960,8 @@ h_done(int rc)
 	}
 	h_redact_exact(s, client_secret);
 	h_redact_exact(s, api_key);
+	for (i = 0; i < nextra_secrets; i++)
+		h_redact_exact(s, extra_secrets[i]);
 	h_redact_exact(s, token_key + 3);
 	for (i = 0; i < known_nissued; i++)
 		h_redact_exact(s, known_issued[i]);
@@ -1874,8 +1972,7 @@ h_done(int rc)
 			break;
 	fprintf(stderr, "# --- finxd.log tail (redacted) ---\n");
 	fputs(p, stderr);
-	fprintf(stderr, "# --- end (FINXD_TEST_KEEP=1 keeps %s) ---\n",
-	    tmpdir);
+	fprintf(stderr, "# --- end (FINXD_TEST_KEEP=1 keeps %s) ---\n", tmpdir);
 	free(s);
 	return rc;
 }

@@ -25,8 +25,8 @@
  */
 void h_init(const char *name, int timeout_s);
 /* Print "Bail out! ..." (TAP), clean up and exit 1. */
-void h_bail(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2), noreturn));
+void
+h_bail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 /*
  * End of a test's main: when rc != 0, print a redacted tail of finxd's log
  * to stderr.  Returns rc.
@@ -46,6 +46,9 @@ long h_now_ms(void);
 const char *h_client_secret(void);
 const char *h_api_key(void);
 const char *h_token_key(void); /* "k1:<base64 of 32 bytes>" */
+/* A new random secret of n alphanumerics (owned by the harness), added to
+ * the values h_leaks() looks for and the log redaction hides. */
+char *h_secret_new(size_t n);
 
 /*
  * PostgreSQL: initdb + pg_ctl start a private cluster in the temp dir on a
@@ -59,11 +62,11 @@ char *h_pg_create_db(const char *name);
 
 /* Run a statement; params is a NULL-terminated list (may be NULL).
  * Returns the result (caller PQclear()s) or NULL on any error. */
-PGresult *h_sql(const char *conninfo, const char *query,
-    const char *const *params);
+PGresult *
+h_sql(const char *conninfo, const char *query, const char *const *params);
 /* First column of the first row (malloc'd) or NULL. */
-char *h_sql_value(const char *conninfo, const char *query,
-    const char *const *params);
+char *
+h_sql_value(const char *conninfo, const char *query, const char *const *params);
 /* Text of every row of every table in the database (malloc'd). */
 char *h_db_dump(const char *conninfo);
 
@@ -73,7 +76,8 @@ char *h_db_dump(const char *conninfo);
  * until it answers; return its base URL (owned by the harness).
  */
 const char *h_sandbox_start(const char *const *extra);
-void h_sandbox_stop(void);
+/* SIGTERM, wait; returns its exit status (-1 when none was running). */
+int h_sandbox_stop(void);
 const char *h_sandbox_url(void);
 
 /* The sandbox control API (/_sandbox/...). */
@@ -116,6 +120,10 @@ int h_finxd_start(void);
 const char *h_finxd_url(int i);
 /* Send sig, wait (bounded); returns the exit status like h_finxd_run. */
 int h_finxd_stop(int i, int sig);
+/* Number of finxd instances started so far (stopped ones included). */
+int h_finxd_count(void);
+/* True when <tmpdir>/<name> contains needle. */
+bool h_file_contains(const char *name, const char *needle);
 
 /* HTTP (libcurl, 127.0.0.1 only, no redirects followed, 10 s timeout). */
 struct h_resp {
@@ -149,6 +157,10 @@ bool h_jnull(struct json_object *o, const char *key);
  */
 long h_api(int i, const char *method, const char *path, const char *body,
     struct h_resp *r);
+
+/* The same with another API key. */
+long h_api_key_call(int i, const char *key, const char *method,
+    const char *path, const char *body, struct h_resp *r);
 
 /* URL query helpers: decoded value of a parameter (malloc'd) or NULL;
  * url with one parameter replaced (malloc'd). */

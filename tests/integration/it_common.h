@@ -9,6 +9,7 @@
 #include "harness.h"
 #include "test.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,13 @@ struct flow {
 	char *flow_id;
 	char *callback; /* the widget's redirect to finxd (carries the code) */
 };
+
+/* True for a 2xx answer of the sandbox control API. */
+static inline bool
+sbx_ok(long status)
+{
+	return status / 100 == 2;
+}
 
 static inline void
 flow_free(struct flow *fl)
@@ -125,8 +133,7 @@ link_status_is(int f, const char *link_id, const char *want)
 	bool ok = st != NULL && strcmp(st, want) == 0;
 
 	if (!ok)
-		printf("# link status %s, want %s\n", st ? st : "(none)",
-		    want);
+		printf("# link status %s, want %s\n", st ? st : "(none)", want);
 	free(st);
 	return ok;
 }
@@ -149,6 +156,32 @@ connect_user(int f, const char *user)
 	}
 	flow_free(&fl);
 	return cid;
+}
+
+/*
+ * Stop every finxd and the sandbox with SIGTERM: each must exit 0, and no
+ * sanitizer report may appear in their logs (under ASan a leak or error
+ * makes the exit status non-zero too).
+ */
+static inline void
+check_clean_shutdown(void)
+{
+	int i, rc;
+
+	for (i = 0; i < h_finxd_count(); i++) {
+		rc = h_finxd_stop(i, SIGTERM);
+		if (rc == -1)
+			continue; /* stopped earlier by the test */
+		CHECK(rc == 0, "finxd #%d exits 0 on SIGTERM (got %d)", i, rc);
+	}
+	CHECK(!h_file_contains("finxd.log", "Sanitizer") &&
+	        !h_file_contains("finxd.log", "runtime error:"),
+	    "no sanitizer report from finxd");
+	rc = h_sandbox_stop();
+	CHECK(rc == 0, "finx-sandbox exits 0 on SIGTERM (got %d)", rc);
+	CHECK(!h_file_contains("sandbox.log", "Sanitizer") &&
+	        !h_file_contains("sandbox.log", "runtime error:"),
+	    "no sanitizer report from finx-sandbox");
 }
 
 #endif

@@ -72,16 +72,14 @@ test_auth(void)
 		snprintf(basic, sizeof(basic), "Basic %s", h_api_key());
 		post_links(f_main, basic, "application/json", body,
 		    strlen(body), &r);
-		CHECK(r.status == 401, "Basic scheme: 401 (got %ld)",
-		    r.status);
+		CHECK(r.status == 401, "Basic scheme: 401 (got %ld)", r.status);
 		h_resp_free(&r);
 	}
 	post_links(f_main, bearer, "text/plain", body, strlen(body), &r);
 	CHECK(r.status == 415, "text/plain body: 415 (got %ld)", r.status);
 	h_resp_free(&r);
 	/* the positive control: the same request with the right key */
-	post_links(f_main, bearer, "application/json", body, strlen(body),
-	    &r);
+	post_links(f_main, bearer, "application/json", body, strlen(body), &r);
 	CHECK(r.status == 201, "right key: 201 (got %ld)", r.status);
 	h_resp_free(&r);
 }
@@ -119,8 +117,8 @@ test_bad_bodies(void)
 
 	snprintf(bearer, sizeof(bearer), "Bearer %s", h_api_key());
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		size_t len = cases[i].len ? cases[i].len :
-		    strlen(cases[i].body);
+		size_t len =
+		    cases[i].len ? cases[i].len : strlen(cases[i].body);
 
 		post_links(f_main, bearer, "application/json", cases[i].body,
 		    len, &r);
@@ -147,8 +145,7 @@ test_bad_bodies(void)
 	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
 	post_links(f_main, bearer, "application/json", big, strlen(big), &r);
-	CHECK(r.status == 201, "user_id of 255 bytes: 201 (got %ld)",
-	    r.status);
+	CHECK(r.status == 201, "user_id of 255 bytes: 201 (got %ld)", r.status);
 	h_resp_free(&r);
 	/* multi-byte UTF-8 is fine and reaches finX unchanged */
 	h_sbx_reset();
@@ -162,8 +159,9 @@ test_bad_bodies(void)
 		struct json_object *b = json_tokener_parse(
 		    h_jstr(req, "body") ? h_jstr(req, "body") : "");
 
-		CHECK(h_jstr(b, "user_id") && strcmp(h_jstr(b, "user_id"),
-		    "Zo\xc3\xab \xe2\x82\xac") == 0,
+		CHECK(h_jstr(b, "user_id") &&
+		        strcmp(h_jstr(b, "user_id"),
+		            "Zo\xc3\xab \xe2\x82\xac") == 0,
 		    "UTF-8 user_id passed to finX unchanged");
 		json_object_put(b);
 		json_object_put(req);
@@ -188,8 +186,8 @@ test_return_urls(void)
 		h_link_create(f_main, "u-ret", bad[i], &r);
 		CHECK(r.status == 400 && code_is(&r, "return_url_not_allowed"),
 		    "return_url \"%s\": 400 return_url_not_allowed (got %ld, "
-		    "%s)", bad[i], r.status,
-		    h_err_code(&r) ? h_err_code(&r) : "-");
+		    "%s)",
+		    bad[i], r.status, h_err_code(&r) ? h_err_code(&r) : "-");
 		h_resp_free(&r);
 	}
 	h_link_create(f_main, "u-ret", "https://partner.example/return", &r);
@@ -208,34 +206,43 @@ test_finx_down(void)
 	CHECK(r.status == 503 && code_is(&r, "finx_unavailable"),
 	    "finX unreachable: 503 finx_unavailable (got %ld, %s)", r.status,
 	    h_err_code(&r) ? h_err_code(&r) : "-");
-	CHECK(h_leaks(r.body, r.body_len) == 0, "finX unreachable: no secret"
+	CHECK(h_leaks(r.body, r.body_len) == 0,
+	    "finX unreachable: no secret"
 	    " in the answer");
 	h_resp_free(&r);
 
 	h_sbx_reset();
-	CHECK(h_sbx_post("/_sandbox/faults", "{\"path\":\"/ongoing/access\","
-	    "\"mode\":\"status\",\"status\":500,\"count\":1}") / 100 == 2,
+	CHECK(sbx_ok(h_sbx_post("/_sandbox/faults",
+	          "{\"path\":\"/ongoing/access\","
+	          "\"mode\":\"status\",\"status\":500,\"count\":1}")),
 	    "sandbox fault: /ongoing/access 500");
 	h_link_create(f_main, "u-down", RETURN_URL, &r);
 	CHECK(r.status == 502 && code_is(&r, "finx_error"),
 	    "finX 500: 502 finx_error (got %ld, %s)", r.status,
 	    h_err_code(&r) ? h_err_code(&r) : "-");
-	CHECK(h_leaks(r.body, r.body_len) == 0, "finX 500: no secret in the "
+	CHECK(h_leaks(r.body, r.body_len) == 0,
+	    "finX 500: no secret in the "
 	    "answer");
 	h_resp_free(&r);
 
 	h_sbx_reset();
-	h_sbx_post("/_sandbox/faults", "{\"path\":\"/ongoing/access\","
+	h_sbx_post("/_sandbox/faults",
+	    "{\"path\":\"/ongoing/access\","
 	    "\"mode\":\"close\",\"count\":1}");
 	h_link_create(f_main, "u-down", RETURN_URL, &r);
 	CHECK((r.status == 503 && code_is(&r, "finx_unavailable")) ||
-	    (r.status == 502 && code_is(&r, "finx_error")),
+	        (r.status == 502 && code_is(&r, "finx_error")),
 	    "finX closes the connection: 502/503 (got %ld, %s)", r.status,
 	    h_err_code(&r) ? h_err_code(&r) : "-");
 	h_resp_free(&r);
+	CHECK(h_sbx_count("/ongoing/access") == 1,
+	    "finX closes the "
+	    "connection: no silent resend (%d requests)",
+	    h_sbx_count("/ongoing/access"));
 
 	h_sbx_reset();
-	h_sbx_post("/_sandbox/faults", "{\"path\":\"/ongoing/access\","
+	h_sbx_post("/_sandbox/faults",
+	    "{\"path\":\"/ongoing/access\","
 	    "\"mode\":\"badjson\",\"count\":1}");
 	h_link_create(f_main, "u-down", RETURN_URL, &r);
 	CHECK(r.status == 502 && code_is(&r, "finx_error"),
@@ -244,7 +251,8 @@ test_finx_down(void)
 	h_resp_free(&r);
 
 	h_sbx_reset();
-	h_sbx_post("/_sandbox/faults", "{\"path\":\"/ongoing/access\","
+	h_sbx_post("/_sandbox/faults",
+	    "{\"path\":\"/ongoing/access\","
 	    "\"mode\":\"delay\",\"delay_ms\":5000,\"count\":1}");
 	h_link_create(f_timeout, "u-down", RETURN_URL, &r);
 	CHECK(r.status == 503 && code_is(&r, "finx_unavailable"),
@@ -273,7 +281,7 @@ test_token_exchange(const char *fault, int f, const char *what)
 		flow_free(&fl);
 		return;
 	}
-	CHECK(h_sbx_post("/_sandbox/faults", fault) / 100 == 2,
+	CHECK(sbx_ok(h_sbx_post("/_sandbox/faults", fault)),
 	    "%s: sandbox fault set", what);
 	h_http("GET", fl.callback, NULL, NULL, 0, &r);
 	CHECK(r.status == 303, "%s: 303 (got %ld)", what, r.status);
@@ -286,10 +294,11 @@ test_token_exchange(const char *fault, int f, const char *what)
 	/* the sandbox may record a delayed request only when it is done */
 	if (strstr(fault, "delay") != NULL)
 		h_sleep_ms(3500);
-	CHECK(h_sbx_count("/auth/token") == 1, "%s: one /auth/token attempt "
-	    "(%d)", what, h_sbx_count("/auth/token"));
-	CHECK(link_status_is(f, fl.link_id, "failed"), "%s: link failed",
-	    what);
+	CHECK(h_sbx_count("/auth/token") == 1,
+	    "%s: one /auth/token attempt "
+	    "(%d)",
+	    what, h_sbx_count("/auth/token"));
+	CHECK(link_status_is(f, fl.link_id, "failed"), "%s: link failed", what);
 	flow_free(&fl);
 	h_sbx_reset();
 }
@@ -311,11 +320,59 @@ test_expired_state(void)
 	CHECK(r.status == 400, "expired state: 400 (got %ld)", r.status);
 	check_callback_headers(&r, "expired state");
 	h_resp_free(&r);
-	CHECK(h_sbx_count("/auth/token") == 0, "expired state: code never "
+	CHECK(h_sbx_count("/auth/token") == 0,
+	    "expired state: code never "
 	    "sent to finX");
 	CHECK(link_status_is(f_ttl, fl.link_id, "expired"),
 	    "expired state: link expired");
 	flow_free(&fl);
+}
+
+/* Scoped API keys: each key reaches only what its scopes allow. */
+static void
+test_scopes(const char *links_key, const char *read_key)
+{
+	static const char body[] = "{\"user_id\":\"u-scope\"}";
+	char conn[256], tok[256];
+	struct h_resp r;
+	char *cid = connect_user(f_main, "u-scope");
+
+	CHECK(cid != NULL, "scopes: connected with the full key");
+	if (cid == NULL)
+		return;
+	snprintf(conn, sizeof(conn), "/v1/connections/%s", cid);
+	snprintf(tok, sizeof(tok), "/v1/connections/%s/token", cid);
+
+	h_api_key_call(f_main, links_key, "POST", "/v1/links", body, &r);
+	CHECK(r.status == 201, "links key: POST /v1/links 201 (got %ld)",
+	    r.status);
+	h_resp_free(&r);
+	h_api_key_call(f_main, links_key, "GET", conn, NULL, &r);
+	CHECK(r.status == 403, "links key: GET connection 403 (got %ld)",
+	    r.status);
+	h_resp_free(&r);
+	h_api_key_call(f_main, links_key, "GET", tok, NULL, &r);
+	CHECK(r.status == 403 && h_leaks(r.body, r.body_len) == 0,
+	    "links key: GET token 403 (got %ld)", r.status);
+	h_resp_free(&r);
+
+	h_api_key_call(f_main, read_key, "POST", "/v1/links", body, &r);
+	CHECK(r.status == 403, "read key: POST /v1/links 403 (got %ld)",
+	    r.status);
+	h_resp_free(&r);
+	h_api_key_call(f_main, read_key, "GET", conn, NULL, &r);
+	CHECK(r.status == 200, "read key: GET connection 200 (got %ld)",
+	    r.status);
+	h_resp_free(&r);
+	h_api_key_call(f_main, read_key, "GET", tok, NULL, &r);
+	CHECK(r.status == 403 && h_leaks(r.body, r.body_len) == 0,
+	    "read key: GET token 403 (got %ld)", r.status);
+	h_resp_free(&r);
+
+	h_api(f_main, "GET", tok, NULL, &r);
+	CHECK(r.status == 200, "full key: GET token 200 (got %ld)", r.status);
+	h_resp_free(&r);
+	free(cid);
 }
 
 static void
@@ -335,12 +392,18 @@ int
 main(void)
 {
 	const char *migrate[] = { "migrate", NULL };
-	char closed[64];
+	char closed[64], keys[256];
+	char *links_key, *read_key;
 
 	h_init("it_errors", 240);
 	db = h_pg_start();
 	h_sandbox_start(NULL);
 	h_env_defaults(db);
+	links_key = h_secret_new(40);
+	read_key = h_secret_new(40);
+	snprintf(keys, sizeof(keys), "%s,%s:links,%s:read", h_api_key(),
+	    links_key, read_key);
+	h_env_set("FINXD_API_KEYS", keys);
 	if (h_finxd_run(migrate, 60) != 0)
 		h_bail("finxd migrate failed");
 	f_main = h_finxd_start();
@@ -352,22 +415,27 @@ main(void)
 	h_env_set("FINXD_STATE_TTL", "1");
 	f_ttl = h_finxd_start();
 	h_env_set("FINXD_STATE_TTL", NULL);
-	snprintf(closed, sizeof(closed), "http://127.0.0.1:%d",
-	    h_free_port());
+	snprintf(closed, sizeof(closed), "http://127.0.0.1:%d", h_free_port());
 	h_env_set("FINXD_FINX_URL", closed);
 	f_down = h_finxd_start();
 	h_env_set("FINXD_FINX_URL", h_sandbox_url());
 
 	test_auth();
+	test_scopes(links_key, read_key);
 	test_bad_bodies();
 	test_return_urls();
 	test_finx_down();
 	test_token_exchange("{\"path\":\"/auth/token\",\"mode\":\"status\","
-	    "\"status\":500,\"count\":1}", f_main, "token endpoint 500");
+	                    "\"status\":500,\"count\":1}",
+	    f_main, "token endpoint 500");
 	test_token_exchange("{\"path\":\"/auth/token\",\"mode\":\"delay\","
-	    "\"delay_ms\":5000,\"count\":1}", f_timeout,
-	    "token endpoint too slow");
+	                    "\"delay_ms\":5000,\"count\":1}",
+	    f_timeout, "token endpoint too slow");
+	test_token_exchange("{\"path\":\"/auth/token\",\"mode\":\"close\","
+	                    "\"count\":1}",
+	    f_main, "token endpoint closes the connection");
 	test_expired_state();
 	test_no_leaks();
+	check_clean_shutdown();
 	return h_done(test_done());
 }

@@ -100,8 +100,8 @@ check_cleanup(enum child_mode mode, const char *what, int want_rc)
 		pid = 0;
 	CHECK(pid > 0, "%s: child started PostgreSQL", what);
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == want_rc,
-	    "%s: child exit status %d (want %d)",
-	    what, WIFEXITED(st) ? WEXITSTATUS(st) : -1, want_rc);
+	    "%s: child exit status %d (want %d)", what,
+	    WIFEXITED(st) ? WEXITSTATUS(st) : -1, want_rc);
 	CHECK(pid > 0 && pid_gone(pid), "%s: postmaster is gone", what);
 	CHECK(dir[0] != '\0' && access(dir, F_OK) == -1 && errno == ENOENT,
 	    "%s: temp dir removed", what);
@@ -111,7 +111,7 @@ static void
 check_url_helpers(void)
 {
 	const char *u = "http://127.0.0.1:1/callback?flow_id=f1&code=a%2Bb"
-			"&success=true&state=s%20x";
+	                "&success=true&state=s%20x";
 	char *v;
 
 	v = h_qparam(u, "state");

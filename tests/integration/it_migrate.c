@@ -3,8 +3,7 @@
  * serve refuses an unmigrated database and a missing token key, and
  * check-config reports every problem at once without showing secrets.
  */
-#include "harness.h"
-#include "test.h"
+#include "it_common.h"
 
 #include <ctype.h>
 #include <signal.h>
@@ -101,8 +100,10 @@ test_serve_unmigrated(void)
 	h_env_set("FINXD_DATABASE_URL", empty);
 	rc = h_finxd_run(serve, 20);
 	out = h_finxd_output();
-	CHECK(rc > 0, "serve on an unmigrated database exits non-zero "
-	    "(got %d%s)", rc, rc == -1 ? ": still running after 20 s" : "");
+	CHECK(rc > 0,
+	    "serve on an unmigrated database exits non-zero "
+	    "(got %d%s)",
+	    rc, rc == -1 ? ": still running after 20 s" : "");
 	CHECK(lines_with(out, "migrat") > 0,
 	    "serve says the schema needs migrating");
 	CHECK(h_leaks(out, strlen(out)) == 0, "its output holds no secret");
@@ -133,13 +134,16 @@ test_check_config(void)
 
 	rc = h_finxd_run(cc, 20);
 	out = h_finxd_output();
-	CHECK(rc == 0, "check-config with a good configuration exits 0 "
-	    "(got %d)", rc);
-	CHECK(strlen(out) > 0, "check-config prints the configuration "
-	    "(%zu bytes)", strlen(out));
+	CHECK(rc == 0,
+	    "check-config with a good configuration exits 0 "
+	    "(got %d)",
+	    rc);
+	CHECK(strlen(out) > 0,
+	    "check-config prints the configuration "
+	    "(%zu bytes)",
+	    strlen(out));
 	CHECK(lines_with(out, "client_id") > 0, "it shows the client id key");
-	CHECK(strstr(out, h_client_secret()) == NULL,
-	    "client secret masked");
+	CHECK(strstr(out, h_client_secret()) == NULL, "client secret masked");
 	CHECK(strstr(out, h_api_key()) == NULL, "API key masked");
 	CHECK(strstr(out, h_token_key() + 3) == NULL, "token key masked");
 	free(out);
@@ -150,16 +154,16 @@ test_check_config(void)
 	h_env_set("FINXD_FINX_TOKEN_FORMAT", "xml");
 	rc = h_finxd_run(cc, 20);
 	out = h_finxd_output();
-	CHECK(rc > 0, "check-config with problems exits non-zero (got %d)",
-	    rc);
-	CHECK(lines_with(out, "client_id") >= 1,
-	    "missing client id reported");
+	CHECK(rc > 0, "check-config with problems exits non-zero (got %d)", rc);
+	CHECK(lines_with(out, "client_id") >= 1, "missing client id reported");
 	CHECK(lines_with(out, "token_keys") >= 1,
 	    "missing token keys reported");
 	CHECK(lines_with(out, "token_format") >= 1,
 	    "bad token format reported");
-	CHECK(lines_with_any(out) >= 3, "one line per problem (%d lines "
-	    "name one)", lines_with_any(out));
+	CHECK(lines_with_any(out) >= 3,
+	    "one line per problem (%d lines "
+	    "name one)",
+	    lines_with_any(out));
 	CHECK(strstr(out, h_client_secret()) == NULL,
 	    "no client secret in the error output");
 	free(out);
@@ -184,11 +188,14 @@ test_serve_ready(void)
 	url = malloc(strlen(h_finxd_url(f)) + 16);
 	sprintf(url, "%s/readyz", h_finxd_url(f));
 	h_http("GET", url, NULL, NULL, 0, &r);
-	CHECK(r.status == 200, "serve on a migrated database: /readyz 200 "
-	    "(got %ld)", r.status);
+	CHECK(r.status == 200,
+	    "serve on a migrated database: /readyz 200 "
+	    "(got %ld)",
+	    r.status);
 	h_resp_free(&r);
 	free(url);
-	CHECK(h_finxd_stop(f, SIGTERM) == 0, "SIGTERM stops finxd with "
+	CHECK(h_finxd_stop(f, SIGTERM) == 0,
+	    "SIGTERM stops finxd with "
 	    "exit 0");
 }
 
@@ -207,5 +214,6 @@ main(void)
 	test_serve_unmigrated();
 	test_serve_no_token_key(db);
 	test_serve_ready();
+	check_clean_shutdown();
 	return h_done(test_done());
 }
