@@ -505,10 +505,11 @@ http_start(const struct config *cfg)
 	 * max_connections (total) and max_connections_per_ip; a callback
 	 * holds no database connection while it waits on finX, so the small
 	 * pool is not the bottleneck.  MHD_USE_AUTO picks poll() for the
-	 * listening thread (no FD_SETSIZE limit).
+	 * listening thread (no FD_SETSIZE limit); MHD_USE_ITC lets
+	 * http_stop quiesce the listener for a graceful drain.
 	 */
 	flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-	    MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+	    MHD_USE_AUTO | MHD_USE_ERROR_LOG | MHD_USE_ITC;
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	daemon_ = MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL,
@@ -537,12 +538,13 @@ void
 http_stop(long drain_s)
 {
 	int64_t until = mono_ms() + drain_s * 1000;
+	MHD_socket ls;
 
 	if (daemon_ == NULL)
 		return;
 	/* Stop accepting; running requests go on until done or the drain
-	 * deadline. */
-	MHD_quiesce_daemon(daemon_);
+	 * deadline.  The listening socket is ours to close after the stop. */
+	ls = MHD_quiesce_daemon(daemon_);
 	while (http_active() > 0 && mono_ms() < until)
 		usleep(20 * 1000);
 	if (http_active() > 0)
@@ -550,4 +552,6 @@ http_stop(long drain_s)
 		    http_active());
 	MHD_stop_daemon(daemon_);
 	daemon_ = NULL;
+	if (ls != MHD_INVALID_SOCKET)
+		close(ls);
 }
