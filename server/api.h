@@ -77,6 +77,13 @@ char *link_cookie_name(const char *link_id);
 char *cursor_encode(int64_t micros, int64_t id);
 bool cursor_decode(const char *s, int64_t *micros, int64_t *id);
 
+/*
+ * Queue finX revocations of the sealed tokens of connection id found in
+ * row 0 of res (column 0 refresh token, column 1 access token), inside the
+ * caller's transaction.  The background workers revoke them.
+ */
+bool queue_revocations(PGconn *c, const char *id, const PGresult *res);
+
 /* Handlers. */
 enum MHD_Result h_links_create(struct req *r);
 enum MHD_Result h_links_get(struct req *r);

@@ -208,7 +208,7 @@ h_conn_refresh(struct req *r)
 }
 
 /* Queue finX revocations for the connection's tokens (refresh first). */
-static bool
+bool
 queue_revocations(PGconn *c, const char *id, const PGresult *row)
 {
 	static const char *const kinds[] = { "refresh", "access" };

@@ -280,6 +280,21 @@ store_grant(const struct link *l, const struct finx_tokens *t)
 		ok = db_cmd(c,
 		    "INSERT INTO connections (id, user_id) VALUES ($1, $2)", 2,
 		    (const char *[]){ conn_id, l->user_id });
+	else if (ok) {
+		/*
+		 * Renewing: lock the row (a refresh may be running), refuse a
+		 * connection deleted meanwhile, and queue the old grant's
+		 * tokens for revocation so no stale grant outlives it.
+		 */
+		PGresult *old = db_exec(c,
+		    "SELECT refresh_token, access_token FROM connections WHERE "
+		    "id = $1 AND status <> 'revoked' FOR UPDATE",
+		    1, (const char *[]){ conn_id });
+
+		ok = old != NULL && PQntuples(old) == 1 &&
+		    queue_revocations(c, conn_id, old);
+		PQclear(old);
+	}
 	/* The first pull runs at once, in the background, as attended. */
 	ok = ok && db_cmd(c,
 		       "INSERT INTO pulls (connection_id, next_pull_at, attended) "
