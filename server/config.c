@@ -152,8 +152,10 @@ read_secret_file(const char *path, struct config_errors *errs,
 		return NULL;
 	}
 	buf_init(&b, 1024 * 1024);
+	/* Stop at the limit: /dev/zero or a FIFO must not hang us. */
 	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		buf_append(&b, chunk, n);
+		if (!buf_append(&b, chunk, n))
+			break;
 	OPENSSL_cleanse(chunk, sizeof(chunk));
 	fclose(f);
 	if (b.overflow) {
