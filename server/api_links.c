@@ -198,7 +198,10 @@ api_open_link(struct req *r, const char *user_id, const char *return_url,
 	sealed = crypto_seal(location, aad);
 	free(aad);
 	snprintf(ttl, sizeof(ttl), "%ld", api_cfg->state_ttl);
-	if ((c = api_db(r, &ret)) != NULL) {
+	if ((c = db_acquire_bulk()) == NULL)
+		ret = http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+		    "database_unavailable", "the database is not reachable");
+	else {
 		char hash_hex[2 * 32 + 3] = "\\x";
 		char *hx = hex_encode(hash, 32);
 		const char *p[9] = { link_id, hash_hex, user_id,

@@ -128,7 +128,7 @@ static void
 link_finish(const char *link_id, const char *status, const char *reason,
     const char *detail)
 {
-	PGconn *c = db_acquire();
+	PGconn *c = db_acquire_bulk();
 
 	if (c == NULL)
 		return;
@@ -162,8 +162,30 @@ consume_state(struct req *r, const char *state, const char *flow_id,
 	hexs = hex_encode(h, 32);
 	memcpy(hx + 2, hexs, 65);
 	free(hexs);
-	if ((c = db_acquire()) == NULL)
+	if ((c = db_acquire_bulk()) == NULL)
 		return -1;
+	if (!api_cfg->browser_binding) {
+		/* The usual case in one statement: a live, unused state whose
+		 * flow matches is consumed atomically; anything else takes the
+		 * slow path below to find out why and record it. */
+		res = db_exec(c,
+		    "UPDATE links SET used_at = now() WHERE state_hash = "
+		    "$1::bytea AND used_at IS NULL AND expires_at > now() AND "
+		    "flow_id = $2 RETURNING id, return_url, kind, "
+		    "connection_id, user_id",
+		    2, (const char *[]){ hx, flow_id });
+		if (res != NULL && PQntuples(res) == 1) {
+			l->id = xstrdup(PQgetvalue(res, 0, 0));
+			l->return_url = dup_or_null(db_val(res, 0, 1));
+			l->kind = xstrdup(PQgetvalue(res, 0, 2));
+			l->connection_id = dup_or_null(db_val(res, 0, 3));
+			l->user_id = xstrdup(PQgetvalue(res, 0, 4));
+			PQclear(res);
+			db_release(c);
+			return 1;
+		}
+		PQclear(res);
+	}
 	if (!db_cmd(c, "BEGIN", 0, NULL)) {
 		db_release(c);
 		return -1;
@@ -268,7 +290,7 @@ store_grant(const struct link *l, const struct finx_tokens *t)
 {
 	bool reauth = strcmp(l->kind, "reauth") == 0 && l->connection_id;
 	char *conn_id = reauth ? xstrdup(l->connection_id) : uuid_new();
-	PGconn *c = db_acquire();
+	PGconn *c = db_acquire_bulk();
 	bool ok;
 
 	if (c == NULL) {
@@ -277,9 +299,22 @@ store_grant(const struct link *l, const struct finx_tokens *t)
 	}
 	ok = db_cmd(c, "BEGIN", 0, NULL);
 	if (ok && !reauth)
+		/*
+		 * One round trip for the rows around the new connection (the
+		 * callback path is the hot one in a burst): the connection,
+		 * its first pull (at once, attended), the link and the event.
+		 * Foreign keys are checked at the end of the statement.
+		 */
 		ok = db_cmd(c,
-		    "INSERT INTO connections (id, user_id) VALUES ($1, $2)", 2,
-		    (const char *[]){ conn_id, l->user_id });
+		    "WITH c AS (INSERT INTO connections (id, user_id) VALUES "
+		    "($1, $2) RETURNING id), p AS (INSERT INTO pulls "
+		    "(connection_id, next_pull_at, attended) SELECT id, now(), "
+		    "true FROM c), l AS (UPDATE links SET status = 'connected', "
+		    "connection_id = $1, reason = NULL, completed_at = now() "
+		    "WHERE id = $3) INSERT INTO events (kind, outcome, link_id, "
+		    "connection_id) VALUES ('callback', 'connected', $3, $1)",
+		    3, (const char *[]){ conn_id, l->user_id, l->id }) &&
+		    tokens_store(c, conn_id, t, true);
 	else if (ok) {
 		/*
 		 * Renewing: lock the row (a refresh may be running), refuse a
@@ -294,21 +329,21 @@ store_grant(const struct link *l, const struct finx_tokens *t)
 		ok = old != NULL && PQntuples(old) == 1 &&
 		    queue_revocations(c, conn_id, old);
 		PQclear(old);
+		/* A pull at once, attended: the user just passed SCA. */
+		ok = ok && db_cmd(c,
+			       "INSERT INTO pulls (connection_id, next_pull_at, "
+			       "attended) VALUES ($1, now(), true) ON CONFLICT "
+			       "(connection_id) DO UPDATE SET next_pull_at = "
+			       "now(), attended = true, failures = 0",
+			       1, (const char *[]){ conn_id });
+		ok = ok && tokens_store(c, conn_id, t, true) &&
+		    db_cmd(c,
+			"UPDATE links SET status = 'connected', connection_id = "
+			"$2, reason = NULL, completed_at = now() WHERE id = $1",
+			2, (const char *[]){ l->id, conn_id });
+		if (ok)
+			event(c, "connected", l->id, conn_id, NULL);
 	}
-	/* The first pull runs at once, in the background, as attended. */
-	ok = ok && db_cmd(c,
-		       "INSERT INTO pulls (connection_id, next_pull_at, attended) "
-		       "VALUES ($1, now(), true) ON CONFLICT (connection_id) DO "
-		       "UPDATE SET next_pull_at = now(), attended = true, "
-		       "failures = 0",
-		       1, (const char *[]){ conn_id });
-	ok = ok && tokens_store(c, conn_id, t, true) &&
-	    db_cmd(c,
-		"UPDATE links SET status = 'connected', connection_id = $2, "
-		"reason = NULL, completed_at = now() WHERE id = $1",
-		2, (const char *[]){ l->id, conn_id });
-	if (ok)
-		event(c, "connected", l->id, conn_id, NULL);
 	ok = ok && db_cmd(c, "COMMIT", 0, NULL);
 	if (!ok) {
 		PQclear(PQexec(c, "ROLLBACK"));

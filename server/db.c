@@ -18,17 +18,33 @@
 
 static struct {
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	pthread_cond_t cv;      /* readers wait here */
+	pthread_cond_t cv_bulk; /* bulk work waits here */
 	PGconn **idle;
 	int n_idle;
 	int total; /* idle + in use + being opened */
 	int size;
+	/* Bulk work (callbacks, writes that wait on finX) may hold at most
+	 * size - reserve connections, so short reads always find one. */
+	int reserve;
+	PGconn **bulk; /* connections handed out by db_acquire_bulk */
+	int n_bulk;
+	int n_bulk_opening; /* bulk slots taken while connecting */
 	long timeout_ms;
 	long waits, timeouts;
 	char *conninfo;
 	char *options;
 	bool closed;
-} pool = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+} pool = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER,
+	.cv_bulk = PTHREAD_COND_INITIALIZER };
+
+/* Wake one waiter of each kind (never all: a burst has hundreds). */
+static void
+wake(void)
+{
+	pthread_cond_signal(&pool.cv);
+	pthread_cond_signal(&pool.cv_bulk);
+}
 
 static _Thread_local char last_state[6];
 
@@ -38,6 +54,8 @@ db_init(const struct config *cfg)
 	pool.size = (int)cfg->db_pool_size;
 	pool.timeout_ms = cfg->db_timeout_ms;
 	pool.idle = xcalloc((size_t)pool.size, sizeof(PGconn *));
+	pool.bulk = xcalloc((size_t)pool.size, sizeof(PGconn *));
+	pool.reserve = pool.size >= 4 ? pool.size / 4 : pool.size >= 2 ? 1 : 0;
 	pool.conninfo = xstrdup(cfg->database_url);
 	/* A statement may wait on a row lock held across one finX call. */
 	pool.options = xasprintf("-c statement_timeout=%ld "
@@ -55,9 +73,12 @@ db_shutdown(void)
 		pool.total--;
 	}
 	pthread_cond_broadcast(&pool.cv);
+	pthread_cond_broadcast(&pool.cv_bulk);
 	pthread_mutex_unlock(&pool.mu);
 	free(pool.idle);
 	pool.idle = NULL;
+	free(pool.bulk);
+	pool.bulk = NULL;
 	free_secret(pool.conninfo);
 	pool.conninfo = NULL;
 	free(pool.options);
@@ -93,8 +114,8 @@ db_connect(const char *conninfo, char **err)
 	return connect_with(conninfo, NULL, err);
 }
 
-PGconn *
-db_acquire(void)
+static PGconn *
+acquire(bool bulk)
 {
 	struct timespec until;
 	PGconn *c;
@@ -108,10 +129,13 @@ db_acquire(void)
 		until.tv_nsec -= 1000000000;
 	}
 	pthread_mutex_lock(&pool.mu);
-	while (!pool.closed && pool.n_idle == 0 && pool.total >= pool.size) {
+	while (!pool.closed &&
+	    ((pool.n_idle == 0 && pool.total >= pool.size) ||
+		(bulk && pool.n_bulk + pool.n_bulk_opening >=
+			pool.size - pool.reserve))) {
 		pool.waits++;
-		if (pthread_cond_timedwait(&pool.cv, &pool.mu, &until) ==
-		    ETIMEDOUT) {
+		if (pthread_cond_timedwait(bulk ? &pool.cv_bulk : &pool.cv,
+			&pool.mu, &until) == ETIMEDOUT) {
 			pool.timeouts++;
 			pthread_mutex_unlock(&pool.mu);
 			log_warn("database pool exhausted");
@@ -124,26 +148,52 @@ db_acquire(void)
 	}
 	if (pool.n_idle > 0) {
 		c = pool.idle[--pool.n_idle];
+		if (bulk)
+			pool.bulk[pool.n_bulk++] = c;
 		pthread_mutex_unlock(&pool.mu);
 		return c;
 	}
 	pool.total++;
+	if (bulk)
+		pool.n_bulk_opening++;
 	pthread_mutex_unlock(&pool.mu);
 
-	if ((c = connect_with(pool.conninfo, pool.options, &err)) == NULL) {
+	c = connect_with(pool.conninfo, pool.options, &err);
+	pthread_mutex_lock(&pool.mu);
+	if (bulk) {
+		pool.n_bulk_opening--;
+		if (c != NULL)
+			pool.bulk[pool.n_bulk++] = c;
+	}
+	if (c == NULL) {
+		pool.total--;
+		wake();
+	}
+	pthread_mutex_unlock(&pool.mu);
+	if (c == NULL) {
 		log_kv(LOG_ERROR, "database connect failed", "error", err, NULL);
 		free(err);
-		pthread_mutex_lock(&pool.mu);
-		pool.total--;
-		pthread_cond_signal(&pool.cv);
-		pthread_mutex_unlock(&pool.mu);
 	}
 	return c;
+}
+
+PGconn *
+db_acquire(void)
+{
+	return acquire(false);
+}
+
+PGconn *
+db_acquire_bulk(void)
+{
+	return acquire(true);
 }
 
 void
 db_release(PGconn *c)
 {
+	PGconn *orig = c;
+
 	if (c == NULL)
 		return;
 	if (PQstatus(c) != CONNECTION_OK ||
@@ -152,6 +202,12 @@ db_release(PGconn *c)
 		c = NULL;
 	}
 	pthread_mutex_lock(&pool.mu);
+	for (int i = 0; i < pool.n_bulk; i++) {
+		if (pool.bulk[i] == orig) {
+			pool.bulk[i] = pool.bulk[--pool.n_bulk];
+			break;
+		}
+	}
 	if (c != NULL && !pool.closed)
 		pool.idle[pool.n_idle++] = c;
 	else {
@@ -159,7 +215,7 @@ db_release(PGconn *c)
 			PQfinish(c);
 		pool.total--;
 	}
-	pthread_cond_signal(&pool.cv);
+	wake();
 	pthread_mutex_unlock(&pool.mu);
 }
 

@@ -24,6 +24,12 @@ PGconn *db_connect(const char *conninfo, char **err);
  * pool is exhausted or PostgreSQL is unreachable: answer 503.
  */
 PGconn *db_acquire(void);
+/*
+ * The same for bulk work: the callback path and anything that holds a
+ * connection across a finX call.  Bulk work never takes the last quarter
+ * of the pool, so short reads (GET /v1/...) do not queue behind a burst.
+ */
+PGconn *db_acquire_bulk(void);
 /* Give it back; a broken or mid-transaction connection is closed. */
 void db_release(PGconn *c);
 
