@@ -7,12 +7,14 @@
  */
 #include "api.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "db.h"
+#include "log.h"
 #include "util.h"
 
 #define ACCOUNT_COLS                                                          \
@@ -26,6 +28,42 @@
 	"LEFT JOIN LATERAL (SELECT amount, currency, balance_date, "          \
 	"fetched_at FROM balances WHERE account_id = a.id ORDER BY id DESC "  \
 	"LIMIT 1) b ON true "
+
+/*
+ * Run a hot read as a named prepared statement of this pooled
+ * connection: PostgreSQL then parses and plans it once per connection
+ * instead of once per request (parse and plan were most of the database
+ * time of a read).  The first use on a connection prepares it.  Only for
+ * statements whose text is fixed per name.  NULL (logged) on failure.
+ */
+static PGresult *
+exec_prepared(PGconn *c, const char *name, const char *sql, int n,
+    const char *const *params)
+{
+	PGresult *r = PQexecPrepared(c, name, n, params, NULL, NULL, 0);
+	const char *state;
+
+	if (PQresultStatus(r) == PGRES_FATAL_ERROR &&
+	    (state = PQresultErrorField(r, PG_DIAG_SQLSTATE)) != NULL &&
+	    strcmp(state, "26000") == 0) { /* not prepared here yet */
+		PQclear(r);
+		r = PQprepare(c, name, sql, n, NULL);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			PQclear(r);
+			return db_exec(c, sql, n, params); /* logs the error */
+		}
+		PQclear(r);
+		r = PQexecPrepared(c, name, n, params, NULL, NULL, 0);
+	}
+	if (PQresultStatus(r) == PGRES_TUPLES_OK)
+		return r;
+	state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	log_kv(LOG_ERROR, "database statement failed", "sqlstate",
+	    state ? state : "", "error",
+	    PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY), NULL);
+	PQclear(r);
+	return NULL;
+}
 
 static json_object *
 account_json(const PGresult *r, int row)
@@ -68,7 +106,7 @@ h_user_accounts(struct req *r)
 		    "characters");
 	if ((c = api_db(r, &ret)) == NULL)
 		return ret;
-	res = db_exec(c,
+	res = exec_prepared(c, "api_user_accounts",
 	    "SELECT " ACCOUNT_COLS ACCOUNT_FROM "WHERE a.user_id = $1 AND "
 	    "c.status <> 'revoked' ORDER BY a.created_at, a.id LIMIT 1000",
 	    1, (const char *[]){ user });
@@ -99,8 +137,9 @@ h_account_get(struct req *r)
 		    "no such account");
 	if ((c = api_db(r, &ret)) == NULL)
 		return ret;
-	res = db_exec(c, "SELECT " ACCOUNT_COLS ACCOUNT_FROM "WHERE a.id = $1",
-	    1, (const char *[]){ id });
+	res = exec_prepared(c, "api_account",
+	    "SELECT " ACCOUNT_COLS ACCOUNT_FROM "WHERE a.id = $1", 1,
+	    (const char *[]){ id });
 	db_release(c);
 	if (res == NULL)
 		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
@@ -146,9 +185,12 @@ cursor_decode(const char *s, int64_t *micros, int64_t *id)
 			*q++ = '\0';
 			char *e1, *e2;
 
+			errno = 0;
 			a = strtoll(p, &e1, 10);
 			b = strtoll(q, &e2, 10);
-			ok = *p && *q && *e1 == '\0' && *e2 == '\0' &&
+			/* errno: an id beyond int64 must not clamp to MAX. */
+			ok = errno == 0 && *p && *q && *e1 == '\0' &&
+			    *e2 == '\0' &&
 			    (*p == '-' || (*p >= '0' && *p <= '9')) &&
 			    *q >= '1' && *q <= '9' && b > 0 &&
 			    a > -62135596800000000LL && a < 253402300800000000LL;
@@ -231,12 +273,26 @@ txn_json(const PGresult *r, int row)
 	return o;
 }
 
+/* s (malloc'd, freed) with fmt (up to two %d) appended. */
+static char *
+sql_append(char *s, const char *fmt, int a, int b)
+{
+	char part[256], *out;
+
+	snprintf(part, sizeof(part), fmt, a, b);
+	out = xasprintf("%s%s", s, part);
+	free(s);
+	return out;
+}
+
 /*
  * Shared by the per-account and per-user listings; scope_sql restricts
- * rows by $1 and exists_sql checks that $1 names something (404).
+ * rows by $1 and exists_sql checks that $1 names something (404); stmt
+ * names the listing's prepared statements.
  */
 static enum MHD_Result
-list_txns(struct req *r, const char *scope_sql, const char *exists_sql)
+list_txns(struct req *r, const char *stmt, const char *scope_sql,
+    const char *exists_sql)
 {
 	const char *from = http_query(r, "from"), *to = http_query(r, "to");
 	const char *booked = http_query(r, "booked");
@@ -250,8 +306,9 @@ list_txns(struct req *r, const char *scope_sql, const char *exists_sql)
 	json_object *o, *arr;
 	PGresult *res;
 	PGconn *c;
-	char *sql;
-	int i, n;
+	const char *params[8];
+	char *sql, *full, name[48];
+	int i, n, np = 0, mask = 0;
 
 	if (from != NULL && !date_param(from, &from_date))
 		return http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter",
@@ -273,38 +330,76 @@ list_txns(struct req *r, const char *scope_sql, const char *exists_sql)
 		snprintf(id_s, sizeof(id_s), "%" PRId64, cid);
 	}
 	snprintf(limit_p, sizeof(limit_p), "%ld", limit + 1);
-	if ((c = api_db(r, &ret)) == NULL)
-		return ret;
-	res = db_exec(c, exists_sql, 1, (const char *[]){ r->params[0] });
-	if (res == NULL || PQntuples(res) == 0) {
-		db_release(c);
-		ret = res == NULL
-		    ? http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-			  "database_unavailable", "the database is not reachable")
-		    : http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-			  "no such account or user");
-		PQclear(res);
+	/*
+	 * Only the conditions asked for go into the statement, one prepared
+	 * statement per combination: "$n IS NULL OR ..." would leave a
+	 * generic plan unable to seek the keyset index to the cursor.
+	 */
+	params[np++] = r->params[0];
+	sql = xstrdup(scope_sql);
+	if (from != NULL) {
+		params[np++] = from;
+		sql = sql_append(sql, from_date
+			? " AND t.sort_date >= ($%d::date::timestamp AT TIME "
+			  "ZONE 'UTC')"
+			: " AND t.sort_date >= $%d::timestamptz",
+		    np, 0);
+		mask |= from_date ? 1 : 2;
+	}
+	if (to != NULL) {
+		params[np++] = to;
+		sql = sql_append(sql, to_date
+			? " AND t.sort_date < (($%d::date + 1)::timestamp AT "
+			  "TIME ZONE 'UTC')"
+			: " AND t.sort_date < $%d::timestamptz",
+		    np, 0);
+		mask |= to_date ? 4 : 8;
+	}
+	if (booked != NULL) {
+		params[np++] = booked;
+		sql = sql_append(sql, " AND t.booked = $%d::boolean", np, 0);
+		mask |= 16;
+	}
+	if (cursor != NULL) {
+		params[np++] = micros_s;
+		params[np++] = id_s;
+		sql = sql_append(sql, " AND (t.sort_date, t.id) < ('epoch'::"
+				      "timestamptz + $%d::bigint * interval "
+				      "'1 microsecond', $%d::bigint)",
+		    np - 1, np);
+		mask |= 32;
+	}
+	params[np++] = limit_p;
+	full = xasprintf("SELECT " TXN_COLS " FROM transactions t WHERE %s "
+			 "ORDER BY t.sort_date DESC, t.id DESC LIMIT $%d::int",
+	    sql, np);
+	free(sql);
+	snprintf(name, sizeof(name), "api_txns_%s_%d", stmt, mask);
+	if ((c = api_db(r, &ret)) == NULL) {
+		free(full);
 		return ret;
 	}
-	PQclear(res);
-	sql = xasprintf("SELECT " TXN_COLS " FROM transactions t WHERE %s "
-			"AND ($2::text IS NULL OR t.sort_date >= CASE WHEN $3 "
-			"THEN $2::date::timestamp AT TIME ZONE 'UTC' ELSE "
-			"$2::timestamptz END) "
-			"AND ($4::text IS NULL OR t.sort_date < CASE WHEN $5 "
-			"THEN ($4::date + 1)::timestamp AT TIME ZONE 'UTC' "
-			"ELSE $4::timestamptz END) "
-			"AND ($6::boolean IS NULL OR t.booked = $6::boolean) "
-			"AND ($7::bigint IS NULL OR (t.sort_date, t.id) < "
-			"('epoch'::timestamptz + $7::bigint * interval "
-			"'1 microsecond', $8::bigint)) "
-			"ORDER BY t.sort_date DESC, t.id DESC LIMIT $9::int",
-	    scope_sql);
-	res = db_exec(c, sql, 9,
-	    (const char *[]){ r->params[0], from, from_date ? "true" : "false",
-		to, to_date ? "true" : "false", booked,
-		cursor ? micros_s : NULL, cursor ? id_s : NULL, limit_p });
-	free(sql);
+	res = exec_prepared(c, name, full, np, params);
+	free(full);
+	/* An empty page: does $1 name anything at all (else 404)? */
+	if (res != NULL && PQntuples(res) == 0) {
+		PGresult *e = db_exec(c, exists_sql, 1,
+		    (const char *[]){ r->params[0] });
+
+		if (e == NULL || PQntuples(e) == 0) {
+			db_release(c);
+			PQclear(res);
+			ret = e == NULL
+			    ? http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+				  "database_unavailable",
+				  "the database is not reachable")
+			    : http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
+				  "no such account or user");
+			PQclear(e);
+			return ret;
+		}
+		PQclear(e);
+	}
 	db_release(c);
 	if (res == NULL)
 		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
@@ -335,7 +430,7 @@ h_account_txns(struct req *r)
 	if (!uuid_valid(r->params[0]))
 		return http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
 		    "no such account");
-	return list_txns(r, "t.account_id = $1::uuid",
+	return list_txns(r, "a", "t.account_id = $1::uuid",
 	    "SELECT 1 FROM accounts WHERE id = $1::uuid");
 }
 
@@ -346,7 +441,7 @@ h_user_txns(struct req *r)
 		return http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_request",
 		    "user_id must be 1 to 255 bytes of UTF-8 without control "
 		    "characters");
-	return list_txns(r,
+	return list_txns(r, "u",
 	    "t.account_id IN (SELECT a.id FROM accounts a JOIN connections c "
 	    "ON c.id = a.connection_id WHERE a.user_id = $1 AND c.status <> "
 	    "'revoked')",

@@ -39,6 +39,10 @@ finxmap_decimal(json_object *v)
 	s = json_object_is_type(v, json_type_string)
 	    ? json_object_get_string(v)
 	    : json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+	/* "1\u00002" must not read as 1. */
+	if (json_object_is_type(v, json_type_string) &&
+	    (size_t)json_object_get_string_len(v) != strlen(s))
+		return NULL;
 	p = s;
 	if (*p == '-' || (*p == '+' && json_object_is_type(v, json_type_string)))
 		p++;
@@ -80,6 +84,30 @@ digits(const char *s, int n)
 	return true;
 }
 
+/* Two or four digits at s as a number (already checked to be digits). */
+static int
+num2(const char *s)
+{
+	return (s[0] - '0') * 10 + (s[1] - '0');
+}
+
+/*
+ * A real calendar day: PostgreSQL refuses 2026-02-30 or month 13, and one
+ * such row would fail the whole pull, so it must be refused here.
+ */
+static bool
+valid_day(const char *s)
+{
+	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31,
+		30, 31 };
+	int y = num2(s) * 100 + num2(s + 2), m = num2(s + 5), d = num2(s + 8);
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+
+	if (y < 1 || m < 1 || m > 12 || d < 1 || d > mdays[m - 1])
+		return false;
+	return !(m == 2 && d == 29 && !leap);
+}
+
 char *
 finxmap_timestamp(const char *s)
 {
@@ -87,13 +115,17 @@ finxmap_timestamp(const char *s)
 	int frac = 0;
 
 	if (s == NULL || strlen(s) < 10 || !digits(s, 4) || s[4] != '-' ||
-	    !digits(s + 5, 2) || s[7] != '-' || !digits(s + 8, 2))
+	    !digits(s + 5, 2) || s[7] != '-' || !digits(s + 8, 2) ||
+	    !valid_day(s))
 		return NULL;
 	if (s[10] == '\0')
 		return xasprintf("%sT00:00:00Z", s); /* a date: UTC midnight */
 	if ((s[10] != 'T' && s[10] != ' ') || strlen(s) < 19 ||
 	    !digits(s + 11, 2) || s[13] != ':' || !digits(s + 14, 2) ||
 	    s[16] != ':' || !digits(s + 17, 2))
+		return NULL;
+	/* 60 seconds: a leap second, which PostgreSQL accepts. */
+	if (num2(s + 11) > 23 || num2(s + 14) > 59 || num2(s + 17) > 60)
 		return NULL;
 	p = s + 19;
 	if (*p == '.') {
@@ -106,10 +138,13 @@ finxmap_timestamp(const char *s)
 	}
 	if (strcmp(p, "Z") == 0 || strcmp(p, "z") == 0)
 		return xstrdup(s);
+	/* Offsets up to 15:59, the most PostgreSQL takes. */
 	if ((*p == '+' || *p == '-') && strlen(p) == 6 && digits(p + 1, 2) &&
-	    p[3] == ':' && digits(p + 4, 2))
+	    p[3] == ':' && digits(p + 4, 2) && num2(p + 1) <= 15 &&
+	    num2(p + 4) <= 59)
 		return xstrdup(s);
-	if ((*p == '+' || *p == '-') && strlen(p) == 5 && digits(p + 1, 4))
+	if ((*p == '+' || *p == '-') && strlen(p) == 5 && digits(p + 1, 4) &&
+	    num2(p + 1) <= 15 && num2(p + 3) <= 59)
 		return xstrdup(s);
 	/* No zone: finX means UTC; never guess the server's zone. */
 	if (*p == '\0')
@@ -153,11 +188,20 @@ req_id(json_object *o, const char *key, char **out)
 	return true;
 }
 
+/*
+ * The object as JSON text, or NULL when it is not valid UTF-8: json-c
+ * passes invalid bytes inside strings through, and jsonb would refuse the
+ * row and with it the whole pull.
+ */
 static char *
 raw_text(json_object *o)
 {
-	return xstrdup(json_object_to_json_string_ext(o,
-	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	const char *s = json_object_to_json_string_ext(o,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+
+	if (s == NULL || !utf8_valid(s, strlen(s)))
+		return NULL;
+	return xstrdup(s);
 }
 
 bool
@@ -195,11 +239,12 @@ finxmap_account(json_object *o, struct account_row *r, const char **why)
 		if (r->currency)
 			r->balance_currency = xstrdup(r->currency);
 	}
+	if (*why == NULL && (r->raw = raw_text(o)) == NULL)
+		*why = "account JSON is not valid UTF-8";
 	if (*why != NULL) {
 		account_row_free(r);
 		return false;
 	}
-	r->raw = raw_text(o);
 	return true;
 }
 
@@ -246,11 +291,12 @@ finxmap_transaction(json_object *o, struct txn_row *r, const char **why)
 				r->booked = json_object_get_boolean(v);
 		}
 	}
+	if (*why == NULL && (r->raw = raw_text(o)) == NULL)
+		*why = "transaction JSON is not valid UTF-8";
 	if (*why != NULL) {
 		txn_row_free(r);
 		return false;
 	}
-	r->raw = raw_text(o);
 	return true;
 }
 

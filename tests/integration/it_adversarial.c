@@ -515,20 +515,23 @@ body_refused(const char *what, long want, const char *ctype,
 static char *
 nested(int depth, const char *open, const char *close, const char *inner)
 {
-	size_t n = (strlen(open) + strlen(close)) * (size_t)depth +
-	    strlen(inner) + 64;
+	static const char head[] = "{\"user_id\":\"u-deep\",\"sync_period\":";
+	size_t lo = strlen(open), lc = strlen(close), li = strlen(inner);
+	size_t n = sizeof(head) + (lo + lc) * (size_t)depth + li + 2;
 	char *s = malloc(n), *p;
 	int i;
 
 	if (s == NULL)
 		h_bail("out of memory");
-	p = s + sprintf(s, "{\"user_id\":\"u-deep\",\"sync_period\":");
-	for (i = 0; i < depth; i++)
-		p += sprintf(p, "%s", open);
-	p += sprintf(p, "%s", inner);
-	for (i = 0; i < depth; i++)
-		p += sprintf(p, "%s", close);
-	sprintf(p, "}");
+	memcpy(s, head, sizeof(head) - 1);
+	p = s + sizeof(head) - 1;
+	for (i = 0; i < depth; i++, p += lo)
+		memcpy(p, open, lo);
+	memcpy(p, inner, li);
+	p += li;
+	for (i = 0; i < depth; i++, p += lc)
+		memcpy(p, close, lc);
+	memcpy(p, "}", 2);
 	return s;
 }
 

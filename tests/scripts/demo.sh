@@ -3,14 +3,19 @@
 # on a private PostgreSQL and finx-sandbox, then print where to point a
 # browser.  Ctrl-C stops everything and removes the private database.
 #
+# The partner page (tests/demo/partner.mjs, a stand-in for a partner's web
+# app) is where a person starts: "Connect your bank" -> sandbox widget ->
+# Approve -> back on the page with the accounts and latest transactions.
+#
 # Ports (override with env): FINXD_DEMO_PORT (8080), SANDBOX_PORT (8081),
-# PG_PORT (54329).  Bind address is loopback only.
+# PARTNER_PORT (8090), PG_PORT (54329).  Bind address is loopback only.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$here"
 
 FINXD_DEMO_PORT=${FINXD_DEMO_PORT:-8080}
 SANDBOX_PORT=${SANDBOX_PORT:-8081}
+PARTNER_PORT=${PARTNER_PORT:-8090}
 PG_PORT=${PG_PORT:-54329}
 
 bash tests/scripts/deps.sh
@@ -60,7 +65,7 @@ export FINXD_FINX_URL=http://127.0.0.1:$SANDBOX_PORT
 export FINXD_FINX_CLIENT_ID=demo-client
 export FINXD_FINX_CLIENT_SECRET=$secret
 export FINXD_API_KEYS=$api_key
-export FINXD_RETURN_URLS=http://127.0.0.1:$SANDBOX_PORT/demo
+export FINXD_RETURN_URLS=http://127.0.0.1:$SANDBOX_PORT/demo,http://127.0.0.1:$PARTNER_PORT/return
 export FINXD_TOKEN_KEYS=k1:$(head -c 32 /dev/urandom | base64)
 
 build/tests/finx-sandbox --listen 127.0.0.1:"$SANDBOX_PORT" \
@@ -77,6 +82,16 @@ for _ in $(seq 100); do
 done
 curl -fsS "http://127.0.0.1:$FINXD_DEMO_PORT/readyz" >/dev/null
 
+PARTNER_LISTEN=127.0.0.1:$PARTNER_PORT \
+	FINXD_URL=http://127.0.0.1:$FINXD_DEMO_PORT \
+	PARTNER_API_KEY_FILE=$work/api-key \
+	node tests/demo/partner.mjs 2>>"$work/partner.log" &
+pids+=($!)
+for _ in $(seq 100); do
+	curl -fsS "http://127.0.0.1:$PARTNER_PORT/healthz" >/dev/null 2>&1 && break
+	sleep 0.1
+done
+
 link=$(curl -fsS -X POST "http://127.0.0.1:$FINXD_DEMO_PORT/v1/links" \
 	-H "Authorization: Bearer $api_key" -H 'Content-Type: application/json' \
 	-d '{"user_id":"demo-user","language":"en"}')
@@ -87,7 +102,13 @@ cat <<MSG
 finxd is running on http://127.0.0.1:$FINXD_DEMO_PORT with a private PostgreSQL
 (port $PG_PORT) and finx-sandbox (http://127.0.0.1:$SANDBOX_PORT).
 
-Point a browser at this widget link for user "demo-user" and press Approve:
+Point a browser at the partner demo page, press "Connect your bank", then
+Approve in the sandbox widget; you land back on the page with the accounts
+and the latest transactions:
+
+    http://127.0.0.1:$PARTNER_PORT/
+
+Or drive finxd directly: this widget link for user "demo-user" (Approve):
 
     $start_url
 
@@ -102,7 +123,8 @@ Make another link:
         -H 'Content-Type: application/json' -d '{"user_id":"demo-user"}' \\
         http://127.0.0.1:$FINXD_DEMO_PORT/v1/links
 
-The demo's throw-away API key is in $work/api-key.  Logs: $work/finxd.log
+The demo's throw-away API key is in $work/api-key.  Logs: $work/finxd.log,
+$work/partner.log
 Press Ctrl-C to stop.
 MSG
 wait "${pids[1]}"

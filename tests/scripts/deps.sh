@@ -8,7 +8,7 @@ packages=(
 	build-essential meson ninja-build pkg-config
 	libmicrohttpd-dev libcurl4-openssl-dev libjson-c-dev libpq-dev libssl-dev
 	postgresql postgresql-contrib
-	curl ca-certificates clang wrk python3
+	curl ca-certificates clang libclang-rt-14-dev wrk python3
 )
 
 missing=()
@@ -41,4 +41,22 @@ if ! getent passwd postgres >/dev/null; then
 	fi
 	useradd --system --home-dir /var/lib/postgresql --shell /bin/bash \
 		--user-group postgres
+fi
+
+# The demo's partner page and the browser test: Node.js with npm (a
+# nodejs package that bundles npm counts) and Debian's chromium, which
+# playwright-core drives (tests/browser/).  No browser download by npm.
+web=()
+command -v node >/dev/null || web+=(nodejs)
+command -v npm >/dev/null || web+=(npm)
+[[ -x /usr/bin/chromium ]] || web+=(chromium)
+if ((${#web[@]} > 0)); then
+	if [[ $(id -u) -ne 0 ]]; then
+		echo "deps.sh: missing (run as root to install): ${web[*]}" >&2
+		exit 1
+	fi
+	echo "deps.sh: installing ${web[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update
+	apt-get install -y --no-install-recommends "${web[@]}"
 fi

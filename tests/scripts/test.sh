@@ -69,21 +69,26 @@ build_and_test() {
 		status=1
 		return 0
 	fi
-	if ! meson test -C "$dir" --print-errorlogs; then
+	if ! meson test -C "$dir" --print-errorlogs "${test_suites[@]}"; then
 		status=1
 	fi
 	count_results "$dir"
 }
 
 echo "== build (debugoptimized) and test"
+test_suites=() # every suite, the browser test included
 build_and_test build
 
 echo "== build with address,undefined sanitizers and test"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export CC=gcc
+test_suites=(--suite unit --suite integration)
 build_and_test build-asan -Db_sanitize=address,undefined \
 	-Dbuildtype=debug
+bash tests/scripts/fuzz.sh || { echo "== fuzzing failed"; failed=$((failed + 1)); status=1; }
+echo "== benchmarks (suite bench, plain build)"
+bash tests/scripts/bench.sh build || { echo "== benchmarks failed"; failed=$((failed + 1)); status=1; }
 
 if ((skipped > 0)); then
 	echo "($skipped skipped)"

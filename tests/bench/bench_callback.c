@@ -1,0 +1,356 @@
+/*
+ * Callback benchmark: 500 widget flows are prepared (links made, widget
+ * approved), then their 500 callbacks hit finxd at once while the
+ * sandbox's token endpoint takes 200 ms per exchange.  Reports finxd's
+ * added latency over those 200 ms at p50/p99, and the p99 of /healthz and
+ * of a /v1 read measured from another thread during the burst (target:
+ * under 20 ms).  Exits non-zero when a flow fails (or, with BENCH_STRICT=1,
+ * when the latency target is missed).
+ *
+ * Knobs (environment): BENCH_FLOWS (500), BENCH_TOKEN_LATENCY_MS (200),
+ * BENCH_TARGET_MS (20), BENCH_DB_POOL_SIZE (finxd's default when unset),
+ * BENCH_LOG_LEVEL (warn), BENCH_STRICT (0).
+ */
+#include <curl/curl.h>
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+#define RETURN_URL "https://partner.example/return"
+
+struct flow {
+	char *callback; /* the widget's redirect to finxd /callback */
+	long status;
+	long ms;
+	bool connected;
+};
+
+struct probe {
+	const char *url;
+	const char *const *headers;
+	long *ms;
+	int n, cap, errors;
+};
+
+static atomic_bool burst_done;
+
+static long
+env_long(const char *name, long def)
+{
+	const char *v = getenv(name);
+
+	return v != NULL && *v != '\0' ? strtol(v, NULL, 10) : def;
+}
+
+static int
+cmp_long(const void *a, const void *b)
+{
+	long x = *(const long *)a, y = *(const long *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The q-quantile (0..1) of v[0..n), sorting v in place; nearest rank. */
+static long
+quantile(long *v, int n, double q)
+{
+	int k;
+
+	if (n == 0)
+		return -1;
+	qsort(v, (size_t)n, sizeof(*v), cmp_long);
+	k = (int)(q * n + 0.999999) - 1;
+	if (k < 0)
+		k = 0;
+	if (k >= n)
+		k = n - 1;
+	return v[k];
+}
+
+static char *
+xdup(const char *s)
+{
+	char *d = s != NULL ? strdup(s) : NULL;
+
+	if (s != NULL && d == NULL)
+		h_bail("out of memory");
+	return d;
+}
+
+/* Make one link and approve it in the widget; false on any failure. */
+static bool
+prepare(int fx, int i, struct flow *f, char **link_id)
+{
+	char user[32];
+	struct h_resp r;
+	bool ok;
+
+	snprintf(user, sizeof(user), "bench-%04d", i);
+	if (h_link_create(fx, user, RETURN_URL, &r) != 201) {
+		h_resp_free(&r);
+		return false;
+	}
+	if (i == 0)
+		*link_id = xdup(h_jstr(h_resp_json(&r), "link_id"));
+	f->callback = h_widget(h_jstr(h_resp_json(&r), "location"), "approve");
+	ok = f->callback != NULL;
+	h_resp_free(&r);
+	return ok;
+}
+
+static size_t
+discard(char *p, size_t sz, size_t n, void *arg)
+{
+	return sz * n;
+}
+
+static size_t
+location_cb(char *p, size_t sz, size_t n, void *arg)
+{
+	struct flow *f = arg;
+
+	if (sz * n > 9 && strncasecmp(p, "Location:", 9) == 0 &&
+	    memmem(p, sz * n, "status=connected", 16) != NULL)
+		f->connected = true;
+	return sz * n;
+}
+
+/* Fire every callback at once with one curl multi handle. */
+static long
+fire(struct flow *flows, int n)
+{
+	CURLM *m = curl_multi_init();
+	CURL **e = calloc((size_t)n, sizeof(*e));
+	long t0 = h_now_ms();
+	int i, running = 0, left;
+	CURLMsg *msg;
+
+	if (m == NULL || e == NULL)
+		h_bail("curl multi setup failed");
+	curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L);
+	for (i = 0; i < n; i++) {
+		e[i] = curl_easy_init();
+		curl_easy_setopt(e[i], CURLOPT_URL, flows[i].callback);
+		curl_easy_setopt(e[i], CURLOPT_PROTOCOLS_STR, "http");
+		curl_easy_setopt(e[i], CURLOPT_NOPROXY, "*");
+		curl_easy_setopt(e[i], CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(e[i], CURLOPT_FORBID_REUSE, 1L);
+		curl_easy_setopt(e[i], CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+		curl_easy_setopt(e[i], CURLOPT_TIMEOUT_MS, 60000L);
+		curl_easy_setopt(e[i], CURLOPT_WRITEFUNCTION, discard);
+		curl_easy_setopt(e[i], CURLOPT_HEADERFUNCTION, location_cb);
+		curl_easy_setopt(e[i], CURLOPT_HEADERDATA, &flows[i]);
+		curl_easy_setopt(e[i], CURLOPT_PRIVATE, &flows[i]);
+		curl_multi_add_handle(m, e[i]);
+	}
+	do {
+		curl_multi_perform(m, &running);
+		while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+			struct flow *f;
+			curl_off_t us = 0;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE,
+			    (char **)&f);
+			curl_easy_getinfo(msg->easy_handle,
+			    CURLINFO_RESPONSE_CODE, &f->status);
+			curl_easy_getinfo(msg->easy_handle,
+			    CURLINFO_TOTAL_TIME_T, &us);
+			f->ms = (long)(us / 1000);
+		}
+		if (running > 0)
+			curl_multi_poll(m, NULL, 0, 100, NULL);
+	} while (running > 0);
+	t0 = h_now_ms() - t0;
+	for (i = 0; i < n; i++) {
+		curl_multi_remove_handle(m, e[i]);
+		curl_easy_cleanup(e[i]);
+	}
+	free(e);
+	curl_multi_cleanup(m);
+	return t0;
+}
+
+/* Probe thread: GET its URL (a new connection each time) until the
+ * burst is over, recording each latency. */
+static void *
+probe_run(void *arg)
+{
+	struct probe *p = arg;
+	struct h_resp r;
+
+	while (!atomic_load(&burst_done)) {
+		h_http("GET", p->url, p->headers, NULL, 0, &r);
+		if (r.status != 200)
+			p->errors++;
+		else if (p->n < p->cap)
+			p->ms[p->n++] = r.ms;
+		h_resp_free(&r);
+		h_sleep_ms(5);
+	}
+	return NULL;
+}
+
+static void
+probe_init(struct probe *p, char *url, const char *const *headers)
+{
+	p->url = url;
+	p->headers = headers;
+	p->cap = 100000;
+	p->ms = calloc((size_t)p->cap, sizeof(long));
+	if (p->ms == NULL)
+		h_bail("out of memory");
+}
+
+/* finxd's own view of its database pool after the burst (/metrics). */
+static void
+print_pool(int fx)
+{
+	static const char *const names[] = { "waits_total", "timeouts_total",
+		"open" };
+	char url[128], name[64];
+	struct h_resp r;
+	size_t i, n;
+
+	snprintf(url, sizeof(url), "%s/metrics", h_finxd_url(fx));
+	h_http("GET", url, NULL, NULL, 0, &r);
+	printf("  finxd database pool after the burst:");
+	for (i = 0; i < 3; i++) {
+		const char *p = r.body;
+
+		n = (size_t)snprintf(name, sizeof(name), "finxd_db_pool_%s",
+		    names[i]);
+		while ((p = strstr(p, name)) != NULL &&
+		    !((p == r.body || p[-1] == '\n') && p[n] == ' '))
+			p += n;
+		printf("%s %s %.*s", i ? "," : "", names[i],
+		    p ? (int)strcspn(p + n + 1, "\n") : 1, p ? p + n + 1 : "?");
+	}
+	printf("\n");
+	h_resp_free(&r);
+}
+
+static char *
+xfmt(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		h_bail("out of memory");
+	va_end(ap);
+	return s;
+}
+
+int
+main(void)
+{
+	const char *migrate[] = { "migrate", NULL };
+	long flows_n = env_long("BENCH_FLOWS", 500);
+	long lat = env_long("BENCH_TOKEN_LATENCY_MS", 200);
+	long target = env_long("BENCH_TARGET_MS", 20);
+	char lat_s[24], *link_id = NULL, *auth;
+	const char *sbx_args[] = { "--token-latency-ms", lat_s, NULL };
+	const char *auth_h[2], *conninfo;
+	struct probe ph = { 0 }, pv = { 0 };
+	pthread_t th, tv;
+	struct flow *flows;
+	long *added, wall, t0, p50, p99, hp99, vp99;
+	int fx, i, ok = 0, n = (int)flows_n, rc = 0;
+
+	h_init("bench_callback", 900);
+	snprintf(lat_s, sizeof(lat_s), "%ld", lat);
+	conninfo = h_pg_start();
+	h_sandbox_start(sbx_args);
+	h_env_defaults(conninfo);
+	h_env_set("FINXD_RETURN_URLS", RETURN_URL);
+	h_env_set("FINXD_LOG_LEVEL",
+	    getenv("BENCH_LOG_LEVEL") ? getenv("BENCH_LOG_LEVEL") : "warn");
+	h_env_set("FINXD_MAX_CONNECTIONS", "2048");
+	h_env_set("FINXD_MAX_CONNECTIONS_PER_IP", "1024");
+	if (getenv("BENCH_DB_POOL_SIZE") != NULL)
+		h_env_set("FINXD_DB_POOL_SIZE", getenv("BENCH_DB_POOL_SIZE"));
+	if (h_finxd_run(migrate, 60) != 0)
+		h_bail("finxd migrate failed");
+	fx = h_finxd_start();
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+
+	flows = calloc((size_t)n, sizeof(*flows));
+	added = calloc((size_t)n, sizeof(*added));
+	if (flows == NULL || added == NULL)
+		h_bail("out of memory");
+	t0 = h_now_ms();
+	for (i = 0; i < n; i++)
+		if (!prepare(fx, i, &flows[i], &link_id))
+			h_bail("preparing flow %d failed", i);
+	printf("# prepared %d links and widget approvals in %ld ms\n", n,
+	    h_now_ms() - t0);
+
+	auth = xfmt("Authorization: Bearer %s", h_api_key());
+	auth_h[0] = auth;
+	auth_h[1] = NULL;
+	probe_init(&ph, xfmt("%s/healthz", h_finxd_url(fx)), NULL);
+	probe_init(&pv, xfmt("%s/v1/links/%s", h_finxd_url(fx), link_id),
+	    auth_h);
+	pthread_create(&th, NULL, probe_run, &ph);
+	pthread_create(&tv, NULL, probe_run, &pv);
+	wall = fire(flows, n);
+	atomic_store(&burst_done, true);
+	pthread_join(th, NULL);
+	pthread_join(tv, NULL);
+
+	for (i = 0; i < n; i++) {
+		if (flows[i].status == 303 && flows[i].connected)
+			added[ok++] = flows[i].ms - lat;
+	}
+	p50 = quantile(added, ok, 0.50);
+	p99 = quantile(added, ok, 0.99);
+	hp99 = quantile(ph.ms, ph.n, 0.99);
+	vp99 = quantile(pv.ms, pv.n, 0.99);
+
+	printf("bench_callback: %d concurrent callbacks, sandbox token "
+	       "endpoint latency %ld ms\n",
+	    n, lat);
+	printf("  callbacks: %d connected (303), %d failed, burst wall time "
+	       "%ld ms\n",
+	    ok, n - ok, wall);
+	printf("  finxd added latency over %ld ms: p50 %ld ms, p99 %ld ms, "
+	       "max %ld ms\n",
+	    lat, p50, p99, ok ? added[ok - 1] : -1);
+	printf("  meanwhile /healthz: p99 %ld ms, max %ld ms (%d requests, "
+	       "%d errors)\n",
+	    hp99, ph.n ? ph.ms[ph.n - 1] : -1, ph.n, ph.errors);
+	printf("  meanwhile GET /v1/links/{id}: p99 %ld ms, max %ld ms (%d "
+	       "requests, %d errors)\n",
+	    vp99, pv.n ? pv.ms[pv.n - 1] : -1, pv.n, pv.errors);
+	print_pool(fx);
+	printf("  target p99 < %ld ms for /healthz and the /v1 read: %s\n",
+	    target, hp99 < target && vp99 < target ? "met" : "MISSED");
+	/* A missed latency target fails only with BENCH_STRICT=1: the figure
+	 * depends on the machine (2 shared cores in CI), a failed flow never. */
+	if (ok != n || ph.errors || pv.errors || ph.n == 0 || pv.n == 0)
+		rc = 1;
+	if ((hp99 >= target || vp99 >= target) && env_long("BENCH_STRICT", 0))
+		rc = 1;
+
+	for (i = 0; i < n; i++)
+		free(flows[i].callback);
+	free(flows);
+	free(added);
+	free(ph.ms);
+	free(pv.ms);
+	free((char *)ph.url);
+	free((char *)pv.url);
+	free(auth);
+	free(link_id);
+	curl_global_cleanup();
+	return h_done(rc);
+}
