@@ -326,9 +326,13 @@ refresh_one(PGconn *c)
 	return true;
 }
 
-/* Revoke one pending token at finX; false when none was due. */
+/*
+ * Revoke one pending token at finX; false when none was due.  With
+ * connection_id, only that connection's tokens are considered (DELETE
+ * revokes its own tokens at once; other due rows are the workers').
+ */
 static bool
-revoke_one(PGconn *c)
+revoke_one(PGconn *c, const char *connection_id)
 {
 	struct finx_error err = { 0 };
 	PGresult *r;
@@ -338,11 +342,18 @@ revoke_one(PGconn *c)
 
 	if (!db_cmd(c, "BEGIN", 0, NULL))
 		return false;
-	r = db_exec(c,
-	    "SELECT id, token, attempts + 1 FROM revocations WHERE "
-	    "next_attempt_at <= now() ORDER BY next_attempt_at LIMIT 1 "
-	    "FOR UPDATE SKIP LOCKED",
-	    0, NULL);
+	if (connection_id != NULL)
+		r = db_exec(c,
+		    "SELECT id, token, attempts + 1 FROM revocations WHERE "
+		    "connection_id = $1 AND next_attempt_at <= now() ORDER BY "
+		    "next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+		    1, (const char *[]){ connection_id });
+	else
+		r = db_exec(c,
+		    "SELECT id, token, attempts + 1 FROM revocations WHERE "
+		    "next_attempt_at <= now() ORDER BY next_attempt_at LIMIT 1 "
+		    "FOR UPDATE SKIP LOCKED",
+		    0, NULL);
 	if (r == NULL || PQntuples(r) == 0) {
 		PQclear(r);
 		rollback(c);
@@ -387,9 +398,11 @@ revocations_try(PGconn *c, const char *connection_id)
 	int i, n = r ? PQntuples(r) : 0;
 
 	PQclear(r);
-	/* revoke_one takes the oldest due rows: ours are due now. */
+	/* Oldest first: the refresh token was queued before the access
+	 * token.  Only this connection's rows: other due rows (a reauth's
+	 * old grant, earlier failures) belong to the background workers. */
 	for (i = 0; i < n; i++)
-		if (!revoke_one(c))
+		if (!revoke_one(c, connection_id))
 			break;
 }
 
@@ -418,7 +431,7 @@ worker(void *arg)
 		/* Tokens first: a refresh missed is a connection lost. */
 		did = refresh_one(c);
 		if (!did)
-			did = revoke_one(c);
+			did = revoke_one(c, NULL);
 		if (!did)
 			did = sync_poll_one(c);
 		if (!did)

@@ -425,3 +425,54 @@ h_ctl_grants(struct sbx_req *r)
 	json_object_object_add(o, "revoked", json_object_new_int64(revoked));
 	return http_reply_json(r, MHD_HTTP_OK, o);
 }
+
+/*
+ * POST /_sandbox/grants {"user_id_prefix","count"}: mints count grants at
+ * once (users "<prefix>-<i>"), as if each had finished the widget flow and
+ * exchanged its code, and answers their refresh tokens in order.  For
+ * benchmarks that need thousands of connections without driving the
+ * widget; tests only, like the rest of the control API.
+ */
+enum MHD_Result
+h_ctl_grants_mint(struct sbx_req *r)
+{
+	json_object *in, *v, *arr, *o;
+	struct sbx_token *rt;
+	struct sbx_grant *g;
+	struct sbx_buf uid;
+	const char *prefix = NULL;
+	char err[256];
+	long count = 0, i;
+
+	if (http_body_json(r, &in, err, sizeof(err)) == -1)
+		return ctl_bad(r, err);
+	if (json_object_object_get_ex(in, "user_id_prefix", &v) &&
+	    json_object_is_type(v, json_type_string) &&
+	    json_object_get_string_len(v) > 0 &&
+	    json_object_get_string_len(v) <= 200)
+		prefix = json_object_get_string(v);
+	if (prefix == NULL || !get_int(in, "count", 1, 100000, &count) ||
+	    count == 0) {
+		json_object_put(in);
+		return ctl_bad(r,
+		    "user_id_prefix (1..200 chars), count (1..100000)");
+	}
+	arr = json_object_new_array_ext((int)count);
+	buf_init(&uid);
+	sbx_lock();
+	for (i = 0; i < count; i++) {
+		uid.len = 0;
+		buf_addf(&uid, "%s-%ld", prefix, i);
+		g = sbx_grant_new(data_user_get(buf_str(&uid)), sbx.client_id);
+		(void)sbx_token_new(TOK_ACCESS, sbx.cfg.access_ttl, g);
+		rt = sbx_token_new(TOK_REFRESH, sbx.cfg.refresh_ttl, g);
+		g->refresh = rt;
+		json_object_array_add(arr, json_object_new_string(rt->value));
+	}
+	sbx_unlock();
+	buf_free(&uid);
+	json_object_put(in);
+	o = json_object_new_object();
+	json_object_object_add(o, "refresh_tokens", arr);
+	return http_reply_json(r, MHD_HTTP_OK, o);
+}

@@ -43,5 +43,6 @@ enum MHD_Result h_ctl_issued(struct sbx_req *);
 enum MHD_Result h_ctl_revoke_user(struct sbx_req *);
 enum MHD_Result h_ctl_transactions(struct sbx_req *);
 enum MHD_Result h_ctl_grants(struct sbx_req *);
+enum MHD_Result h_ctl_grants_mint(struct sbx_req *);
 
 #endif

@@ -54,6 +54,7 @@ static const struct route routes[] = {
 	{ "POST", "/_sandbox/revoke-user", h_ctl_revoke_user },
 	{ "POST", "/_sandbox/transactions", h_ctl_transactions },
 	{ "GET", "/_sandbox/grants", h_ctl_grants },
+	{ "POST", "/_sandbox/grants", h_ctl_grants_mint },
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 

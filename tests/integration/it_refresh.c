@@ -1,0 +1,992 @@
+/*
+ * Keeping connections alive (issue 3), everything but the three-process
+ * soak (it_refresh_multi.c): refresh answers without a refresh token,
+ * three rotations in a row, invalid_grant in both error styles leading to
+ * reauth_required, re-authentication onto the same connection, DELETE
+ * revoking at finX (also while /auth/revoke fails), a 503 storm on
+ * /auth/token, and kill -9 of one of three processes while its refreshes
+ * are in flight.
+ *
+ * Tokens are compared in memory only; nothing secret is printed.
+ */
+#include "it_common.h"
+
+#include <time.h>
+
+static const char *db;
+static int f0, f1, f2; /* f2 talks form to finX, so its requests are
+			   recognisable in the sandbox's recording */
+
+static long
+stat_of(struct json_object *st, const char *name)
+{
+	struct json_object *v;
+
+	if (st == NULL || !json_object_object_get_ex(st, name, &v))
+		return -1;
+	return (long)json_object_get_int64(v);
+}
+
+static long
+sbx_stat(const char *name)
+{
+	struct json_object *st = h_sbx_get("/_sandbox/stats");
+	long v = stat_of(st, name);
+
+	json_object_put(st);
+	return v;
+}
+
+static long
+realtime_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One column of one connection as text (malloc'd) or NULL (SQL NULL). */
+static char *
+conn_col(const char *cid, const char *col)
+{
+	char q[256];
+
+	snprintf(q, sizeof(q), "SELECT %s::text FROM connections WHERE id = $1",
+	    col);
+	return h_sql_value(db, q, (const char *[]){ cid, NULL });
+}
+
+static bool
+str_eq(const char *a, const char *b)
+{
+	return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+/* The k-th newest token the sandbox issued (k = 1: newest; malloc'd). */
+static char *
+issued_back(int k)
+{
+	int n;
+	char **v = h_sbx_issued(&n);
+	char *t = n >= k ? strdup(v[n - k]) : NULL;
+
+	h_strv_free(v, n);
+	return t;
+}
+
+/* The access token works at finX (GET /rest/accounts with it). */
+static bool
+token_works(const char *tok)
+{
+	struct h_resp r;
+	char *url = NULL, *auth = NULL;
+	bool ok;
+
+	if (tok == NULL)
+		return false;
+	if (asprintf(&url, "%s/rest/accounts", h_sandbox_url()) < 0 ||
+	    asprintf(&auth, "Authorization: Bearer %s", tok) < 0)
+		h_bail("out of memory");
+	{
+		const char *hdrs[] = { auth, NULL };
+
+		h_http("GET", url, hdrs, NULL, 0, &r);
+	}
+	ok = r.status == 200;
+	h_resp_free(&r);
+	free(url);
+	free(auth);
+	return ok;
+}
+
+/* GET /v1/connections/{id}/token on f: status, token in *tok (malloc'd). */
+static long
+get_token(int f, const char *cid, char **tok)
+{
+	struct h_resp r;
+	char path[128];
+	long st;
+
+	snprintf(path, sizeof(path), "/v1/connections/%s/token", cid);
+	st = h_api(f, "GET", path, NULL, &r);
+	if (tok != NULL)
+		*tok = dup_or_null(h_jstr(h_resp_json(&r), "access_token"));
+	h_resp_free(&r);
+	return st;
+}
+
+/* POST /v1/connections/{id}/<what> on f; error code in *code (malloc'd). */
+static long
+conn_post(int f, const char *cid, const char *what, char **code)
+{
+	struct h_resp r;
+	char path[128];
+	long st;
+
+	snprintf(path, sizeof(path), "/v1/connections/%s/%s", cid, what);
+	st = h_api(f, "POST", path, NULL, &r);
+	if (code != NULL)
+		*code = dup_or_null(h_err_code(&r));
+	h_resp_free(&r);
+	return st;
+}
+
+static long
+conn_delete(int f, const char *cid, struct h_resp *r)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "/v1/connections/%s", cid);
+	return h_api(f, "DELETE", path, NULL, r);
+}
+
+/* GET /v1/connections/{id} on f (caller json_object_put()s) or NULL. */
+static struct json_object *
+conn_get(int f, const char *cid)
+{
+	struct h_resp r;
+	char path[128];
+	struct json_object *o = NULL;
+
+	snprintf(path, sizeof(path), "/v1/connections/%s", cid);
+	if (h_api(f, "GET", path, NULL, &r) == 200)
+		o = json_object_get(h_resp_json(&r));
+	h_resp_free(&r);
+	return o;
+}
+
+static bool
+conn_status_is(int f, const char *cid, const char *want)
+{
+	struct json_object *o = conn_get(f, cid);
+	bool ok = str_eq(h_jstr(o, "status"), want);
+
+	json_object_put(o);
+	return ok;
+}
+
+/* A connection plus its tokens as the sandbox issued them (code exchange:
+ * access token, then refresh token). */
+struct conn {
+	char *id;
+	char *access;
+	char *refresh;
+};
+
+static bool
+conn_make(int f, const char *user, struct conn *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->id = connect_user(f, user);
+	if (c->id == NULL) {
+		/* this machine is shared: one stall is not what we test */
+		printf("# connecting %s failed; trying once more\n", user);
+		c->id = connect_user(f, user);
+	}
+	if (c->id == NULL)
+		return false;
+	c->refresh = issued_back(1);
+	c->access = issued_back(2);
+	return c->refresh != NULL && c->access != NULL;
+}
+
+static void
+conn_free(struct conn *c)
+{
+	free(c->id);
+	free(c->access);
+	free(c->refresh);
+	memset(c, 0, sizeof(*c));
+}
+
+static bool
+sbx_config(const char *json)
+{
+	return sbx_ok(h_sbx_post("/_sandbox/config", json));
+}
+
+/* ---- refresh answers without a refresh token --------------------- */
+
+static void
+test_omit_refresh_token(void)
+{
+	struct conn c;
+	char *sealed0, *obtained0, *sealed, *obtained, *body_rt, *tok;
+	long ref0 = sbx_stat("refreshes"), ig0 = sbx_stat("invalid_grants");
+	struct json_object *req;
+	int k;
+
+	if (!conn_make(f0, "u-omit", &c)) {
+		CHECK(0, "omit: could not connect");
+		return;
+	}
+	sealed0 = conn_col(c.id, "refresh_token");
+	obtained0 = conn_col(c.id, "refresh_obtained_at");
+	CHECK(sbx_config("{\"omit_refresh_token\":true}"),
+	    "omit: sandbox leaves refresh_token out of refresh answers");
+	for (k = 1; k <= 2; k++) {
+		long st = conn_post(f0, c.id, "refresh", NULL);
+
+		CHECK(st == 200, "omit: forced refresh %d answers 200 (got %ld)",
+		    k, st);
+		req = h_sbx_last_request("/auth/token");
+		body_rt = dup_or_null(h_jstr(req, "body"));
+		CHECK(body_rt && strstr(body_rt, c.refresh) != NULL,
+		    "omit: refresh %d presented the original refresh token "
+		    "(%s)",
+		    k,
+		    body_rt && strstr(body_rt, c.refresh) ? "match"
+							  : "mismatch");
+		free(body_rt);
+		json_object_put(req);
+		sealed = conn_col(c.id, "refresh_token");
+		obtained = conn_col(c.id, "refresh_obtained_at");
+		CHECK(str_eq(sealed, sealed0),
+		    "omit: stored refresh token unchanged after refresh %d", k);
+		CHECK(str_eq(obtained, obtained0),
+		    "omit: refresh_obtained_at unchanged after refresh %d", k);
+		free(sealed);
+		free(obtained);
+	}
+	get_token(f1, c.id, &tok);
+	{
+		char *newest = issued_back(1); /* access only: no refresh */
+
+		CHECK(str_eq(tok, newest),
+		    "omit: GET token hands out the newest access token (%s)",
+		    str_eq(tok, newest) ? "match" : "mismatch");
+		free(newest);
+	}
+	free(tok);
+	CHECK(sbx_config("{\"omit_refresh_token\":false}"),
+	    "omit: sandbox rotates again");
+	CHECK(conn_post(f1, c.id, "refresh", NULL) == 200,
+	    "omit: the kept refresh token still works when rotation resumes");
+	sealed = conn_col(c.id, "refresh_token");
+	CHECK(sealed && !str_eq(sealed, sealed0),
+	    "omit: the rotated refresh token replaced the kept one");
+	free(sealed);
+	CHECK(sbx_stat("refreshes") - ref0 == 3, "omit: 3 refreshes at finX "
+						 "(got %ld)",
+	    sbx_stat("refreshes") - ref0);
+	CHECK(sbx_stat("invalid_grants") == ig0,
+	    "omit: no invalid_grant at finX");
+	CHECK(sbx_stat("refresh_reuse") == 0, "omit: refresh_reuse 0");
+	CHECK(conn_status_is(f0, c.id, "active"), "omit: still active");
+	free(sealed0);
+	free(obtained0);
+	conn_free(&c);
+}
+
+/* ---- three refreshes in a row ----------------------------------------- */
+
+static void
+test_three_in_a_row(void)
+{
+	struct conn c;
+	char *prev_rt, *prev_sealed;
+	long ref0 = sbx_stat("refreshes");
+	int k;
+
+	if (!conn_make(f0, "u-three", &c)) {
+		CHECK(0, "three: could not connect");
+		return;
+	}
+	prev_rt = strdup(c.refresh);
+	prev_sealed = conn_col(c.id, "refresh_token");
+	for (k = 1; k <= 3; k++) {
+		int f = k == 2 ? f1 : f0; /* any process reads the row */
+		struct json_object *req;
+		char *tok = NULL, *new_at, *new_rt, *sealed, *code = NULL;
+		const char *body;
+		long st = conn_post(f, c.id, "refresh", &code);
+
+		CHECK(st == 200, "three: refresh %d answers 200 (got %ld, %s)",
+		    k, st, code ? code : "-");
+		free(code);
+		req = h_sbx_last_request("/auth/token");
+		body = h_jstr(req, "body");
+		CHECK(body && strstr(body, prev_rt) != NULL,
+		    "three: refresh %d presented the refresh token of the "
+		    "previous rotation (%s)",
+		    k, body && strstr(body, prev_rt) ? "match" : "mismatch");
+		json_object_put(req);
+		new_rt = issued_back(1);
+		new_at = issued_back(2);
+		sealed = conn_col(c.id, "refresh_token");
+		CHECK(sealed && !str_eq(sealed, prev_sealed),
+		    "three: refresh %d stored a new refresh token", k);
+		st = get_token(k == 3 ? f1 : f0, c.id, &tok);
+		CHECK(st == 200 && str_eq(tok, new_at),
+		    "three: after refresh %d GET token is the sandbox's newest "
+		    "access token (%ld, %s)",
+		    k, st, str_eq(tok, new_at) ? "match" : "mismatch");
+		CHECK(token_works(tok),
+		    "three: that access token works at finX");
+		free(tok);
+		free(new_at);
+		free(prev_rt);
+		free(prev_sealed);
+		prev_rt = new_rt;
+		prev_sealed = sealed;
+	}
+	CHECK(sbx_stat("refreshes") - ref0 == 3,
+	    "three: 3 refreshes at finX (got %ld)",
+	    sbx_stat("refreshes") - ref0);
+	CHECK(sbx_stat("refresh_reuse") == 0, "three: refresh_reuse 0");
+	{
+		struct json_object *o = conn_get(f0, c.id);
+
+		CHECK(str_eq(h_jstr(o, "status"), "active") &&
+		        h_jstr(o, "last_refresh_at") != NULL &&
+		        h_jstr(o, "refresh_expires_at") != NULL &&
+		        h_jstr(o, "consent_expires_at") != NULL &&
+		        h_jstr(o, "reauth_required_by") != NULL,
+		    "three: active, with last_refresh_at, refresh_expires_at, "
+		    "consent_expires_at, reauth_required_by");
+		json_object_put(o);
+	}
+	free(prev_rt);
+	free(prev_sealed);
+	conn_free(&c);
+}
+
+/* ---- re-authentication ------------------------------------------------ */
+
+/* POST reauth, approve in the widget, follow the callback: the same
+ * connection comes back active with new tokens. */
+static void
+reauth_flow(const char *cid, const char *what)
+{
+	struct h_resp r;
+	char path[128], *cb = NULL, *tok = NULL, *newest;
+	const char *loc;
+	long st;
+
+	snprintf(path, sizeof(path), "/v1/connections/%s/reauth", cid);
+	st = h_api(f1, "POST", path, "{\"return_url\":\"" RETURN_URL "\"}",
+	    &r);
+	CHECK(st == 201, "%s: POST reauth 201 (got %ld)", what, st);
+	CHECK(str_eq(h_jstr(h_resp_json(&r), "connection_id"), cid),
+	    "%s: the reauth link names the same connection_id", what);
+	loc = h_jstr(h_resp_json(&r), "location");
+	if (loc != NULL)
+		cb = h_widget(loc, "approve");
+	h_resp_free(&r);
+	CHECK(cb != NULL, "%s: widget approved", what);
+	if (cb == NULL)
+		return;
+	h_http("GET", cb, NULL, NULL, 0, &r);
+	free(cb);
+	CHECK(r.status == 303 && loc_is(&r, "status", "connected"),
+	    "%s: callback 303 status=connected (got %ld)", what, r.status);
+	CHECK(loc_is(&r, "connection_id", cid),
+	    "%s: callback answers the SAME connection_id", what);
+	h_resp_free(&r);
+	{
+		struct json_object *o = conn_get(f0, cid);
+
+		CHECK(str_eq(h_jstr(o, "status"), "active") &&
+		        h_jnull(o, "status_reason") &&
+		        json_object_get_int(
+			    json_object_object_get(o, "consecutive_failures")) ==
+		            0,
+		    "%s: connection active again, no status_reason", what);
+		json_object_put(o);
+	}
+	newest = issued_back(2); /* code exchange: access, then refresh */
+	st = get_token(f2, cid, &tok);
+	CHECK(st == 200 && str_eq(tok, newest),
+	    "%s: GET token hands out the new grant's access token (%s)", what,
+	    str_eq(tok, newest) ? "match" : "mismatch");
+	CHECK(token_works(tok), "%s: and it works at finX", what);
+	free(tok);
+	free(newest);
+	st = conn_post(f0, cid, "refresh", NULL);
+	CHECK(st == 200, "%s: the new refresh token refreshes (got %ld)", what,
+	    st);
+}
+
+static void
+test_reauth_active(void)
+{
+	struct conn c;
+	struct h_resp r;
+	char path[128];
+
+	if (!conn_make(f0, "u-reauth", &c)) {
+		CHECK(0, "reauth: could not connect");
+		return;
+	}
+	reauth_flow(c.id, "reauth of an active connection");
+	snprintf(path, sizeof(path), "/v1/users/%s/connections", "u-reauth");
+	h_api(f0, "GET", path, NULL, &r);
+	CHECK(r.status == 200 &&
+	        json_object_array_length(json_object_object_get(
+	            h_resp_json(&r), "connections")) == 1,
+	    "reauth: the user still has exactly one connection");
+	h_resp_free(&r);
+	{
+		/* the old grant is revoked at finX (in the background) */
+		struct json_object *g = NULL;
+		long end = h_now_ms() + 10000;
+		bool done = false;
+
+		while (!done && h_now_ms() < end) {
+			json_object_put(g);
+			g = h_sbx_get("/_sandbox/grants?user_id=u-reauth");
+			done = stat_of(g, "revoked") == 1 &&
+			    stat_of(g, "active") == 1;
+			if (!done)
+				h_sleep_ms(250);
+		}
+		CHECK(done, "reauth: the old grant is revoked at finX, the "
+			    "new one lives (revoked %ld, active %ld)",
+		    stat_of(g, "revoked"), stat_of(g, "active"));
+		json_object_put(g);
+	}
+	conn_free(&c);
+}
+
+/* ---- invalid_grant → reauth_required ------------------------------ */
+
+static void
+test_invalid_grant(const char *style)
+{
+	struct conn c;
+	char user[64], what[64], cfg[64], *code = NULL, q[256];
+	struct json_object *o;
+	long st, ig0, tok0;
+
+	snprintf(user, sizeof(user), "u-ig-%s", style);
+	snprintf(what, sizeof(what), "invalid_grant (%s style)", style);
+	snprintf(cfg, sizeof(cfg), "{\"error_style\":\"%s\"}", style);
+	CHECK(sbx_config(cfg), "%s: sandbox error style set", what);
+	if (!conn_make(f0, user, &c)) {
+		CHECK(0, "%s: could not connect", what);
+		return;
+	}
+	snprintf(q, sizeof(q), "{\"user_id\":\"%s\"}", user);
+	CHECK(sbx_ok(h_sbx_post("/_sandbox/revoke-user", q)),
+	    "%s: grant revoked at finX", what);
+	ig0 = sbx_stat("invalid_grants");
+	st = conn_post(f1, c.id, "refresh", &code);
+	CHECK(st == 409 && str_eq(code, "reauth_required"),
+	    "%s: POST refresh 409 reauth_required (got %ld %s)", what, st,
+	    code ? code : "-");
+	free(code);
+	CHECK(sbx_stat("invalid_grants") == ig0 + 1,
+	    "%s: finX answered invalid_grant once", what);
+	o = conn_get(f0, c.id);
+	CHECK(str_eq(h_jstr(o, "status"), "reauth_required"),
+	    "%s: status reauth_required (got %s)", what,
+	    h_jstr(o, "status") ? h_jstr(o, "status") : "-");
+	CHECK(h_jstr(o, "status_reason") &&
+	        strstr(h_jstr(o, "status_reason"), "invalid_grant"),
+	    "%s: status_reason names invalid_grant", what);
+	CHECK(h_leaks(json_object_to_json_string(o),
+	          strlen(json_object_to_json_string(o))) == 0,
+	    "%s: the connection shows no secret", what);
+	json_object_put(o);
+	st = get_token(f2, c.id, NULL);
+	CHECK(st == 409, "%s: GET token 409 (got %ld)", what, st);
+
+	/* the refresher leaves it alone even when it looks due */
+	PQclear(h_sql(db,
+	    "UPDATE connections SET refresh_due_at = now() - interval "
+	    "'1 minute', next_attempt_at = NULL WHERE id = $1",
+	    (const char *[]){ c.id, NULL }));
+	tok0 = h_sbx_count("/auth/token");
+	h_sleep_ms(3500);
+	CHECK(h_sbx_count("/auth/token") == tok0,
+	    "%s: the background refresher no longer tries it (%d requests "
+	    "in 3.5 s)",
+	    what, h_sbx_count("/auth/token") - (int)tok0);
+	CHECK(conn_status_is(f1, c.id, "reauth_required"),
+	    "%s: still reauth_required", what);
+	if (strcmp(style, "oauth") == 0)
+		reauth_flow(c.id, "reauth after reauth_required");
+	conn_free(&c);
+}
+
+/* ---- DELETE ------------------------------------------------------- */
+
+static void
+test_delete(void)
+{
+	struct conn c;
+	struct h_resp r;
+	struct json_object *reqs, *arr, *rev[4];
+	char q[128], *code = NULL, *v;
+	int i, nrev = 0;
+	long revs0, st;
+
+	if (!conn_make(f0, "u-del", &c)) {
+		CHECK(0, "delete: could not connect");
+		return;
+	}
+	h_sbx_delete("/_sandbox/requests");
+	revs0 = sbx_stat("revocations");
+	st = conn_delete(f1, c.id, &r);
+	CHECK(st == 200 && str_eq(h_jstr(h_resp_json(&r), "status"), "revoked"),
+	    "delete: 200 with status revoked (got %ld)", st);
+	h_resp_free(&r);
+	reqs = h_sbx_get("/_sandbox/requests");
+	arr = json_object_object_get(reqs, "requests");
+	for (i = 0; arr && i < (int)json_object_array_length(arr); i++) {
+		struct json_object *e = json_object_array_get_idx(arr, i);
+
+		if (str_eq(h_jstr(e, "path"), "/auth/revoke") && nrev < 4)
+			rev[nrev++] = e;
+	}
+	CHECK(nrev == 2, "delete: two /auth/revoke requests (got %d)", nrev);
+	CHECK(nrev >= 1 && h_jstr(rev[0], "body") &&
+	        strstr(h_jstr(rev[0], "body"), c.refresh) != NULL,
+	    "delete: the refresh token is revoked first");
+	CHECK(nrev >= 2 && h_jstr(rev[1], "body") &&
+	        strstr(h_jstr(rev[1], "body"), c.access) != NULL,
+	    "delete: then the access token");
+	json_object_put(reqs);
+	/*
+	 * The sandbox counts a revocation only when it changed something:
+	 * revoking the refresh token revokes the whole grant, access token
+	 * included, so the second call finds nothing left to revoke.
+	 */
+	printf("# delete: sandbox revocations counter +%ld for 2 "
+	       "/auth/revoke calls\n",
+	    sbx_stat("revocations") - revs0);
+	CHECK(sbx_stat("revocations") - revs0 >= 1,
+	    "delete: finX counted the revocation");
+	snprintf(q, sizeof(q), "/_sandbox/grants?user_id=u-del");
+	reqs = h_sbx_get(q);
+	CHECK(stat_of(reqs, "revoked") == 1 && stat_of(reqs, "active") == 0,
+	    "delete: the grant is revoked at finX");
+	json_object_put(reqs);
+	CHECK(!token_works(c.access),
+	    "delete: the old access token no longer works at finX");
+	v = h_sql_value(db,
+	    "SELECT count(*) FROM connections WHERE id = $1 AND access_token "
+	    "IS NULL AND refresh_token IS NULL AND status = 'revoked' AND "
+	    "revoked_at IS NOT NULL",
+	    (const char *[]){ c.id, NULL });
+	CHECK(str_eq(v, "1"),
+	    "delete: both token columns NULL, status revoked, revoked_at set");
+	free(v);
+	v = h_sql_value(db,
+	    "SELECT count(*) FROM revocations WHERE connection_id = $1",
+	    (const char *[]){ c.id, NULL });
+	CHECK(str_eq(v, "0"), "delete: nothing left to revoke (%s)",
+	    v ? v : "-");
+	free(v);
+
+	st = conn_delete(f2, c.id, &r);
+	CHECK(st == 200 && str_eq(h_jstr(h_resp_json(&r), "status"), "revoked"),
+	    "delete again: 200, still revoked (got %ld)", st);
+	h_resp_free(&r);
+	CHECK(h_sbx_count("/auth/revoke") == 2,
+	    "delete again: no further /auth/revoke (idempotent)");
+	st = get_token(f0, c.id, NULL);
+	CHECK(st == 409, "delete: GET token 409 (got %ld)", st);
+	st = conn_post(f0, c.id, "refresh", NULL);
+	CHECK(st == 409, "delete: POST refresh 409 (got %ld)", st);
+	st = conn_post(f0, c.id, "reauth", &code);
+	CHECK(st == 409 && str_eq(code, "connection_revoked"),
+	    "delete: reauth of a deleted connection 409 connection_revoked "
+	    "(got %ld %s)",
+	    st, code ? code : "-");
+	free(code);
+	conn_free(&c);
+}
+
+static void
+test_delete_revoke_fails(void)
+{
+	struct conn c;
+	struct h_resp r;
+	struct json_object *g;
+	char *v;
+	long st, ms, end;
+	int attempts = 0;
+	bool gone = false;
+
+	if (!conn_make(f0, "u-del-fault", &c)) {
+		CHECK(0, "delete/fault: could not connect");
+		return;
+	}
+	CHECK(sbx_ok(h_sbx_post("/_sandbox/faults",
+	          "{\"path\":\"/auth/revoke\",\"mode\":\"status\","
+	          "\"status\":503}")),
+	    "delete/fault: /auth/revoke answers 503");
+	st = conn_delete(f0, c.id, &r);
+	ms = r.ms;
+	CHECK(st == 200 && str_eq(h_jstr(h_resp_json(&r), "status"), "revoked"),
+	    "delete/fault: DELETE still 200 revoked (got %ld)", st);
+	CHECK(ms < 3000, "delete/fault: answered at once (%ld ms)", ms);
+	h_resp_free(&r);
+	v = h_sql_value(db,
+	    "SELECT count(*) FROM connections WHERE id = $1 AND access_token "
+	    "IS NULL AND refresh_token IS NULL AND status = 'revoked'",
+	    (const char *[]){ c.id, NULL });
+	CHECK(str_eq(v, "1"), "delete/fault: tokens erased anyway");
+	free(v);
+	v = h_sql_value(db,
+	    "SELECT count(*) FROM revocations WHERE connection_id = $1",
+	    (const char *[]){ c.id, NULL });
+	CHECK(str_eq(v, "2"), "delete/fault: 2 revocations queued (%s)",
+	    v ? v : "-");
+	free(v);
+	/* the workers retry with backoff while the fault lasts */
+	end = h_now_ms() + 15000;
+	while (h_now_ms() < end && attempts < 2) {
+		h_sleep_ms(500);
+		v = h_sql_value(db,
+		    "SELECT min(attempts) FROM revocations WHERE "
+		    "connection_id = $1 AND last_error IS NOT NULL",
+		    (const char *[]){ c.id, NULL });
+		attempts = v ? atoi(v) : 0;
+		free(v);
+	}
+	CHECK(attempts >= 2,
+	    "delete/fault: the background workers retried (attempts %d)",
+	    attempts);
+	g = h_sbx_get("/_sandbox/grants?user_id=u-del-fault");
+	CHECK(stat_of(g, "active") == 1,
+	    "delete/fault: grant still alive at finX during the fault");
+	json_object_put(g);
+	h_sbx_delete("/_sandbox/faults");
+	end = h_now_ms() + 30000;
+	while (h_now_ms() < end && !gone) {
+		h_sleep_ms(500);
+		v = h_sql_value(db,
+		    "SELECT count(*) FROM revocations WHERE connection_id = $1",
+		    (const char *[]){ c.id, NULL });
+		gone = str_eq(v, "0");
+		free(v);
+	}
+	CHECK(gone, "delete/fault: after the fault the revocations table "
+		    "empties");
+	g = h_sbx_get("/_sandbox/grants?user_id=u-del-fault");
+	CHECK(stat_of(g, "revoked") == 1 && stat_of(g, "active") == 0,
+	    "delete/fault: the grant is revoked at finX in the end");
+	json_object_put(g);
+	conn_free(&c);
+}
+
+/* ---- a finX 503 storm ------------------------------------------------ */
+
+#define NSTORM 6
+
+static void
+test_storm(void)
+{
+	struct conn c[NSTORM];
+	bool saw_failure[NSTORM] = { false };
+	long ref0, ig0, end, storm_ms = 25000;
+	char *storm_end = NULL, *v;
+	int i, n = 0, not_active = 0, max_fail = 0, recovered = 0;
+
+	CHECK(sbx_config("{\"access_ttl\":20}"), "storm: access tokens live "
+						 "20 s");
+	for (i = 0; i < NSTORM; i++) {
+		char user[32];
+
+		snprintf(user, sizeof(user), "u-storm-%d", i);
+		if (conn_make(i % 2 ? f1 : f0, user, &c[i]))
+			n++;
+	}
+	CHECK(n == NSTORM, "storm: %d connections made", n);
+	if (n != NSTORM)
+		return;
+	ref0 = sbx_stat("refreshes");
+	ig0 = sbx_stat("invalid_grants");
+	CHECK(sbx_ok(h_sbx_post("/_sandbox/faults",
+	          "{\"path\":\"/auth/token\",\"mode\":\"status\","
+	          "\"status\":503}")),
+	    "storm: /auth/token answers 503 for %ld s", storm_ms / 1000);
+	end = h_now_ms() + storm_ms;
+	while (h_now_ms() < end) {
+		PGresult *res;
+
+		h_sleep_ms(1000);
+		res = h_sql(db,
+		    "SELECT user_id, status, consecutive_failures, "
+		    "last_error IS NOT NULL FROM connections WHERE user_id "
+		    "LIKE 'u-storm-%'",
+		    NULL);
+		for (i = 0; res != NULL && i < PQntuples(res); i++) {
+			int k = atoi(PQgetvalue(res, i, 0) + strlen("u-storm-"));
+			int fails = atoi(PQgetvalue(res, i, 2));
+
+			if (strcmp(PQgetvalue(res, i, 1), "active") != 0)
+				not_active++;
+			if (fails > 0 && strcmp(PQgetvalue(res, i, 3), "t") == 0 &&
+			    k >= 0 && k < NSTORM)
+				saw_failure[k] = true;
+			if (fails > max_fail)
+				max_fail = fails;
+		}
+		PQclear(res);
+	}
+	for (i = 0, n = 0; i < NSTORM; i++)
+		n += saw_failure[i];
+	CHECK(not_active == 0, "storm: every connection stayed active "
+			       "throughout");
+	CHECK(n == NSTORM,
+	    "storm: every connection showed consecutive_failures > 0 and "
+	    "last_error (%d of %d; most failures in a row %d)",
+	    n, NSTORM, max_fail);
+	CHECK(max_fail >= 2 && max_fail <= 6,
+	    "storm: backed off (at most %d attempts per connection in %ld s, "
+	    "not a hot loop)",
+	    max_fail, storm_ms / 1000);
+	printf("# storm: %ld failed /auth/token answers for %d connections in "
+	       "%ld s\n",
+	    sbx_stat("faults_injected"), NSTORM, storm_ms / 1000);
+	CHECK(sbx_config("{\"access_ttl\":3600}"), "storm: lifetimes back to "
+						   "1 h");
+	storm_end = h_sql_value(db, "SELECT now()::text", NULL);
+	h_sbx_delete("/_sandbox/faults");
+	end = h_now_ms() + 60000;
+	while (h_now_ms() < end && recovered < NSTORM) {
+		h_sleep_ms(1000);
+		v = h_sql_value(db,
+		    "SELECT count(*) FROM connections WHERE user_id LIKE "
+		    "'u-storm-%' AND status = 'active' AND "
+		    "consecutive_failures = 0 AND last_error IS NULL AND "
+		    "last_refresh_at > $1::timestamptz AND access_expires_at > "
+		    "now()",
+		    (const char *[]){ storm_end, NULL });
+		recovered = v ? atoi(v) : 0;
+		free(v);
+	}
+	CHECK(recovered == NSTORM,
+	    "storm: after the fault every connection refreshed and "
+	    "consecutive_failures is back to 0 (%d of %d)",
+	    recovered, NSTORM);
+	CHECK(sbx_stat("refreshes") - ref0 == NSTORM,
+	    "storm: exactly one successful refresh per connection (%ld)",
+	    sbx_stat("refreshes") - ref0);
+	CHECK(sbx_stat("invalid_grants") == ig0 &&
+	        sbx_stat("refresh_reuse") == 0,
+	    "storm: no invalid_grant, no reuse: no connection lost");
+	for (i = 0; i < NSTORM; i++) {
+		char *tok = NULL;
+
+		get_token(f0, c[i].id, &tok);
+		if (!token_works(tok))
+			CHECK(0, "storm: connection %d has no working token", i);
+		free(tok);
+		conn_free(&c[i]);
+	}
+	CHECK(1, "storm: every connection hands out a working token");
+	free(storm_end);
+}
+
+/* ---- kill -9 in the middle of refreshing -------------------------- */
+
+#define NKILL 24
+#define KILL_LATENCY 2000
+
+static void
+test_kill9(void)
+{
+	struct conn c[NKILL];
+	int in_flight[NKILL] = { 0 }, form_reqs[NKILL] = { 0 },
+	    json_reqs[NKILL] = { 0 };
+	char *due_at, *v;
+	struct json_object *reqs, *arr;
+	long t_kill, end, reuse0, ig0, ref0;
+	int i, n = 0, settled = 0, lost = 0, nin = 0, lost_in = 0,
+	    lost_out = 0, ok_out = 0, nform = 0, rc;
+	PGresult *res;
+
+	for (i = 0; i < NKILL; i++) {
+		char user[32];
+
+		snprintf(user, sizeof(user), "u-kill-%02d", i);
+		if (conn_make(i % 3 == 0 ? f0 : i % 3 == 1 ? f1 : f2, user,
+		        &c[i]))
+			n++;
+	}
+	CHECK(n == NKILL, "kill: %d connections made", n);
+	if (n != NKILL)
+		return;
+	CHECK(sbx_config("{\"token_latency_ms\":2000}"),
+	    "kill: /auth/token takes %d ms before finX acts", KILL_LATENCY);
+	h_sbx_delete("/_sandbox/requests");
+	reuse0 = sbx_stat("refresh_reuse");
+	ig0 = sbx_stat("invalid_grants");
+	ref0 = sbx_stat("refreshes");
+	due_at = h_sql_value(db, "SELECT now()::text", NULL);
+	PQclear(h_sql(db,
+	    "UPDATE connections SET refresh_due_at = now() WHERE user_id "
+	    "LIKE 'u-kill-%'",
+	    NULL));
+	h_sleep_ms(1500);
+	t_kill = realtime_ms();
+	rc = h_finxd_stop(f2, SIGKILL);
+	CHECK(rc == 128 + SIGKILL, "kill: finxd #%d killed with SIGKILL (%d)",
+	    f2, rc);
+	/* the survivors take over once PostgreSQL drops the dead sessions */
+	end = h_now_ms() + 60000;
+	while (h_now_ms() < end && settled < NKILL) {
+		h_sleep_ms(500);
+		v = h_sql_value(db,
+		    "SELECT count(*) FROM connections WHERE user_id LIKE "
+		    "'u-kill-%' AND (status <> 'active' OR last_refresh_at > "
+		    "$1::timestamptz)",
+		    (const char *[]){ due_at, NULL });
+		settled = v ? atoi(v) : 0;
+		free(v);
+	}
+	CHECK(settled == NKILL,
+	    "kill: every connection refreshed or settled after the kill "
+	    "(%d of %d)",
+	    settled, NKILL);
+
+	/* which refreshes did the killed process have in flight? */
+	reqs = h_sbx_get("/_sandbox/requests");
+	arr = json_object_object_get(reqs, "requests");
+	for (i = 0; arr && i < (int)json_object_array_length(arr); i++) {
+		struct json_object *e = json_object_array_get_idx(arr, i);
+		const char *body = h_jstr(e, "body"), *ct;
+		long at;
+		int k;
+
+		if (!str_eq(h_jstr(e, "path"), "/auth/token") || body == NULL)
+			continue;
+		ct = h_jstr(e, "content_type");
+		at = (long)json_object_get_int64(
+		    json_object_object_get(e, "received_at_ms"));
+		for (k = 0; k < NKILL; k++)
+			if (strstr(body, c[k].refresh) != NULL)
+				break;
+		if (k == NKILL)
+			continue; /* a later, rotated token */
+		if (ct && strncmp(ct, "application/x-www-form-urlencoded",
+			      33) == 0) {
+			nform++;
+			form_reqs[k]++;
+			/* unanswered at the kill: finX acts at +latency */
+			if (at <= t_kill && at + KILL_LATENCY > t_kill)
+				in_flight[k] = 1;
+		} else
+			json_reqs[k]++;
+	}
+	json_object_put(reqs);
+	res = h_sql(db,
+	    "SELECT user_id, status, coalesce(status_reason, '') FROM "
+	    "connections WHERE user_id LIKE 'u-kill-%' ORDER BY user_id",
+	    NULL);
+	for (i = 0; res != NULL && i < PQntuples(res); i++) {
+		int k = atoi(PQgetvalue(res, i, 0) + strlen("u-kill-"));
+		bool active = strcmp(PQgetvalue(res, i, 1), "active") == 0;
+
+		if (k < 0 || k >= NKILL)
+			continue;
+		nin += in_flight[k];
+		if (!active) {
+			lost++;
+			if (in_flight[k])
+				lost_in++;
+			else
+				lost_out++;
+			printf("# kill: u-kill-%02d %s (%s); in flight at the "
+			       "kill: %s; /auth/token with its token: %d from "
+			       "the killed process, %d from the survivors\n",
+			    k, PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+			    in_flight[k] ? "yes" : "no", form_reqs[k],
+			    json_reqs[k]);
+		} else if (!in_flight[k])
+			ok_out++;
+	}
+	PQclear(res);
+	printf("# KILL9 refreshes in flight in the killed process at the "
+	       "kill: %d (it had sent %d /auth/token requests in all)\n",
+	    nin, nform);
+	printf("# KILL9 connections lost (reauth_required): %d, of which in "
+	       "flight at the kill: %d\n",
+	    lost, lost_in);
+	printf("# KILL9 sandbox: refresh_reuse +%ld, invalid_grants +%ld, "
+	       "refreshes +%ld\n",
+	    sbx_stat("refresh_reuse") - reuse0,
+	    sbx_stat("invalid_grants") - ig0, sbx_stat("refreshes") - ref0);
+	CHECK(nin > 0, "kill: the killed process had refreshes in flight "
+		       "(%d)",
+	    nin);
+	CHECK(lost_out == 0,
+	    "kill: no connection other than those in flight at the kill was "
+	    "affected (%d others lost)",
+	    lost_out);
+	CHECK(ok_out == NKILL - nin,
+	    "kill: every connection not in flight is active and refreshed "
+	    "(%d of %d)",
+	    ok_out, NKILL - nin);
+	CHECK(sbx_stat("refresh_reuse") - reuse0 == lost,
+	    "kill: each loss is one superseded refresh token presented by a "
+	    "survivor after finX rotated it for the dead process (reuse +%ld, "
+	    "lost %d)",
+	    sbx_stat("refresh_reuse") - reuse0, lost);
+	CHECK(lost <= nin, "kill: at most the in-flight refreshes were lost "
+			   "(%d of %d)",
+	    lost, nin);
+	sbx_config("{\"token_latency_ms\":0}");
+	for (i = 0; i < NKILL; i++)
+		conn_free(&c[i]);
+	free(due_at);
+}
+
+/* IT_REFRESH_ONLY=delete,storm runs only those cases (debugging). */
+static bool
+want(const char *name)
+{
+	const char *only = getenv("IT_REFRESH_ONLY");
+
+	return only == NULL || *only == '\0' || strstr(only, name) != NULL;
+}
+
+int
+main(void)
+{
+	const char *migrate[] = { "migrate", NULL };
+
+	h_init("it_refresh", 230);
+	db = h_pg_start();
+	h_sandbox_start(NULL);
+	h_env_defaults(db);
+	if (h_finxd_run(migrate, 60) != 0)
+		h_bail("finxd migrate failed");
+	h_env_set("FINXD_LOG_LEVEL", "info");
+	h_env_set("FINXD_REFRESH_INTERVAL", "1");
+	h_env_set("FINXD_REFRESH_CONCURRENCY", "4");
+	h_env_set("FINXD_DB_POOL_SIZE", "4");
+	h_env_set("FINXD_FINX_TOKEN_FORMAT", "json");
+	f0 = h_finxd_start();
+	f1 = h_finxd_start();
+	h_env_set("FINXD_FINX_TOKEN_FORMAT", "form");
+	f2 = h_finxd_start();
+	h_env_set("FINXD_FINX_TOKEN_FORMAT", NULL);
+
+	if (want("omit"))
+		test_omit_refresh_token();
+	if (want("three"))
+		test_three_in_a_row();
+	if (want("invalid_grant")) {
+		test_invalid_grant("oauth");
+		test_invalid_grant("finx");
+		sbx_config("{\"error_style\":\"oauth\"}");
+	}
+	if (want("reauth"))
+		test_reauth_active();
+	if (want("delete")) {
+		test_delete();
+		test_delete_revoke_fails();
+	}
+	if (want("storm"))
+		test_storm();
+	if (want("kill"))
+		test_kill9();
+	check_clean_shutdown();
+	return h_done(test_done());
+}
