@@ -140,6 +140,11 @@ refresh_error(struct req *r, enum refresh_outcome o, const char *msg)
 		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
 		    "finx_unavailable", "finX is not available: %s",
 		    msg ? msg : "no answer");
+	case RF_DECRYPT:
+		return http_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
+		    "decrypt_failed", "the stored token cannot be decrypted "
+				      "with the configured keys "
+				      "(FINXD_TOKEN_KEYS)");
 	case RF_REJECTED:
 		return http_error(r, MHD_HTTP_BAD_GATEWAY, "finx_error",
 		    "finX refused the refresh: %s", msg ? msg : "no detail");

@@ -26,7 +26,8 @@
 #include "util.h"
 
 static const char *const outcome_names[] = { "ok", "not_due", "transient",
-	"rejected", "invalid_grant", "inactive", "not_found", "db_error" };
+	"rejected", "invalid_grant", "inactive", "not_found", "db_error",
+	"decrypt_failed" };
 
 const char *
 refresh_outcome_name(enum refresh_outcome o)
@@ -115,7 +116,7 @@ refresh_locked(PGconn *c, const char *id, const char *sealed, char **msg)
 		if (msg)
 			*msg = xstrdup("stored refresh token cannot be "
 				       "decrypted");
-		return RF_REJECTED;
+		return RF_DECRYPT;
 	}
 	if (finx_refresh(plain, &t, &err)) {
 		free_secret(plain);
@@ -184,7 +185,8 @@ refresh_locked(PGconn *c, const char *id, const char *sealed, char **msg)
 enum refresh_outcome
 refresh_now(const char *id, bool force, char **msg)
 {
-	PGconn *c = db_acquire();
+	/* Bulk: the connection may be held across a finX call. */
+	PGconn *c = db_acquire_bulk();
 	PGresult *r;
 	enum refresh_outcome o;
 
@@ -231,7 +233,7 @@ refresh_access_token(const char *id, bool force, enum refresh_outcome *o,
 
 	*o = refresh_now(id, force, msg);
 	if (*o != RF_OK && *o != RF_NOT_DUE && *o != RF_TRANSIENT &&
-	    *o != RF_REJECTED)
+	    *o != RF_REJECTED && *o != RF_DECRYPT)
 		return NULL;
 	if ((c = db_acquire()) == NULL) {
 		*o = RF_DB_ERROR;
@@ -259,13 +261,14 @@ refresh_access_token(const char *id, bool force, enum refresh_outcome *o,
 	if (plain == NULL) {
 		log_kv(LOG_ERROR, "cannot decrypt access token",
 		    "connection_id", id, NULL);
-		*o = RF_REJECTED;
+		*o = RF_DECRYPT;
 		if (msg != NULL && *msg == NULL)
 			*msg = xstrdup("stored access token cannot be decrypted");
 	} else if (expires_at != NULL)
 		*expires_at = xstrdup(PQgetvalue(res, 0, 1));
 	PQclear(res);
-	if (plain != NULL && (*o == RF_TRANSIENT || *o == RF_REJECTED))
+	if (plain != NULL &&
+	    (*o == RF_TRANSIENT || *o == RF_REJECTED || *o == RF_DECRYPT))
 		*o = RF_NOT_DUE; /* the old token is still valid: use it */
 	return plain;
 }

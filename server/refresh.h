@@ -23,6 +23,7 @@ enum refresh_outcome {
 	RF_INACTIVE,      /* connection not active or has no refresh token */
 	RF_NOT_FOUND,
 	RF_DB_ERROR,
+	RF_DECRYPT,       /* a stored token does not open with our keys */
 };
 const char *refresh_outcome_name(enum refresh_outcome o);
 
