@@ -297,25 +297,46 @@ store_grant(const struct link *l, const struct finx_tokens *t)
 		free(conn_id);
 		return NULL;
 	}
-	ok = db_cmd(c, "BEGIN", 0, NULL);
-	if (ok && !reauth)
+	if (!reauth) {
+		struct token_cols k;
+
 		/*
-		 * One round trip for the rows around the new connection (the
-		 * callback path is the hot one in a burst): the connection,
-		 * its first pull (at once, attended), the link and the event.
-		 * Foreign keys are checked at the end of the statement.
+		 * A new connection in one statement (the callback is the hot
+		 * path in a burst): the connection with its first tokens,
+		 * its first pull (at once, attended: the user just passed
+		 * SCA), the link and the event.  Foreign keys are checked at
+		 * the end of the statement.
 		 */
+		tokens_prepare(conn_id, t, &k);
 		ok = db_cmd(c,
-		    "WITH c AS (INSERT INTO connections (id, user_id) VALUES "
-		    "($1, $2) RETURNING id), p AS (INSERT INTO pulls "
-		    "(connection_id, next_pull_at, attended) SELECT id, now(), "
-		    "true FROM c), l AS (UPDATE links SET status = 'connected', "
-		    "connection_id = $1, reason = NULL, completed_at = now() "
-		    "WHERE id = $3) INSERT INTO events (kind, outcome, link_id, "
-		    "connection_id) VALUES ('callback', 'connected', $3, $1)",
-		    3, (const char *[]){ conn_id, l->user_id, l->id }) &&
-		    tokens_store(c, conn_id, t, true);
-	else if (ok) {
+		    "WITH c AS (INSERT INTO connections (id, user_id, scope, "
+		    "access_token, access_expires_at, access_lifetime_s, "
+		    "refresh_due_at, refresh_token, refresh_obtained_at, "
+		    "refresh_expires_at, consent_expires_at) VALUES ($1, $2, $6, "
+		    "$4, now() + make_interval(secs => $7::int), $7::int, now() + "
+		    "make_interval(secs => $10::int), $5::text, CASE WHEN $5::text "
+		    "IS NOT NULL THEN now() END, CASE WHEN $5::text IS NOT NULL THEN now() + "
+		    "make_interval(secs => $8::int) END, now() + "
+		    "make_interval(secs => $9::int)) RETURNING id), "
+		    "p AS (INSERT INTO pulls (connection_id, next_pull_at, "
+		    "attended) SELECT id, now(), true FROM c), "
+		    "l AS (UPDATE links SET status = 'connected', connection_id "
+		    "= $1, reason = NULL, completed_at = now() WHERE id = $3) "
+		    "INSERT INTO events (kind, outcome, link_id, connection_id) "
+		    "VALUES ('callback', 'connected', $3, $1)",
+		    10,
+		    (const char *[]){ conn_id, l->user_id, l->id, k.access,
+			k.refresh, k.scope, k.ttl, k.rttl, k.cttl, k.due });
+		tokens_cols_free(&k);
+		db_release(c);
+		if (!ok) {
+			free(conn_id);
+			return NULL;
+		}
+		return conn_id;
+	}
+	ok = db_cmd(c, "BEGIN", 0, NULL);
+	if (ok) {
 		/*
 		 * Renewing: lock the row (a refresh may be running), refuse a
 		 * connection deleted meanwhile, and queue the old grant's

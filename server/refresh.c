@@ -279,6 +279,14 @@ static struct {
 	pthread_t *threads;
 	int n;
 	atomic_bool stop;
+	/*
+	 * Pulls are long (thousands of upserts) and may wait; refreshes may
+	 * not.  At most a quarter of the workers pull at a time, so the
+	 * others stay free for due tokens and the database is not swamped
+	 * by pulls after a burst of new connections.
+	 */
+	atomic_int pulling;
+	int max_pulls;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	const struct config *cfg;
@@ -409,6 +417,18 @@ revocations_try(PGconn *c, const char *connection_id)
 			break;
 }
 
+/* A pull, when one of the pull slots is free. */
+static bool
+try_pull(PGconn *c)
+{
+	bool did = false;
+
+	if (atomic_fetch_add(&bg.pulling, 1) < bg.max_pulls)
+		did = pull_one(c);
+	atomic_fetch_sub(&bg.pulling, 1);
+	return did;
+}
+
 static void *
 worker(void *arg)
 {
@@ -438,7 +458,7 @@ worker(void *arg)
 		if (!did)
 			did = sync_poll_one(c);
 		if (!did)
-			did = pull_one(c);
+			did = try_pull(c);
 		if (!did)
 			nap(idle_ms);
 	}
@@ -453,6 +473,7 @@ refresher_start(const struct config *cfg)
 
 	bg.cfg = cfg;
 	bg.n = (int)cfg->refresh_concurrency;
+	bg.max_pulls = bg.n >= 4 ? bg.n / 4 : 1;
 	bg.threads = xcalloc((size_t)bg.n, sizeof(pthread_t));
 	atomic_store(&bg.stop, false);
 	srandom((unsigned)(mono_ms() ^ getpid()));

@@ -51,24 +51,44 @@ tokens_access_ttl(const struct finx_tokens *t)
 	return t->expires_in > 0 ? t->expires_in : ACCESS_TTL_UNKNOWN;
 }
 
+void
+tokens_prepare(const char *conn_id, const struct finx_tokens *t,
+    struct token_cols *out)
+{
+	char *aad_a = crypto_aad("connections", conn_id, "access_token");
+	char *aad_r = crypto_aad("connections", conn_id, "refresh_token");
+
+	out->access = crypto_seal(t->access_token, aad_a);
+	out->refresh = t->refresh_token ? crypto_seal(t->refresh_token, aad_r)
+					: NULL;
+	out->scope = t->scope;
+	snprintf(out->ttl, sizeof(out->ttl), "%ld", tokens_access_ttl(t));
+	snprintf(out->rttl, sizeof(out->rttl), "%ld",
+	    t->refresh_expires_in > 0 ? t->refresh_expires_in
+				      : REFRESH_TTL_DEFAULT);
+	snprintf(out->cttl, sizeof(out->cttl), "%ld", CONSENT_TTL_DEFAULT);
+	snprintf(out->due, sizeof(out->due), "%ld",
+	    tokens_due_in(tokens_access_ttl(t), margin_s, keepalive_s));
+	free(aad_a);
+	free(aad_r);
+}
+
+void
+tokens_cols_free(struct token_cols *cols)
+{
+	free(cols->access);
+	free(cols->refresh);
+	cols->access = cols->refresh = NULL;
+}
+
 bool
 tokens_store(PGconn *c, const char *conn_id, const struct finx_tokens *t,
     bool fresh_grant)
 {
-	char *aad_a = crypto_aad("connections", conn_id, "access_token");
-	char *aad_r = crypto_aad("connections", conn_id, "refresh_token");
-	char *sa = crypto_seal(t->access_token, aad_a);
-	char *sr = t->refresh_token ? crypto_seal(t->refresh_token, aad_r) : NULL;
-	char ttl[24], rttl[24], cttl[24], due[24];
+	struct token_cols k;
 	bool ok;
 
-	snprintf(ttl, sizeof(ttl), "%ld", tokens_access_ttl(t));
-	snprintf(rttl, sizeof(rttl), "%ld",
-	    t->refresh_expires_in > 0 ? t->refresh_expires_in
-				      : REFRESH_TTL_DEFAULT);
-	snprintf(cttl, sizeof(cttl), "%ld", CONSENT_TTL_DEFAULT);
-	snprintf(due, sizeof(due), "%ld",
-	    tokens_due_in(tokens_access_ttl(t), margin_s, keepalive_s));
+	tokens_prepare(conn_id, t, &k);
 	/*
 	 * One statement: access token, its expiry and (when finX sent one)
 	 * the rotated refresh token change together or not at all.
@@ -95,11 +115,8 @@ tokens_store(PGconn *c, const char *conn_id, const struct finx_tokens *t,
 	    "last_error = NULL, consecutive_failures = 0, "
 	    "next_attempt_at = NULL, updated_at = now() WHERE id = $1",
 	    9,
-	    (const char *[]){ conn_id, sa, ttl, sr, rttl, t->scope,
-		fresh_grant ? "true" : "false", cttl, due });
-	free(aad_a);
-	free(aad_r);
-	free(sa);
-	free(sr);
+	    (const char *[]){ conn_id, k.access, k.ttl, k.refresh, k.rttl,
+		k.scope, fresh_grant ? "true" : "false", k.cttl, k.due });
+	tokens_cols_free(&k);
 	return ok;
 }

@@ -46,6 +46,23 @@ long tokens_backoff_s(int failures, unsigned rnd);
 bool tokens_store(PGconn *c, const char *conn_id, const struct finx_tokens *t,
     bool fresh_grant);
 
+/*
+ * The column values of a fresh set of tokens for connection conn_id:
+ * sealed tokens (refresh NULL when finX sent none) and, as decimal text
+ * for make_interval(secs => ...), the access lifetime, refresh lifetime,
+ * consent lifetime and when the refresher is due.  For writers that must
+ * insert a connection in one statement; everything else uses
+ * tokens_store.  Free with tokens_cols_free.
+ */
+struct token_cols {
+	char *access, *refresh;
+	const char *scope; /* borrowed from the tokens */
+	char ttl[24], rttl[24], cttl[24], due[24];
+};
+void tokens_prepare(const char *conn_id, const struct finx_tokens *t,
+    struct token_cols *out);
+void tokens_cols_free(struct token_cols *cols);
+
 /* Seconds an access token from t lives, with the unknown case handled. */
 long tokens_access_ttl(const struct finx_tokens *t);
 
