@@ -17,6 +17,7 @@
 #include "finx.h"
 #include "log.h"
 #include "metrics.h"
+#include "refresh.h"
 #include "tokens.h"
 #include "util.h"
 
@@ -483,6 +484,7 @@ callback_run(struct req *r, const struct cb_params *p)
 		return ret;
 	}
 	finx_tokens_free(&t);
+	refresher_wake(); /* the first pull, without waiting for a scan */
 	ret = finish(r, &l, "connected", NULL, conn_id);
 	free(conn_id);
 	link_free(&l);

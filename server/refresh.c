@@ -417,6 +417,14 @@ revocations_try(PGconn *c, const char *connection_id)
 			break;
 }
 
+void
+refresher_wake(void)
+{
+	pthread_mutex_lock(&bg.mu);
+	pthread_cond_signal(&bg.cv);
+	pthread_mutex_unlock(&bg.mu);
+}
+
 /* A pull, when one of the pull slots is free. */
 static bool
 try_pull(PGconn *c)

@@ -45,6 +45,12 @@ char *refresh_access_token(const char *id, bool force,
 
 /* Background workers inside finxd serve. */
 void refresher_start(const struct config *cfg);
+/*
+ * Wake one idle worker of this process now (a new connection wants its
+ * first pull).  Only a shortcut: workers of every process also find the
+ * work by polling PostgreSQL every refresh_interval.
+ */
+void refresher_wake(void);
 /* Ask workers to stop and wait for them (a running refresh finishes). */
 void refresher_stop(void);
 
