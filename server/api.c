@@ -129,7 +129,6 @@ h_metrics(struct req *r)
 {
 	struct buf b;
 	struct MHD_Response *resp;
-	enum MHD_Result ret;
 
 	buf_init(&b, 16 * 1024 * 1024);
 	metrics_render(&b);
@@ -138,11 +137,7 @@ h_metrics(struct req *r)
 	buf_free(&b);
 	MHD_add_response_header(resp, "Content-Type",
 	    "text/plain; version=0.0.4; charset=utf-8");
-	MHD_add_response_header(resp, "X-Request-Id", r->request_id);
-	r->status = MHD_HTTP_OK;
-	ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
-	MHD_destroy_response(resp);
-	return ret;
+	return http_queue(r, MHD_HTTP_OK, resp);
 }
 
 /* server/openapi.json, compiled in by server/embed.py. */
@@ -151,13 +146,8 @@ h_openapi(struct req *r)
 {
 	struct MHD_Response *resp = MHD_create_response_from_buffer(
 	    openapi_json_len, (void *)openapi_json, MHD_RESPMEM_PERSISTENT);
-	enum MHD_Result ret;
 
 	MHD_add_response_header(resp, "Content-Type",
 	    "application/json; charset=utf-8");
-	MHD_add_response_header(resp, "X-Request-Id", r->request_id);
-	r->status = MHD_HTTP_OK;
-	ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
-	MHD_destroy_response(resp);
-	return ret;
+	return http_queue(r, MHD_HTTP_OK, resp);
 }

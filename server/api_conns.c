@@ -271,7 +271,7 @@ h_conn_delete(struct req *r)
 	ok = db_cmd(c, "BEGIN", 0, NULL);
 	res = ok ? db_exec(c,
 		       "SELECT refresh_token, access_token, status FROM "
-		       "connections WHERE id = $1 FOR UPDATE",
+		       "connections WHERE id = $1 FOR NO KEY UPDATE",
 		       1, (const char *[]){ id })
 		 : NULL;
 	if (res == NULL || PQntuples(res) == 0) {

@@ -13,9 +13,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "cache.h"
 #include "db.h"
 #include "log.h"
 #include "util.h"
+
+/* A rendered body may grow this large (500 rows of long purposes). */
+#define BODY_MAX (256 * 1024 * 1024)
 
 #define ACCOUNT_COLS                                                          \
 	"a.id, a.connection_id, a.user_id, a.finx_account_id, a.access_id, "  \
@@ -65,29 +69,102 @@ exec_prepared(PGconn *c, const char *name, const char *sql, int n,
 	return NULL;
 }
 
-static json_object *
-account_json(const PGresult *r, int row)
+/* "key":value for a text column (null when SQL NULL). */
+static void
+put_col(struct buf *b, const char *key, const PGresult *r, int row, int col)
 {
-	static const char *const keys[] = { "account_id", "connection_id",
-		"user_id", "finx_account_id", "access_id", "iban", "bic",
-		"name", "type", "currency", "owner", "bank_name" };
-	json_object *o = json_object_new_object(), *b;
+	buf_append_str(b, key);
+	cache_json_str(b, db_val(r, row, col));
+}
+
+/*
+ * One account as JSON into b, in the field order of the OpenAPI
+ * document (and of the json-c objects this replaced).
+ */
+static void
+account_render(struct buf *b, const PGresult *r, int row)
+{
+	static const char *const keys[] = { "{\"account_id\":",
+		",\"connection_id\":", ",\"user_id\":", ",\"finx_account_id\":",
+		",\"access_id\":", ",\"iban\":", ",\"bic\":", ",\"name\":",
+		",\"type\":", ",\"currency\":", ",\"owner\":", ",\"bank_name\":" };
 	int i;
 
 	for (i = 0; i < 12; i++)
-		json_add_col(o, keys[i], r, row, i);
+		put_col(b, keys[i], r, row, i);
 	if (PQgetisnull(r, row, 12))
-		b = NULL;
+		buf_append_str(b, ",\"balance\":null");
 	else {
-		b = json_object_new_object();
-		json_add_col(b, "amount", r, row, 12);
-		json_add_col(b, "currency", r, row, 13);
-		json_add_col(b, "balance_date", r, row, 14);
-		json_add_col(b, "fetched_at", r, row, 15);
+		put_col(b, ",\"balance\":{\"amount\":", r, row, 12);
+		put_col(b, ",\"currency\":", r, row, 13);
+		put_col(b, ",\"balance_date\":", r, row, 14);
+		put_col(b, ",\"fetched_at\":", r, row, 15);
+		buf_append(b, "}", 1);
 	}
-	json_object_object_add(o, "balance", b);
-	json_add_col(o, "updated_at", r, row, 16);
-	return o;
+	put_col(b, ",\"updated_at\":", r, row, 16);
+	buf_append(b, "}", 1);
+}
+
+/* Release callback of responses that serve a cache_body. */
+static void
+body_release(void *cls)
+{
+	cache_body_unref(cls);
+}
+
+/*
+ * Queue 200 with body (the caller's reference passes to the response) and
+ * the headers http.c gives every JSON answer (see add_common_headers
+ * there): no copy of the body per request.
+ */
+static enum MHD_Result
+reply_body(struct req *r, struct cache_body *body)
+{
+	struct MHD_Response *resp;
+
+	resp = MHD_create_response_from_buffer_with_free_callback_cls(
+	    body->len, body->data, body_release, body);
+	if (resp == NULL) {
+		cache_body_unref(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type",
+	    "application/json; charset=utf-8");
+	return http_queue(r, MHD_HTTP_OK, resp);
+}
+
+/*
+ * Serve the rendered b: store it under key for user when the cache
+ * allows (ticket from cache_begin before the database was read), then
+ * reply.  Frees b.
+ */
+static enum MHD_Result
+reply_rendered(struct req *r, struct buf *b, const struct buf *key,
+    const char *user, uint64_t ticket)
+{
+	struct cache_body *body;
+
+	if (b->overflow) {
+		buf_free(b);
+		return http_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
+		    "internal_error", "the answer is too large");
+	}
+	body = cache_body_new(b->data ? b->data : "", b->len);
+	buf_free(b);
+	cache_put(key->data, key->len, user, body, ticket);
+	return reply_body(r, body);
+}
+
+/* A cached body for key, queued; false (nothing queued) on a miss. */
+static bool
+reply_cached(struct req *r, const struct buf *key, enum MHD_Result *ret)
+{
+	struct cache_body *body = cache_get(key->data, key->len);
+
+	if (body == NULL)
+		return false;
+	*ret = reply_body(r, body);
+	return true;
 }
 
 enum MHD_Result
@@ -95,32 +172,47 @@ h_user_accounts(struct req *r)
 {
 	const char *user = r->params[0];
 	enum MHD_Result ret;
-	json_object *o, *arr;
+	struct buf key, b;
 	PGresult *res;
 	PGconn *c;
+	uint64_t ticket;
 	int i;
 
 	if (!user_id_valid(user))
 		return http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_request",
 		    "user_id must be 1 to 255 bytes of UTF-8 without control "
 		    "characters");
+	buf_init(&key, 4096);
+	cache_key_add(&key, "user_accounts");
+	cache_key_add(&key, user);
+	if (reply_cached(r, &key, &ret))
+		goto out;
+	ticket = cache_begin();
 	if ((c = api_db(r, &ret)) == NULL)
-		return ret;
+		goto out;
 	res = exec_prepared(c, "api_user_accounts",
 	    "SELECT " ACCOUNT_COLS ACCOUNT_FROM "WHERE a.user_id = $1 AND "
 	    "c.status <> 'revoked' ORDER BY a.created_at, a.id LIMIT 1000",
 	    1, (const char *[]){ user });
 	db_release(c);
-	if (res == NULL)
-		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+	if (res == NULL) {
+		ret = http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
 		    "database_unavailable", "the database is not reachable");
-	arr = json_object_new_array();
-	for (i = 0; i < PQntuples(res); i++)
-		json_object_array_add(arr, account_json(res, i));
+		goto out;
+	}
+	buf_init(&b, BODY_MAX);
+	buf_append_str(&b, "{\"accounts\":[");
+	for (i = 0; i < PQntuples(res); i++) {
+		if (i > 0)
+			buf_append(&b, ",", 1);
+		account_render(&b, res, i);
+	}
+	buf_append_str(&b, "]}");
 	PQclear(res);
-	o = json_object_new_object();
-	json_object_object_add(o, "accounts", arr);
-	return http_json(r, MHD_HTTP_OK, o);
+	ret = reply_rendered(r, &b, &key, user, ticket);
+out:
+	buf_free(&key);
+	return ret;
 }
 
 enum MHD_Result
@@ -128,30 +220,47 @@ h_account_get(struct req *r)
 {
 	const char *id = r->params[0];
 	enum MHD_Result ret;
-	json_object *o;
+	struct buf key, b;
 	PGresult *res;
 	PGconn *c;
+	uint64_t ticket;
 
 	if (!uuid_valid(id))
 		return http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
 		    "no such account");
+	buf_init(&key, 4096);
+	cache_key_add(&key, "account");
+	cache_key_add(&key, id);
+	if (reply_cached(r, &key, &ret))
+		goto out;
+	ticket = cache_begin();
 	if ((c = api_db(r, &ret)) == NULL)
-		return ret;
+		goto out;
 	res = exec_prepared(c, "api_account",
 	    "SELECT " ACCOUNT_COLS ACCOUNT_FROM "WHERE a.id = $1", 1,
 	    (const char *[]){ id });
 	db_release(c);
-	if (res == NULL)
-		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+	if (res == NULL) {
+		ret = http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
 		    "database_unavailable", "the database is not reachable");
-	if (PQntuples(res) == 0) {
-		PQclear(res);
-		return http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-		    "no such account");
+		goto out;
 	}
-	o = account_json(res, 0);
+	if (PQntuples(res) == 0) {
+		/* Not cached: no user's notification would clear it once the
+		 * account appears. */
+		PQclear(res);
+		ret = http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
+		    "no such account");
+		goto out;
+	}
+	buf_init(&b, BODY_MAX);
+	account_render(&b, res, 0);
+	/* Tagged with the account's user (column 2), whom pulls notify. */
+	ret = reply_rendered(r, &b, &key, PQgetvalue(res, 0, 2), ticket);
 	PQclear(res);
-	return http_json(r, MHD_HTTP_OK, o);
+out:
+	buf_free(&key);
+	return ret;
 }
 
 char *
@@ -247,30 +356,28 @@ date_param(const char *s, bool *is_date)
 	"t.counterparty_iban, t.counterparty_bic, t.purpose, t.type, "        \
 	"t.booking_text, (extract(epoch FROM t.sort_date) * 1000000)::bigint"
 
-static json_object *
-txn_json(const PGresult *r, int row)
+/* One transaction as JSON into b (OpenAPI field order). */
+static void
+txn_render(struct buf *b, const PGresult *r, int row)
 {
-	json_object *o = json_object_new_object(), *cp;
-
-	json_add_col(o, "transaction_id", r, row, 0);
-	json_add_col(o, "finx_transaction_id", r, row, 1);
-	json_add_col(o, "account_id", r, row, 2);
-	json_add_col(o, "connection_id", r, row, 3);
-	json_add_col(o, "amount", r, row, 4);
-	json_add_col(o, "currency", r, row, 5);
-	json_add_col(o, "booking_date", r, row, 6);
-	json_add_col(o, "value_date", r, row, 7);
-	json_object_object_add(o, "booked",
-	    json_object_new_boolean(PQgetvalue(r, row, 8)[0] == 't'));
-	cp = json_object_new_object();
-	json_add_col(cp, "name", r, row, 9);
-	json_add_col(cp, "iban", r, row, 10);
-	json_add_col(cp, "bic", r, row, 11);
-	json_object_object_add(o, "counterparty", cp);
-	json_add_col(o, "purpose", r, row, 12);
-	json_add_col(o, "type", r, row, 13);
-	json_add_col(o, "booking_text", r, row, 14);
-	return o;
+	put_col(b, "{\"transaction_id\":", r, row, 0);
+	put_col(b, ",\"finx_transaction_id\":", r, row, 1);
+	put_col(b, ",\"account_id\":", r, row, 2);
+	put_col(b, ",\"connection_id\":", r, row, 3);
+	put_col(b, ",\"amount\":", r, row, 4);
+	put_col(b, ",\"currency\":", r, row, 5);
+	put_col(b, ",\"booking_date\":", r, row, 6);
+	put_col(b, ",\"value_date\":", r, row, 7);
+	buf_append_str(b, PQgetvalue(r, row, 8)[0] == 't'
+		? ",\"booked\":true"
+		: ",\"booked\":false");
+	put_col(b, ",\"counterparty\":{\"name\":", r, row, 9);
+	put_col(b, ",\"iban\":", r, row, 10);
+	put_col(b, ",\"bic\":", r, row, 11);
+	put_col(b, "},\"purpose\":", r, row, 12);
+	put_col(b, ",\"type\":", r, row, 13);
+	put_col(b, ",\"booking_text\":", r, row, 14);
+	buf_append(b, "}", 1);
 }
 
 /* s (malloc'd, freed) with fmt (up to two %d) appended. */
@@ -285,14 +392,41 @@ sql_append(char *s, const char *fmt, int a, int b)
 	return out;
 }
 
+/* {"transactions":[...],"next_cursor":...} of the first limit rows. */
+static void
+txns_render(struct buf *b, const PGresult *res, long limit)
+{
+	int i, n = PQntuples(res);
+
+	buf_append_str(b, "{\"transactions\":[");
+	for (i = 0; i < n && i < limit; i++) {
+		if (i > 0)
+			buf_append(b, ",", 1);
+		txn_render(b, res, i);
+	}
+	buf_append_str(b, "],\"next_cursor\":");
+	if (n > limit) {
+		char *next = cursor_encode(
+		    strtoll(PQgetvalue(res, (int)limit - 1, 15), NULL, 10),
+		    strtoll(PQgetvalue(res, (int)limit - 1, 0), NULL, 10));
+
+		cache_json_str(b, next);
+		free(next);
+	} else
+		buf_append_str(b, "null");
+	buf_append(b, "}", 1);
+}
+
 /*
  * Shared by the per-account and per-user listings; scope_sql restricts
- * rows by $1 and exists_sql checks that $1 names something (404); stmt
- * names the listing's prepared statements.
+ * rows by $1; stmt names the listing's prepared statements.  owner_sql
+ * answers the user_id that owns $1, or no row (404); NULL when $1 is the
+ * user itself (an unknown user has no rows, not a 404).  The owner tags
+ * the cached page: the user whose pulls notify.
  */
 static enum MHD_Result
 list_txns(struct req *r, const char *stmt, const char *scope_sql,
-    const char *exists_sql)
+    const char *owner_sql)
 {
 	const char *from = http_query(r, "from"), *to = http_query(r, "to");
 	const char *booked = http_query(r, "booked");
@@ -303,12 +437,13 @@ list_txns(struct req *r, const char *stmt, const char *scope_sql,
 	bool from_date = false, to_date = false;
 	long limit = 100;
 	enum MHD_Result ret;
-	json_object *o, *arr;
-	PGresult *res;
+	struct buf key, b;
+	PGresult *res, *own = NULL;
 	PGconn *c;
-	const char *params[8];
+	const char *params[8], *user = r->params[0];
 	char *sql, *full, name[48];
-	int i, n, np = 0, mask = 0;
+	uint64_t ticket;
+	int np = 0, mask = 0;
 
 	if (from != NULL && !date_param(from, &from_date))
 		return http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter",
@@ -330,6 +465,22 @@ list_txns(struct req *r, const char *stmt, const char *scope_sql,
 		snprintf(id_s, sizeof(id_s), "%" PRId64, cid);
 	}
 	snprintf(limit_p, sizeof(limit_p), "%ld", limit + 1);
+	/* The key: what the statement and the rendering depend on, with
+	 * values as parsed (limit 100 and no limit are one page). */
+	buf_init(&key, 4096);
+	cache_key_add(&key, stmt);
+	cache_key_add(&key, r->params[0]);
+	cache_key_add(&key, from);
+	cache_key_add(&key, to);
+	cache_key_add(&key, booked);
+	cache_key_add(&key, limit_p);
+	cache_key_add(&key, cursor != NULL ? micros_s : NULL);
+	cache_key_add(&key, cursor != NULL ? id_s : NULL);
+	if (reply_cached(r, &key, &ret)) {
+		buf_free(&key);
+		return ret;
+	}
+	ticket = cache_begin();
 	/*
 	 * Only the conditions asked for go into the statement, one prepared
 	 * statement per combination: "$n IS NULL OR ..." would leave a
@@ -377,51 +528,47 @@ list_txns(struct req *r, const char *stmt, const char *scope_sql,
 	snprintf(name, sizeof(name), "api_txns_%s_%d", stmt, mask);
 	if ((c = api_db(r, &ret)) == NULL) {
 		free(full);
+		buf_free(&key);
 		return ret;
 	}
 	res = exec_prepared(c, name, full, np, params);
 	free(full);
-	/* An empty page: does $1 name anything at all (else 404)? */
-	if (res != NULL && PQntuples(res) == 0) {
-		PGresult *e = db_exec(c, exists_sql, 1,
+	/* Who owns $1: for the 404 of an empty page, and for the tag of a
+	 * page the cache may keep. */
+	if (res != NULL && owner_sql != NULL &&
+	    (PQntuples(res) == 0 || ticket != 0)) {
+		snprintf(name, sizeof(name), "api_txns_%s_owner", stmt);
+		own = exec_prepared(c, name, owner_sql, 1,
 		    (const char *[]){ r->params[0] });
-
-		if (e == NULL || PQntuples(e) == 0) {
+		if (own == NULL || PQntuples(own) == 0) {
 			db_release(c);
 			PQclear(res);
-			ret = e == NULL
+			ret = own == NULL
 			    ? http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
 				  "database_unavailable",
 				  "the database is not reachable")
 			    : http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
 				  "no such account or user");
-			PQclear(e);
+			PQclear(own);
+			buf_free(&key);
 			return ret;
 		}
-		PQclear(e);
-	}
+		user = PQgetvalue(own, 0, 0);
+	} else if (owner_sql != NULL)
+		user = NULL; /* not needed: nothing will be stored */
 	db_release(c);
-	if (res == NULL)
+	if (res == NULL) {
+		buf_free(&key);
 		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
 		    "database_unavailable", "the database is not reachable");
-	n = PQntuples(res);
-	arr = json_object_new_array();
-	for (i = 0; i < n && i < limit; i++)
-		json_object_array_add(arr, txn_json(res, i));
-	o = json_object_new_object();
-	json_object_object_add(o, "transactions", arr);
-	if (n > limit) {
-		char *next = cursor_encode(
-		    strtoll(PQgetvalue(res, (int)limit - 1, 15), NULL, 10),
-		    strtoll(PQgetvalue(res, (int)limit - 1, 0), NULL, 10));
-
-		json_object_object_add(o, "next_cursor",
-		    json_object_new_string(next));
-		free(next);
-	} else
-		json_object_object_add(o, "next_cursor", NULL);
+	}
+	buf_init(&b, BODY_MAX);
+	txns_render(&b, res, limit);
 	PQclear(res);
-	return http_json(r, MHD_HTTP_OK, o);
+	ret = reply_rendered(r, &b, &key, user, ticket);
+	PQclear(own);
+	buf_free(&key);
+	return ret;
 }
 
 enum MHD_Result
@@ -431,7 +578,7 @@ h_account_txns(struct req *r)
 		return http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
 		    "no such account");
 	return list_txns(r, "a", "t.account_id = $1::uuid",
-	    "SELECT 1 FROM accounts WHERE id = $1::uuid");
+	    "SELECT user_id FROM accounts WHERE id = $1::uuid");
 }
 
 enum MHD_Result
@@ -445,5 +592,5 @@ h_user_txns(struct req *r)
 	    "t.account_id IN (SELECT a.id FROM accounts a JOIN connections c "
 	    "ON c.id = a.connection_id WHERE a.user_id = $1 AND c.status <> "
 	    "'revoked')",
-	    "SELECT 1 WHERE $1::text IS NOT NULL");
+	    NULL);
 }

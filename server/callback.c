@@ -345,7 +345,7 @@ store_grant(const struct link *l, const struct finx_tokens *t)
 		 */
 		PGresult *old = db_exec(c,
 		    "SELECT refresh_token, access_token FROM connections WHERE "
-		    "id = $1 AND status <> 'revoked' FOR UPDATE",
+		    "id = $1 AND status <> 'revoked' FOR NO KEY UPDATE",
 		    1, (const char *[]){ conn_id });
 
 		ok = old != NULL && PQntuples(old) == 1 &&

@@ -64,10 +64,12 @@ static const struct key keys[] = {
 	    "refresh access tokens this many seconds before expiry" },
 	{ "refresh_keepalive", "604800", 0,
 	    "refresh at least this often (seconds) to keep refresh tokens alive" },
-	{ "refresh_interval", "15", 0, "seconds between refresher scans" },
+	{ "refresh_interval", "5", 0, "seconds between refresher scans" },
 	{ "refresh_concurrency", "8", 0, "parallel refreshes per process" },
 	{ "sync_interval", "21600", 0, "seconds between unattended pulls" },
 	{ "drain_timeout", "20", 0, "seconds to finish work on SIGTERM" },
+	{ "read_cache", "on", 0,
+	    "on or off: cache read API answers, invalidated via LISTEN" },
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -626,6 +628,11 @@ validate(const struct raw *r, struct config *cfg, struct config_errors *errs)
 	num(r, "refresh_concurrency", 1, 256, &cfg->refresh_concurrency, errs);
 	num(r, "sync_interval", 60, 30L * 86400, &cfg->sync_interval_s, errs);
 	num(r, "drain_timeout", 0, 3600, &cfg->drain_timeout_s, errs);
+	v = val(r, "read_cache");
+	if (strcmp(v, "on") == 0)
+		cfg->read_cache = true;
+	else if (strcmp(v, "off") != 0)
+		config_errors_add(errs, "FINXD_READ_CACHE: on or off");
 	if (cfg->finx_connect_timeout_ms > cfg->finx_timeout_ms)
 		config_errors_add(errs, "FINXD_FINX_CONNECT_TIMEOUT_MS must not "
 					"exceed FINXD_FINX_TIMEOUT_MS");
@@ -778,6 +785,7 @@ config_print(const struct config *cfg, FILE *out)
 	fprintf(out, "refresh_concurrency = %ld\n", cfg->refresh_concurrency);
 	fprintf(out, "sync_interval = %ld\n", cfg->sync_interval_s);
 	fprintf(out, "drain_timeout = %ld\n", cfg->drain_timeout_s);
+	fprintf(out, "read_cache = %s\n", cfg->read_cache ? "on" : "off");
 	free(dsn);
 }
 

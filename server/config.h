@@ -66,6 +66,7 @@ struct config {
 	long refresh_concurrency;
 	long sync_interval_s;
 	long drain_timeout_s;
+	bool read_cache; /* FINXD_READ_CACHE=on (default) */
 };
 
 /* Collected problems, one line each. */

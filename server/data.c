@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache.h"
 #include "config.h"
 #include "db.h"
 #include "finx.h"
@@ -307,7 +308,7 @@ pull_one(PGconn *c)
 	const char *why;
 	char *detail = NULL, *id, *user, next[24], cnt[24], pulls_per_day[8];
 	long count = 0;
-	bool attended, limited;
+	bool attended, limited, committed;
 
 	snprintf(pulls_per_day, sizeof(pulls_per_day), "%d", PULLS_PER_DAY);
 	if (!db_cmd(c, "BEGIN", 0, NULL))
@@ -357,9 +358,6 @@ pull_one(PGconn *c)
 		    "WHERE t > now() - interval '24 hours') || now() END "
 		    "WHERE connection_id = $1",
 		    3, (const char *[]){ id, next, attended ? "true" : "false" });
-		db_cmd(c,
-		    "UPDATE connections SET last_sync_at = now() WHERE id = $1",
-		    1, (const char *[]){ id });
 	} else {
 		char *msg = xasprintf("%s%s%s", why, detail ? ": " : "",
 		    detail ? detail : "");
@@ -382,9 +380,30 @@ pull_one(PGconn *c)
 		    msg, NULL);
 		free(msg);
 	}
-	if (!db_cmd(c, "COMMIT", 0, NULL))
+	/*
+	 * Every finxd process drops this user's cached reads when the
+	 * commit delivers the notification; this process also brackets the
+	 * commit itself, so it never serves the old data after it.
+	 */
+	if (why == NULL) {
+		db_cmd(c, "SELECT pg_notify('" CACHE_CHANNEL "', $1)", 1,
+		    (const char *[]){ user });
+		cache_write_begin(user);
+	}
+	committed = db_cmd(c, "COMMIT", 0, NULL);
+	if (!committed)
 		PQclear(PQexec(c, "ROLLBACK"));
-	else if (why == NULL) {
+	if (why == NULL)
+		cache_write_end(user);
+	if (committed && why == NULL) {
+		/*
+		 * After the commit, not inside it: the pull holds its pulls row
+		 * and must not then wait for the connection's row, which a
+		 * reauth callback locks before it touches pulls (deadlock).
+		 */
+		db_cmd(c,
+		    "UPDATE connections SET last_sync_at = now() WHERE id = $1",
+		    1, (const char *[]){ id });
 		snprintf(cnt, sizeof(cnt), "%ld", count);
 		log_kv(LOG_INFO, "pulled", "connection_id", id, "transactions",
 		    cnt, NULL);

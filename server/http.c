@@ -101,8 +101,8 @@ add_common_headers(struct req *r, struct MHD_Response *resp)
 	MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
 }
 
-static enum MHD_Result
-queue(struct req *r, unsigned status, struct MHD_Response *resp)
+enum MHD_Result
+http_queue(struct req *r, unsigned status, struct MHD_Response *resp)
 {
 	enum MHD_Result ret;
 
@@ -125,7 +125,7 @@ http_json(struct req *r, unsigned status, json_object *obj)
 	json_object_put(obj);
 	MHD_add_response_header(resp, "Content-Type",
 	    "application/json; charset=utf-8");
-	return queue(r, status, resp);
+	return http_queue(r, status, resp);
 }
 
 static struct MHD_Response *
@@ -168,7 +168,7 @@ http_error(struct req *r, unsigned status, const char *code,
 	va_end(ap);
 	resp = error_response(status, code, m);
 	free(m);
-	return queue(r, status, resp);
+	return http_queue(r, status, resp);
 }
 
 enum MHD_Result
@@ -189,7 +189,7 @@ http_page(struct req *r, unsigned status, const char *title, const char *text)
 	MHD_add_response_header(resp, "Content-Type", "text/html; charset=utf-8");
 	MHD_add_response_header(resp, "Content-Security-Policy",
 	    "default-src 'none'; frame-ancestors 'none'");
-	return queue(r, status, resp);
+	return http_queue(r, status, resp);
 }
 
 enum MHD_Result
@@ -203,7 +203,7 @@ http_redirect(struct req *r, const char *location, const char *set_cookie)
 	    "default-src 'none'; frame-ancestors 'none'");
 	if (set_cookie != NULL)
 		MHD_add_response_header(resp, "Set-Cookie", set_cookie);
-	return queue(r, MHD_HTTP_SEE_OTHER, resp);
+	return http_queue(r, MHD_HTTP_SEE_OTHER, resp);
 }
 
 /*
@@ -407,7 +407,7 @@ dispatch(struct req *r)
 
 		r->route = path_match->pattern;
 		MHD_add_response_header(resp, "Allow", allow);
-		return queue(r, MHD_HTTP_METHOD_NOT_ALLOWED, resp);
+		return http_queue(r, MHD_HTTP_METHOD_NOT_ALLOWED, resp);
 	}
 	r->route = "unmatched";
 	return http_error(r, MHD_HTTP_NOT_FOUND, "not_found", "no such path");

@@ -66,6 +66,12 @@ const char *http_cookie(struct req *r, const char *name);
 enum MHD_Result http_json(struct req *r, unsigned status, json_object *obj);
 enum MHD_Result http_error(struct req *r, unsigned status, const char *code,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/*
+ * Queue resp (which the caller built with its Content-Type) with the
+ * headers every answer carries, and destroy the caller's reference.
+ */
+enum MHD_Result http_queue(struct req *r, unsigned status,
+    struct MHD_Response *resp);
 /* A small self-contained HTML page; title and text are escaped here. */
 enum MHD_Result http_page(struct req *r, unsigned status, const char *title,
     const char *text);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "cache.h"
 #include "config.h"
 #include "crypto.h"
 #include "data.h"
@@ -121,7 +122,9 @@ cmd_serve(struct config *cfg)
 	if (!schema_ready(cfg))
 		return 1;
 	db_init(cfg);
+	cache_start(cfg);
 	if (!http_start(cfg)) {
+		cache_stop();
 		db_shutdown();
 		return 1;
 	}
@@ -133,6 +136,7 @@ cmd_serve(struct config *cfg)
 	    NULL);
 	http_stop(cfg->drain_timeout_s);
 	refresher_stop();
+	cache_stop();
 	db_shutdown();
 	log_info("stopped");
 	return 0;

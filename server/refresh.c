@@ -2,7 +2,7 @@
  * Token refresh: on demand (refresh_now) and in the background
  * (refresher_start).  Each background worker owns one PostgreSQL
  * connection and claims due connections one at a time with
- * FOR UPDATE SKIP LOCKED, so workers of all processes spread the work
+ * FOR NO KEY UPDATE SKIP LOCKED, so workers of all processes spread the work
  * without any coordination besides PostgreSQL's row locks.
  */
 #include "refresh.h"
@@ -201,7 +201,7 @@ refresh_now(const char *id, bool force, char **msg)
 	    "SELECT status = 'active' AND refresh_token IS NOT NULL, "
 	    "refresh_token, refresh_due_at <= now() OR "
 	    "access_expires_at <= now() FROM connections WHERE id = $1 "
-	    "FOR UPDATE",
+	    "FOR NO KEY UPDATE",
 	    1, (const char *[]){ id });
 	if (r == NULL)
 		o = RF_DB_ERROR;
@@ -323,7 +323,7 @@ refresh_one(PGconn *c)
 	    "SELECT id, refresh_token FROM connections WHERE status = "
 	    "'active' AND refresh_token IS NOT NULL AND refresh_due_at <= "
 	    "now() AND (next_attempt_at IS NULL OR next_attempt_at <= now()) "
-	    "ORDER BY refresh_due_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+	    "ORDER BY refresh_due_at LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED",
 	    0, NULL);
 	if (r == NULL || PQntuples(r) == 0) {
 		PQclear(r);

@@ -92,12 +92,7 @@ sync_refused(struct req *r, struct finx_error *err)
 		MHD_add_response_header(resp, "Retry-After", ra);
 		MHD_add_response_header(resp, "Content-Type",
 		    "application/json; charset=utf-8");
-		MHD_add_response_header(resp, "X-Request-Id", r->request_id);
-		MHD_add_response_header(resp, "Cache-Control", "no-store");
-		r->status = MHD_HTTP_TOO_MANY_REQUESTS;
-		ret = MHD_queue_response(r->conn, MHD_HTTP_TOO_MANY_REQUESTS,
-		    resp);
-		MHD_destroy_response(resp);
+		ret = http_queue(r, MHD_HTTP_TOO_MANY_REQUESTS, resp);
 	} else if (err->transport || err->transient)
 		ret = http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
 		    "finx_unavailable", "finX is not available: %s",

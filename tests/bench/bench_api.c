@@ -16,7 +16,10 @@
  * Knobs (environment): BENCH_DURATION (10, seconds per run),
  * BENCH_CONNECTIONS (64), BENCH_THREADS (2), BENCH_TXNS (5000 per
  * account), BENCH_DB_POOL_SIZE (finxd's default when unset),
- * BENCH_LOG_LEVEL (warn), BENCH_STRICT (0: a missed target fails only
+ * BENCH_READ_CACHE (on; off measures every read against PostgreSQL),
+ * BENCH_LOG_LEVEL (info, what operators run: one access-log line per
+ * request; the level is printed with the figures), BENCH_STRICT (0: a
+ * missed target fails only
  * when 1; a failed request or a wrong answer always fails).
  */
 #include <errno.h>
@@ -254,7 +257,7 @@ main(void)
 	long conns = env_long("BENCH_CONNECTIONS", 64);
 	char txns_s[24], *cid, *acct, *url_acc, *url_txn, *url_bare, *v, *path;
 	const char *sbx_args[] = { "--transactions", txns_s, NULL };
-	const char *conninfo;
+	const char *conninfo, *log_level;
 	struct result bare, accs, page;
 	struct h_resp r;
 	long t0, stored, end;
@@ -268,12 +271,15 @@ main(void)
 	conninfo = h_pg_start();
 	h_sandbox_start(sbx_args);
 	h_env_defaults(conninfo);
-	h_env_set("FINXD_LOG_LEVEL",
-	    getenv("BENCH_LOG_LEVEL") ? getenv("BENCH_LOG_LEVEL") : "warn");
+	log_level = getenv("BENCH_LOG_LEVEL") ? getenv("BENCH_LOG_LEVEL")
+					       : "info";
+	h_env_set("FINXD_LOG_LEVEL", log_level);
 	h_env_set("FINXD_REFRESH_INTERVAL", "1");
 	h_env_set("FINXD_SYNC_INTERVAL", "86400");
 	h_env_set("FINXD_MAX_CONNECTIONS", "2048");
 	h_env_set("FINXD_MAX_CONNECTIONS_PER_IP", "1024");
+	if (getenv("BENCH_READ_CACHE") != NULL)
+		h_env_set("FINXD_READ_CACHE", getenv("BENCH_READ_CACHE"));
 	if (getenv("BENCH_DB_POOL_SIZE") != NULL)
 		h_env_set("FINXD_DB_POOL_SIZE", getenv("BENCH_DB_POOL_SIZE"));
 	if (h_finxd_run(migrate, 60) != 0)
@@ -380,6 +386,11 @@ main(void)
 	printf("bench_api: %ld transactions stored, wrk -t%ld -c%ld -d%lds "
 	       "--latency\n",
 	    stored, env_long("BENCH_THREADS", 2), conns, secs);
+	printf("  finxd log level %s%s; read cache %s\n", log_level,
+	    strcmp(log_level, "debug") == 0 || strcmp(log_level, "info") == 0
+		? " (an access-log line per request)"
+		: " (no access log: below what operators run)",
+	    getenv("BENCH_READ_CACHE") ? getenv("BENCH_READ_CACHE") : "on");
 	print_row("bare libmicrohttpd, fixed JSON (baseline)", &bare);
 	print_row("GET /v1/users/{id}/accounts", &accs);
 	print_row("GET /v1/accounts/{id}/transactions?limit=100", &page);

@@ -172,7 +172,7 @@ test_defaults(void)
 		cfg.finx_timeout_ms == 30000, "default finX timeouts");
 	CHECK(cfg.refresh_margin_s == 300 &&
 		cfg.refresh_keepalive_s == 604800 &&
-		cfg.refresh_interval_s == 15 && cfg.refresh_concurrency == 8,
+		cfg.refresh_interval_s == 5 && cfg.refresh_concurrency == 8,
 	    "default refresh knobs");
 	CHECK(cfg.sync_interval_s == 21600 && cfg.drain_timeout_s == 20,
 	    "default sync interval and drain timeout");
