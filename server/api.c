@@ -90,6 +90,14 @@ api_json_text(json_object *v, size_t max)
 	return s;
 }
 
+enum MHD_Result
+api_bad_user_id(struct req *r)
+{
+	return http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_request",
+	    "user_id must be 1 to 255 bytes of UTF-8 without control "
+	    "characters");
+}
+
 static enum MHD_Result
 h_healthz(struct req *r)
 {

@@ -31,6 +31,9 @@ PGconn *api_db(struct req *r, enum MHD_Result *ret);
 void json_add_col(json_object *obj, const char *key, const PGresult *res,
     int row, int col);
 
+/* Queue the 400 for a user_id path segment that breaks SPEC.md's rule. */
+enum MHD_Result api_bad_user_id(struct req *r);
+
 /* 1..max bytes of UTF-8 without control characters. */
 bool api_valid_text(const char *s, size_t max);
 

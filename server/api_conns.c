@@ -99,9 +99,7 @@ h_user_conns(struct req *r)
 	int i;
 
 	if (!user_id_valid(user))
-		return http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_request",
-		    "user_id must be 1 to 255 bytes of UTF-8 without control "
-		    "characters");
+		return api_bad_user_id(r);
 	if ((c = api_db(r, &ret)) == NULL)
 		return ret;
 	res = db_exec(c,

@@ -179,9 +179,7 @@ h_user_accounts(struct req *r)
 	int i;
 
 	if (!user_id_valid(user))
-		return http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_request",
-		    "user_id must be 1 to 255 bytes of UTF-8 without control "
-		    "characters");
+		return api_bad_user_id(r);
 	buf_init(&key, 4096);
 	cache_key_add(&key, "user_accounts");
 	cache_key_add(&key, user);
@@ -585,9 +583,7 @@ enum MHD_Result
 h_user_txns(struct req *r)
 {
 	if (!user_id_valid(r->params[0]))
-		return http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_request",
-		    "user_id must be 1 to 255 bytes of UTF-8 without control "
-		    "characters");
+		return api_bad_user_id(r);
 	return list_txns(r, "u",
 	    "t.account_id IN (SELECT a.id FROM accounts a JOIN connections c "
 	    "ON c.id = a.connection_id WHERE a.user_id = $1 AND c.status <> "

@@ -200,14 +200,19 @@ refresh_now(const char *id, bool force, char **msg)
 	r = db_exec(c,
 	    "SELECT status = 'active' AND refresh_token IS NOT NULL, "
 	    "refresh_token, refresh_due_at <= now() OR "
-	    "access_expires_at <= now() FROM connections WHERE id = $1 "
-	    "FOR NO KEY UPDATE",
+	    "access_expires_at <= now(), status, status_reason FROM "
+	    "connections WHERE id = $1 FOR NO KEY UPDATE",
 	    1, (const char *[]){ id });
 	if (r == NULL)
 		o = RF_DB_ERROR;
 	else if (PQntuples(r) == 0)
 		o = RF_NOT_FOUND;
-	else if (strcmp(PQgetvalue(r, 0, 0), "t") != 0)
+	else if (strcmp(PQgetvalue(r, 0, 3), "reauth_required") == 0) {
+		/* Already found dead (perhaps by another process): say so. */
+		o = RF_INVALID_GRANT;
+		if (msg != NULL && !PQgetisnull(r, 0, 4))
+			*msg = xstrdup(PQgetvalue(r, 0, 4));
+	} else if (strcmp(PQgetvalue(r, 0, 0), "t") != 0)
 		o = RF_INACTIVE;
 	else if (!force && strcmp(PQgetvalue(r, 0, 2), "t") != 0)
 		o = RF_NOT_DUE;

@@ -195,8 +195,10 @@ h_conn_sync(struct req *r)
 	if (!uuid_valid(id))
 		return http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
 		    "no such connection");
-	if ((c = api_db(r, &ret)) == NULL)
-		return ret;
+	/* Bulk: held across the finX call that starts the sync. */
+	if ((c = db_acquire_bulk()) == NULL)
+		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+		    "database_unavailable", "the database is not reachable");
 	if (!db_cmd(c, "BEGIN", 0, NULL)) {
 		db_release(c);
 		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
