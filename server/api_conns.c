@@ -38,7 +38,7 @@ conn_json(const PGresult *res, int row)
 	for (i = 0; conn_keys[i] != NULL; i++) {
 		if (strcmp(conn_keys[i], "consecutive_failures") == 0)
 			json_object_object_add(o, conn_keys[i],
-			    json_object_new_int(atoi(PQgetvalue(res, row, i))));
+			    json_object_new_int64(db_long(res, row, i, 0)));
 		else
 			json_add_col(o, conn_keys[i], res, row, i);
 	}

@@ -317,6 +317,7 @@ out:
 static bool
 date_param(const char *s, bool *is_date)
 {
+	long day;
 	struct tm tm = { 0 };
 	char *end;
 	time_t t;
@@ -329,8 +330,8 @@ date_param(const char *s, bool *is_date)
 		gmtime_r(&t, &tm);
 		/* 2026-02-30 normalises to March: refuse it. */
 		*is_date = true;
-		return strncmp(s + 5, "00", 2) != 0 && tm.tm_mday ==
-		    atoi(s + 8);
+		return strncmp(s + 5, "00", 2) != 0 &&
+		    parse_long(s + 8, 1, 31, &day) && tm.tm_mday == day;
 	}
 	*is_date = false;
 	if (strlen(s) < 20 || strlen(s) > 35)

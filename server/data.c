@@ -368,8 +368,7 @@ pull_one(PGconn *c)
 		    "WHERE connection_id = $1 RETURNING failures",
 		    2, (const char *[]){ id, msg });
 		snprintf(next, sizeof(next), "%ld",
-		    tokens_backoff_s(r && PQntuples(r) ? atoi(PQgetvalue(r, 0, 0))
-						       : 1,
+		    tokens_backoff_s((int)db_long(r, 0, 0, 1),
 			(unsigned)random()) * 6);
 		PQclear(r);
 		db_cmd(c,

@@ -7,6 +7,7 @@
 #include "db.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,4 +270,15 @@ const char *
 db_val(const PGresult *r, int row, int col)
 {
 	return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+long
+db_long(const PGresult *r, int row, int col, long dflt)
+{
+	long v;
+
+	if (r == NULL || row >= PQntuples(r) || PQgetisnull(r, row, col) ||
+	    !parse_long(PQgetvalue(r, row, col), LONG_MIN, LONG_MAX, &v))
+		return dflt;
+	return v;
 }

@@ -49,6 +49,10 @@ bool db_cmd(PGconn *c, const char *sql, int n, const char *const *params);
 /* The SQLSTATE of the last failed db_exec on this thread, or "". */
 const char *db_last_sqlstate(void);
 
+/* An integer column (PostgreSQL's own text): its value, or dflt when
+ * NULL, absent or out of range. */
+long db_long(const PGresult *r, int row, int col, long dflt);
+
 /* Column value or NULL when SQL NULL. */
 const char *db_val(const PGresult *r, int row, int col);
 

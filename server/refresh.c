@@ -82,7 +82,7 @@ record_failure(PGconn *c, const char *id, const char *msg)
 	    "SELECT consecutive_failures + 1 FROM connections WHERE id = $1",
 	    1, (const char *[]){ id });
 	snprintf(backoff, sizeof(backoff), "%ld",
-	    tokens_backoff_s(r && PQntuples(r) ? atoi(PQgetvalue(r, 0, 0)) : 1,
+	    tokens_backoff_s((int)db_long(r, 0, 0, 1),
 		(unsigned)random()));
 	PQclear(r);
 	db_cmd(c,
@@ -388,7 +388,7 @@ revoke_one(PGconn *c, const char *connection_id)
 		char backoff[24];
 
 		snprintf(backoff, sizeof(backoff), "%ld",
-		    tokens_backoff_s(atoi(PQgetvalue(r, 0, 2)),
+		    tokens_backoff_s((int)db_long(r, 0, 2, 1),
 			(unsigned)random()));
 		db_cmd(c,
 		    "UPDATE revocations SET attempts = attempts + 1, "
