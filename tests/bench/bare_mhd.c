@@ -85,10 +85,13 @@ main(int argc, char **argv)
 	struct MHD_Daemon *d;
 	struct sigaction act;
 	int port;
+	char *end = NULL;
 
 	/* Never outlive the benchmark that started us. */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (argc != 2 || (port = atoi(argv[1])) <= 0 || port > 65535) {
+	if (argc != 2 ||
+	    (port = (int)strtol(argv[1], &end, 10)) <= 0 || *end != '\0' ||
+	    port > 65535) {
 		fprintf(stderr, "usage: bare_mhd PORT\n");
 		return 2;
 	}

@@ -190,8 +190,10 @@ run_wrk(const char *label, const char *url, int auth_fd, long secs,
 		    res->non2xx, res->sock_errors);
 		/* wrk's output has no header and no secret */
 		printf("# wrk said:\n");
-		for (char *line = strtok(buf, "\n"); line != NULL;
-		     line = strtok(NULL, "\n"))
+		char *save = NULL;
+
+		for (char *line = strtok_r(buf, "\n", &save); line != NULL;
+		     line = strtok_r(NULL, "\n", &save))
 			printf("#   %s\n", line);
 		res->ok = false;
 	}

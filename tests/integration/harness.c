@@ -187,6 +187,21 @@ h_base64(const unsigned char *in, size_t n, char *out)
 	out[o] = '\0';
 }
 
+long
+h_long(const char *s, long dflt)
+{
+	char *end;
+	long v;
+
+	if (s == NULL)
+		return dflt;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0')
+		h_bail("not a whole number: %.40s", s);
+	return v;
+}
+
 void
 h_sleep_ms(long ms)
 {

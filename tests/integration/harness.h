@@ -37,6 +37,8 @@ const char *h_tmpdir(void);
 char *h_path(const char *name);
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
 int h_free_port(void);
+/* A whole decimal number, or h_bail() when s is not one (NULL -> dflt). */
+long h_long(const char *s, long dflt);
 /* Sleep for ms milliseconds. */
 void h_sleep_ms(long ms);
 /* Monotonic milliseconds. */

@@ -157,8 +157,8 @@ raw_http(int f, const char *req, size_t len)
 	int s;
 
 	sa.sin_family = AF_INET;
-	sa.sin_port = htons((unsigned short)atoi(strrchr(h_finxd_url(f),
-	                                             ':') + 1));
+	sa.sin_port = htons((unsigned short)h_long(strrchr(h_finxd_url(f),
+						       ':') + 1, 0));
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if ((s = socket(AF_INET, SOCK_STREAM, 0)) < 0)
 		return 0;

@@ -186,7 +186,7 @@ test_serve_ready(void)
 	int f = h_finxd_start();
 
 	url = malloc(strlen(h_finxd_url(f)) + 16);
-	sprintf(url, "%s/readyz", h_finxd_url(f));
+	snprintf(url, strlen(h_finxd_url(f)) + 16, "%s/readyz", h_finxd_url(f));
 	h_http("GET", url, NULL, NULL, 0, &r);
 	CHECK(r.status == 200,
 	    "serve on a migrated database: /readyz 200 "

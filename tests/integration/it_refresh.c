@@ -644,7 +644,7 @@ test_delete_revoke_fails(void)
 		    "SELECT min(attempts) FROM revocations WHERE "
 		    "connection_id = $1 AND last_error IS NOT NULL",
 		    (const char *[]){ c.id, NULL });
-		attempts = v ? atoi(v) : 0;
+		attempts = h_long(v, 0);
 		free(v);
 	}
 	CHECK(attempts >= 2,
@@ -715,8 +715,8 @@ test_storm(void)
 		    "LIKE 'u-storm-%'",
 		    NULL);
 		for (i = 0; res != NULL && i < PQntuples(res); i++) {
-			int k = atoi(PQgetvalue(res, i, 0) + strlen("u-storm-"));
-			int fails = atoi(PQgetvalue(res, i, 2));
+			int k = (int)h_long(PQgetvalue(res, i, 0) + strlen("u-storm-"), 0);
+			int fails = (int)h_long(PQgetvalue(res, i, 2), 0);
 
 			if (strcmp(PQgetvalue(res, i, 1), "active") != 0)
 				not_active++;
@@ -757,7 +757,7 @@ test_storm(void)
 		    "last_refresh_at > $1::timestamptz AND access_expires_at > "
 		    "now()",
 		    (const char *[]){ storm_end, NULL });
-		recovered = v ? atoi(v) : 0;
+		recovered = h_long(v, 0);
 		free(v);
 	}
 	CHECK(recovered == NSTORM,
@@ -837,7 +837,7 @@ test_kill9(void)
 		    "'u-kill-%' AND (status <> 'active' OR last_refresh_at > "
 		    "$1::timestamptz)",
 		    (const char *[]){ due_at, NULL });
-		settled = v ? atoi(v) : 0;
+		settled = h_long(v, 0);
 		free(v);
 	}
 	CHECK(settled == NKILL,
@@ -880,7 +880,7 @@ test_kill9(void)
 	    "connections WHERE user_id LIKE 'u-kill-%' ORDER BY user_id",
 	    NULL);
 	for (i = 0; res != NULL && i < PQntuples(res); i++) {
-		int k = atoi(PQgetvalue(res, i, 0) + strlen("u-kill-"));
+		int k = (int)h_long(PQgetvalue(res, i, 0) + strlen("u-kill-"), 0);
 		bool active = strcmp(PQgetvalue(res, i, 1), "active") == 0;
 
 		if (k < 0 || k >= NKILL)

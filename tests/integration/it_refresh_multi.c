@@ -244,7 +244,7 @@ main(void)
 	    "count(*) FROM connections",
 	    NULL);
 	if (res != NULL && PQntuples(res) == 1)
-		active = atoi(PQgetvalue(res, 0, 0));
+		active = (int)h_long(PQgetvalue(res, 0, 0), 0);
 	CHECK(active == NCONN,
 	    "every connection active with valid tokens and no failures "
 	    "(%d of %d)",

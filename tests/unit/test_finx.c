@@ -451,11 +451,16 @@ test_error_text(void)
 	    &e);
 	CHECK(e.message != NULL && utf8_valid(e.message, strlen(e.message)),
 	    "invalid UTF-8 made valid");
-	body = xmalloc(400);
-	strcpy(body, "{\"error\":{\"description\":\"");
-	for (i = 0; i < 60; i++)
-		strcat(body, "x\xe2\x82\xac"); /* 4 bytes: x and a euro sign */
-	strcat(body, "\"}}");
+	{
+		struct buf bb;
+
+		buf_init(&bb, 400);
+		buf_append_str(&bb, "{\"error\":{\"description\":\"");
+		for (i = 0; i < 60; i++) /* 4 bytes: x and a euro sign */
+			buf_append_str(&bb, "x\xe2\x82\xac");
+		buf_append_str(&bb, "\"}}");
+		body = buf_steal(&bb);
+	}
 	error_of(400, body, &e);
 	CHECK(e.message != NULL && utf8_valid(e.message, strlen(e.message)),
 	    "truncation keeps UTF-8 whole");
