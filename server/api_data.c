@@ -33,42 +33,6 @@
 	"fetched_at FROM balances WHERE account_id = a.id ORDER BY id DESC "  \
 	"LIMIT 1) b ON true "
 
-/*
- * Run a hot read as a named prepared statement of this pooled
- * connection: PostgreSQL then parses and plans it once per connection
- * instead of once per request (parse and plan were most of the database
- * time of a read).  The first use on a connection prepares it.  Only for
- * statements whose text is fixed per name.  NULL (logged) on failure.
- */
-static PGresult *
-exec_prepared(PGconn *c, const char *name, const char *sql, int n,
-    const char *const *params)
-{
-	PGresult *r = PQexecPrepared(c, name, n, params, NULL, NULL, 0);
-	const char *state;
-
-	if (PQresultStatus(r) == PGRES_FATAL_ERROR &&
-	    (state = PQresultErrorField(r, PG_DIAG_SQLSTATE)) != NULL &&
-	    strcmp(state, "26000") == 0) { /* not prepared here yet */
-		PQclear(r);
-		r = PQprepare(c, name, sql, n, NULL);
-		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-			PQclear(r);
-			return db_exec(c, sql, n, params); /* logs the error */
-		}
-		PQclear(r);
-		r = PQexecPrepared(c, name, n, params, NULL, NULL, 0);
-	}
-	if (PQresultStatus(r) == PGRES_TUPLES_OK)
-		return r;
-	state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-	log_kv(LOG_ERROR, "database statement failed", "sqlstate",
-	    state ? state : "", "error",
-	    PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY), NULL);
-	PQclear(r);
-	return NULL;
-}
-
 /* "key":value for a text column (null when SQL NULL). */
 static void
 put_col(struct buf *b, const char *key, const PGresult *r, int row, int col)
@@ -188,7 +152,7 @@ h_user_accounts(struct req *r)
 	ticket = cache_begin();
 	if ((c = api_db(r, &ret)) == NULL)
 		goto out;
-	res = exec_prepared(c, "api_user_accounts",
+	res = db_exec_prepared(c, "api_user_accounts",
 	    "SELECT " ACCOUNT_COLS ACCOUNT_FROM "WHERE a.user_id = $1 AND "
 	    "c.status <> 'revoked' ORDER BY a.created_at, a.id LIMIT 1000",
 	    1, (const char *[]){ user });
@@ -234,7 +198,7 @@ h_account_get(struct req *r)
 	ticket = cache_begin();
 	if ((c = api_db(r, &ret)) == NULL)
 		goto out;
-	res = exec_prepared(c, "api_account",
+	res = db_exec_prepared(c, "api_account",
 	    "SELECT " ACCOUNT_COLS ACCOUNT_FROM "WHERE a.id = $1", 1,
 	    (const char *[]){ id });
 	db_release(c);
@@ -530,14 +494,14 @@ list_txns(struct req *r, const char *stmt, const char *scope_sql,
 		buf_free(&key);
 		return ret;
 	}
-	res = exec_prepared(c, name, full, np, params);
+	res = db_exec_prepared(c, name, full, np, params);
 	free(full);
 	/* Who owns $1: for the 404 of an empty page, and for the tag of a
 	 * page the cache may keep. */
 	if (res != NULL && owner_sql != NULL &&
 	    (PQntuples(res) == 0 || ticket != 0)) {
 		snprintf(name, sizeof(name), "api_txns_%s_owner", stmt);
-		own = exec_prepared(c, name, owner_sql, 1,
+		own = db_exec_prepared(c, name, owner_sql, 1,
 		    (const char *[]){ r->params[0] });
 		if (own == NULL || PQntuples(own) == 0) {
 			db_release(c);

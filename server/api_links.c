@@ -296,7 +296,7 @@ h_links_get(struct req *r)
 		    "no such link");
 	if ((c = api_db(r, &ret)) == NULL)
 		return ret;
-	res = db_exec(c,
+	res = db_exec_prepared(c, "links_get",
 	    "SELECT id, user_id, CASE WHEN status = 'pending' AND "
 	    "expires_at <= now() THEN 'expired' ELSE status END, "
 	    "connection_id, reason, kind, " SQL_TS("created_at") ", "

@@ -169,7 +169,7 @@ consume_state(struct req *r, const char *state, const char *flow_id,
 		/* The usual case in one statement: a live, unused state whose
 		 * flow matches is consumed atomically; anything else takes the
 		 * slow path below to find out why and record it. */
-		res = db_exec(c,
+		res = db_exec_prepared(c, "cb_consume",
 		    "UPDATE links SET used_at = now() WHERE state_hash = "
 		    "$1::bytea AND used_at IS NULL AND expires_at > now() AND "
 		    "flow_id = $2 RETURNING id, return_url, kind, "
@@ -292,6 +292,7 @@ store_grant(const struct link *l, const struct finx_tokens *t)
 	bool reauth = strcmp(l->kind, "reauth") == 0 && l->connection_id;
 	char *conn_id = reauth ? xstrdup(l->connection_id) : uuid_new();
 	PGconn *c = db_acquire_bulk();
+	PGresult *res;
 	bool ok;
 
 	if (c == NULL) {
@@ -309,7 +310,7 @@ store_grant(const struct link *l, const struct finx_tokens *t)
 		 * the end of the statement.
 		 */
 		tokens_prepare(conn_id, t, &k);
-		ok = db_cmd(c,
+		res = db_exec_prepared(c, "cb_store",
 		    "WITH c AS (INSERT INTO connections (id, user_id, scope, "
 		    "access_token, access_expires_at, access_lifetime_s, "
 		    "refresh_due_at, refresh_token, refresh_obtained_at, "
@@ -328,6 +329,8 @@ store_grant(const struct link *l, const struct finx_tokens *t)
 		    10,
 		    (const char *[]){ conn_id, l->user_id, l->id, k.access,
 			k.refresh, k.scope, k.ttl, k.rttl, k.cttl, k.due });
+		ok = res != NULL;
+		PQclear(res);
 		tokens_cols_free(&k);
 		db_release(c);
 		if (!ok) {

@@ -231,10 +231,10 @@ db_stats(long *in_use, long *total, long *waits, long *timeouts)
 	pthread_mutex_unlock(&pool.mu);
 }
 
-PGresult *
-db_exec(PGconn *c, const char *sql, int n, const char *const *params)
+/* Keep r when it succeeded; else log it, remember its SQLSTATE, free it. */
+static PGresult *
+checked(PGresult *r)
 {
-	PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
 	ExecStatusType st = PQresultStatus(r);
 	const char *state;
 
@@ -249,6 +249,46 @@ db_exec(PGconn *c, const char *sql, int n, const char *const *params)
 	    "error", PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY), NULL);
 	PQclear(r);
 	return NULL;
+}
+
+PGresult *
+db_exec(PGconn *c, const char *sql, int n, const char *const *params)
+{
+	return checked(PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0));
+}
+
+/* SQLSTATE 26000: no prepared statement of that name on this connection. */
+static bool
+not_prepared(const PGresult *r)
+{
+	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+
+	return PQresultStatus(r) == PGRES_FATAL_ERROR && state != NULL &&
+	    strcmp(state, "26000") == 0;
+}
+
+PGresult *
+db_exec_prepared(PGconn *c, const char *name, const char *sql, int n,
+    const char *const *params)
+{
+	PGresult *r;
+
+	if (PQtransactionStatus(c) != PQTRANS_IDLE)
+		return db_exec(c, sql, n, params);
+	/* No client-side bookkeeping: the server knows what it has, and a
+	 * reconnected pool slot simply prepares again. */
+	r = PQexecPrepared(c, name, n, params, NULL, NULL, 0);
+	if (not_prepared(r)) {
+		PQclear(r);
+		r = PQprepare(c, name, sql, n, NULL);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			PQclear(r);
+			return db_exec(c, sql, n, params); /* logs the error */
+		}
+		PQclear(r);
+		r = PQexecPrepared(c, name, n, params, NULL, NULL, 0);
+	}
+	return checked(r);
 }
 
 bool

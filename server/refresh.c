@@ -292,6 +292,13 @@ static struct {
 	 */
 	atomic_int pulling;
 	int max_pulls;
+	/*
+	 * A pull was announced by refresher_wake.  A wake while every pull
+	 * slot is busy signals no one (a burst of callbacks would otherwise
+	 * send a worker through an empty scan per callback); the flag makes
+	 * the puller that is finishing look once more instead of napping.
+	 */
+	atomic_bool pull_pending;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	const struct config *cfg;
@@ -425,21 +432,34 @@ revocations_try(PGconn *c, const char *connection_id)
 void
 refresher_wake(void)
 {
+	atomic_store(&bg.pull_pending, true);
+	if (atomic_load(&bg.pulling) >= bg.max_pulls)
+		return;
 	pthread_mutex_lock(&bg.mu);
 	pthread_cond_signal(&bg.cv);
 	pthread_mutex_unlock(&bg.mu);
 }
 
-/* A pull, when one of the pull slots is free. */
+/*
+ * A pull, when one of the pull slots is free.  True when it pulled, or
+ * when it held a slot and a pull was announced after it looked (the
+ * caller loops instead of napping).  The flag is cleared before the scan, and set
+ * only after the announcing transaction committed, so an announcement
+ * is either seen by the scan or still pending afterwards.
+ */
 static bool
 try_pull(PGconn *c)
 {
-	bool did = false;
+	bool did = false, slot;
 
-	if (atomic_fetch_add(&bg.pulling, 1) < bg.max_pulls)
+	slot = atomic_fetch_add(&bg.pulling, 1) < bg.max_pulls;
+	if (slot) {
+		atomic_store(&bg.pull_pending, false);
 		did = pull_one(c);
+	}
 	atomic_fetch_sub(&bg.pulling, 1);
-	return did;
+	/* Only a slot holder re-looks: the others would spin on the flag. */
+	return did || (slot && atomic_load(&bg.pull_pending));
 }
 
 static void *

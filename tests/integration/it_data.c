@@ -1282,6 +1282,36 @@ test_psd2(const char *cid, const char *user)
 	free(before);
 }
 
+/* ---- the first pull follows the callback without a scan ---- */
+
+/*
+ * A finxd whose workers scan only hourly (and no other finxd running):
+ * each callback's own wake must start the first pull, also when every
+ * pull slot is busy with the previous users' pulls at that moment.
+ */
+static void
+test_first_pull_wake(void)
+{
+	char user[32], *cid[6];
+	int g, i, rc;
+
+	rc = h_finxd_stop(f, SIGTERM);
+	CHECK(rc == 0, "finxd exits 0 on SIGTERM (got %d)", rc);
+	h_env_set("FINXD_REFRESH_INTERVAL", "3600");
+	h_env_set("FINXD_REFRESH_CONCURRENCY", "4"); /* one pull slot */
+	g = h_finxd_start();
+	for (i = 0; i < 6; i++) {
+		snprintf(user, sizeof(user), "u-wake-%d", i);
+		cid[i] = connect_user(g, user);
+		CHECK(cid[i] != NULL, "%s: connected", user);
+	}
+	for (i = 0; i < 6; i++) {
+		CHECK(cid[i] != NULL && wait_pull_after(cid[i], "", 30),
+		    "u-wake-%d: the first pull ran without a scan", i);
+		free(cid[i]);
+	}
+}
+
 int
 main(void)
 {
@@ -1329,6 +1359,7 @@ main(void)
 	test_scopes(cid_scope, "u-scope");
 	cid_cap = connect_and_pull("u-cap");
 	test_psd2(cid_cap, "u-cap");
+	test_first_pull_wake();
 
 	free(giro);
 	free(cid);
