@@ -2,10 +2,13 @@
  * Callback benchmark: 500 widget flows are prepared (links made, widget
  * approved), then their 500 callbacks hit finxd at once while the
  * sandbox's token endpoint takes 200 ms per exchange.  Reports finxd's
- * added latency over those 200 ms at p50/p99, and the p99 of /healthz and
- * of a /v1 read measured from another thread during the burst (target:
- * under 20 ms).  Exits non-zero when a flow fails (or, with BENCH_STRICT=1,
- * when the latency target is missed).
+ * added latency over those 200 ms at p50/p99, and the p99 of three probes
+ * run from their own threads during the burst, each on a new connection
+ * per request as a load balancer's check does: GET /healthz, GET
+ * /v1/users/{id}/accounts (the partners' main read, which the read cache
+ * serves) and GET /v1/links/{id} (a PostgreSQL round trip each time).
+ * The target (under 20 ms at p99) is for all three.  Exits non-zero
+ * when a flow fails (or, with BENCH_STRICT=1, when the target is missed).
  *
  * Knobs (environment): BENCH_FLOWS (500), BENCH_TOKEN_LATENCY_MS (200),
  * BENCH_TARGET_MS (20), BENCH_DB_POOL_SIZE (finxd's default when unset),
@@ -260,10 +263,11 @@ main(void)
 	char lat_s[24], *link_id = NULL, *auth;
 	const char *sbx_args[] = { "--token-latency-ms", lat_s, NULL };
 	const char *auth_h[2], *conninfo;
-	struct probe ph = { 0 }, pv = { 0 };
-	pthread_t th, tv;
+	struct probe ph = { 0 }, pa = { 0 }, pv = { 0 };
+	pthread_t th, ta, tv;
 	struct flow *flows;
-	long *added, wall, t0, p50, p99, hp99, vp99;
+	long *added, wall, t0, p50, p99, hp99, ap99, vp99;
+	bool met;
 	int fx, i, ok = 0, n = (int)flows_n, rc = 0;
 
 	h_init("bench_callback", 900);
@@ -298,13 +302,18 @@ main(void)
 	auth_h[0] = auth;
 	auth_h[1] = NULL;
 	probe_init(&ph, xfmt("%s/healthz", h_finxd_url(fx)), NULL);
+	probe_init(&pa, xfmt("%s/v1/users/bench-0000/accounts",
+			    h_finxd_url(fx)),
+	    auth_h);
 	probe_init(&pv, xfmt("%s/v1/links/%s", h_finxd_url(fx), link_id),
 	    auth_h);
 	pthread_create(&th, NULL, probe_run, &ph);
+	pthread_create(&ta, NULL, probe_run, &pa);
 	pthread_create(&tv, NULL, probe_run, &pv);
 	wall = fire(flows, n);
 	atomic_store(&burst_done, true);
 	pthread_join(th, NULL);
+	pthread_join(ta, NULL);
 	pthread_join(tv, NULL);
 
 	for (i = 0; i < n; i++) {
@@ -314,7 +323,9 @@ main(void)
 	p50 = quantile(added, ok, 0.50);
 	p99 = quantile(added, ok, 0.99);
 	hp99 = quantile(ph.ms, ph.n, 0.99);
+	ap99 = quantile(pa.ms, pa.n, 0.99);
 	vp99 = quantile(pv.ms, pv.n, 0.99);
+	met = hp99 < target && ap99 < target && vp99 < target;
 
 	printf("bench_callback: %d concurrent callbacks, sandbox token "
 	       "endpoint latency %ld ms\n",
@@ -328,17 +339,21 @@ main(void)
 	printf("  meanwhile /healthz: p99 %ld ms, max %ld ms (%d requests, "
 	       "%d errors)\n",
 	    hp99, ph.n ? ph.ms[ph.n - 1] : -1, ph.n, ph.errors);
+	printf("  meanwhile GET /v1/users/{id}/accounts: p99 %ld ms, max %ld "
+	       "ms (%d requests, %d errors)\n",
+	    ap99, pa.n ? pa.ms[pa.n - 1] : -1, pa.n, pa.errors);
 	printf("  meanwhile GET /v1/links/{id}: p99 %ld ms, max %ld ms (%d "
 	       "requests, %d errors)\n",
 	    vp99, pv.n ? pv.ms[pv.n - 1] : -1, pv.n, pv.errors);
 	print_pool(fx);
-	printf("  target p99 < %ld ms for /healthz and the /v1 read: %s\n",
-	    target, hp99 < target && vp99 < target ? "met" : "MISSED");
+	printf("  target p99 < %ld ms for /healthz and both reads: %s\n",
+	    target, met ? "met" : "MISSED");
 	/* A missed latency target fails only with BENCH_STRICT=1: the figure
 	 * depends on the machine (2 shared cores in CI), a failed flow never. */
-	if (ok != n || ph.errors || pv.errors || ph.n == 0 || pv.n == 0)
+	if (ok != n || ph.errors || pa.errors || pv.errors || ph.n == 0 ||
+	    pa.n == 0 || pv.n == 0)
 		rc = 1;
-	if ((hp99 >= target || vp99 >= target) && env_long("BENCH_STRICT", 0))
+	if (!met && env_long("BENCH_STRICT", 0))
 		rc = 1;
 
 	for (i = 0; i < n; i++)
@@ -346,8 +361,10 @@ main(void)
 	free(flows);
 	free(added);
 	free(ph.ms);
+	free(pa.ms);
 	free(pv.ms);
 	free((char *)ph.url);
+	free((char *)pa.url);
 	free((char *)pv.url);
 	free(auth);
 	free(link_id);
