@@ -20,27 +20,27 @@ static enum MHD_Result h_metrics(struct req *r);
 static enum MHD_Result h_openapi(struct req *r);
 
 const struct route routes[] = {
-	{ "GET", "/healthz", h_healthz, 0, HTTP_LOOP },
-	{ "GET", "/readyz", h_readyz, 0, HTTP_READ },
-	{ "GET", "/metrics", h_metrics, 0, HTTP_LOOP },
-	{ "GET", "/openapi.json", h_openapi, 0, HTTP_LOOP },
-	{ "GET", "/callback", h_callback, 0, HTTP_BULK },
-	{ "GET", "/start/{}", h_link_start, 0, HTTP_BULK },
-	{ "POST", "/v1/links", h_links_create, SCOPE_LINKS, HTTP_BULK },
-	{ "GET", "/v1/links/{}", h_links_get, SCOPE_LINKS | SCOPE_READ, HTTP_READ },
-	{ "GET", "/v1/users/{}/connections", h_user_conns, SCOPE_READ, HTTP_READ },
-	{ "GET", "/v1/connections/{}", h_conn_get, SCOPE_READ, HTTP_READ },
-	{ "DELETE", "/v1/connections/{}", h_conn_delete, SCOPE_ADMIN, HTTP_BULK },
-	{ "GET", "/v1/connections/{}/token", h_conn_token, SCOPE_TOKENS, HTTP_BULK },
-	{ "POST", "/v1/connections/{}/refresh", h_conn_refresh, SCOPE_ADMIN, HTTP_BULK },
-	{ "POST", "/v1/connections/{}/reauth", h_conn_reauth, SCOPE_LINKS, HTTP_BULK },
-	{ "POST", "/v1/connections/{}/sync", h_conn_sync, SCOPE_ADMIN, HTTP_BULK },
-	{ "GET", "/v1/syncs/{}", h_sync_get, SCOPE_READ | SCOPE_ADMIN, HTTP_READ },
-	{ "GET", "/v1/users/{}/accounts", h_user_accounts, SCOPE_READ, HTTP_CACHED },
-	{ "GET", "/v1/users/{}/transactions", h_user_txns, SCOPE_READ, HTTP_CACHED },
-	{ "GET", "/v1/accounts/{}", h_account_get, SCOPE_READ, HTTP_CACHED },
-	{ "GET", "/v1/accounts/{}/transactions", h_account_txns, SCOPE_READ, HTTP_CACHED },
-	{ NULL, NULL, NULL, 0, HTTP_LOOP },
+	{ "GET", "/healthz", h_healthz, 0 },
+	{ "GET", "/readyz", h_readyz, 0 },
+	{ "GET", "/metrics", h_metrics, 0 },
+	{ "GET", "/openapi.json", h_openapi, 0 },
+	{ "GET", "/callback", h_callback, 0 },
+	{ "GET", "/start/{}", h_link_start, 0 },
+	{ "POST", "/v1/links", h_links_create, SCOPE_LINKS },
+	{ "GET", "/v1/links/{}", h_links_get, SCOPE_LINKS | SCOPE_READ },
+	{ "GET", "/v1/users/{}/connections", h_user_conns, SCOPE_READ },
+	{ "GET", "/v1/connections/{}", h_conn_get, SCOPE_READ },
+	{ "DELETE", "/v1/connections/{}", h_conn_delete, SCOPE_ADMIN },
+	{ "GET", "/v1/connections/{}/token", h_conn_token, SCOPE_TOKENS },
+	{ "POST", "/v1/connections/{}/refresh", h_conn_refresh, SCOPE_ADMIN },
+	{ "POST", "/v1/connections/{}/reauth", h_conn_reauth, SCOPE_LINKS },
+	{ "POST", "/v1/connections/{}/sync", h_conn_sync, SCOPE_ADMIN },
+	{ "GET", "/v1/syncs/{}", h_sync_get, SCOPE_READ | SCOPE_ADMIN },
+	{ "GET", "/v1/users/{}/accounts", h_user_accounts, SCOPE_READ },
+	{ "GET", "/v1/users/{}/transactions", h_user_txns, SCOPE_READ },
+	{ "GET", "/v1/accounts/{}", h_account_get, SCOPE_READ },
+	{ "GET", "/v1/accounts/{}/transactions", h_account_txns, SCOPE_READ },
+	{ NULL, NULL, NULL, 0 },
 };
 
 void
@@ -52,15 +52,7 @@ api_init(const struct config *cfg)
 PGconn *
 api_db(struct req *r, enum MHD_Result *ret)
 {
-	PGconn *c;
-
-	if (r->on_loop) {
-		/* Not on the event loop: the handler runs again on a worker. */
-		r->defer = true;
-		*ret = MHD_YES;
-		return NULL;
-	}
-	c = db_acquire();
+	PGconn *c = db_acquire();
 
 	if (c == NULL)
 		*ret = http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,

@@ -1,6 +1,6 @@
 /*
  * A bounded pool of PostgreSQL connections shared by all request threads
- * (worker threads come and go with load, so per-thread caches would leak; see
+ * (thread-per-connection HTTP means per-thread caches would leak; see
  * STYLE.md).  A caller holds a connection for one unit of work only, and
  * never across a finX call unless it deliberately holds a row lock.
  */

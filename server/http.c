@@ -7,25 +7,19 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
-#include <errno.h>
 #include <netdb.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
 
 #include "log.h"
 #include "metrics.h"
-
-/* Event-loop threads: parsing and non-blocking answers only. */
-#define HTTP_LOOP_THREADS 2
 
 static struct MHD_Daemon *daemon_;
 static const struct config *hcfg;
@@ -114,14 +108,6 @@ http_queue(struct req *r, unsigned status, struct MHD_Response *resp)
 
 	add_common_headers(r, resp);
 	r->status = (int)status;
-	if (r->deferred) {
-		/* On a worker: MHD takes responses only from its own callback,
-		 * so keep it for on_request to queue after the resume. */
-		if (r->resp != NULL)
-			MHD_destroy_response(r->resp);
-		r->resp = resp;
-		return MHD_YES;
-	}
 	ret = MHD_queue_response(r->conn, status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -371,243 +357,6 @@ request_id_ok(const char *s)
 			 "0123456789._-:") == n;
 }
 
-/*
- * Worker pools.  A handler that may block runs on a worker thread while
- * its connection is suspended; the worker keeps the response in the
- * request and resumes the connection, and MHD's next call of on_request
- * queues it.  Two pools, so a burst of callbacks (each waiting on finX)
- * never delays a read.  Workers are started on demand by a spawner thread
- * (never by the event loop, where a pthread_create per request would sit
- * in front of every other connection) and leave after a minute idle.
- */
-#define POOL_KEEP 4          /* workers kept however idle */
-#define POOL_IDLE_S 60       /* others leave after this long idle */
-#define POOL_STACK (256 * 1024)
-
-struct pool {
-	const char *name;
-	pthread_mutex_t mu;
-	pthread_cond_t work;  /* idle workers wait here */
-	pthread_cond_t spawn; /* the spawner waits here */
-	pthread_cond_t done;  /* http_stop waits here */
-	struct req *head, *tail;
-	int queued, idle, starting, threads, running, max;
-	bool stop;
-	pthread_t spawner;
-};
-
-static struct pool pools[2] = {
-	{ .name = "read", .mu = PTHREAD_MUTEX_INITIALIZER,
-	    .work = PTHREAD_COND_INITIALIZER,
-	    .spawn = PTHREAD_COND_INITIALIZER,
-	    .done = PTHREAD_COND_INITIALIZER },
-	{ .name = "bulk", .mu = PTHREAD_MUTEX_INITIALIZER,
-	    .work = PTHREAD_COND_INITIALIZER,
-	    .spawn = PTHREAD_COND_INITIALIZER,
-	    .done = PTHREAD_COND_INITIALIZER },
-};
-
-static void
-deadline_in(struct timespec *ts, long s)
-{
-	clock_gettime(CLOCK_REALTIME, ts);
-	ts->tv_sec += s;
-}
-
-/* Run queued requests; with p->mu held on entry and exit. */
-static void
-work(struct pool *p)
-{
-	struct req *r;
-	struct MHD_Connection *conn;
-	int i;
-
-	while ((r = p->head) != NULL) {
-		p->head = r->next;
-		if (p->head == NULL)
-			p->tail = NULL;
-		p->queued--;
-		p->running++;
-		pthread_mutex_unlock(&p->mu);
-
-		/* A cached read comes back here from the loop: start over. */
-		for (i = 0; i < r->n_decoded; i++)
-			free_secret(r->decoded[i]);
-		r->n_decoded = 0;
-		log_set_request_id(r->request_id);
-		r->fn_ret = r->fn(r);
-		log_set_request_id(NULL);
-		/* After the resume r belongs to MHD again (it may be freed). */
-		conn = r->conn;
-		MHD_resume_connection(conn);
-
-		pthread_mutex_lock(&p->mu);
-		p->running--;
-		if (p->running == 0)
-			pthread_cond_broadcast(&p->done);
-	}
-}
-
-static void *
-worker(void *arg)
-{
-	struct pool *p = arg;
-	struct timespec until;
-
-	pthread_mutex_lock(&p->mu);
-	p->starting--;
-	for (;;) {
-		work(p);
-		if (p->stop)
-			break;
-		deadline_in(&until, POOL_IDLE_S);
-		p->idle++;
-		if (pthread_cond_timedwait(&p->work, &p->mu, &until) ==
-			ETIMEDOUT &&
-		    p->head == NULL && p->threads > POOL_KEEP) {
-			p->idle--;
-			break;
-		}
-		p->idle--;
-	}
-	p->threads--;
-	pthread_cond_broadcast(&p->done);
-	pthread_mutex_unlock(&p->mu);
-	return NULL;
-}
-
-/* Start a worker whenever more requests wait than workers could take. */
-static void *
-spawner(void *arg)
-{
-	struct pool *p = arg;
-	pthread_attr_t attr;
-	pthread_t t;
-
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, POOL_STACK);
-	pthread_mutex_lock(&p->mu);
-	while (!p->stop) {
-		if (p->queued <= p->idle + p->starting ||
-		    p->threads >= p->max) {
-			pthread_cond_wait(&p->spawn, &p->mu);
-			continue;
-		}
-		p->threads++;
-		p->starting++;
-		pthread_mutex_unlock(&p->mu);
-		if (pthread_create(&t, &attr, worker, p) != 0) {
-			pthread_mutex_lock(&p->mu);
-			p->threads--;
-			p->starting--;
-			log_kv(LOG_ERROR, "cannot start a worker", "pool",
-			    p->name, NULL);
-			/* the queue still drains through the workers there are */
-			pthread_mutex_unlock(&p->mu);
-			usleep(100 * 1000);
-		}
-		pthread_mutex_lock(&p->mu);
-	}
-	pthread_mutex_unlock(&p->mu);
-	pthread_attr_destroy(&attr);
-	return NULL;
-}
-
-static void
-pools_start(long max_threads)
-{
-	for (int i = 0; i < 2; i++) {
-		struct pool *p = &pools[i];
-
-		p->stop = false;
-		p->max = (int)max_threads;
-		if (pthread_create(&p->spawner, NULL, spawner, p) != 0)
-			abort();
-	}
-}
-
-/* Wait until no worker runs a request (they resume their connections). */
-static void
-pools_wait_idle(void)
-{
-	for (int i = 0; i < 2; i++) {
-		struct pool *p = &pools[i];
-
-		pthread_mutex_lock(&p->mu);
-		while (p->running > 0 || p->head != NULL)
-			pthread_cond_wait(&p->done, &p->mu);
-		pthread_mutex_unlock(&p->mu);
-	}
-}
-
-static void
-pools_stop(void)
-{
-	for (int i = 0; i < 2; i++) {
-		struct pool *p = &pools[i];
-
-		pthread_mutex_lock(&p->mu);
-		p->stop = true;
-		pthread_cond_broadcast(&p->work);
-		pthread_cond_broadcast(&p->spawn);
-		pthread_mutex_unlock(&p->mu);
-		pthread_join(p->spawner, NULL);
-		pthread_mutex_lock(&p->mu);
-		while (p->threads > 0)
-			pthread_cond_wait(&p->done, &p->mu);
-		pthread_mutex_unlock(&p->mu);
-	}
-}
-
-/* Suspend r's connection and queue fn(r) on a worker of pool p. */
-static enum MHD_Result
-defer(struct req *r, http_handler fn, struct pool *p)
-{
-	r->fn = fn;
-	r->defer = false;
-	r->on_loop = false;
-	r->deferred = true;
-	r->next = NULL;
-	MHD_suspend_connection(r->conn);
-	pthread_mutex_lock(&p->mu);
-	if (p->tail != NULL)
-		p->tail->next = r;
-	else
-		p->head = r;
-	p->tail = r;
-	p->queued++;
-	if (p->idle > 0)
-		pthread_cond_signal(&p->work);
-	if (p->queued > p->idle + p->starting)
-		pthread_cond_signal(&p->spawn);
-	pthread_mutex_unlock(&p->mu);
-	return MHD_YES;
-}
-
-static enum MHD_Result
-run_route(struct req *r, const struct route *rt)
-{
-	enum MHD_Result ret;
-
-	switch (rt->run) {
-	case HTTP_LOOP:
-		return rt->fn(r);
-	case HTTP_CACHED:
-		r->on_loop = true;
-		ret = rt->fn(r);
-		r->on_loop = false;
-		if (!r->defer)
-			return ret;
-		return defer(r, rt->fn, &pools[0]);
-	case HTTP_READ:
-		return defer(r, rt->fn, &pools[0]);
-	case HTTP_BULK:
-	default:
-		return defer(r, rt->fn, &pools[1]);
-	}
-}
-
 static enum MHD_Result
 dispatch(struct req *r)
 {
@@ -649,7 +398,7 @@ dispatch(struct req *r)
 			return http_error(r, MHD_HTTP_CONTENT_TOO_LARGE,
 			    "payload_too_large", "request body exceeds %d bytes",
 			    HTTP_MAX_BODY);
-		return run_route(r, rt);
+		return rt->fn(r);
 	}
 	if (path_match != NULL) {
 		struct MHD_Response *resp = error_response(
@@ -707,19 +456,6 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		}
 		return MHD_YES;
 	}
-	if (r->deferred) {
-		/* Resumed: the worker left its answer here. */
-		enum MHD_Result ret = MHD_NO;
-
-		r->deferred = false;
-		if (r->resp != NULL) {
-			ret = MHD_queue_response(conn, (unsigned)r->status,
-			    r->resp);
-			MHD_destroy_response(r->resp);
-			r->resp = NULL;
-		}
-		return r->fn_ret == MHD_NO ? MHD_NO : ret;
-	}
 	if (*upload_data_size != 0) {
 		if (!r->body.overflow)
 			buf_append(&r->body, upload_data, *upload_data_size);
@@ -742,7 +478,6 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 	if (r == NULL)
 		return;
-	log_set_request_id(r->request_id);
 	snprintf(status, sizeof(status), "%d", r->status);
 	snprintf(ms, sizeof(ms), "%lld", (long long)(mono_ms() - r->start_ms));
 	metrics_http(r->route ? r->route : "unmatched", r->status,
@@ -758,8 +493,6 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	for (i = 0; i < r->n_decoded; i++)
 		free_secret(r->decoded[i]);
 	buf_free_secret(&r->body);
-	if (r->resp != NULL)
-		MHD_destroy_response(r->resp);
 	free(r);
 	*con_cls = NULL;
 	atomic_fetch_sub(&active, 1);
@@ -805,26 +538,25 @@ http_start(const struct config *cfg)
 		return false;
 	}
 	/*
-	 * Threading model: a few event-loop threads (epoll) accept and parse
-	 * every connection and answer what cannot block (/healthz, /metrics,
-	 * cached reads, errors); handlers that wait on finX or PostgreSQL
-	 * run on the worker pools above with their connection suspended.
-	 * Until 2026-11 each connection had its own thread: in a burst of
-	 * 500 callbacks a health check then waited for its connection to be
-	 * accepted and given a thread behind all of them (p99 24-160 ms on
-	 * 2 cores; README, "Benchmarks").  max_connections caps
-	 * connections and each pool's workers.  MHD_ALLOW_SUSPEND_RESUME
-	 * brings the inter-thread channel http_stop's quiesce needs.
+	 * Threading model: one thread per connection.  Handlers block on
+	 * finX (a code exchange may take seconds) and on PostgreSQL; MHD's
+	 * docs require thread-per-connection for blocking handlers, since in
+	 * pool mode one slow callback stalls every connection on its thread.
+	 * So 200 callbacks waiting on finX cost 200 mostly idle threads
+	 * while /healthz and /v1 reads get their own.  Threads are capped by
+	 * max_connections (total) and max_connections_per_ip; a callback
+	 * holds no database connection while it waits on finX, so the small
+	 * pool is not the bottleneck.  MHD_USE_AUTO picks poll() for the
+	 * listening thread (no FD_SETSIZE limit); MHD_USE_ITC lets
+	 * http_stop quiesce the listener for a graceful drain.
 	 */
-	flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-	    MHD_USE_ERROR_LOG;
+	flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+	    MHD_USE_AUTO | MHD_USE_ERROR_LOG | MHD_USE_ITC;
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	pools_start(cfg->max_connections);
 	daemon_ = MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 	    MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_LOOP_THREADS,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
 	    MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 	    (unsigned)cfg->max_connections_per_ip,
@@ -839,7 +571,6 @@ http_start(const struct config *cfg)
 	if (daemon_ == NULL) {
 		log_kv(LOG_ERROR, "cannot listen", "listen", cfg->listen_host,
 		    "port", port, NULL);
-		pools_stop();
 		return false;
 	}
 	return true;
@@ -861,12 +592,8 @@ http_stop(long drain_s)
 	if (http_active() > 0)
 		log_warn("drain timeout: %ld requests still running",
 		    http_active());
-	/* MHD must not be stopped with a connection suspended: let running
-	 * handlers finish (finX and database timeouts bound them). */
-	pools_wait_idle();
 	MHD_stop_daemon(daemon_);
 	daemon_ = NULL;
-	pools_stop();
 	if (ls != MHD_INVALID_SOCKET)
 		close(ls);
 }

@@ -1,8 +1,7 @@
 /*
  * Inbound HTTP on libmicrohttpd: the daemon, a route table, per-request
- * state, authentication and response helpers.  MHD's event-loop threads
- * parse requests; handlers that may block (finX, PostgreSQL) run on
- * worker threads while their connection is suspended (see http.c).
+ * state, authentication and response helpers.  Handlers run on MHD's
+ * thread-per-connection threads and may block on finX and PostgreSQL.
  */
 #ifndef FINXD_HTTP_H
 #define FINXD_HTTP_H
@@ -34,33 +33,15 @@ struct req {
 	int n_params;
 	char *decoded[HTTP_MAX_DECODED]; /* query values handed out */
 	int n_decoded;
-	/* Worker hand-off (http.c). */
-	bool on_loop;   /* running on an event-loop thread: must not block */
-	bool defer;     /* the handler asked to be re-run on a worker */
-	bool deferred;  /* suspended; http_queue keeps the response */
-	struct MHD_Response *resp; /* kept response of a deferred request */
-	enum MHD_Result fn_ret;
-	struct req *next; /* worker queue */
-	enum MHD_Result (*fn)(struct req *r);
 };
 
 typedef enum MHD_Result (*http_handler)(struct req *r);
-
-/*
- * Where a route's handler runs.  HTTP_LOOP: on the event loop (never
- * blocks).  HTTP_CACHED: on the event loop until it asks for a database
- * connection (api_db), then again from the start on a read worker: cache
- * hits never leave the loop.  HTTP_READ and HTTP_BULK: on a worker of that
- * pool; reads have their own pool so they never queue behind callbacks.
- */
-enum http_run { HTTP_LOOP, HTTP_CACHED, HTTP_READ, HTTP_BULK };
 
 struct route {
 	const char *method;
 	const char *pattern; /* "/v1/links/{}": {} is one path segment */
 	http_handler fn;
 	unsigned scope;      /* 0: no API key needed */
-	enum http_run run;
 };
 
 /* The route table (api.c); NULL-terminated. */
