@@ -36,6 +36,9 @@ struct key {
 /* The table: SPEC.md's keys first, then operational knobs. */
 static const struct key keys[] = {
 	{ "listen", "127.0.0.1:8080", 0, "address:port to listen on" },
+	{ "ops_listen", "", 0,
+	    "address:port of a second listener serving only /healthz, "
+	    "/readyz and /metrics (empty: none)" },
 	{ "public_url", "http://127.0.0.1:8080", 0,
 	    "base URL browsers reach finxd at" },
 	{ "database_url", "", K_SECRET, "libpq connection string or URI" },
@@ -283,7 +286,7 @@ read_env(char *const *envp, struct raw *r, struct config_errors *errs)
 }
 
 static bool
-parse_listen(const char *v, struct config *cfg)
+parse_listen(const char *v, char **host, int *port_out)
 {
 	const char *colon;
 	long port;
@@ -293,17 +296,17 @@ parse_listen(const char *v, struct config *cfg)
 
 		if (rb == NULL || rb[1] != ':')
 			return false;
-		cfg->listen_host = xstrndup(v + 1, (size_t)(rb - v - 1));
+		*host = xstrndup(v + 1, (size_t)(rb - v - 1));
 		colon = rb + 1;
 	} else {
 		colon = strrchr(v, ':');
 		if (colon == NULL || colon == v)
 			return false;
-		cfg->listen_host = xstrndup(v, (size_t)(colon - v));
+		*host = xstrndup(v, (size_t)(colon - v));
 	}
 	if (!parse_long(colon + 1, 1, 65535, &port))
 		return false;
-	cfg->listen_port = (int)port;
+	*port_out = (int)port;
 	return true;
 }
 
@@ -557,8 +560,18 @@ validate(const struct raw *r, struct config *cfg, struct config_errors *errs)
 			free(env);
 		}
 	}
-	if (!parse_listen(val(r, "listen"), cfg))
+	if (!parse_listen(val(r, "listen"), &cfg->listen_host,
+		&cfg->listen_port))
 		config_errors_add(errs, "FINXD_LISTEN: expected host:port");
+	v = val(r, "ops_listen");
+	if (*v != '\0' &&
+	    !parse_listen(v, &cfg->ops_listen_host, &cfg->ops_listen_port))
+		config_errors_add(errs, "FINXD_OPS_LISTEN: expected host:port "
+					"or empty");
+	else if (*v != '\0' && cfg->ops_listen_port == cfg->listen_port &&
+	    strcmp(cfg->ops_listen_host, cfg->listen_host) == 0)
+		config_errors_add(errs, "FINXD_OPS_LISTEN: must differ from "
+					"FINXD_LISTEN");
 	if ((cfg->public_url = base_url(val(r, "public_url"))) == NULL)
 		config_errors_add(errs, "FINXD_PUBLIC_URL: expected an http(s) "
 					"URL without query");
@@ -665,6 +678,7 @@ config_free(struct config *cfg)
 	size_t i;
 
 	free(cfg->listen_host);
+	free(cfg->ops_listen_host);
 	free(cfg->public_url);
 	free(cfg->redirect_uri);
 	free_secret(cfg->database_url);
@@ -739,6 +753,11 @@ config_print(const struct config *cfg, FILE *out)
 	int s;
 
 	fprintf(out, "listen = %s:%d\n", cfg->listen_host, cfg->listen_port);
+	if (cfg->ops_listen_host != NULL)
+		fprintf(out, "ops_listen = %s:%d\n", cfg->ops_listen_host,
+		    cfg->ops_listen_port);
+	else
+		fprintf(out, "ops_listen = (none)\n");
 	fprintf(out, "public_url = %s\n", cfg->public_url);
 	fprintf(out, "redirect_uri = %s\n", cfg->redirect_uri);
 	fprintf(out, "database_url = %s\n", dsn);

@@ -34,6 +34,9 @@ struct config {
 	/* listen address split into host and port */
 	char *listen_host;
 	int listen_port;
+	/* optional listener for /healthz, /readyz, /metrics only (NULL: none) */
+	char *ops_listen_host;
+	int ops_listen_port;
 	char *public_url; /* without trailing slash */
 	char *redirect_uri; /* public_url + "/callback" */
 	bool public_https;

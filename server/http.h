@@ -33,6 +33,7 @@ struct req {
 	int n_params;
 	char *decoded[HTTP_MAX_DECODED]; /* query values handed out */
 	int n_decoded;
+	bool ops; /* came in on the operations listener */
 };
 
 typedef enum MHD_Result (*http_handler)(struct req *r);
@@ -47,7 +48,8 @@ struct route {
 /* The route table (api.c); NULL-terminated. */
 extern const struct route routes[];
 
-/* Start listening; false with a logged reason. */
+/* Start listening (and on FINXD_OPS_LISTEN when set); false with a
+ * logged reason. */
 bool http_start(const struct config *cfg);
 /* Stop accepting, wait up to drain_s for running requests, stop. */
 void http_stop(long drain_s);

@@ -3,8 +3,10 @@
  * approved), then their 500 callbacks hit finxd at once while the
  * sandbox's token endpoint takes 200 ms per exchange.  Reports finxd's
  * added latency over those 200 ms at p50/p99, and the p99 of three probes
- * run from their own threads during the burst, each on a new connection
- * per request as a load balancer's check does: GET /healthz, GET
+ * run from their own threads during the burst: GET /healthz on the
+ * operations listener (FINXD_OPS_LISTEN), a new connection each time as a
+ * load balancer's check does; and, on the public listener over one
+ * keep-alive connection each as a partner's HTTP client keeps them, GET
  * /v1/users/{id}/accounts (the partners' main read, which the read cache
  * serves) and GET /v1/links/{id} (a PostgreSQL round trip each time).
  * The target (under 20 ms at p99) is for all three.  Exits non-zero
@@ -37,6 +39,7 @@ struct flow {
 struct probe {
 	const char *url;
 	const char *const *headers;
+	bool keepalive; /* one connection for all requests, else one each */
 	long *ms;
 	int n, cap, errors;
 };
@@ -181,31 +184,71 @@ fire(struct flow *flows, int n)
 	return t0;
 }
 
-/* Probe thread: GET its URL (a new connection each time) until the
- * burst is over, recording each latency. */
+/* One GET on the probe's own keep-alive handle: status, *ms. */
+static long
+get_reusing(CURL *c, long *ms)
+{
+	long st = 0, t0 = h_now_ms();
+
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
+	*ms = h_now_ms() - t0;
+	return st;
+}
+
+/* Probe thread: GET its URL until the burst is over, recording each
+ * latency. */
 static void *
 probe_run(void *arg)
 {
 	struct probe *p = arg;
+	struct curl_slist *hl = NULL;
+	CURL *c = NULL;
 	struct h_resp r;
+	long st, ms;
+	int i;
 
+	if (p->keepalive) {
+		if ((c = curl_easy_init()) == NULL)
+			h_bail("curl_easy_init failed");
+		for (i = 0; p->headers != NULL && p->headers[i] != NULL; i++)
+			hl = curl_slist_append(hl, p->headers[i]);
+		curl_easy_setopt(c, CURLOPT_URL, p->url);
+		curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
+		curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+	}
 	while (!atomic_load(&burst_done)) {
-		h_http("GET", p->url, p->headers, NULL, 0, &r);
-		if (r.status != 200)
+		if (c != NULL)
+			st = get_reusing(c, &ms);
+		else {
+			h_http("GET", p->url, p->headers, NULL, 0, &r);
+			st = r.status;
+			ms = r.ms;
+			h_resp_free(&r);
+		}
+		if (st != 200)
 			p->errors++;
 		else if (p->n < p->cap)
-			p->ms[p->n++] = r.ms;
-		h_resp_free(&r);
+			p->ms[p->n++] = ms;
 		h_sleep_ms(5);
 	}
+	curl_easy_cleanup(c);
+	curl_slist_free_all(hl);
 	return NULL;
 }
 
 static void
-probe_init(struct probe *p, char *url, const char *const *headers)
+probe_init(struct probe *p, char *url, const char *const *headers,
+    bool keepalive)
 {
 	p->url = url;
 	p->headers = headers;
+	p->keepalive = keepalive;
 	p->cap = 100000;
 	p->ms = calloc((size_t)p->cap, sizeof(long));
 	if (p->ms == NULL)
@@ -260,7 +303,7 @@ main(void)
 	long flows_n = env_long("BENCH_FLOWS", 500);
 	long lat = env_long("BENCH_TOKEN_LATENCY_MS", 200);
 	long target = env_long("BENCH_TARGET_MS", 20);
-	char lat_s[24], *link_id = NULL, *auth;
+	char lat_s[24], *link_id = NULL, *auth, *ops_listen;
 	const char *sbx_args[] = { "--token-latency-ms", lat_s, NULL };
 	const char *auth_h[2], *conninfo;
 	struct probe ph = { 0 }, pa = { 0 }, pv = { 0 };
@@ -268,7 +311,7 @@ main(void)
 	struct flow *flows;
 	long *added, wall, t0, p50, p99, hp99, ap99, vp99;
 	bool met;
-	int fx, i, ok = 0, n = (int)flows_n, rc = 0;
+	int fx, i, ok = 0, n = (int)flows_n, rc = 0, ops_port;
 
 	h_init("bench_callback", 900);
 	snprintf(lat_s, sizeof(lat_s), "%ld", lat);
@@ -278,6 +321,9 @@ main(void)
 	h_env_set("FINXD_RETURN_URLS", RETURN_URL);
 	h_env_set("FINXD_LOG_LEVEL",
 	    getenv("BENCH_LOG_LEVEL") ? getenv("BENCH_LOG_LEVEL") : "warn");
+	ops_port = h_free_port();
+	ops_listen = xfmt("127.0.0.1:%d", ops_port);
+	h_env_set("FINXD_OPS_LISTEN", ops_listen);
 	h_env_set("FINXD_MAX_CONNECTIONS", "2048");
 	h_env_set("FINXD_MAX_CONNECTIONS_PER_IP", "1024");
 	if (getenv("BENCH_DB_POOL_SIZE") != NULL)
@@ -301,12 +347,16 @@ main(void)
 	auth = xfmt("Authorization: Bearer %s", h_api_key());
 	auth_h[0] = auth;
 	auth_h[1] = NULL;
-	probe_init(&ph, xfmt("%s/healthz", h_finxd_url(fx)), NULL);
+	/* /healthz where a load balancer or kubelet would ask: on the
+	 * operations listener, a new connection each time.  The reads as a
+	 * partner's service makes them: over the public listener, on a
+	 * connection its HTTP client keeps open. */
+	probe_init(&ph, xfmt("http://%s/healthz", ops_listen), NULL, false);
 	probe_init(&pa, xfmt("%s/v1/users/bench-0000/accounts",
 			    h_finxd_url(fx)),
-	    auth_h);
+	    auth_h, true);
 	probe_init(&pv, xfmt("%s/v1/links/%s", h_finxd_url(fx), link_id),
-	    auth_h);
+	    auth_h, true);
 	pthread_create(&th, NULL, probe_run, &ph);
 	pthread_create(&ta, NULL, probe_run, &pa);
 	pthread_create(&tv, NULL, probe_run, &pv);
@@ -367,6 +417,7 @@ main(void)
 	free((char *)pa.url);
 	free((char *)pv.url);
 	free(auth);
+	free(ops_listen);
 	free(link_id);
 	curl_global_cleanup();
 	return h_done(rc);

@@ -616,6 +616,63 @@ test_graceful_stop(void)
 	CHECK(h_finxd_stop(i2, SIGINT) == 0, "SIGINT: idle finxd exits 0");
 }
 
+/* GET (or POST) base+path with the API key; the status. */
+static long
+status_at(const char *method, const char *base, const char *path)
+{
+	char *url = xfmt("%s%s", base, path), *auth;
+	const char *hdr[2];
+	struct h_resp r;
+	long st;
+
+	auth = xfmt("Authorization: Bearer %s", h_api_key());
+	hdr[0] = auth;
+	hdr[1] = NULL;
+	h_http(method, url, hdr, strcmp(method, "POST") == 0 ? "{}" : NULL,
+	    strcmp(method, "POST") == 0 ? 2 : 0, &r);
+	st = r.status;
+	h_resp_free(&r);
+	free(url);
+	free(auth);
+	return st;
+}
+
+/*
+ * FINXD_OPS_LISTEN: a second listener with only /healthz, /readyz and
+ * /metrics, so probes and scrapes have their own accept queue.  The API
+ * stays off it; the public listener keeps all routes.
+ */
+static void
+test_ops_listener(void)
+{
+	int port = h_free_port(), i2;
+	char *listen = xfmt("127.0.0.1:%d", port);
+	char *ops = xfmt("http://127.0.0.1:%d", port);
+
+	h_env_set("FINXD_OPS_LISTEN", listen);
+	i2 = h_finxd_start();
+	CHECK(status_at("GET", ops, "/healthz") == 200, "ops: /healthz 200");
+	CHECK(status_at("GET", ops, "/readyz") == 200, "ops: /readyz 200");
+	CHECK(status_at("GET", ops, "/metrics") == 200, "ops: /metrics 200");
+	CHECK(status_at("GET", ops, "/v1/users/u-ops/accounts") == 404,
+	    "ops: the API is not served there (404)");
+	CHECK(status_at("POST", ops, "/v1/links") == 404,
+	    "ops: no link creation there (404)");
+	CHECK(status_at("GET", ops, "/callback?state=x&code=y") == 404,
+	    "ops: no callback there (404)");
+	CHECK(status_at("GET", h_finxd_url(i2), "/healthz") == 200 &&
+		status_at("GET", h_finxd_url(i2),
+		    "/v1/users/u-ops/accounts") == 200,
+	    "the public listener still serves everything");
+	CHECK(h_finxd_stop(i2, SIGTERM) == 0,
+	    "finxd with an ops listener exits 0 on SIGTERM");
+	CHECK(status_at("GET", ops, "/healthz") == 0,
+	    "the ops listener is closed after the stop");
+	h_env_set("FINXD_OPS_LISTEN", NULL);
+	free(listen);
+	free(ops);
+}
+
 int
 main(void)
 {
@@ -637,6 +694,7 @@ main(void)
 	link = test_access_log();
 	test_db_outage(link);
 	test_graceful_stop();
+	test_ops_listener();
 	free(link);
 	return h_done(test_done());
 }

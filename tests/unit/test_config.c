@@ -198,6 +198,31 @@ test_required(void)
 	config_free(&cfg);
 	config_errors_free(&e);
 
+	/* The operations listener: off by default, host:port, not the
+	 * public listener's address. */
+	ok = load(&cfg, &e, NULL, MIN, NULL);
+	CHECK(ok && cfg.ops_listen_host == NULL, "no ops listener by default");
+	config_free(&cfg);
+	config_errors_free(&e);
+	ok = load(&cfg, &e, NULL, MIN, "FINXD_OPS_LISTEN=[::1]:9090", NULL);
+	CHECK(ok && cfg.ops_listen_host != NULL &&
+		strcmp(cfg.ops_listen_host, "::1") == 0 &&
+		cfg.ops_listen_port == 9090,
+	    "FINXD_OPS_LISTEN=[::1]:9090 parsed");
+	config_free(&cfg);
+	config_errors_free(&e);
+	ok = load(&cfg, &e, NULL, MIN, "FINXD_OPS_LISTEN=9090", NULL);
+	CHECK(!ok && has_err(&e, "FINXD_OPS_LISTEN"),
+	    "FINXD_OPS_LISTEN without a host refused");
+	config_free(&cfg);
+	config_errors_free(&e);
+	ok = load(&cfg, &e, NULL, MIN, "FINXD_LISTEN=127.0.0.1:8080",
+	    "FINXD_OPS_LISTEN=127.0.0.1:8080", NULL);
+	CHECK(!ok && has_err(&e, "must differ"),
+	    "FINXD_OPS_LISTEN equal to FINXD_LISTEN refused");
+	config_free(&cfg);
+	config_errors_free(&e);
+
 	/* Every problem at once, one line each. */
 	ok = load(&cfg, &e, NULL, "FINXD_LISTEN=nope", "FINXD_STATE_TTL=0",
 	    "FINXD_LOG_LEVEL=loud", "FINXD_PUBLIC_URL=ftp://x",
