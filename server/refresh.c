@@ -443,9 +443,9 @@ refresher_wake(void)
 /*
  * A pull, when one of the pull slots is free.  True when it pulled, or
  * when it held a slot and a pull was announced after it looked (the
- * caller loops instead of napping).  The flag is cleared before the scan, and set
- * only after the announcing transaction committed, so an announcement
- * is either seen by the scan or still pending afterwards.
+ * caller loops instead of napping).  The flag is cleared before the
+ * scan and set only after the announcing transaction committed, so an
+ * announcement is either seen by the scan or still pending afterwards.
  */
 static bool
 try_pull(PGconn *c)
