@@ -1,13 +1,15 @@
 /*
  * PostgreSQL pool: a stack of idle PGconn* under a mutex and condition
- * variable.  Connections are opened outside the lock on demand, so a
- * PostgreSQL outage costs each waiting request at most the connect timeout
- * and the pool heals by itself once the server is back.
+ * variable.  All connections are opened at start (db_warm); one that dies
+ * is closed and opened again on demand, outside the lock, so a PostgreSQL
+ * outage costs each waiting request at most the connect timeout and the
+ * pool heals by itself once the server is back.
  */
 #include "db.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +117,60 @@ db_connect(const char *conninfo, char **err)
 	return connect_with(conninfo, NULL, err);
 }
 
+/*
+ * Open the whole pool before serving.  Opened lazily, the connections were
+ * opened in the first burst by whichever request came next, and a short
+ * read then paid a backend start (fork, authentication, cold catalog
+ * caches) on a loaded machine: 18-35 ms of /v1/links reads in
+ * bench_callback waited on that.  Best effort: it stops at the first
+ * failure and the pool opens connections on demand as before.
+ */
+void
+db_warm(void)
+{
+	char *err = NULL;
+	PGconn *c;
+
+	for (;;) {
+		pthread_mutex_lock(&pool.mu);
+		if (pool.closed || pool.total >= pool.size) {
+			pthread_mutex_unlock(&pool.mu);
+			return;
+		}
+		pool.total++;
+		pthread_mutex_unlock(&pool.mu);
+		c = connect_with(pool.conninfo, pool.options, &err);
+		pthread_mutex_lock(&pool.mu);
+		if (c != NULL)
+			pool.idle[pool.n_idle++] = c;
+		else
+			pool.total--;
+		wake();
+		pthread_mutex_unlock(&pool.mu);
+		if (c == NULL) {
+			log_kv(LOG_WARN, "database pool not opened in advance",
+			    "error", err, NULL);
+			free(err);
+			return;
+		}
+	}
+}
+
+/*
+ * Whether an idle connection is still usable.  Pooled connections LISTEN
+ * to nothing, and a restart of PostgreSQL terminates every backend with
+ * an error message and a close, so readable while idle means dead.  One
+ * poll(), no round trip; without it each connection killed by a restart
+ * failed one request (a callback among them) once the server was back.
+ */
+static bool
+idle_usable(PGconn *c)
+{
+	struct pollfd p = { .fd = PQsocket(c), .events = POLLIN };
+
+	return p.fd >= 0 && poll(&p, 1, 0) == 0;
+}
+
 static PGconn *
 acquire(bool bulk)
 {
@@ -130,6 +186,7 @@ acquire(bool bulk)
 		until.tv_nsec -= 1000000000;
 	}
 	pthread_mutex_lock(&pool.mu);
+again:
 	while (!pool.closed &&
 	    ((pool.n_idle == 0 && pool.total >= pool.size) ||
 		(bulk && pool.n_bulk + pool.n_bulk_opening >=
@@ -149,6 +206,11 @@ acquire(bool bulk)
 	}
 	if (pool.n_idle > 0) {
 		c = pool.idle[--pool.n_idle];
+		if (!idle_usable(c)) {
+			PQfinish(c);
+			pool.total--;
+			goto again;
+		}
 		if (bulk)
 			pool.bulk[pool.n_bulk++] = c;
 		pthread_mutex_unlock(&pool.mu);

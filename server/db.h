@@ -12,8 +12,9 @@
 
 struct config;
 
-/* Create the pool (connections are opened lazily). */
+/* Create the pool; db_warm opens its connections (else opened lazily). */
 void db_init(const struct config *cfg);
+void db_warm(void);
 void db_shutdown(void);
 
 /* Open one connection outside the pool (migrate, rekey); NULL on error. */

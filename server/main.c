@@ -122,6 +122,7 @@ cmd_serve(struct config *cfg)
 	if (!schema_ready(cfg))
 		return 1;
 	db_init(cfg);
+	db_warm();
 	cache_start(cfg);
 	if (!http_start(cfg)) {
 		cache_stop();

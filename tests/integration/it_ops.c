@@ -326,6 +326,9 @@ test_metrics(void)
 	          "finxd_http_requests_total{route=\"/v1/links/"
 	          "{}\",status=\"404\"}") >= 1,
 	    "requests counter for route /v1/links/{} status 404");
+	CHECK(sample_value(text, "finxd_db_pool_open") == 8,
+	    "the pool's 8 connections were opened at start (%.0f open)",
+	    sample_value(text, "finxd_db_pool_open"));
 	CHECK(strstr(text, "\nfinxd_build_info{") != NULL,
 	    "build info series present");
 	CHECK(strstr(text, "00000000-0000") == NULL,
@@ -538,17 +541,22 @@ test_db_outage(const char *link)
 	CHECK(get_status("/healthz", &ms) == 200,
 	    "/healthz still 200 (the process serves)");
 
+	/*
+	 * At once, with no /readyz poll first to use up the pooled
+	 * connections the restart killed: at least four of the eight opened
+	 * at start are still in the pool, and none may fail a request.
+	 */
 	CHECK(pg_ctl_run("start") == 0, "PostgreSQL started again");
-	CHECK(wait_status("/readyz", 200, 20000),
-	    "/readyz back to 200 without restarting finxd");
 	for (i = 0; i < 12; i++) {
 		ok200 += h_api(fx, "GET", path, NULL, &r) == 200;
 		h_resp_free(&r);
 	}
 	CHECK(ok200 == 12,
-	    "every /v1 read works again (%d of 12; the pool "
-	    "recovered on its own)",
+	    "every /v1 read works again at once (%d of 12; the pool "
+	    "dropped its dead connections and recovered on its own)",
 	    ok200);
+	CHECK(wait_status("/readyz", 200, 20000),
+	    "/readyz back to 200 without restarting finxd");
 	free(path);
 }
 
