@@ -132,18 +132,69 @@ acct_map_free(struct acct_map *m)
 	free(m->ids);
 }
 
+static void
+put_text(json_object *o, const char *key, const char *v)
+{
+	json_object_object_add(o, key, v ? json_object_new_string(v) : NULL);
+}
+
+/* One mapped transaction as a row of store_txns' recordset; raw is the
+ * finX object itself, which serialises to the text finxmap checked. */
+static json_object *
+txn_json(const char *account_id, const struct txn_row *t, json_object *raw)
+{
+	json_object *o = json_object_new_object();
+
+	put_text(o, "account_id", account_id);
+	put_text(o, "finx_transaction_id", t->finx_id);
+	put_text(o, "amount", t->amount);
+	put_text(o, "currency", t->currency);
+	put_text(o, "booking_date", t->booking_date);
+	put_text(o, "value_date", t->value_date);
+	json_object_object_add(o, "booked", json_object_new_boolean(t->booked));
+	put_text(o, "counterparty_name", t->name);
+	put_text(o, "counterparty_iban", t->iban);
+	put_text(o, "counterparty_bic", t->bic);
+	put_text(o, "purpose", t->purpose);
+	put_text(o, "type", t->type);
+	put_text(o, "booking_text", t->booking_text);
+	json_object_object_add(o, "raw", json_object_get(raw));
+	return o;
+}
+
+/*
+ * Upsert one page of transactions in one statement.  Row by row, a first
+ * pull cost PostgreSQL a parse, a plan and a round trip per transaction
+ * and was most of its CPU time during a burst of new connections.  Amounts
+ * and dates travel as JSON strings and go through numeric's and
+ * timestamptz's own input functions, as the per-row parameters did.  A
+ * finX id twice in one page (ON CONFLICT may not touch a row twice in one
+ * statement): the later one wins, as it did row by row, and rows are
+ * inserted in finX's order, which the id tie-breaker of the keyset keeps.
+ */
 static bool
-store_txn(PGconn *c, const char *conn_id, const char *account_id,
-    const struct txn_row *t)
+store_txns(PGconn *c, const char *conn_id, json_object *rows)
 {
 	return db_cmd(c,
 	    "INSERT INTO transactions (connection_id, account_id, "
 	    "finx_transaction_id, amount, currency, booking_date, value_date, "
 	    "sort_date, booked, counterparty_name, counterparty_iban, "
-	    "counterparty_bic, purpose, type, booking_text, raw) VALUES ($1, "
-	    "$2, $3, $4::numeric, $5, $6::timestamptz, $7::timestamptz, "
-	    "coalesce($6::timestamptz, $7::timestamptz, now()), $8::boolean, "
-	    "$9, $10, $11, $12, $13, $14, $15::jsonb) "
+	    "counterparty_bic, purpose, type, booking_text, raw) SELECT $1, "
+	    "r.account_id, r.finx_transaction_id, r.amount, r.currency, "
+	    "r.booking_date, r.value_date, coalesce(r.booking_date, "
+	    "r.value_date, now()), r.booked, r.counterparty_name, "
+	    "r.counterparty_iban, r.counterparty_bic, r.purpose, r.type, "
+	    "r.booking_text, r.raw FROM (SELECT DISTINCT ON "
+	    "(finx_transaction_id) * FROM ROWS FROM (jsonb_to_recordset("
+	    "$2::jsonb) AS (account_id uuid, finx_transaction_id text, amount "
+	    "numeric, currency text, booking_date timestamptz, value_date "
+	    "timestamptz, booked boolean, counterparty_name text, "
+	    "counterparty_iban text, counterparty_bic text, purpose text, type "
+	    "text, booking_text text, raw jsonb)) WITH ORDINALITY AS x("
+	    "account_id, finx_transaction_id, amount, currency, booking_date, "
+	    "value_date, booked, counterparty_name, counterparty_iban, "
+	    "counterparty_bic, purpose, type, booking_text, raw, ord) ORDER BY "
+	    "finx_transaction_id, ord DESC) r ORDER BY r.ord "
 	    "ON CONFLICT (connection_id, finx_transaction_id) DO UPDATE SET "
 	    "account_id = EXCLUDED.account_id, amount = EXCLUDED.amount, "
 	    "currency = EXCLUDED.currency, booking_date = "
@@ -155,11 +206,10 @@ store_txn(PGconn *c, const char *conn_id, const char *account_id,
 	    "counterparty_bic = EXCLUDED.counterparty_bic, purpose = "
 	    "EXCLUDED.purpose, type = EXCLUDED.type, booking_text = "
 	    "EXCLUDED.booking_text, raw = EXCLUDED.raw, updated_at = now()",
-	    15,
-	    (const char *[]){ conn_id, account_id, t->finx_id, t->amount,
-		t->currency, t->booking_date, t->value_date,
-		t->booked ? "true" : "false", t->name, t->iban, t->bic,
-		t->purpose, t->type, t->booking_text, t->raw });
+	    2,
+	    (const char *[]){ conn_id,
+		json_object_to_json_string_ext(rows,
+		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE) });
 }
 
 /* jsonb cannot hold U+0000; such a row is skipped, not the whole pull. */
@@ -220,11 +270,11 @@ pull_transactions(PGconn *c, const char *conn_id, char **token,
 	int page;
 
 	for (page = 0; page < MAX_PAGES; page++) {
-		json_object *res = NULL, *arr;
+		json_object *res = NULL, *arr, *rows;
 		char *path = xasprintf("/rest/transactions?include_pending=true"
 				       "&count=%d&offset=%d",
 		    PAGE, page * PAGE);
-		size_t i, n;
+		size_t i, n, stored;
 		bool ok;
 
 		ok = rest_get(conn_id, token, path, &res, err);
@@ -237,28 +287,32 @@ pull_transactions(PGconn *c, const char *conn_id, char **token,
 			return "finX transactions answer has no array";
 		}
 		n = json_object_array_length(arr);
+		rows = json_object_new_array_ext((int)n);
 		for (i = 0; i < n; i++) {
+			json_object *o = json_object_array_get_idx(arr, i);
 			struct txn_row t;
 			const char *bad, *acct;
 
-			if (!finxmap_transaction(json_object_array_get_idx(arr, i),
-				&t, &bad)) {
+			if (!finxmap_transaction(o, &t, &bad)) {
 				log_kv(LOG_WARN, "skipping transaction",
 				    "connection_id", conn_id, "reason", bad,
 				    NULL);
 				continue;
 			}
 			acct = acct_lookup(m, t.finx_account_id);
-			if (acct != NULL && jsonb_safe(t.raw)) {
-				if (!store_txn(c, conn_id, acct, &t)) {
-					txn_row_free(&t);
-					json_object_put(res);
-					return "storing a transaction failed";
-				}
-				(*count)++;
-			}
+			if (acct != NULL && jsonb_safe(t.raw))
+				json_object_array_add(rows,
+				    txn_json(acct, &t, o));
 			txn_row_free(&t);
 		}
+		stored = json_object_array_length(rows);
+		ok = stored == 0 || store_txns(c, conn_id, rows);
+		json_object_put(rows);
+		if (!ok) {
+			json_object_put(res);
+			return "storing transactions failed";
+		}
+		*count += (long)stored;
 		json_object_put(res);
 		if (n < PAGE)
 			return NULL;

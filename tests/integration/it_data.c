@@ -725,6 +725,32 @@ test_repull(const char *cid)
 	free(after);
 }
 
+/*
+ * finX lists one transaction twice in a page: the pull still succeeds (one
+ * upsert statement per page may not touch a row twice), stores it once
+ * and keeps the later entry, as a row-by-row upsert would.
+ */
+static void
+test_repeated_in_page(const char *cid)
+{
+	static const char *const repeated =
+	    "SELECT count(*) FROM transactions WHERE connection_id = $1 AND "
+	    "purpose = 'repeated in page'";
+
+	CHECK(sbx_ok(h_sbx_post("/_sandbox/config",
+		  "{\"repeat_transaction\":true}")),
+	    "sandbox lists a transaction twice in each page");
+	CHECK(repull(cid), "a pull with a transaction twice in its page ran");
+	CHECK(txn_count(cid) == 2 * NTX, "still %d transactions", 2 * NTX);
+	CHECK(sql_long(repeated, cid, NULL) == 1,
+	    "the later of the two entries was stored");
+	CHECK(sbx_ok(h_sbx_post("/_sandbox/config",
+		  "{\"repeat_transaction\":false}")),
+	    "sandbox back to one entry each");
+	CHECK(repull(cid) && sql_long(repeated, cid, NULL) == 0,
+	    "the next pull stores the entry as finX now lists it");
+}
+
 static void
 test_pending_booked(const char *cid, const char *user)
 {
@@ -1351,6 +1377,7 @@ main(void)
 	test_filters(giro);
 	test_errors(giro);
 	test_repull(cid);
+	test_repeated_in_page(cid);
 	test_pending_booked(cid, "u-data");
 	test_walk(cid, "u-data", giro);
 	test_sync(cid, "u-data");

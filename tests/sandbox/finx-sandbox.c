@@ -47,6 +47,7 @@ static const struct option longopts[] = {
 	{ "transactions", required_argument, NULL, 0 },
 	{ "sync-step-ms", required_argument, NULL, 0 },
 	{ "sync-fail", no_argument, NULL, 0 },
+	{ "repeat-transaction", no_argument, NULL, 0 },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -61,7 +62,7 @@ usage(FILE *f)
 	    "       [--omit-refresh-token] [--token-bytes N] [--latency-ms N]\n"
 	    "       [--token-latency-ms N] [--error-style oauth|finx]\n"
 	    "       [--cancel-param abort|cancel] [--transactions N]\n"
-	    "       [--sync-step-ms N] [--sync-fail]\n"
+	    "       [--sync-step-ms N] [--sync-fail] [--repeat-transaction]\n"
 	    "HOST must be a loopback address (127.0.0.0/8, ::1, localhost); "
 	    "PORT may be 0.\n");
 }

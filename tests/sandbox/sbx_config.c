@@ -43,6 +43,7 @@ static const struct cfg_key cfg_keys[] = {
 	K(transactions, CFG_LONG, 0, 100000),
 	K(sync_step_ms, CFG_LONG, 0, 3600000),
 	K(sync_fail, CFG_BOOL, 0, 0),
+	K(repeat_transaction, CFG_BOOL, 0, 0),
 };
 #define NKEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
 

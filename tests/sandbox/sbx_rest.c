@@ -284,6 +284,15 @@ txn_list(struct sbx_user *u, const struct sbx_account *acc,
 
 		json_object_array_add(arr, data_txn_json(u, t->a, t->t));
 	}
+	if (sbx.cfg.repeat_transaction && i > from) {
+		const struct txn_ref *t = q->asc ? &refs[from]
+						 : &refs[n - 1 - from];
+		json_object *again = data_txn_json(u, t->a, t->t);
+
+		json_object_object_add(again, "purpose",
+		    json_object_new_string("repeated in page"));
+		json_object_array_add(arr, again);
+	}
 	free(refs);
 	o = json_object_new_object();
 	json_object_object_add(o, "transactions", arr);

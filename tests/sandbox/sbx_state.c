@@ -71,6 +71,7 @@ sbx_state_init(void)
 	c->transactions = 30;
 	c->sync_step_ms = 200;
 	c->sync_fail = false;
+	c->repeat_transaction = false;
 	sbx.started_ms = now_ms();
 	sbx.rec = xcalloc(SBX_RECORD_MAX, sizeof(*sbx.rec));
 }

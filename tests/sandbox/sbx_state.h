@@ -38,6 +38,8 @@ struct sbx_config {
 	long transactions;
 	long sync_step_ms;
 	bool sync_fail;
+	/* each transactions page ends with its first entry again, changed */
+	bool repeat_transaction;
 };
 
 enum sbx_stat {
