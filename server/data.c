@@ -169,12 +169,21 @@ txn_json(const char *account_id, const struct txn_row *t, json_object *raw)
  * and dates travel as JSON strings and go through numeric's and
  * timestamptz's own input functions, as the per-row parameters did.  A
  * finX id twice in one page (ON CONFLICT may not touch a row twice in one
- * statement): the later one wins, as it did row by row, and rows are
+ * statement): the later entry is stored, at the place of the first, as
+ * row by row (but a new row whose later entry has neither date gets
+ * now() as its sort date, not the earlier entry's dates).  Rows are
  * inserted in finX's order, which the id tie-breaker of the keyset keeps.
  */
 static bool
 store_txns(PGconn *c, const char *conn_id, json_object *rows)
 {
+	const char *json = json_object_to_json_string_ext(rows,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+
+	/* Out of memory: NULL would be an empty page, and the pending
+	 * transactions not seen again would then be deleted. */
+	if (json == NULL)
+		return false;
 	return db_cmd(c,
 	    "INSERT INTO transactions (connection_id, account_id, "
 	    "finx_transaction_id, amount, currency, booking_date, value_date, "
@@ -185,7 +194,8 @@ store_txns(PGconn *c, const char *conn_id, json_object *rows)
 	    "r.value_date, now()), r.booked, r.counterparty_name, "
 	    "r.counterparty_iban, r.counterparty_bic, r.purpose, r.type, "
 	    "r.booking_text, r.raw FROM (SELECT DISTINCT ON "
-	    "(finx_transaction_id) * FROM ROWS FROM (jsonb_to_recordset("
+	    "(finx_transaction_id) *, min(ord) OVER (PARTITION BY "
+	    "finx_transaction_id) AS first FROM ROWS FROM (jsonb_to_recordset("
 	    "$2::jsonb) AS (account_id uuid, finx_transaction_id text, amount "
 	    "numeric, currency text, booking_date timestamptz, value_date "
 	    "timestamptz, booked boolean, counterparty_name text, "
@@ -194,7 +204,7 @@ store_txns(PGconn *c, const char *conn_id, json_object *rows)
 	    "account_id, finx_transaction_id, amount, currency, booking_date, "
 	    "value_date, booked, counterparty_name, counterparty_iban, "
 	    "counterparty_bic, purpose, type, booking_text, raw, ord) ORDER BY "
-	    "finx_transaction_id, ord DESC) r ORDER BY r.ord "
+	    "finx_transaction_id, ord DESC) r ORDER BY r.first "
 	    "ON CONFLICT (connection_id, finx_transaction_id) DO UPDATE SET "
 	    "account_id = EXCLUDED.account_id, amount = EXCLUDED.amount, "
 	    "currency = EXCLUDED.currency, booking_date = "
@@ -206,10 +216,7 @@ store_txns(PGconn *c, const char *conn_id, json_object *rows)
 	    "counterparty_bic = EXCLUDED.counterparty_bic, purpose = "
 	    "EXCLUDED.purpose, type = EXCLUDED.type, booking_text = "
 	    "EXCLUDED.booking_text, raw = EXCLUDED.raw, updated_at = now()",
-	    2,
-	    (const char *[]){ conn_id,
-		json_object_to_json_string_ext(rows,
-		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE) });
+	    2, (const char *[]){ conn_id, json });
 }
 
 /* jsonb cannot hold U+0000; such a row is skipped, not the whole pull. */

@@ -167,8 +167,13 @@ static bool
 idle_usable(PGconn *c)
 {
 	struct pollfd p = { .fd = PQsocket(c), .events = POLLIN };
+	int n;
 
-	return p.fd >= 0 && poll(&p, 1, 0) == 0;
+	if (p.fd < 0)
+		return false;
+	while ((n = poll(&p, 1, 0)) < 0 && errno == EINTR)
+		;
+	return n == 0;
 }
 
 static PGconn *

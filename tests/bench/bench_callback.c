@@ -311,7 +311,8 @@ round_run(struct flow *flows, int n, struct probe *const *pr, int npr)
 
 	atomic_store(&burst_done, false);
 	for (i = 0; i < npr; i++)
-		pthread_create(&th[i], NULL, probe_run, pr[i]);
+		if (pthread_create(&th[i], NULL, probe_run, pr[i]) != 0)
+			h_bail("pthread_create failed");
 	wall = fire(flows, n);
 	atomic_store(&burst_done, true);
 	for (i = 0; i < npr; i++)
