@@ -119,22 +119,44 @@ reply_rendered(struct req *r, struct buf *b, const struct buf *key,
 	return reply_body(r, body);
 }
 
-/* A cached body for key, queued; false (nothing queued) on a miss. */
+/*
+ * A cached body for key, queued: true.  On a miss, false, and the request
+ * reads the database; *filling when it does so for the requests that
+ * wait for the same key (cache_fill_begin), which key_done ends.
+ */
 static bool
-reply_cached(struct req *r, const struct buf *key, enum MHD_Result *ret)
+reply_cached(struct req *r, const struct buf *key, bool *filling,
+    enum MHD_Result *ret)
 {
-	struct cache_body *body = cache_get(key->data, key->len);
+	enum cache_fill f = CACHE_FILL_WAITED;
 
-	if (body == NULL)
-		return false;
-	*ret = reply_body(r, body);
-	return true;
+	while (f == CACHE_FILL_WAITED) {
+		struct cache_body *body = cache_get(key->data, key->len);
+
+		if (body != NULL) {
+			*ret = reply_body(r, body);
+			return true;
+		}
+		f = cache_fill_begin(key->data, key->len);
+	}
+	*filling = f == CACHE_FILL_MINE;
+	return false;
+}
+
+/* Done with key: the requests waiting on this one's read look again. */
+static void
+key_done(struct buf *key, bool filling)
+{
+	if (filling)
+		cache_fill_end(key->data, key->len);
+	buf_free(key);
 }
 
 enum MHD_Result
 h_user_accounts(struct req *r)
 {
 	const char *user = r->params[0];
+	bool filling = false;
 	enum MHD_Result ret;
 	struct buf key, b;
 	PGresult *res;
@@ -147,7 +169,7 @@ h_user_accounts(struct req *r)
 	buf_init(&key, 4096);
 	cache_key_add(&key, "user_accounts");
 	cache_key_add(&key, user);
-	if (reply_cached(r, &key, &ret))
+	if (reply_cached(r, &key, &filling, &ret))
 		goto out;
 	ticket = cache_begin();
 	if ((c = api_db(r, &ret)) == NULL)
@@ -173,7 +195,7 @@ h_user_accounts(struct req *r)
 	PQclear(res);
 	ret = reply_rendered(r, &b, &key, user, ticket);
 out:
-	buf_free(&key);
+	key_done(&key, filling);
 	return ret;
 }
 
@@ -181,6 +203,7 @@ enum MHD_Result
 h_account_get(struct req *r)
 {
 	const char *id = r->params[0];
+	bool filling = false;
 	enum MHD_Result ret;
 	struct buf key, b;
 	PGresult *res;
@@ -193,7 +216,7 @@ h_account_get(struct req *r)
 	buf_init(&key, 4096);
 	cache_key_add(&key, "account");
 	cache_key_add(&key, id);
-	if (reply_cached(r, &key, &ret))
+	if (reply_cached(r, &key, &filling, &ret))
 		goto out;
 	ticket = cache_begin();
 	if ((c = api_db(r, &ret)) == NULL)
@@ -221,7 +244,7 @@ h_account_get(struct req *r)
 	ret = reply_rendered(r, &b, &key, PQgetvalue(res, 0, 2), ticket);
 	PQclear(res);
 out:
-	buf_free(&key);
+	key_done(&key, filling);
 	return ret;
 }
 
@@ -397,7 +420,7 @@ list_txns(struct req *r, const char *stmt, const char *scope_sql,
 	const char *cursor = http_query(r, "cursor");
 	char micros_s[24] = "", id_s[24] = "", limit_p[24];
 	int64_t micros, cid;
-	bool from_date = false, to_date = false;
+	bool from_date = false, to_date = false, filling = false;
 	long limit = 100;
 	enum MHD_Result ret;
 	struct buf key, b;
@@ -439,8 +462,8 @@ list_txns(struct req *r, const char *stmt, const char *scope_sql,
 	cache_key_add(&key, limit_p);
 	cache_key_add(&key, cursor != NULL ? micros_s : NULL);
 	cache_key_add(&key, cursor != NULL ? id_s : NULL);
-	if (reply_cached(r, &key, &ret)) {
-		buf_free(&key);
+	if (reply_cached(r, &key, &filling, &ret)) {
+		key_done(&key, filling);
 		return ret;
 	}
 	ticket = cache_begin();
@@ -491,7 +514,7 @@ list_txns(struct req *r, const char *stmt, const char *scope_sql,
 	snprintf(name, sizeof(name), "api_txns_%s_%d", stmt, mask);
 	if ((c = api_db(r, &ret)) == NULL) {
 		free(full);
-		buf_free(&key);
+		key_done(&key, filling);
 		return ret;
 	}
 	res = db_exec_prepared(c, name, full, np, params);
@@ -513,7 +536,7 @@ list_txns(struct req *r, const char *stmt, const char *scope_sql,
 			    : http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
 				  "no such account or user");
 			PQclear(own);
-			buf_free(&key);
+			key_done(&key, filling);
 			return ret;
 		}
 		user = PQgetvalue(own, 0, 0);
@@ -521,7 +544,7 @@ list_txns(struct req *r, const char *stmt, const char *scope_sql,
 		user = NULL; /* not needed: nothing will be stored */
 	db_release(c);
 	if (res == NULL) {
-		buf_free(&key);
+		key_done(&key, filling);
 		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
 		    "database_unavailable", "the database is not reachable");
 	}
@@ -530,7 +553,7 @@ list_txns(struct req *r, const char *stmt, const char *scope_sql,
 	PQclear(res);
 	ret = reply_rendered(r, &b, &key, user, ticket);
 	PQclear(own);
-	buf_free(&key);
+	key_done(&key, filling);
 	return ret;
 }
 

@@ -10,6 +10,10 @@
  * arrives, then the request stores what it read.  Every invalidation
  * bumps a sequence number; a request notes it before reading
  * (cache_begin) and cache_put refuses to store when it moved.
+ *
+ * One database read per key at a time (cache_fill_begin): requests that
+ * miss a key another request is reading wait for it, up to
+ * CACHE_FILL_WAIT_MS, instead of all reading PostgreSQL at once.
  */
 #include "cache.h"
 
@@ -17,6 +21,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 
@@ -41,8 +46,18 @@ struct entry {
 	struct cache_body *body;
 };
 
+/* A key one request is reading from the database (cache_fill_begin). */
+struct flight {
+	struct flight *next;
+	uint64_t hash;
+	char *key;
+	size_t klen;
+};
+
 static struct {
 	pthread_mutex_t mu;
+	pthread_cond_t filled; /* a flight ended */
+	struct flight *flights;
 	bool enabled;
 	uint64_t seq;   /* bumped by every invalidation and state change */
 	int writers;    /* local commits in progress (cache_write_begin) */
@@ -50,7 +65,8 @@ static struct {
 	struct entry *oldest, *newest;
 	size_t n, bytes;
 	long hits, misses;
-} cache = { .mu = PTHREAD_MUTEX_INITIALIZER, .seq = 1 };
+} cache = { .mu = PTHREAD_MUTEX_INITIALIZER,
+	.filled = PTHREAD_COND_INITIALIZER, .seq = 1 };
 
 static struct {
 	pthread_t thread;
@@ -181,6 +197,87 @@ cache_get(const char *key, size_t klen)
 		cache.misses++;
 	pthread_mutex_unlock(&cache.mu);
 	return b;
+}
+
+static struct flight **
+flight_find(const char *key, size_t klen, uint64_t h)
+{
+	struct flight **f;
+
+	for (f = &cache.flights; *f != NULL; f = &(*f)->next)
+		if ((*f)->hash == h && (*f)->klen == klen &&
+		    memcmp((*f)->key, key, klen) == 0)
+			return f;
+	return NULL;
+}
+
+static bool
+flight_listed(const struct flight *g)
+{
+	const struct flight *f;
+
+	for (f = cache.flights; f != NULL; f = f->next)
+		if (f == g)
+			return true;
+	return false;
+}
+
+enum cache_fill
+cache_fill_begin(const char *key, size_t klen)
+{
+	uint64_t h = hash_key(key, klen);
+	struct flight **fp, *f;
+	struct timespec until;
+	int rc = 0;
+
+	pthread_mutex_lock(&cache.mu);
+	if (!cache.enabled) {
+		pthread_mutex_unlock(&cache.mu);
+		return CACHE_FILL_OFF;
+	}
+	if ((fp = flight_find(key, klen, h)) == NULL) {
+		f = xcalloc(1, sizeof(*f));
+		f->hash = h;
+		f->key = xmalloc(klen);
+		memcpy(f->key, key, klen);
+		f->klen = klen;
+		f->next = cache.flights;
+		cache.flights = f;
+		pthread_mutex_unlock(&cache.mu);
+		return CACHE_FILL_MINE;
+	}
+	/* Compared by address only: f may be freed while we wait. */
+	f = *fp;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += CACHE_FILL_WAIT_MS / 1000;
+	until.tv_nsec += (CACHE_FILL_WAIT_MS % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	while (flight_listed(f) && rc == 0)
+		rc = pthread_cond_timedwait(&cache.filled, &cache.mu, &until);
+	rc = flight_listed(f);
+	pthread_mutex_unlock(&cache.mu);
+	return rc ? CACHE_FILL_OFF : CACHE_FILL_WAITED;
+}
+
+void
+cache_fill_end(const char *key, size_t klen)
+{
+	struct flight **fp, *f = NULL;
+
+	pthread_mutex_lock(&cache.mu);
+	if ((fp = flight_find(key, klen, hash_key(key, klen))) != NULL) {
+		f = *fp;
+		*fp = f->next;
+		pthread_cond_broadcast(&cache.filled);
+	}
+	pthread_mutex_unlock(&cache.mu);
+	if (f != NULL) {
+		free(f->key);
+		free(f);
+	}
 }
 
 uint64_t

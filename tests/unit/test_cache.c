@@ -3,15 +3,19 @@
  * writer against json-c's own output, key components, and the cache's
  * rules (off means off, per-user invalidation, the sequence check that
  * keeps a body read before an invalidation out, the local-commit bracket,
- * eviction).
+ * eviction, one database read per key at a time).
  */
 #include <json-c/json.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cache.h"
 #include "util.h"
 #include "test.h"
+
+#include <unistd.h>
 
 /* cache_json_str(s) must equal json-c's serialisation of s. */
 static bool
@@ -228,11 +232,83 @@ test_cache_rules(void)
 	CHECK(!cache_enabled() && has("k2", NULL), "cache_stop: off, empty");
 }
 
+struct waiter {
+	const char *key;
+	atomic_bool started;
+	enum cache_fill got;
+	bool hit;
+};
+
+static void *
+wait_fill(void *arg)
+{
+	struct waiter *w = arg;
+
+	atomic_store(&w->started, true);
+	w->got = cache_fill_begin(w->key, strlen(w->key));
+	w->hit = has(w->key, "filled");
+	return NULL;
+}
+
+static void
+test_single_flight(void)
+{
+	struct waiter w[4];
+	pthread_t th[4];
+	int64_t t0;
+	int i, waited = 0, hits = 0;
+
+	cache_set_enabled(true);
+	CHECK(cache_fill_begin("sf", 2) == CACHE_FILL_MINE,
+	    "the first miss on a key reads it");
+	for (i = 0; i < 4; i++) {
+		memset(&w[i], 0, sizeof(w[i]));
+		w[i].key = "sf";
+		pthread_create(&th[i], NULL, wait_fill, &w[i]);
+	}
+	for (i = 0; i < 4; i++)
+		while (!atomic_load(&w[i].started))
+			usleep(1000);
+	usleep(300 * 1000);
+	CHECK(cache_fill_begin("other", 5) == CACHE_FILL_MINE,
+	    "a miss on another key does not wait");
+	cache_fill_end("other", 5);
+	put("sf", "usf", "filled", cache_begin());
+	cache_fill_end("sf", 2);
+	for (i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		waited += w[i].got == CACHE_FILL_WAITED;
+		hits += w[i].hit;
+	}
+	CHECK(waited == 4 && hits == 4,
+	    "four more requests for it waited for that read, then found the "
+	    "body (%d waited, %d found it)",
+	    waited, hits);
+	CHECK(cache_fill_begin("sf", 2) == CACHE_FILL_MINE,
+	    "the fill ended: the next miss reads again");
+	cache_fill_end("sf", 2);
+
+	/* A read that never ends: the waiter gives up and reads itself. */
+	CHECK(cache_fill_begin("stuck", 5) == CACHE_FILL_MINE, "stuck: mine");
+	t0 = mono_ms();
+	CHECK(cache_fill_begin("stuck", 5) == CACHE_FILL_OFF &&
+	        mono_ms() - t0 >= CACHE_FILL_WAIT_MS - 100,
+	    "a waiter gives up after about %d ms (%ld)", CACHE_FILL_WAIT_MS,
+	    (long)(mono_ms() - t0));
+	cache_fill_end("stuck", 5);
+
+	cache_set_enabled(false);
+	CHECK(cache_fill_begin("sf", 2) == CACHE_FILL_OFF,
+	    "cache off: nobody fills or waits");
+	cache_fill_end("sf", 2);
+}
+
 int
 main(void)
 {
 	test_escaper();
 	test_keys();
 	test_cache_rules();
+	test_single_flight();
 	return test_done();
 }
