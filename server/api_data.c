@@ -128,6 +128,7 @@ static bool
 reply_cached(struct req *r, const struct buf *key, bool *filling,
     enum MHD_Result *ret)
 {
+	int64_t deadline = mono_ms() + CACHE_FILL_WAIT_MS;
 	enum cache_fill f = CACHE_FILL_WAITED;
 
 	while (f == CACHE_FILL_WAITED) {
@@ -137,7 +138,7 @@ reply_cached(struct req *r, const struct buf *key, bool *filling,
 			*ret = reply_body(r, body);
 			return true;
 		}
-		f = cache_fill_begin(key->data, key->len);
+		f = cache_fill_begin(key->data, key->len, deadline);
 	}
 	*filling = f == CACHE_FILL_MINE;
 	return false;

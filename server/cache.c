@@ -46,12 +46,18 @@ struct entry {
 	struct cache_body *body;
 };
 
-/* A key one request is reading from the database (cache_fill_begin). */
+/*
+ * A key one request is reading from the database (cache_fill_begin).
+ * Unlinked by its filler when done; freed by whoever leaves it last, so a
+ * waiter never mistakes a new flight at the same address for its own.
+ */
 struct flight {
 	struct flight *next;
 	uint64_t hash;
 	char *key;
 	size_t klen;
+	int waiters;
+	bool done, stored;
 };
 
 static struct {
@@ -211,24 +217,19 @@ flight_find(const char *key, size_t klen, uint64_t h)
 	return NULL;
 }
 
-static bool
-flight_listed(const struct flight *g)
+static void
+flight_free(struct flight *f)
 {
-	const struct flight *f;
-
-	for (f = cache.flights; f != NULL; f = f->next)
-		if (f == g)
-			return true;
-	return false;
+	free(f->key);
+	free(f);
 }
 
 enum cache_fill
-cache_fill_begin(const char *key, size_t klen)
+cache_fill_begin(const char *key, size_t klen, int64_t deadline_ms)
 {
 	uint64_t h = hash_key(key, klen);
 	struct flight **fp, *f;
-	struct timespec until;
-	int rc = 0;
+	bool stored;
 
 	pthread_mutex_lock(&cache.mu);
 	if (!cache.enabled) {
@@ -246,38 +247,67 @@ cache_fill_begin(const char *key, size_t klen)
 		pthread_mutex_unlock(&cache.mu);
 		return CACHE_FILL_MINE;
 	}
-	/* Compared by address only: f may be freed while we wait. */
 	f = *fp;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += CACHE_FILL_WAIT_MS / 1000;
-	until.tv_nsec += (CACHE_FILL_WAIT_MS % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
+	f->waiters++;
+	while (!f->done) {
+		int64_t left = deadline_ms - mono_ms();
+		struct timespec until;
+
+		if (left <= 0)
+			break;
+		/* The condition variable keeps the wall clock; a clock step
+		 * only shortens or stretches this one wait. */
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += left / 1000;
+		until.tv_nsec += (left % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&cache.filled, &cache.mu, &until);
 	}
-	while (flight_listed(f) && rc == 0)
-		rc = pthread_cond_timedwait(&cache.filled, &cache.mu, &until);
-	rc = flight_listed(f);
+	stored = f->done && f->stored;
+	if (--f->waiters == 0 && f->done)
+		flight_free(f);
 	pthread_mutex_unlock(&cache.mu);
-	return rc ? CACHE_FILL_OFF : CACHE_FILL_WAITED;
+	return stored ? CACHE_FILL_WAITED : CACHE_FILL_OFF;
 }
 
 void
 cache_fill_end(const char *key, size_t klen)
 {
-	struct flight **fp, *f = NULL;
+	uint64_t h = hash_key(key, klen);
+	struct flight **fp, *f;
+	struct entry *e;
 
 	pthread_mutex_lock(&cache.mu);
-	if ((fp = flight_find(key, klen, hash_key(key, klen))) != NULL) {
+	/* Only the filler ends a flight, and a new one for the key starts
+	 * only after this unlinks it: the one found is the caller's. */
+	if ((fp = flight_find(key, klen, h)) != NULL) {
 		f = *fp;
 		*fp = f->next;
-		pthread_cond_broadcast(&cache.filled);
+		f->done = true;
+		f->stored = (e = entry_find(key, klen, h)) != NULL &&
+		    mono_ms() - e->born_ms < CACHE_TTL_S * 1000L;
+		if (f->waiters == 0)
+			flight_free(f);
+		else
+			pthread_cond_broadcast(&cache.filled);
 	}
 	pthread_mutex_unlock(&cache.mu);
-	if (f != NULL) {
-		free(f->key);
-		free(f);
-	}
+}
+
+int
+cache_fill_waiting(const char *key, size_t klen)
+{
+	struct flight **fp;
+	int n;
+
+	pthread_mutex_lock(&cache.mu);
+	fp = flight_find(key, klen, hash_key(key, klen));
+	n = fp != NULL ? (*fp)->waiters : 0;
+	pthread_mutex_unlock(&cache.mu);
+	return n;
 }
 
 uint64_t

@@ -58,19 +58,22 @@ struct cache_body *cache_get(const char *key, size_t klen);
 
 /*
  * One database read per key at a time.  On a miss, a request asks to
- * fill the key: CACHE_FILL_MINE, it reads the database and then calls
- * cache_fill_end (after cache_put, or on failure); CACHE_FILL_WAITED,
- * another request was filling it and has finished (or CACHE_FILL_WAIT_MS
- * passed): look in the cache again; CACHE_FILL_OFF, the cache is off or
- * the wait ran out while the other request still reads: read without
- * filling.  Without it, a popular page that expired sent every request
- * that asked for it meanwhile to PostgreSQL at once (bench_api: 64
- * requests, up to 3.9 s each).
+ * fill the key: CACHE_FILL_MINE, it reads the database and calls
+ * cache_fill_end once it has stored the body (or failed to);
+ * CACHE_FILL_WAITED, another request was filling it and stored the body:
+ * look in the cache again; CACHE_FILL_OFF, the cache is off, the other
+ * request stored nothing (a 404, an invalidation, too large) or
+ * deadline_ms (mono_ms) passed: read without filling.  Without it, a
+ * popular page that expired sent every request that asked for it
+ * meanwhile to PostgreSQL at once (bench_api: 64 requests, up to 3.9 s).
  */
 enum cache_fill { CACHE_FILL_OFF, CACHE_FILL_MINE, CACHE_FILL_WAITED };
 #define CACHE_FILL_WAIT_MS 2000
-enum cache_fill cache_fill_begin(const char *key, size_t klen);
+enum cache_fill cache_fill_begin(const char *key, size_t klen,
+    int64_t deadline_ms);
 void cache_fill_end(const char *key, size_t klen);
+/* Requests waiting for key's fill (tests). */
+int cache_fill_waiting(const char *key, size_t klen);
 
 /*
  * Note the invalidation sequence before reading the database for a body

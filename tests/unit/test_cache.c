@@ -7,7 +7,6 @@
  */
 #include <json-c/json.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -234,7 +233,6 @@ test_cache_rules(void)
 
 struct waiter {
 	const char *key;
-	atomic_bool started;
 	enum cache_fill got;
 	bool hit;
 };
@@ -244,10 +242,31 @@ wait_fill(void *arg)
 {
 	struct waiter *w = arg;
 
-	atomic_store(&w->started, true);
-	w->got = cache_fill_begin(w->key, strlen(w->key));
+	w->got = cache_fill_begin(w->key, strlen(w->key),
+	    mono_ms() + CACHE_FILL_WAIT_MS);
+	if (w->got == CACHE_FILL_MINE)
+		cache_fill_end(w->key, strlen(w->key));
 	w->hit = has(w->key, "filled");
 	return NULL;
+}
+
+/* Start n waiters on key (filled by the caller) and wait until all of
+ * them wait; false when they did not within 10 s. */
+static bool
+start_waiters(struct waiter *w, pthread_t *th, int n, const char *key)
+{
+	int64_t end = mono_ms() + 10000;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		w[i].key = key;
+		w[i].got = CACHE_FILL_OFF;
+		w[i].hit = false;
+		pthread_create(&th[i], NULL, wait_fill, &w[i]);
+	}
+	while (cache_fill_waiting(key, strlen(key)) < n && mono_ms() < end)
+		usleep(1000);
+	return cache_fill_waiting(key, strlen(key)) == n;
 }
 
 static void
@@ -256,49 +275,60 @@ test_single_flight(void)
 	struct waiter w[4];
 	pthread_t th[4];
 	int64_t t0;
-	int i, waited = 0, hits = 0;
+	int i, waited, hits, off;
+	bool all;
 
 	cache_set_enabled(true);
-	CHECK(cache_fill_begin("sf", 2) == CACHE_FILL_MINE,
+	CHECK(cache_fill_begin("sf", 2, mono_ms() + 1000) == CACHE_FILL_MINE,
 	    "the first miss on a key reads it");
-	for (i = 0; i < 4; i++) {
-		memset(&w[i], 0, sizeof(w[i]));
-		w[i].key = "sf";
-		pthread_create(&th[i], NULL, wait_fill, &w[i]);
-	}
-	for (i = 0; i < 4; i++)
-		while (!atomic_load(&w[i].started))
-			usleep(1000);
-	usleep(300 * 1000);
-	CHECK(cache_fill_begin("other", 5) == CACHE_FILL_MINE,
+	all = start_waiters(w, th, 4, "sf");
+	CHECK(all, "four more requests for it wait");
+	CHECK(cache_fill_begin("other", 5, mono_ms() + 1000) ==
+	        CACHE_FILL_MINE,
 	    "a miss on another key does not wait");
 	cache_fill_end("other", 5);
 	put("sf", "usf", "filled", cache_begin());
 	cache_fill_end("sf", 2);
-	for (i = 0; i < 4; i++) {
+	for (i = waited = hits = 0; i < 4; i++) {
 		pthread_join(th[i], NULL);
 		waited += w[i].got == CACHE_FILL_WAITED;
 		hits += w[i].hit;
 	}
 	CHECK(waited == 4 && hits == 4,
-	    "four more requests for it waited for that read, then found the "
-	    "body (%d waited, %d found it)",
+	    "they waited for that read, then found the body (%d waited, %d "
+	    "found it)",
 	    waited, hits);
-	CHECK(cache_fill_begin("sf", 2) == CACHE_FILL_MINE,
+	CHECK(cache_fill_waiting("sf", 2) == 0 &&
+	        cache_fill_begin("sf", 2, mono_ms() + 1000) == CACHE_FILL_MINE,
 	    "the fill ended: the next miss reads again");
 	cache_fill_end("sf", 2);
 
-	/* A read that never ends: the waiter gives up and reads itself. */
-	CHECK(cache_fill_begin("stuck", 5) == CACHE_FILL_MINE, "stuck: mine");
+	/* A fill that stores nothing (a 404, an invalidation): the waiters
+	 * read for themselves, together, at once. */
+	CHECK(cache_fill_begin("nf", 2, mono_ms() + 1000) == CACHE_FILL_MINE,
+	    "nf: mine");
+	all = start_waiters(w, th, 4, "nf");
+	cache_fill_end("nf", 2);
+	for (i = off = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		off += w[i].got == CACHE_FILL_OFF;
+	}
+	CHECK(all && off == 4,
+	    "a fill that stored nothing sends its %d waiters to read at once",
+	    off);
+
+	/* A read that never ends: the waiter gives up at its deadline. */
+	CHECK(cache_fill_begin("stuck", 5, mono_ms() + 1000) == CACHE_FILL_MINE,
+	    "stuck: mine");
 	t0 = mono_ms();
-	CHECK(cache_fill_begin("stuck", 5) == CACHE_FILL_OFF &&
-	        mono_ms() - t0 >= CACHE_FILL_WAIT_MS - 100,
-	    "a waiter gives up after about %d ms (%ld)", CACHE_FILL_WAIT_MS,
+	CHECK(cache_fill_begin("stuck", 5, t0 + 300) == CACHE_FILL_OFF &&
+	        mono_ms() - t0 >= 290,
+	    "a waiter gives up at its deadline (%ld ms of 300)",
 	    (long)(mono_ms() - t0));
 	cache_fill_end("stuck", 5);
 
 	cache_set_enabled(false);
-	CHECK(cache_fill_begin("sf", 2) == CACHE_FILL_OFF,
+	CHECK(cache_fill_begin("sf", 2, mono_ms() + 1000) == CACHE_FILL_OFF,
 	    "cache off: nobody fills or waits");
 	cache_fill_end("sf", 2);
 }
