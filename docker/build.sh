@@ -53,10 +53,20 @@ buildah_() { buildah --root "$store" --runroot "$work/run" \
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 runpg() { runuser -u postgres -- "$pgbin/$1" "${@:2}"; }
 
+# buildah run does not pass signals on to the process it runs: end the
+# whole tree, innermost first (a sandbox outlived the script before).
+kill_tree() {
+	local c
+	for c in $(ps -o pid= --ppid "$1"); do
+		kill_tree "$c"
+	done
+	kill "$1" 2>/dev/null
+}
+
 cleanup() {
 	set +e
 	for p in "${pids[@]:-}"; do
-		[[ -n $p ]] && kill "$p" 2>/dev/null
+		[[ -n $p ]] && kill_tree "$p"
 	done
 	wait 2>/dev/null
 	for c in "${ctrs[@]:-}"; do
