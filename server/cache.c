@@ -21,7 +21,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <libpq-fe.h>
 
@@ -153,6 +152,13 @@ entry_find(const char *key, size_t klen, uint64_t h)
 }
 
 /* Drop user's entries, or all when user is NULL (lock held). */
+/* Younger than CACHE_TTL_S: still served. */
+static bool
+entry_fresh(const struct entry *e)
+{
+	return mono_ms() - e->born_ms < CACHE_TTL_S * 1000L;
+}
+
 static void
 drop_locked(const char *user)
 {
@@ -190,7 +196,7 @@ cache_get(const char *key, size_t klen)
 		return NULL;
 	}
 	if ((e = entry_find(key, klen, h)) != NULL) {
-		if (mono_ms() - e->born_ms >= CACHE_TTL_S * 1000L)
+		if (!entry_fresh(e))
 			entry_remove(e);
 		else {
 			b = e->body;
@@ -257,13 +263,7 @@ cache_fill_begin(const char *key, size_t klen, int64_t deadline_ms)
 			break;
 		/* The condition variable keeps the wall clock; a clock step
 		 * only shortens or stretches this one wait. */
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += left / 1000;
-		until.tv_nsec += (left % 1000) * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
+		until = realtime_after_ms(left);
 		pthread_cond_timedwait(&cache.filled, &cache.mu, &until);
 	}
 	stored = f->done && f->stored;
@@ -288,7 +288,7 @@ cache_fill_end(const char *key, size_t klen)
 		*fp = f->next;
 		f->done = true;
 		f->stored = (e = entry_find(key, klen, h)) != NULL &&
-		    mono_ms() - e->born_ms < CACHE_TTL_S * 1000L;
+		    entry_fresh(e);
 		if (f->waiters == 0)
 			flight_free(f);
 		else

@@ -118,45 +118,6 @@ db_connect(const char *conninfo, char **err)
 }
 
 /*
- * Open the whole pool before serving.  Opened lazily, the connections were
- * opened in the first burst by whichever request came next, and a short
- * read then paid a backend start (fork, authentication, cold catalog
- * caches) on a loaded machine: 18-35 ms of /v1/links reads in
- * bench_callback waited on that.  Best effort: it stops at the first
- * failure and the pool opens connections on demand as before.
- */
-void
-db_warm(void)
-{
-	char *err = NULL;
-	PGconn *c;
-
-	for (;;) {
-		pthread_mutex_lock(&pool.mu);
-		if (pool.closed || pool.total >= pool.size) {
-			pthread_mutex_unlock(&pool.mu);
-			return;
-		}
-		pool.total++;
-		pthread_mutex_unlock(&pool.mu);
-		c = connect_with(pool.conninfo, pool.options, &err);
-		pthread_mutex_lock(&pool.mu);
-		if (c != NULL)
-			pool.idle[pool.n_idle++] = c;
-		else
-			pool.total--;
-		wake();
-		pthread_mutex_unlock(&pool.mu);
-		if (c == NULL) {
-			log_kv(LOG_WARN, "database pool not opened in advance",
-			    "error", err, NULL);
-			free(err);
-			return;
-		}
-	}
-}
-
-/*
  * Whether an idle connection is still usable.  Pooled connections LISTEN
  * to nothing, and a restart of PostgreSQL terminates every backend with
  * an error message and a close, so readable while idle means dead.  One
@@ -179,17 +140,10 @@ idle_usable(PGconn *c)
 static PGconn *
 acquire(bool bulk)
 {
-	struct timespec until;
+	struct timespec until = realtime_after_ms(pool.timeout_ms);
 	PGconn *c;
 	char *err = NULL;
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += pool.timeout_ms / 1000;
-	until.tv_nsec += (pool.timeout_ms % 1000) * 1000000;
-	if (until.tv_nsec >= 1000000000) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000;
-	}
 	pthread_mutex_lock(&pool.mu);
 again:
 	while (!pool.closed &&
@@ -285,6 +239,29 @@ db_release(PGconn *c)
 	}
 	wake();
 	pthread_mutex_unlock(&pool.mu);
+}
+
+/*
+ * Open the whole pool before serving: take every connection (acquire
+ * opens what the pool lacks) and give them all back.  Opened lazily, the
+ * connections were opened in the first burst by whichever request came
+ * next, and a short read then paid a backend start (fork,
+ * authentication, cold catalog caches) on a loaded machine: 18-35 ms of
+ * /v1/links reads in bench_callback waited on that.  Best effort: it
+ * stops at the first failure (logged) and the pool opens connections on
+ * demand as before.
+ */
+void
+db_warm(void)
+{
+	PGconn **cs = xcalloc((size_t)pool.size, sizeof(*cs));
+	int i, n = 0;
+
+	while (n < pool.size && (cs[n] = acquire(false)) != NULL)
+		n++;
+	for (i = 0; i < n; i++)
+		db_release(cs[i]);
+	free(cs);
 }
 
 void

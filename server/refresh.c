@@ -307,15 +307,8 @@ static struct {
 static void
 nap(long ms)
 {
-	struct timespec until;
+	struct timespec until = realtime_after_ms(ms);
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (ms % 1000) * 1000000;
-	if (until.tv_nsec >= 1000000000) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000;
-	}
 	pthread_mutex_lock(&bg.mu);
 	if (!atomic_load(&bg.stop))
 		pthread_cond_timedwait(&bg.cv, &bg.mu, &until);

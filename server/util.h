@@ -86,6 +86,8 @@ char *html_escape(const char *s);
 /* Time: now in seconds and milliseconds (realtime / monotonic). */
 int64_t now_unix(void);
 int64_t mono_ms(void);
+/* CLOCK_REALTIME ms from now, for pthread_cond_timedwait. */
+struct timespec realtime_after_ms(int64_t ms);
 /* RFC 3339 UTC text ("2026-11-26T16:20:09Z") for t. */
 char *rfc3339(int64_t t);
 

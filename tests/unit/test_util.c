@@ -537,6 +537,18 @@ test_rfc3339(void)
 	    "rfc3339: end of 2099");
 	CHECK(now_unix() > 1700000000, "now_unix is plausible");
 	CHECK(mono_ms() > 0, "mono_ms is positive");
+	{
+		int64_t before = now_unix();
+		struct timespec a = realtime_after_ms(2999),
+				b = realtime_after_ms(0);
+
+		CHECK(a.tv_nsec >= 0 && a.tv_nsec < 1000000000L &&
+		        b.tv_nsec >= 0 && b.tv_nsec < 1000000000L,
+		    "realtime_after_ms: nanoseconds stay normalised");
+		CHECK(a.tv_sec >= before + 2 && a.tv_sec <= before + 4 &&
+		        b.tv_sec >= before && b.tv_sec <= before + 1,
+		    "realtime_after_ms: that many milliseconds from now");
+	}
 }
 
 int
