@@ -42,6 +42,12 @@ static const struct key keys[] = {
 	{ "public_url", "http://127.0.0.1:8080", 0,
 	    "base URL browsers reach finxd at" },
 	{ "database_url", "", K_SECRET, "libpq connection string or URI" },
+	{ "database_direct_url", "", K_SECRET,
+	    "direct (not pooled) PostgreSQL connection for sessions: LISTEN, "
+	    "migrate (empty: database_url)" },
+	{ "state_dir", "", 0,
+	    "local directory for the rescue journal of rotated tokens not yet "
+	    "stored (empty: rescue in memory only)" },
 	{ "finx_url", "https://api.finx-s.qwist.cloud", 0,
 	    "finX API base URL" },
 	{ "finx_client_id", NULL, K_REQUIRED, "finX client id" },
@@ -580,6 +586,13 @@ validate(const struct raw *r, struct config *cfg, struct config_errors *errs)
 		cfg->public_https = strncmp(cfg->public_url, "https:", 6) == 0;
 	}
 	cfg->database_url = xstrdup(val(r, "database_url"));
+	v = val(r, "database_direct_url");
+	cfg->database_direct_url = xstrdup(*v != '\0' ? v : cfg->database_url);
+	v = val(r, "state_dir");
+	if (*v != '\0' && *v != '/')
+		config_errors_add(errs, "FINXD_STATE_DIR: must be an absolute "
+					"path");
+	cfg->state_dir = *v != '\0' ? xstrdup(v) : NULL;
 	v = val(r, "finx_url");
 	if ((cfg->finx_url = base_url(v)) == NULL ||
 	    !finx_url_allowed(cfg->finx_url, &why))
@@ -682,6 +695,8 @@ config_free(struct config *cfg)
 	free(cfg->public_url);
 	free(cfg->redirect_uri);
 	free_secret(cfg->database_url);
+	free_secret(cfg->database_direct_url);
+	free(cfg->state_dir);
 	free(cfg->finx_url);
 	free(cfg->client_id);
 	free_secret(cfg->client_secret);
@@ -761,6 +776,11 @@ config_print(const struct config *cfg, FILE *out)
 	fprintf(out, "public_url = %s\n", cfg->public_url);
 	fprintf(out, "redirect_uri = %s\n", cfg->redirect_uri);
 	fprintf(out, "database_url = %s\n", dsn);
+	free(dsn);
+	dsn = mask_dsn(cfg->database_direct_url ? cfg->database_direct_url : "");
+	fprintf(out, "database_direct_url = %s\n", dsn);
+	fprintf(out, "state_dir = %s\n",
+	    cfg->state_dir ? cfg->state_dir : "(none: rescue in memory only)");
 	fprintf(out, "finx_url = %s\n", cfg->finx_url);
 	fprintf(out, "finx_client_id = %s\n", cfg->client_id);
 	fprintf(out, "finx_client_secret = %s\n",

@@ -41,6 +41,10 @@ struct config {
 	char *redirect_uri; /* public_url + "/callback" */
 	bool public_https;
 	char *database_url;
+	/* sessions (LISTEN, migrate's lock); database_url when not set */
+	char *database_direct_url;
+	/* rescue journal directory; NULL: rescue in memory only */
+	char *state_dir;
 	char *finx_url; /* without trailing slash */
 	char *client_id;
 	char *client_secret;
