@@ -11,6 +11,7 @@
 #include "db.h"
 #include "log.h"
 #include "refresh.h"
+#include "tokens.h"
 #include "util.h"
 
 #define CONN_COLS                                                             \
@@ -165,7 +166,7 @@ h_conn_token(struct req *r)
 		return http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
 		    "no such connection");
 	/* Refreshed first when inside the margin, under the shared lock. */
-	plain = refresh_access_token(id, false, &o, &expires_at, &msg);
+	plain = refresh_access_token(id, RT_HANDOUT, &o, &expires_at, &msg);
 	if (plain == NULL) {
 		ret = refresh_error(r, o, msg);
 		free(msg);
@@ -219,7 +220,7 @@ queue_revocations(PGconn *c, const char *id, const PGresult *row)
 	int i;
 
 	for (i = 0; i < 2; i++) {
-		char *aad, *plain, *rid, *sealed;
+		char *aad, *plain;
 		bool ok;
 
 		if (PQgetisnull(row, 0, i))
@@ -229,20 +230,8 @@ queue_revocations(PGconn *c, const char *id, const PGresult *row)
 		free(aad);
 		if (plain == NULL)
 			continue; /* unreadable: nothing we could revoke */
-		rid = uuid_new();
-		aad = crypto_aad("revocations", rid, "token");
-		sealed = crypto_seal(plain, aad);
-		free(aad);
+		ok = tokens_queue_revocation(c, id, kinds[i], plain);
 		free_secret(plain);
-		/* clock_timestamp() orders the refresh token before the
-		 * access token. */
-		ok = db_cmd(c,
-		    "INSERT INTO revocations (id, connection_id, kind, token, "
-		    "next_attempt_at) VALUES ($1, $2, $3, $4, "
-		    "clock_timestamp())",
-		    4, (const char *[]){ rid, id, kinds[i], sealed });
-		free(rid);
-		free(sealed);
 		if (!ok)
 			return false;
 	}
@@ -288,6 +277,8 @@ h_conn_delete(struct req *r)
 		    db_cmd(c,
 			"UPDATE connections SET access_token = NULL, "
 			"refresh_token = NULL, status = 'revoked', "
+			"lease_holder = NULL, lease_until = NULL, "
+			"lease_generation = NULL, "
 			"status_reason = 'deleted', revoked_at = now(), "
 			"updated_at = now() WHERE id = $1",
 			1, (const char *[]){ id }) &&

@@ -309,26 +309,31 @@ store_grant(const struct link *l, const struct finx_tokens *t)
 		 * SCA), the link and the event.  Foreign keys are checked at
 		 * the end of the statement.
 		 */
-		tokens_prepare(conn_id, t, &k);
+		/* Lifetimes count from the code exchange's request; the
+		 * connection starts idle (refreshed when something needs a
+		 * token, or for keep-alive). */
+		tokens_prepare(conn_id, t, tokens_due_after(t, false, 0), &k);
 		res = db_exec_prepared(c, "cb_store",
 		    "WITH c AS (INSERT INTO connections (id, user_id, scope, "
 		    "access_token, access_expires_at, access_lifetime_s, "
 		    "refresh_due_at, refresh_token, refresh_obtained_at, "
 		    "refresh_expires_at, consent_expires_at) VALUES ($1, $2, $6, "
-		    "$4, now() + make_interval(secs => $7::int), $7::int, now() + "
-		    "make_interval(secs => $10::int), $5::text, CASE WHEN $5::text "
-		    "IS NOT NULL THEN now() END, CASE WHEN $5::text IS NOT NULL THEN now() + "
-		    "make_interval(secs => $8::int) END, now() + "
-		    "make_interval(secs => $9::int)) RETURNING id), "
+		    "$4, now() + make_interval(secs => $7::float8), $11::int, "
+		    "now() + make_interval(secs => $10::float8), $5::text, CASE "
+		    "WHEN $5::text IS NOT NULL THEN now() END, CASE WHEN $5::text "
+		    "IS NOT NULL THEN now() + make_interval(secs => $8::float8) "
+		    "END, now() + make_interval(secs => $9::float8)) RETURNING "
+		    "id), "
 		    "p AS (INSERT INTO pulls (connection_id, next_pull_at, "
 		    "attended) SELECT id, now(), true FROM c), "
 		    "l AS (UPDATE links SET status = 'connected', connection_id "
 		    "= $1, reason = NULL, completed_at = now() WHERE id = $3) "
 		    "INSERT INTO events (kind, outcome, link_id, connection_id) "
 		    "VALUES ('callback', 'connected', $3, $1)",
-		    10,
+		    11,
 		    (const char *[]){ conn_id, l->user_id, l->id, k.access,
-			k.refresh, k.scope, k.ttl, k.rttl, k.cttl, k.due });
+			k.refresh, k.scope, k.left, k.rleft, k.cleft, k.due,
+			k.ttl });
 		ok = res != NULL;
 		PQclear(res);
 		tokens_cols_free(&k);
@@ -340,11 +345,27 @@ store_grant(const struct link *l, const struct finx_tokens *t)
 		return conn_id;
 	}
 	ok = db_cmd(c, "BEGIN", 0, NULL);
+	/*
+	 * A pull at once, attended: the user just passed SCA.  The pulls row
+	 * first, the connection's row second, the order every writer of both
+	 * keeps: a running pull holds its pulls row and may wait for the
+	 * connection's row (a lease for a fresh token), so taking them the
+	 * other way round would wait in a cycle PostgreSQL cannot see (the
+	 * pull waits over a second connection).
+	 */
+	ok = ok && db_cmd(c,
+		       "INSERT INTO pulls (connection_id, next_pull_at, "
+		       "attended) VALUES ($1, now(), true) ON CONFLICT "
+		       "(connection_id) DO UPDATE SET next_pull_at = "
+		       "now(), attended = true, failures = 0",
+		       1, (const char *[]){ conn_id });
 	if (ok) {
 		/*
-		 * Renewing: lock the row (a refresh may be running), refuse a
-		 * connection deleted meanwhile, and queue the old grant's
-		 * tokens for revocation so no stale grant outlives it.
+		 * Renewing: lock the row, refuse a connection deleted
+		 * meanwhile, and queue the old grant's tokens for revocation
+		 * so no stale grant outlives it.  A refresh of the old grant
+		 * still in flight finds the generation bumped and sends its
+		 * rotation to revocation too.
 		 */
 		PGresult *old = db_exec(c,
 		    "SELECT refresh_token, access_token FROM connections WHERE "
@@ -354,14 +375,7 @@ store_grant(const struct link *l, const struct finx_tokens *t)
 		ok = old != NULL && PQntuples(old) == 1 &&
 		    queue_revocations(c, conn_id, old);
 		PQclear(old);
-		/* A pull at once, attended: the user just passed SCA. */
-		ok = ok && db_cmd(c,
-			       "INSERT INTO pulls (connection_id, next_pull_at, "
-			       "attended) VALUES ($1, now(), true) ON CONFLICT "
-			       "(connection_id) DO UPDATE SET next_pull_at = "
-			       "now(), attended = true, failures = 0",
-			       1, (const char *[]){ conn_id });
-		ok = ok && tokens_store(c, conn_id, t, true) &&
+		ok = ok && tokens_store_grant(c, conn_id, t) &&
 		    db_cmd(c,
 			"UPDATE links SET status = 'connected', connection_id = "
 			"$2, reason = NULL, completed_at = now() WHERE id = $1",

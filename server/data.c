@@ -47,7 +47,7 @@ rest_get(const char *conn_id, char **token, const char *path,
 		return false;
 	finx_error_free(err);
 	free_secret(*token);
-	*token = refresh_access_token(conn_id, true, &o, NULL, NULL);
+	*token = refresh_access_token(conn_id, RT_FORCE, &o, NULL, NULL);
 	if (*token == NULL) {
 		err->message = xasprintf("no valid access token (%s)",
 		    refresh_outcome_name(o));
@@ -338,7 +338,7 @@ pull(PGconn *c, const char *conn_id, const char *user_id, long *count,
 	const char *why;
 	char *token;
 
-	token = refresh_access_token(conn_id, false, &o, NULL, NULL);
+	token = refresh_access_token(conn_id, 0, &o, NULL, NULL);
 	if (token == NULL) {
 		*detail = xasprintf("no valid access token (%s)",
 		    refresh_outcome_name(o));

@@ -1165,6 +1165,7 @@ finx_token_call(const char *const *kv, size_t n, const char *grant,
 	struct finx_call c = { .method = "POST", .path = "/auth/token" };
 	const char *why;
 	char *body;
+	int64_t sent;
 	bool ok = false;
 
 	memset(out, 0, sizeof(*out));
@@ -1177,8 +1178,10 @@ finx_token_call(const char *const *kv, size_t n, const char *grant,
 	body = finx_body(kv, n, &c.body_len, &c.ctype);
 	c.body = body;
 	buf_init(&c.resp, FINX_MAX_BODY);
+	sent = now_unix_ms();
 	if (finx_call_run(&c, err)) {
 		ok = finx_decode_tokens(c.resp.data, c.resp.len, out, &why);
+		out->sent_ms = sent;
 		if (!ok) {
 			/* The grant is probably spent: do not retry. */
 			finx_err_set(err, c.status,

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <json-c/json.h>
 
 struct config;
@@ -43,6 +44,12 @@ struct finx_tokens {
 	char *scope;
 	long expires_in;     /* seconds; -1 when missing or unusable */
 	long refresh_expires_in; /* seconds, when finX says; else -1 */
+	/*
+	 * When the request was sent (CLOCK_REALTIME ms): lifetimes count
+	 * from here, never from a later store (the answer may take seconds,
+	 * and a rescued store minutes).
+	 */
+	int64_t sent_ms;
 };
 /* Wipes and frees the token strings. */
 void finx_tokens_free(struct finx_tokens *t);

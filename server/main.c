@@ -121,6 +121,8 @@ cmd_serve(struct config *cfg)
 
 	if (!schema_ready(cfg))
 		return 1;
+	if (!refresh_init(cfg))
+		return 1;
 	db_init(cfg);
 	db_warm();
 	cache_start(cfg);

@@ -7,6 +7,7 @@
  */
 #include "refresh.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -20,8 +21,10 @@
 #include "data.h"
 #include "db.h"
 #include "finx.h"
+#include "lease.h"
 #include "log.h"
 #include "metrics.h"
+#include "rescue.h"
 #include "tokens.h"
 #include "util.h"
 
@@ -33,249 +36,6 @@ const char *
 refresh_outcome_name(enum refresh_outcome o)
 {
 	return outcome_names[o];
-}
-
-static void
-rollback(PGconn *c)
-{
-	PQclear(PQexec(c, "ROLLBACK"));
-}
-
-/*
- * finX answered with new tokens but the commit failed: the new refresh
- * token exists nowhere else, and with rotation the old one is dead.  Try
- * hard to store it before giving up (LESSONS.md failure 2).
- */
-static bool
-rescue_store(const char *id, const struct finx_tokens *t)
-{
-	int attempt;
-
-	for (attempt = 0; attempt < 5; attempt++) {
-		PGconn *c = db_acquire();
-		bool ok;
-
-		if (c == NULL) {
-			sleep(1);
-			continue;
-		}
-		ok = db_cmd(c, "BEGIN", 0, NULL) &&
-		    tokens_store(c, id, t, false) &&
-		    db_cmd(c, "COMMIT", 0, NULL);
-		if (!ok)
-			rollback(c);
-		db_release(c);
-		if (ok)
-			return true;
-		sleep(1);
-	}
-	return false;
-}
-
-static void
-record_failure(PGconn *c, const char *id, const char *msg)
-{
-	char backoff[24];
-	PGresult *r;
-
-	r = db_exec(c,
-	    "SELECT consecutive_failures + 1 FROM connections WHERE id = $1",
-	    1, (const char *[]){ id });
-	snprintf(backoff, sizeof(backoff), "%ld",
-	    tokens_backoff_s((int)db_long(r, 0, 0, 1),
-		(unsigned)random()));
-	PQclear(r);
-	db_cmd(c,
-	    "UPDATE connections SET consecutive_failures = "
-	    "consecutive_failures + 1, last_error = $2, next_attempt_at = "
-	    "now() + make_interval(secs => $3::int), updated_at = now() "
-	    "WHERE id = $1",
-	    3, (const char *[]){ id, msg, backoff });
-}
-
-/*
- * The heart of it: called with a transaction open on c and the row of id
- * locked; sealed is the stored refresh token as read under the lock.
- * Ends the transaction.
- */
-static enum refresh_outcome
-refresh_locked(PGconn *c, const char *id, const char *sealed, char **msg)
-{
-	struct finx_tokens t = { 0 };
-	struct finx_error err = { 0 };
-	char *aad = crypto_aad("connections", id, "refresh_token");
-	char *plain = crypto_open(sealed, aad, NULL);
-	enum refresh_outcome o;
-	int64_t t0 = mono_ms();
-
-	free(aad);
-	if (plain == NULL) {
-		record_failure(c, id, "stored refresh token cannot be "
-				      "decrypted with the configured keys");
-		db_cmd(c, "COMMIT", 0, NULL);
-		if (msg)
-			*msg = xstrdup("stored refresh token cannot be "
-				       "decrypted");
-		return RF_DECRYPT;
-	}
-	if (finx_refresh(plain, &t, &err)) {
-		free_secret(plain);
-		/* Store before anyone uses the new access token. */
-		if (tokens_store(c, id, &t, false) &&
-		    db_cmd(c, "COMMIT", 0, NULL))
-			o = RF_OK;
-		else {
-			rollback(c);
-			o = rescue_store(id, &t) ? RF_OK : RF_DB_ERROR;
-			if (o != RF_OK)
-				log_kv(LOG_ERROR, "refreshed tokens could not be "
-						  "stored; connection may need "
-						  "reauth",
-				    "connection_id", id, NULL);
-		}
-		finx_tokens_free(&t);
-		metrics_refresh(refresh_outcome_name(o));
-		log_kv(LOG_INFO, "refreshed", "connection_id", id, "outcome",
-		    refresh_outcome_name(o), NULL);
-		(void)t0;
-		return o;
-	}
-	free_secret(plain);
-	if (err.invalid_grant) {
-		/* Re-read: only a token still equal to the one refused
-		 * condemns the connection (LESSONS.md failure 5). */
-		PGresult *r = db_exec(c,
-		    "SELECT refresh_token = $2 FROM connections WHERE id = $1",
-		    2, (const char *[]){ id, sealed });
-
-		if (r != NULL && PQntuples(r) == 1 &&
-		    strcmp(PQgetvalue(r, 0, 0), "t") == 0) {
-			char *why = xasprintf("invalid_grant: %s",
-			    err.message ? err.message : "refused by finX");
-
-			db_cmd(c,
-			    "UPDATE connections SET status = 'reauth_required', "
-			    "status_reason = $2, last_error = $2, "
-			    "updated_at = now() WHERE id = $1",
-			    2, (const char *[]){ id, why });
-			db_cmd(c,
-			    "INSERT INTO events (kind, outcome, connection_id, "
-			    "detail) VALUES ('refresh', 'reauth_required', $1, "
-			    "$2)",
-			    2, (const char *[]){ id, why });
-			free(why);
-			o = RF_INVALID_GRANT;
-		} else
-			o = RF_NOT_DUE;
-		PQclear(r);
-	} else {
-		record_failure(c, id, err.message ? err.message : "finX error");
-		o = err.transient ? RF_TRANSIENT : RF_REJECTED;
-	}
-	db_cmd(c, "COMMIT", 0, NULL);
-	metrics_refresh(refresh_outcome_name(o));
-	log_kv(LOG_WARN, "refresh failed", "connection_id", id, "outcome",
-	    refresh_outcome_name(o), "error", err.message, NULL);
-	if (msg)
-		*msg = xstrdup(err.message ? err.message : "finX error");
-	finx_error_free(&err);
-	return o;
-}
-
-enum refresh_outcome
-refresh_now(const char *id, bool force, char **msg)
-{
-	/* Bulk: the connection may be held across a finX call. */
-	PGconn *c = db_acquire_bulk();
-	PGresult *r;
-	enum refresh_outcome o;
-
-	if (c == NULL)
-		return RF_DB_ERROR;
-	if (!db_cmd(c, "BEGIN", 0, NULL)) {
-		db_release(c);
-		return RF_DB_ERROR;
-	}
-	/* Waits while another process refreshes, then sees its result. */
-	r = db_exec(c,
-	    "SELECT status = 'active' AND refresh_token IS NOT NULL, "
-	    "refresh_token, refresh_due_at <= now() OR "
-	    "access_expires_at <= now(), status, status_reason FROM "
-	    "connections WHERE id = $1 FOR NO KEY UPDATE",
-	    1, (const char *[]){ id });
-	if (r == NULL)
-		o = RF_DB_ERROR;
-	else if (PQntuples(r) == 0)
-		o = RF_NOT_FOUND;
-	else if (strcmp(PQgetvalue(r, 0, 3), "reauth_required") == 0) {
-		/* Already found dead (perhaps by another process): say so. */
-		o = RF_INVALID_GRANT;
-		if (msg != NULL && !PQgetisnull(r, 0, 4))
-			*msg = xstrdup(PQgetvalue(r, 0, 4));
-	} else if (strcmp(PQgetvalue(r, 0, 0), "t") != 0)
-		o = RF_INACTIVE;
-	else if (!force && strcmp(PQgetvalue(r, 0, 2), "t") != 0)
-		o = RF_NOT_DUE;
-	else {
-		o = refresh_locked(c, id, PQgetvalue(r, 0, 1), msg);
-		PQclear(r);
-		db_release(c);
-		return o;
-	}
-	PQclear(r);
-	rollback(c);
-	db_release(c);
-	return o;
-}
-
-char *
-refresh_access_token(const char *id, bool force, enum refresh_outcome *o,
-    char **expires_at, char **msg)
-{
-	PGresult *res;
-	PGconn *c;
-	char *aad, *plain;
-
-	*o = refresh_now(id, force, msg);
-	if (*o != RF_OK && *o != RF_NOT_DUE && *o != RF_TRANSIENT &&
-	    *o != RF_REJECTED && *o != RF_DECRYPT)
-		return NULL;
-	if ((c = db_acquire()) == NULL) {
-		*o = RF_DB_ERROR;
-		return NULL;
-	}
-	res = db_exec(c,
-	    "SELECT access_token, to_char(access_expires_at AT TIME ZONE "
-	    "'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM connections "
-	    "WHERE id = $1 AND status = 'active' AND access_token IS NOT NULL "
-	    "AND access_expires_at > now()",
-	    1, (const char *[]){ id });
-	db_release(c);
-	if (res == NULL || PQntuples(res) == 0) {
-		/* A failed refresh and no valid old token either. */
-		if (res == NULL)
-			*o = RF_DB_ERROR;
-		else if (*o == RF_OK || *o == RF_NOT_DUE)
-			*o = RF_INACTIVE;
-		PQclear(res);
-		return NULL;
-	}
-	aad = crypto_aad("connections", id, "access_token");
-	plain = crypto_open(PQgetvalue(res, 0, 0), aad, NULL);
-	free(aad);
-	if (plain == NULL) {
-		log_kv(LOG_ERROR, "cannot decrypt access token",
-		    "connection_id", id, NULL);
-		*o = RF_DECRYPT;
-		if (msg != NULL && *msg == NULL)
-			*msg = xstrdup("stored access token cannot be decrypted");
-	} else if (expires_at != NULL)
-		*expires_at = xstrdup(PQgetvalue(res, 0, 1));
-	PQclear(res);
-	if (plain != NULL &&
-	    (*o == RF_TRANSIENT || *o == RF_REJECTED || *o == RF_DECRYPT))
-		*o = RF_NOT_DUE; /* the old token is still valid: use it */
-	return plain;
 }
 
 /* Background workers. */
@@ -302,6 +62,7 @@ static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	const struct config *cfg;
+	bool init; /* refresh_init ran: leases, heartbeat, rescue */
 } bg = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
 static void
@@ -315,30 +76,524 @@ nap(long ms)
 	pthread_mutex_unlock(&bg.mu);
 }
 
+static void
+rollback(PGconn *c)
+{
+	PQclear(PQexec(c, "ROLLBACK"));
+}
+
+/*
+ * Who may take a lease (k is the row).  Never on a connection this
+ * process still works on ($3: its in-flight set, a refresh running or a
+ * rotation the rescue has not stored; the on-demand path, which holds
+ * the id in that set itself, passes none).  Then: nobody holds one; or
+ * it ran out and its holder is this process ($1); or it ran out and its
+ * holder is gone, judged by its heartbeat ($5 seconds), and only once
+ * this process has been connected long enough to judge ($4).
+ */
+#define LEASE_FREE                                                         \
+	"NOT k.id = ANY($3::uuid[]) AND (k.lease_holder IS NULL OR "        \
+	"(k.lease_until < now() AND (k.lease_holder = $1::uuid OR "         \
+	"($4::bool AND NOT EXISTS (SELECT 1 FROM finxd_processes p WHERE "  \
+	"p.id = k.lease_holder AND p.heartbeat_at > now() - "               \
+	"make_interval(secs => $5::int))))))"
+/* Committing a lease moves the due time past its deadline. */
+#define LEASE_SET                                                          \
+	"UPDATE connections c SET lease_holder = $1::uuid, lease_until = "  \
+	"now() + make_interval(secs => $2::int), lease_generation = "       \
+	"c.token_generation, refresh_due_at = now() + make_interval(secs "  \
+	"=> $2::int), updated_at = now() "
+#define LEASE_RETURNING                                                    \
+	"RETURNING c.id, c.refresh_token, c.token_generation, o.prev, "     \
+	"c.consecutive_failures, c.last_handout_at > now() - "              \
+	"make_interval(secs => coalesce(c.access_lifetime_s, 300)), "       \
+	"extract(epoch FROM c.refresh_expires_at - now())::bigint"
+
+/* A lease this process holds on one connection. */
+struct lease {
+	char *id;
+	char *sealed; /* the refresh token it presents, as stored */
+	long gen;
+	int failures; /* consecutive failures before this attempt */
+	bool hot;     /* handed out within the last access lifetime */
+	long refresh_left;
+};
+
+static void
+lease_free(struct lease *l)
+{
+	free(l->id);
+	free(l->sealed);
+	memset(l, 0, sizeof(*l));
+}
+
+/* Fill l from row 0 of a LEASE_RETURNING result. */
+static void
+lease_read(const PGresult *r, struct lease *l)
+{
+	const char *prev = db_val(r, 0, 3);
+
+	l->id = xstrdup(PQgetvalue(r, 0, 0));
+	l->sealed = xstrdup(PQgetvalue(r, 0, 1));
+	l->gen = db_long(r, 0, 2, 0);
+	l->failures = (int)db_long(r, 0, 4, 0);
+	l->hot = db_val(r, 0, 5) != NULL && strcmp(PQgetvalue(r, 0, 5), "t") == 0;
+	l->refresh_left = db_long(r, 0, 6, 0);
+	if (prev != NULL && strcmp(prev, lease_process_id()) != 0)
+		log_kv(LOG_WARN, "took over the refresh lease of a process that "
+				 "is gone",
+		    "connection_id", l->id, "holder", prev, NULL);
+}
+
+/* The parameters $1..$5 shared by both lease statements. */
+struct lease_args {
+	char secs[16], stale[16];
+	const char *p[7];
+};
+
+static void
+lease_args(struct lease_args *a, const char *inflight)
+{
+	snprintf(a->secs, sizeof(a->secs), "%d", lease_seconds());
+	snprintf(a->stale, sizeof(a->stale), "%d", LEASE_STALE_S);
+	a->p[0] = lease_process_id();
+	a->p[1] = a->secs;
+	a->p[2] = inflight;
+	a->p[3] = lease_may_take_over() ? "true" : "false";
+	a->p[4] = a->stale;
+}
+
+/*
+ * Take the lease on id while it still holds generation gen; the caller
+ * has the id in this process's in-flight set.  1 taken, 0 not (held by
+ * someone, or changed), -1 database error.
+ */
+static int
+lease_take(PGconn *c, const char *id, long gen, struct lease *l)
+{
+	struct lease_args a;
+	char g[24];
+	PGresult *r;
+	int got;
+
+	lease_args(&a, "{}");
+	snprintf(g, sizeof(g), "%ld", gen);
+	a.p[5] = id;
+	a.p[6] = g;
+	r = db_exec_prepared(c, "rf_lease",
+	    LEASE_SET "FROM (SELECT id, lease_holder AS prev FROM connections k "
+		      "WHERE k.id = $6 AND k.token_generation = $7::bigint AND "
+		      "k.status = 'active' AND k.refresh_token IS NOT NULL AND " LEASE_FREE
+	    " FOR NO KEY UPDATE) o WHERE c.id = o.id " LEASE_RETURNING,
+	    7, a.p);
+	if (r == NULL)
+		return -1;
+	got = PQntuples(r) == 1;
+	if (got)
+		lease_read(r, l);
+	PQclear(r);
+	return got;
+}
+
+/* A pooled connection unless the caller owns one (the workers). */
+static PGconn *
+conn_get(PGconn *own)
+{
+	return own != NULL ? own : db_acquire();
+}
+
+static void
+conn_put(PGconn *own, PGconn *c)
+{
+	if (own == NULL && c != NULL)
+		db_release(c);
+}
+
+/*
+ * The attempt failed without new tokens: give the lease back with the
+ * failure counted and a backoff (finX's Retry-After honoured up to the
+ * cap).  The connection stays due: something still needs the refresh.
+ */
+static void
+lease_fail(PGconn *c, const struct lease *l, const char *msg, long retry_after)
+{
+	char backoff[24], g[24];
+	long b = tokens_backoff_s(l->failures + 1, (unsigned)random());
+
+	if (retry_after > b)
+		b = retry_after < 900 ? retry_after : 900;
+	snprintf(backoff, sizeof(backoff), "%ld", b);
+	snprintf(g, sizeof(g), "%ld", l->gen);
+	if (c == NULL)
+		return; /* the lease runs out by itself */
+	db_cmd(c,
+	    "UPDATE connections SET consecutive_failures = "
+	    "consecutive_failures + 1, last_error = $3, next_attempt_at = "
+	    "now() + make_interval(secs => $4::int), refresh_due_at = now(), "
+	    "lease_holder = NULL, lease_until = NULL, lease_generation = NULL, "
+	    "updated_at = now() WHERE id = $1 AND lease_holder = $2::uuid AND "
+	    "lease_generation = $5::bigint",
+	    5, (const char *[]){ l->id, lease_process_id(), msg, backoff, g });
+}
+
+/*
+ * finX refused the refresh token for good.  Only a row that still holds
+ * the generation refused is condemned (LESSONS.md failure 5): a store
+ * that landed meanwhile means the refusal concerned a token nobody needs.
+ */
+static bool
+lease_condemn(PGconn *c, const struct lease *l, const char *why)
+{
+	char g[24];
+	PGresult *r;
+	bool done;
+
+	snprintf(g, sizeof(g), "%ld", l->gen);
+	if (c == NULL)
+		return false;
+	r = db_exec(c,
+	    "WITH u AS (UPDATE connections SET status = 'reauth_required', "
+	    "status_reason = $3, last_error = $3, lease_holder = NULL, "
+	    "lease_until = NULL, lease_generation = NULL, updated_at = now() "
+	    "WHERE id = $1 AND token_generation = $2::bigint AND status = "
+	    "'active' RETURNING id) INSERT INTO events (kind, outcome, "
+	    "connection_id, detail) SELECT 'refresh', 'reauth_required', id, "
+	    "$3 FROM u",
+	    3, (const char *[]){ l->id, g, why });
+	done = r != NULL && strcmp(PQcmdTuples(r), "1") == 0;
+	PQclear(r);
+	return done;
+}
+
+/*
+ * The heart of it: present the leased refresh token to finX with no
+ * transaction open, then store the rotation through the rescue (journal
+ * first, compare-and-set on the generation).  own: the worker's
+ * connection, or NULL to use the pool around (never across) the call.
+ * Ends the caller's hold on l->id in the in-flight set.
+ */
+static enum refresh_outcome
+refresh_leased(PGconn *own, struct lease *l, char **msg)
+{
+	struct finx_tokens t = { 0 };
+	struct finx_error err = { 0 };
+	char *aad = crypto_aad("connections", l->id, "refresh_token");
+	char *plain = crypto_open(l->sealed, aad, NULL);
+	enum refresh_outcome o;
+	PGconn *c;
+
+	free(aad);
+	if (plain == NULL) {
+		c = conn_get(own);
+		lease_fail(c, l, "stored refresh token cannot be decrypted with "
+				 "the configured keys",
+		    0);
+		conn_put(own, c);
+		lease_inflight_del(l->id);
+		if (msg)
+			*msg = xstrdup("stored refresh token cannot be "
+				       "decrypted");
+		metrics_refresh(refresh_outcome_name(RF_DECRYPT));
+		return RF_DECRYPT;
+	}
+	if (finx_refresh(plain, &t, &err)) {
+		long due = tokens_due_after(&t, l->hot, l->refresh_left);
+		enum tokens_cas res;
+
+		free_secret(plain);
+		c = conn_get(own);
+		res = rescue_store(c, l->id, l->gen, &t, due);
+		conn_put(own, c);
+		o = res == TOK_STORED ? RF_OK
+		    : res == TOK_REVOKED ? RF_NOT_DUE
+					 : RF_DB_ERROR;
+		metrics_refresh(refresh_outcome_name(o));
+		log_kv(LOG_INFO, "refreshed", "connection_id", l->id, "outcome",
+		    refresh_outcome_name(o), NULL);
+		return o;
+	}
+	free_secret(plain);
+	c = conn_get(own);
+	if (err.invalid_grant) {
+		char *why = xasprintf("invalid_grant: %s",
+		    err.message ? err.message : "refused by finX");
+
+		o = lease_condemn(c, l, why) ? RF_INVALID_GRANT : RF_NOT_DUE;
+		free(why);
+	} else {
+		lease_fail(c, l, err.message ? err.message : "finX error",
+		    err.retry_after);
+		o = err.transient ? RF_TRANSIENT : RF_REJECTED;
+	}
+	conn_put(own, c);
+	lease_inflight_del(l->id);
+	metrics_refresh(refresh_outcome_name(o));
+	log_kv(LOG_WARN, "refresh failed", "connection_id", l->id, "outcome",
+	    refresh_outcome_name(o), "error", err.message, NULL);
+	if (msg)
+		*msg = xstrdup(err.message ? err.message : "finX error");
+	finx_error_free(&err);
+	return o;
+}
+
+/* What a caller needs to know of a connection before refreshing it. */
+struct conn_state {
+	long gen;
+	double access_left; /* seconds; negative: expired or none */
+	long lifetime;
+};
+
+/*
+ * Read id's state: RF_OK when it is active with a refresh token, else
+ * why not (NOT_FOUND, INVALID_GRANT with its reason, INACTIVE, DB_ERROR).
+ */
+static enum refresh_outcome
+state_read(PGconn *c, const char *id, struct conn_state *st, char **msg)
+{
+	PGresult *r = db_exec_prepared(c, "rf_state",
+	    "SELECT status, status_reason, refresh_token IS NOT NULL, "
+	    "token_generation, coalesce(extract(epoch FROM access_expires_at - "
+	    "now()), -1), coalesce(access_lifetime_s, 300) FROM connections "
+	    "WHERE id = $1",
+	    1, (const char *[]){ id });
+	enum refresh_outcome o = RF_OK;
+
+	if (r == NULL)
+		return RF_DB_ERROR;
+	if (PQntuples(r) == 0)
+		o = RF_NOT_FOUND;
+	else if (strcmp(PQgetvalue(r, 0, 0), "reauth_required") == 0) {
+		/* Already found dead (perhaps by another process): say so. */
+		o = RF_INVALID_GRANT;
+		if (msg != NULL && *msg == NULL && !PQgetisnull(r, 0, 1))
+			*msg = xstrdup(PQgetvalue(r, 0, 1));
+	} else if (strcmp(PQgetvalue(r, 0, 0), "active") != 0 ||
+	    strcmp(PQgetvalue(r, 0, 2), "t") != 0)
+		o = RF_INACTIVE;
+	else {
+		st->gen = db_long(r, 0, 3, 0);
+		st->access_left = strtod(PQgetvalue(r, 0, 4), NULL);
+		st->lifetime = db_long(r, 0, 5, 300);
+	}
+	PQclear(r);
+	return o;
+}
+
+static bool
+needs_refresh(const struct conn_state *st)
+{
+	return tokens_need_refresh(st->access_left, st->lifetime,
+	    tokens_margin());
+}
+
+enum refresh_outcome
+refresh_now(const char *id, bool force, char **msg)
+{
+	/* A holder's finX call ends within its timeout; wait that long. */
+	int64_t deadline = mono_ms() + bg.cfg->finx_timeout_ms + 2000;
+	struct conn_state st;
+	long gen0 = -1;
+
+	for (;;) {
+		enum refresh_outcome o;
+		struct lease l = { 0 };
+		PGconn *c = db_acquire();
+		int got = 0;
+
+		if (c == NULL)
+			return RF_DB_ERROR;
+		if ((o = state_read(c, id, &st, msg)) != RF_OK) {
+			db_release(c);
+			return o;
+		}
+		if (gen0 < 0) {
+			gen0 = st.gen;
+			if (!force && !needs_refresh(&st)) {
+				db_release(c);
+				return RF_NOT_DUE;
+			}
+		} else if (st.gen != gen0) {
+			/* Refreshed by the holder we waited for. */
+			db_release(c);
+			return RF_NOT_DUE;
+		}
+		if (lease_inflight_add(id)) {
+			got = lease_take(c, id, gen0, &l);
+			if (got != 1)
+				lease_inflight_del(id);
+		}
+		db_release(c);
+		if (got == 1) {
+			o = refresh_leased(NULL, &l, msg);
+			lease_free(&l);
+			return o;
+		}
+		if (got < 0)
+			return RF_DB_ERROR;
+		if (mono_ms() > deadline) {
+			if (msg != NULL && *msg == NULL)
+				*msg = xstrdup("a refresh of this connection is "
+					       "still in progress");
+			return RF_TRANSIENT;
+		}
+		usleep(100 * 1000);
+	}
+}
+
+/*
+ * A GET .../token marks the connection hot: from now on the workers
+ * refresh it ahead of expiry (its due time moves to the margin before
+ * expiry), so its readers never wait on finX.  Written at most a few
+ * times per lifetime, not on every read.
+ */
+static void
+mark_handout(PGconn *c, const char *id, long lifetime)
+{
+	char ahead[24];
+
+	snprintf(ahead, sizeof(ahead), "%ld",
+	    lifetime - tokens_due_in(lifetime, tokens_margin(), LONG_MAX));
+	db_cmd(c,
+	    "UPDATE connections SET last_handout_at = now(), refresh_due_at = "
+	    "CASE WHEN lease_holder IS NULL THEN least(refresh_due_at, "
+	    "access_expires_at - make_interval(secs => $2::int)) ELSE "
+	    "refresh_due_at END WHERE id = $1",
+	    2, (const char *[]){ id, ahead });
+}
+
+/*
+ * The stored access token of id when it is valid: plain text (free with
+ * free_secret) or NULL with *o saying why.  *need: too close to expiry
+ * for a caller to use without a refresh.
+ */
+static char *
+token_read(const char *id, unsigned flags, bool check_need,
+    enum refresh_outcome *o, char **expires_at, char **msg, bool *need)
+{
+	PGconn *c = db_acquire();
+	PGresult *r;
+	struct conn_state st = { 0 };
+	char *aad, *plain;
+	bool stale, due;
+
+	*need = false;
+	if (c == NULL) {
+		*o = RF_DB_ERROR;
+		return NULL;
+	}
+	r = db_exec_prepared(c, "rf_token",
+	    "SELECT access_token, to_char(access_expires_at AT TIME ZONE "
+	    "'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+	    "extract(epoch FROM access_expires_at - now()), "
+	    "coalesce(access_lifetime_s, 300), last_handout_at IS NULL OR "
+	    "last_handout_at < now() - make_interval(secs => "
+	    "coalesce(access_lifetime_s, 300) / 4.0), refresh_due_at <= now() "
+	    "AND lease_holder IS NULL FROM connections WHERE id = $1 AND "
+	    "status = 'active' AND access_token IS NOT NULL AND "
+	    "access_expires_at > now()",
+	    1, (const char *[]){ id });
+	if (r == NULL || PQntuples(r) == 0) {
+		/* Expired, missing, or not active: the caller finds out why. */
+		*o = r == NULL ? RF_DB_ERROR : RF_OK;
+		*need = r != NULL;
+		PQclear(r);
+		db_release(c);
+		return NULL;
+	}
+	st.access_left = strtod(PQgetvalue(r, 0, 2), NULL);
+	st.lifetime = db_long(r, 0, 3, 300);
+	stale = strcmp(PQgetvalue(r, 0, 4), "t") == 0;
+	due = strcmp(PQgetvalue(r, 0, 5), "t") == 0;
+	if (check_need && ((flags & RT_FORCE) || needs_refresh(&st))) {
+		*need = true;
+		PQclear(r);
+		db_release(c);
+		return NULL;
+	}
+	if ((flags & RT_HANDOUT) && stale)
+		mark_handout(c, id, st.lifetime);
+	db_release(c);
+	if ((flags & RT_HANDOUT) && (due || stale))
+		refresher_kick();
+	aad = crypto_aad("connections", id, "access_token");
+	plain = crypto_open(PQgetvalue(r, 0, 0), aad, NULL);
+	free(aad);
+	if (plain == NULL) {
+		log_kv(LOG_ERROR, "cannot decrypt access token",
+		    "connection_id", id, NULL);
+		*o = RF_DECRYPT;
+		if (msg != NULL && *msg == NULL)
+			*msg = xstrdup("stored access token cannot be decrypted");
+	} else {
+		*o = RF_NOT_DUE;
+		if (expires_at != NULL)
+			*expires_at = xstrdup(PQgetvalue(r, 0, 1));
+	}
+	PQclear(r);
+	return plain;
+}
+
+char *
+refresh_access_token(const char *id, unsigned flags, enum refresh_outcome *o,
+    char **expires_at, char **msg)
+{
+	enum refresh_outcome ro;
+	char *plain;
+	bool need;
+
+	plain = token_read(id, flags, true, o, expires_at, msg, &need);
+	if (plain != NULL || !need)
+		return plain;
+	ro = refresh_now(id, (flags & RT_FORCE) != 0, msg);
+	if (ro != RF_OK && ro != RF_NOT_DUE && ro != RF_TRANSIENT &&
+	    ro != RF_REJECTED && ro != RF_DECRYPT) {
+		*o = ro;
+		return NULL;
+	}
+	/* Refreshed, or a failure that leaves the old token: read again,
+	 * and use it while it is still valid at all. */
+	plain = token_read(id, flags, false, o, expires_at, msg, &need);
+	if (plain == NULL && need)
+		*o = ro == RF_OK || ro == RF_NOT_DUE ? RF_INACTIVE : ro;
+	if (plain == NULL && *o == RF_OK)
+		*o = RF_INACTIVE;
+	if (plain != NULL && ro == RF_OK)
+		*o = RF_OK;
+	return plain;
+}
+
+const char refresh_claim_sql[] =
+    LEASE_SET "FROM (SELECT id, lease_holder AS prev FROM connections k "
+	      "WHERE k.status = 'active' AND k.refresh_token IS NOT NULL AND "
+	      "k.refresh_due_at <= now() AND (k.next_attempt_at IS NULL OR "
+	      "k.next_attempt_at <= now()) AND " LEASE_FREE
+    " ORDER BY k.refresh_due_at LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED) o "
+    "WHERE c.id = o.id " LEASE_RETURNING;
+
 /* Claim and refresh one due connection; false when none was due. */
 static bool
 refresh_one(PGconn *c)
 {
+	struct lease_args a;
+	struct lease l = { 0 };
+	char *inflight = lease_inflight_literal();
 	PGresult *r;
-	char *id;
 
-	if (!db_cmd(c, "BEGIN", 0, NULL))
-		return false;
-	r = db_exec(c,
-	    "SELECT id, refresh_token FROM connections WHERE status = "
-	    "'active' AND refresh_token IS NOT NULL AND refresh_due_at <= "
-	    "now() AND (next_attempt_at IS NULL OR next_attempt_at <= now()) "
-	    "ORDER BY refresh_due_at LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED",
-	    0, NULL);
+	lease_args(&a, inflight);
+	r = db_exec_prepared(c, "rf_claim", refresh_claim_sql, 5, a.p);
+	free(inflight);
 	if (r == NULL || PQntuples(r) == 0) {
 		PQclear(r);
-		rollback(c);
 		return false;
 	}
-	id = xstrdup(PQgetvalue(r, 0, 0));
-	refresh_locked(c, id, PQgetvalue(r, 0, 1), NULL);
+	lease_read(r, &l);
 	PQclear(r);
-	free(id);
+	/* An on-demand refresh of this process may be looking at the same
+	 * connection this instant; it finds the lease taken and lets go. */
+	while (!lease_inflight_add(l.id))
+		usleep(10 * 1000);
+	refresh_leased(c, &l, NULL);
+	lease_free(&l);
 	return true;
 }
 
@@ -423,6 +678,14 @@ revocations_try(PGconn *c, const char *connection_id)
 }
 
 void
+refresher_kick(void)
+{
+	pthread_mutex_lock(&bg.mu);
+	pthread_cond_signal(&bg.cv);
+	pthread_mutex_unlock(&bg.mu);
+}
+
+void
 refresher_wake(void)
 {
 	atomic_store(&bg.pull_pending, true);
@@ -477,6 +740,12 @@ worker(void *arg)
 				continue;
 			}
 		}
+		/* Rotations still waiting for PostgreSQL are stored before
+		 * anything else is refreshed (the rescue thread has them). */
+		if (rescue_holds_workers()) {
+			nap(250);
+			continue;
+		}
 		/* Tokens first: a refresh missed is a connection lost. */
 		did = refresh_one(c);
 		if (!did)
@@ -492,6 +761,20 @@ worker(void *arg)
 	return NULL;
 }
 
+bool
+refresh_init(const struct config *cfg)
+{
+	bg.cfg = cfg;
+	srandom((unsigned)(mono_ms() ^ getpid()));
+	lease_init(cfg);
+	if (!rescue_init(cfg))
+		return false;
+	lease_heartbeat_start();
+	rescue_start();
+	bg.init = true;
+	return true;
+}
+
 void
 refresher_start(const struct config *cfg)
 {
@@ -502,7 +785,6 @@ refresher_start(const struct config *cfg)
 	bg.max_pulls = bg.n >= 4 ? bg.n / 4 : 1;
 	bg.threads = xcalloc((size_t)bg.n, sizeof(pthread_t));
 	atomic_store(&bg.stop, false);
-	srandom((unsigned)(mono_ms() ^ getpid()));
 	for (i = 0; i < bg.n; i++)
 		if (pthread_create(&bg.threads[i], NULL, worker, NULL) != 0)
 			abort();
@@ -513,14 +795,21 @@ refresher_stop(void)
 {
 	int i;
 
-	if (bg.threads == NULL)
+	if (bg.threads != NULL) {
+		pthread_mutex_lock(&bg.mu);
+		atomic_store(&bg.stop, true);
+		pthread_cond_broadcast(&bg.cv);
+		pthread_mutex_unlock(&bg.mu);
+		for (i = 0; i < bg.n; i++)
+			pthread_join(bg.threads[i], NULL);
+		free(bg.threads);
+		bg.threads = NULL;
+	}
+	if (!bg.init)
 		return;
-	pthread_mutex_lock(&bg.mu);
-	atomic_store(&bg.stop, true);
-	pthread_cond_broadcast(&bg.cv);
-	pthread_mutex_unlock(&bg.mu);
-	for (i = 0; i < bg.n; i++)
-		pthread_join(bg.threads[i], NULL);
-	free(bg.threads);
-	bg.threads = NULL;
+	/* Rotations finX issued and PostgreSQL has not taken yet: wait for
+	 * PostgreSQL up to the drain bound, then leave them in the journal. */
+	rescue_stop(bg.cfg->drain_timeout_s);
+	lease_heartbeat_stop(rescue_pending() == 0);
+	bg.init = false;
 }

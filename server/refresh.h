@@ -1,10 +1,12 @@
 /*
- * Keeping connections alive.  A refresh always runs inside a transaction
- * that holds the connection's row lock (SELECT ... FOR UPDATE) from before
- * the finX call until the new tokens are committed, so across every finxd
- * process sharing the database exactly one refresh of a connection runs
- * at a time and nobody ever presents a superseded refresh token
- * (LESSONS.md rule 10, failure 1).  See server/REFRESH.md.
+ * Keeping connections alive.  A refresh first commits a lease on the
+ * connection (who, until when, which token generation), then calls finX
+ * with no transaction open, then stores the rotation with a
+ * compare-and-set on the generation; across every finxd process sharing
+ * the database one refresh of a connection runs at a time, a lease
+ * outlives a PostgreSQL restart, and nobody presents a superseded
+ * refresh token (LESSONS.md rule 10, failures 1 and 11).  See
+ * server/REFRESH.md.
  */
 #ifndef FINXD_REFRESH_H
 #define FINXD_REFRESH_H
@@ -34,14 +36,39 @@ const char *refresh_outcome_name(enum refresh_outcome o);
  */
 enum refresh_outcome refresh_now(const char *id, bool force, char **msg);
 
+/* Flags of refresh_access_token. */
+#define RT_FORCE 1u   /* refresh first whatever the token's time left */
+#define RT_HANDOUT 2u /* GET .../token: the caller hands it out, which
+			 keeps the connection refreshed ahead of expiry */
+
 /*
- * A currently valid access token of connection id (refreshed first when
- * due, or always with force), for finX calls and GET .../token.  Returns
- * the plain token (free with free_secret) or NULL with *o saying why;
- * *expires_at (may be NULL) receives its expiry as RFC 3339 text.
+ * A currently valid access token of connection id, for finX calls and
+ * GET .../token: the stored one while it has enough time left, else
+ * refreshed first (a refresh another process runs is waited for).
+ * Returns the plain token (free with free_secret) or NULL with *o saying
+ * why; *expires_at (may be NULL) receives its expiry as RFC 3339 text.
  */
-char *refresh_access_token(const char *id, bool force,
+char *refresh_access_token(const char *id, unsigned flags,
     enum refresh_outcome *o, char **expires_at, char **msg);
+
+/*
+ * Before serving: this process's identity and heartbeat, the rescue
+ * journal (replayed) and the rescue thread.  False when the state
+ * directory is unusable.
+ */
+bool refresh_init(const struct config *cfg);
+
+/*
+ * The background claim: takes the refresh lease on the connection due
+ * first, in one statement on one index (connections_next_due_idx), so
+ * its cost does not grow with the connections waiting in backoff.
+ * Parameters: $1 this process's id, $2 lease seconds, $3 ids whose
+ * refresh this process itself still has in flight (a uuid[] literal),
+ * $4 whether this process may take over a dead holder's lease, $5 the
+ * heartbeat age (seconds) after which a holder counts as gone.
+ * Exported for bench_sched, which measures it against a backlog.
+ */
+extern const char refresh_claim_sql[];
 
 /* Background workers inside finxd serve. */
 void refresher_start(const struct config *cfg);
@@ -51,7 +78,12 @@ void refresher_start(const struct config *cfg);
  * work by polling PostgreSQL every refresh_interval.
  */
 void refresher_wake(void);
-/* Ask workers to stop and wait for them (a running refresh finishes). */
+/* Wake an idle worker: a handed-out token's connection is due. */
+void refresher_kick(void);
+/*
+ * Ask workers to stop and wait for them (a running refresh finishes),
+ * then give the rescue up to the drain timeout, then stop the heartbeat.
+ */
 void refresher_stop(void);
 
 /* Try the pending finX revocations of one connection right away. */

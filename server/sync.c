@@ -129,7 +129,7 @@ start_sync(struct req *r, PGconn *c, const char *conn_id)
 	raw_access = xstrdup(PQgetvalue(q, 0, 0));
 	access = url_encode(raw_access);
 	PQclear(q);
-	if ((token = refresh_access_token(conn_id, false, &o, NULL, NULL)) ==
+	if ((token = refresh_access_token(conn_id, 0, &o, NULL, NULL)) ==
 	    NULL) {
 		free(access);
 		free(raw_access);
@@ -292,7 +292,7 @@ sync_poll_one(PGconn *c)
 	}
 	id = PQgetvalue(q, 0, 0);
 	conn = PQgetvalue(q, 0, 1);
-	token = refresh_access_token(conn, false, &o, NULL, NULL);
+	token = refresh_access_token(conn, 0, &o, NULL, NULL);
 	if (token == NULL) {
 		db_cmd(c,
 		    "UPDATE syncs SET status = 'FAILED', error = "

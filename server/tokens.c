@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "config.h"
 #include "crypto.h"
@@ -46,29 +47,87 @@ tokens_backoff_s(int failures, unsigned rnd)
 }
 
 long
+tokens_idle_due_in(long refresh_left, long keepalive)
+{
+	long m;
+
+	if (refresh_left <= 0)
+		return keepalive;
+	m = refresh_left / 2 < 86400 ? refresh_left / 2 : 86400;
+	if (refresh_left - m < keepalive)
+		return refresh_left - m > 1 ? refresh_left - m : 1;
+	return keepalive;
+}
+
+long
+tokens_next_due(bool hot, long lifetime, long refresh_left, long margin,
+    long keepalive)
+{
+	long idle = tokens_idle_due_in(refresh_left, keepalive);
+	long ahead;
+
+	if (!hot)
+		return idle;
+	ahead = tokens_due_in(lifetime, margin, keepalive);
+	return ahead < idle ? ahead : idle;
+}
+
+bool
+tokens_need_refresh(double access_left, long lifetime, long margin)
+{
+	long m = margin < lifetime / 2 ? margin : lifetime / 2;
+
+	return access_left <= (double)m / 2;
+}
+
+long
+tokens_margin(void)
+{
+	return margin_s;
+}
+
+long
 tokens_access_ttl(const struct finx_tokens *t)
 {
 	return t->expires_in > 0 ? t->expires_in : ACCESS_TTL_UNKNOWN;
 }
 
+long
+tokens_due_after(const struct finx_tokens *t, bool hot, long row_refresh_left)
+{
+	long rleft = t->refresh_token == NULL ? row_refresh_left
+	    : t->refresh_expires_in > 0       ? t->refresh_expires_in
+					      : REFRESH_TTL_DEFAULT;
+
+	return tokens_next_due(hot, tokens_access_ttl(t), rleft, margin_s,
+	    keepalive_s);
+}
+
 void
-tokens_prepare(const char *conn_id, const struct finx_tokens *t,
+tokens_prepare(const char *conn_id, const struct finx_tokens *t, long due_s,
     struct token_cols *out)
 {
 	char *aad_a = crypto_aad("connections", conn_id, "access_token");
 	char *aad_r = crypto_aad("connections", conn_id, "refresh_token");
+	int64_t now = now_unix_ms();
+	double ago = t->sent_ms > 0 && now > t->sent_ms
+	    ? (double)(now - t->sent_ms) / 1000.0
+	    : 0.0;
+	long rttl = t->refresh_expires_in > 0 ? t->refresh_expires_in
+					      : REFRESH_TTL_DEFAULT;
 
 	out->access = crypto_seal(t->access_token, aad_a);
 	out->refresh = t->refresh_token ? crypto_seal(t->refresh_token, aad_r)
 					: NULL;
 	out->scope = t->scope;
 	snprintf(out->ttl, sizeof(out->ttl), "%ld", tokens_access_ttl(t));
-	snprintf(out->rttl, sizeof(out->rttl), "%ld",
-	    t->refresh_expires_in > 0 ? t->refresh_expires_in
-				      : REFRESH_TTL_DEFAULT);
-	snprintf(out->cttl, sizeof(out->cttl), "%ld", CONSENT_TTL_DEFAULT);
-	snprintf(out->due, sizeof(out->due), "%ld",
-	    tokens_due_in(tokens_access_ttl(t), margin_s, keepalive_s));
+	snprintf(out->left, sizeof(out->left), "%.3f",
+	    (double)tokens_access_ttl(t) - ago);
+	snprintf(out->rleft, sizeof(out->rleft), "%.3f", (double)rttl - ago);
+	snprintf(out->cleft, sizeof(out->cleft), "%.3f",
+	    (double)CONSENT_TTL_DEFAULT - ago);
+	snprintf(out->ago, sizeof(out->ago), "%.3f", ago);
+	snprintf(out->due, sizeof(out->due), "%.3f", (double)due_s - ago);
 	free(aad_a);
 	free(aad_r);
 }
@@ -82,41 +141,157 @@ tokens_cols_free(struct token_cols *cols)
 }
 
 bool
-tokens_store(PGconn *c, const char *conn_id, const struct finx_tokens *t,
-    bool fresh_grant)
+tokens_store_grant(PGconn *c, const char *conn_id, const struct finx_tokens *t)
 {
 	struct token_cols k;
 	bool ok;
 
-	tokens_prepare(conn_id, t, &k);
-	/*
-	 * One statement: access token, its expiry and (when finX sent one)
-	 * the rotated refresh token change together or not at all.
-	 */
+	tokens_prepare(conn_id, t, tokens_due_after(t, false, 0), &k);
 	ok = db_cmd(c,
 	    "UPDATE connections SET access_token = $2, "
-	    "access_expires_at = now() + make_interval(secs => $3::int), "
-	    "access_lifetime_s = $3::int, "
-	    "refresh_due_at = now() + make_interval(secs => $9::int), "
-	    "refresh_token = coalesce($4, refresh_token), "
-	    "refresh_obtained_at = CASE WHEN $4 IS NULL "
-	    "  THEN refresh_obtained_at ELSE now() END, "
-	    "refresh_expires_at = CASE WHEN $4 IS NULL "
-	    "  THEN refresh_expires_at "
-	    "  ELSE now() + make_interval(secs => $5::int) END, "
-	    "scope = coalesce($6, scope), "
-	    "last_refresh_at = CASE WHEN $7 THEN last_refresh_at ELSE now() END, "
-	    "consent_expires_at = CASE WHEN $7 "
-	    "  THEN now() + make_interval(secs => $8::int) "
-	    "  ELSE consent_expires_at END, "
-	    "connected_at = CASE WHEN $7 THEN now() ELSE connected_at END, "
-	    "status = CASE WHEN $7 THEN 'active' ELSE status END, "
-	    "status_reason = CASE WHEN $7 THEN NULL ELSE status_reason END, "
-	    "last_error = NULL, consecutive_failures = 0, "
-	    "next_attempt_at = NULL, updated_at = now() WHERE id = $1",
-	    9,
-	    (const char *[]){ conn_id, k.access, k.ttl, k.refresh, k.rttl,
-		k.scope, fresh_grant ? "true" : "false", k.cttl, k.due });
+	    "access_expires_at = now() + make_interval(secs => $3::float8), "
+	    "access_lifetime_s = $4::int, refresh_token = $5, "
+	    "refresh_obtained_at = CASE WHEN $5::text IS NULL THEN NULL ELSE "
+	    "now() - make_interval(secs => $9::float8) END, "
+	    "refresh_expires_at = CASE WHEN $5::text IS NULL THEN NULL ELSE "
+	    "now() + make_interval(secs => $6::float8) END, "
+	    "scope = $7, consent_expires_at = now() + "
+	    "make_interval(secs => $8::float8), connected_at = now(), "
+	    "refresh_due_at = now() + make_interval(secs => $10::float8), "
+	    "status = 'active', status_reason = NULL, last_error = NULL, "
+	    "consecutive_failures = 0, next_attempt_at = NULL, "
+	    "token_generation = token_generation + 1, lease_holder = NULL, "
+	    "lease_until = NULL, lease_generation = NULL, updated_at = now() "
+	    "WHERE id = $1",
+	    10,
+	    (const char *[]){ conn_id, k.access, k.left, k.ttl, k.refresh,
+		k.rleft, k.scope, k.cleft, k.ago, k.due });
 	tokens_cols_free(&k);
 	return ok;
+}
+
+bool
+tokens_queue_revocation(PGconn *c, const char *conn_id, const char *kind,
+    const char *plain)
+{
+	char *rid = uuid_new(), *aad, *sealed;
+	bool ok;
+
+	aad = crypto_aad("revocations", rid, "token");
+	sealed = crypto_seal(plain, aad);
+	free(aad);
+	/* clock_timestamp() orders a refresh token queued first before the
+	 * access token queued after it. */
+	ok = db_cmd(c,
+	    "INSERT INTO revocations (id, connection_id, kind, token, "
+	    "next_attempt_at) VALUES ($1, $2, $3, $4, clock_timestamp())",
+	    4, (const char *[]){ rid, conn_id, kind, sealed });
+	free(rid);
+	free(sealed);
+	return ok;
+}
+
+/* True when stored (a sealed column of conn_id) opens to plain. */
+static bool
+holds(const char *conn_id, const char *column, const char *stored,
+    const char *plain)
+{
+	char *aad = crypto_aad("connections", conn_id, column);
+	char *open = stored ? crypto_open(stored, aad, NULL) : NULL;
+	bool same = open != NULL && plain != NULL &&
+	    ct_equal(open, strlen(open), plain, strlen(plain));
+
+	free(aad);
+	free_secret(open);
+	return same;
+}
+
+/*
+ * The compare-and-set missed: the row was renewed (reauth), deleted,
+ * condemned or refreshed by another holder since the lease was taken.
+ * When it already holds these very tokens (a journal replayed twice),
+ * that is success; otherwise nobody may ever present them, so they go
+ * to finX's revocation, refresh token first.
+ */
+static enum tokens_cas
+rotate_missed(PGconn *c, const char *conn_id, const struct finx_tokens *t)
+{
+	PGresult *r;
+	bool ok, mine;
+
+	if (!db_cmd(c, "BEGIN", 0, NULL))
+		return TOK_DB_ERROR;
+	r = db_exec(c,
+	    "SELECT refresh_token, access_token, status FROM connections "
+	    "WHERE id = $1 FOR NO KEY UPDATE",
+	    1, (const char *[]){ conn_id });
+	if (r == NULL) {
+		PQclear(PQexec(c, "ROLLBACK"));
+		return TOK_DB_ERROR;
+	}
+	mine = PQntuples(r) == 1 &&
+	    strcmp(PQgetvalue(r, 0, 2), "active") == 0 &&
+	    (t->refresh_token != NULL
+		    ? holds(conn_id, "refresh_token", db_val(r, 0, 0),
+			  t->refresh_token)
+		    : holds(conn_id, "access_token", db_val(r, 0, 1),
+			  t->access_token));
+	ok = mine || PQntuples(r) == 0 ||
+	    ((t->refresh_token == NULL ||
+		 tokens_queue_revocation(c, conn_id, "refresh",
+		     t->refresh_token)) &&
+		tokens_queue_revocation(c, conn_id, "access", t->access_token));
+	PQclear(r);
+	if (!ok || !db_cmd(c, "COMMIT", 0, NULL)) {
+		PQclear(PQexec(c, "ROLLBACK"));
+		return TOK_DB_ERROR;
+	}
+	return mine ? TOK_STORED : TOK_REVOKED;
+}
+
+enum tokens_cas
+tokens_rotate(PGconn *c, const char *conn_id, long gen,
+    const struct finx_tokens *t, long due_s)
+{
+	struct token_cols k;
+	char g[24];
+	PGresult *r;
+	int n;
+
+	snprintf(g, sizeof(g), "%ld", gen);
+	tokens_prepare(conn_id, t, due_s, &k);
+	/*
+	 * One statement: access token, its expiry and (when finX sent one)
+	 * the rotated refresh token change together or not at all, and only
+	 * on the generation the lease presented.
+	 */
+	r = db_exec(c,
+	    "UPDATE connections SET access_token = $3, "
+	    "access_expires_at = now() + make_interval(secs => $4::float8), "
+	    "access_lifetime_s = $5::int, "
+	    "refresh_token = coalesce($6, refresh_token), "
+	    "refresh_obtained_at = CASE WHEN $6::text IS NULL "
+	    "  THEN refresh_obtained_at "
+	    "  ELSE now() - make_interval(secs => $10::float8) END, "
+	    "refresh_expires_at = CASE WHEN $6::text IS NULL "
+	    "  THEN refresh_expires_at "
+	    "  ELSE now() + make_interval(secs => $7::float8) END, "
+	    "scope = coalesce($8, scope), "
+	    "last_refresh_at = now() - make_interval(secs => $10::float8), "
+	    "refresh_due_at = now() + make_interval(secs => $9::float8), "
+	    "last_error = NULL, consecutive_failures = 0, "
+	    "next_attempt_at = NULL, token_generation = token_generation + 1, "
+	    "lease_holder = NULL, lease_until = NULL, lease_generation = NULL, "
+	    "updated_at = now() "
+	    "WHERE id = $1 AND token_generation = $2::bigint AND "
+	    "status = 'active'",
+	    10,
+	    (const char *[]){ conn_id, g, k.access, k.left, k.ttl, k.refresh,
+		k.rleft, k.scope, k.due, k.ago });
+	tokens_cols_free(&k);
+	if (r == NULL)
+		return TOK_DB_ERROR;
+	n = (int)strtol(PQcmdTuples(r), NULL, 10);
+	PQclear(r);
+	return n == 1 ? TOK_STORED : rotate_missed(c, conn_id, t);
 }

@@ -39,29 +39,80 @@ long tokens_due_in(long lifetime, long margin, long keepalive);
 long tokens_backoff_s(int failures, unsigned rnd);
 
 /*
- * Store freshly obtained tokens on connection id, inside the caller's
- * transaction.  fresh_grant: a new grant (callback or reauth), which also
- * restarts the consent clock and reactivates the connection.
+ * The refresh policy (server/REFRESH.md, "When a connection is
+ * refreshed").  A connection whose access token was handed out within
+ * its last lifetime ("hot") is refreshed ahead of expiry, so its readers
+ * never wait on finX; any other connection only when something needs a
+ * token, or when keep-alive or its refresh token's end demands it.
+ *
+ * tokens_idle_due_in: seconds until an idle connection must be refreshed
+ * anyway: the keep-alive, or before its refresh token (refresh_left
+ * seconds to live; <= 0 unknown) dies, with a margin of half its life up
+ * to a day.
  */
-bool tokens_store(PGconn *c, const char *conn_id, const struct finx_tokens *t,
-    bool fresh_grant);
+long tokens_idle_due_in(long refresh_left, long keepalive);
+/* When a connection is next due after a refresh: hot or idle as above. */
+long tokens_next_due(bool hot, long lifetime, long refresh_left,
+    long margin, long keepalive);
+/*
+ * Whether a caller that needs an access token (a read, a pull, a sync)
+ * must refresh first: the token has at most half the refresh margin left
+ * (the margin shrunk for short-lived tokens as in tokens_due_in).  A hot
+ * connection is refreshed by the workers well before this.
+ */
+bool tokens_need_refresh(double access_left, long lifetime, long margin);
+/* tokens_next_due with the configured margin and keep-alive. */
+long tokens_due_after(const struct finx_tokens *t, bool hot,
+    long row_refresh_left);
+/* Configured margin, for tokens_need_refresh. */
+long tokens_margin(void);
 
 /*
  * The column values of a fresh set of tokens for connection conn_id:
  * sealed tokens (refresh NULL when finX sent none) and, as decimal text
- * for make_interval(secs => ...), the access lifetime, refresh lifetime,
- * consent lifetime and when the refresher is due.  For writers that must
- * insert a connection in one statement; everything else uses
- * tokens_store.  Free with tokens_cols_free.
+ * for make_interval(secs => ...), the access lifetime (ttl), and counted
+ * from the moment the request was sent to finX (t->sent_ms), never from
+ * the store: the access token's time left, the refresh token's, the
+ * consent's, how long ago the request was sent, and when the refresher
+ * is due (due_s after the request).  Free with tokens_cols_free.
  */
 struct token_cols {
 	char *access, *refresh;
 	const char *scope; /* borrowed from the tokens */
-	char ttl[24], rttl[24], cttl[24], due[24];
+	char ttl[24], left[32], rleft[32], cleft[32], ago[32], due[32];
 };
 void tokens_prepare(const char *conn_id, const struct finx_tokens *t,
-    struct token_cols *out);
+    long due_s, struct token_cols *out);
 void tokens_cols_free(struct token_cols *cols);
+
+/*
+ * A new grant (reauth callback) on connection id, inside the caller's
+ * transaction that holds its row: every token replaced (an answer
+ * without a refresh token leaves none: the old grant's is being revoked),
+ * the consent clock restarted, the connection active again, its
+ * generation bumped and any lease on the old grant cleared.
+ */
+bool tokens_store_grant(PGconn *c, const char *conn_id,
+    const struct finx_tokens *t);
+
+/*
+ * Store a rotation obtained with the refresh token of generation gen: a
+ * compare-and-set, written only while the row still holds generation gen
+ * and is active (server/REFRESH.md, "Storing a rotation").
+ */
+enum tokens_cas {
+	TOK_STORED,   /* written (or found already written: a replay) */
+	TOK_REVOKED,  /* the row changed under it: the rotated tokens were
+			 queued for revocation at finX instead */
+	TOK_DB_ERROR, /* nothing known: keep them and try again */
+};
+enum tokens_cas tokens_rotate(PGconn *c, const char *conn_id, long gen,
+    const struct finx_tokens *t, long due_s);
+
+/* Queue one token of connection conn_id for /auth/revoke (kind
+ * "refresh" or "access"), sealed for the revocations table. */
+bool tokens_queue_revocation(PGconn *c, const char *conn_id,
+    const char *kind, const char *plain);
 
 /* Seconds an access token from t lives, with the unknown case handled. */
 long tokens_access_ttl(const struct finx_tokens *t);

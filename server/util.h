@@ -85,6 +85,8 @@ char *html_escape(const char *s);
 
 /* Time: now in seconds and milliseconds (realtime / monotonic). */
 int64_t now_unix(void);
+/* CLOCK_REALTIME in milliseconds since the epoch. */
+int64_t now_unix_ms(void);
 int64_t mono_ms(void);
 /* CLOCK_REALTIME ms from now, for pthread_cond_timedwait. */
 struct timespec realtime_after_ms(int64_t ms);

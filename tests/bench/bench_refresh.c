@@ -39,18 +39,6 @@ env_long(const char *name, long def)
 	return v != NULL && *v != '\0' ? strtol(v, NULL, 10) : def;
 }
 
-static long
-sbx_stat(const char *name)
-{
-	struct json_object *st = h_sbx_get("/_sandbox/stats"), *v;
-	long n = -1;
-
-	if (st != NULL && json_object_object_get_ex(st, name, &v))
-		n = (long)json_object_get_int64(v);
-	json_object_put(st);
-	return n;
-}
-
 static void
 crypto_setup(void)
 {
@@ -156,9 +144,9 @@ run(const char *prefix, long n, int timeout_s)
 {
 	struct result res = { .n = n };
 	char like[128], *t0, *v, done_s[32];
-	long start, end, ref0 = sbx_stat("refreshes"),
-	    reuse0 = sbx_stat("refresh_reuse"),
-	    inv0 = sbx_stat("invalid_grants"), last_print = 0;
+	long start, end, ref0 = h_sbx_stat("refreshes"),
+	    reuse0 = h_sbx_stat("refresh_reuse"),
+	    inv0 = h_sbx_stat("invalid_grants"), last_print = 0;
 
 	snprintf(like, sizeof(like), "%s-%%", prefix);
 	t0 = h_sql_value(db, "SELECT clock_timestamp()::text", NULL);
@@ -197,9 +185,9 @@ run(const char *prefix, long n, int timeout_s)
 		res.ms = 1;
 	free(v);
 	free(t0);
-	res.refreshes = sbx_stat("refreshes") - ref0;
-	res.reuse = sbx_stat("refresh_reuse") - reuse0;
-	res.invalid = sbx_stat("invalid_grants") - inv0;
+	res.refreshes = h_sbx_stat("refreshes") - ref0;
+	res.reuse = h_sbx_stat("refresh_reuse") - reuse0;
+	res.invalid = h_sbx_stat("invalid_grants") - inv0;
 	res.rate = (double)res.done * 1000.0 / (double)res.ms;
 	return res;
 }
@@ -292,9 +280,9 @@ main(void)
 	    r3.rate > r1.rate ? "yes" : "NO");
 	printf("RESULT sandbox refresh_reuse %ld, invalid_grants %ld (must "
 	       "be 0)\n",
-	    sbx_stat("refresh_reuse"), sbx_stat("invalid_grants"));
-	if (r1.done != n || r3.done != n || sbx_stat("refresh_reuse") != 0 ||
-	    sbx_stat("invalid_grants") != 0)
+	    h_sbx_stat("refresh_reuse"), h_sbx_stat("invalid_grants"));
+	if (r1.done != n || r3.done != n || h_sbx_stat("refresh_reuse") != 0 ||
+	    h_sbx_stat("invalid_grants") != 0)
 		ok = 0;
 	h_sandbox_stop();
 	return h_done(ok ? 0 : 1);

@@ -737,6 +737,22 @@ pg_ctl(const char *action, long timeout_ms)
 	return rc;
 }
 
+int
+h_pg_ctl(const char *action)
+{
+	const char *stop[] = { "pg_ctl", "-D", pg_datadir, "-w", "-t", "60",
+		"-m", "fast", "stop", NULL };
+	char *ctl_log = h_path("pg_ctl.log");
+	int rc;
+
+	if (strcmp(action, "stop") == 0)
+		rc = h_pg_tool(stop, ctl_log, 70000);
+	else
+		rc = pg_ctl("start", 70000);
+	free(ctl_log);
+	return rc;
+}
+
 static void
 h_pg_append_conf(const char *sockdir)
 {
@@ -1413,6 +1429,55 @@ h_sbx_get(const char *path)
 	}
 	h_resp_free(&r);
 	return o;
+}
+
+bool
+h_sbx_config(const char *json)
+{
+	return h_sbx_post("/_sandbox/config", json) / 100 == 2;
+}
+
+long
+h_stat_of(struct json_object *st, const char *name)
+{
+	struct json_object *v;
+
+	if (st == NULL || !json_object_object_get_ex(st, name, &v))
+		return -1;
+	return (long)json_object_get_int64(v);
+}
+
+long
+h_sbx_stat(const char *name)
+{
+	struct json_object *st = h_sbx_get("/_sandbox/stats");
+	long v = h_stat_of(st, name);
+
+	json_object_put(st);
+	return v;
+}
+
+bool
+h_token_works(const char *tok)
+{
+	struct h_resp r;
+	char *url, *auth;
+	bool ok;
+
+	if (tok == NULL)
+		return false;
+	url = h_xasprintf("%s/rest/accounts", h_sandbox_url());
+	auth = h_xasprintf("Authorization: Bearer %s", tok);
+	{
+		const char *hdrs[] = { auth, NULL };
+
+		h_http("GET", url, hdrs, NULL, 0, &r);
+	}
+	ok = r.status == 200;
+	h_resp_free(&r);
+	free(url);
+	free(auth);
+	return ok;
 }
 
 void

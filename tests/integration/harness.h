@@ -59,6 +59,11 @@ char *h_secret_new(size_t n);
  * exist, print the TAP skip plan and exit 0 (meson: SKIP).
  */
 const char *h_pg_start(void);
+/*
+ * Stop ("stop", -m fast: backends terminated, as an operator's restart
+ * does) or start ("start") the harness's PostgreSQL; pg_ctl's exit status.
+ */
+int h_pg_ctl(const char *action);
 /* Create another database; returns its conninfo (caller frees). */
 char *h_pg_create_db(const char *name);
 
@@ -93,6 +98,14 @@ int h_sbx_count(const char *path);
 struct json_object *h_sbx_last_request(const char *path);
 /* Forget recorded requests and faults. */
 void h_sbx_reset(void);
+/* POST /_sandbox/config with json; true on 2xx. */
+bool h_sbx_config(const char *json);
+/* A member of a JSON object as an integer, -1 when absent. */
+long h_stat_of(struct json_object *st, const char *name);
+/* One counter of GET /_sandbox/stats, -1 on error. */
+long h_sbx_stat(const char *name);
+/* The access token works at finX right now (GET /rest/accounts). */
+bool h_token_works(const char *tok);
 
 /*
  * finxd environment: h_env_defaults() sets FINXD_DATABASE_URL, FINX_URL

@@ -18,26 +18,6 @@ static int f0, f1, f2; /* f2 talks form to finX, so its requests are
 			   recognisable in the sandbox's recording */
 
 static long
-stat_of(struct json_object *st, const char *name)
-{
-	struct json_object *v;
-
-	if (st == NULL || !json_object_object_get_ex(st, name, &v))
-		return -1;
-	return (long)json_object_get_int64(v);
-}
-
-static long
-sbx_stat(const char *name)
-{
-	struct json_object *st = h_sbx_get("/_sandbox/stats");
-	long v = stat_of(st, name);
-
-	json_object_put(st);
-	return v;
-}
-
-static long
 realtime_ms(void)
 {
 	struct timespec ts;
@@ -73,31 +53,6 @@ issued_back(int k)
 
 	h_strv_free(v, n);
 	return t;
-}
-
-/* The access token works at finX (GET /rest/accounts with it). */
-static bool
-token_works(const char *tok)
-{
-	struct h_resp r;
-	char *url = NULL, *auth = NULL;
-	bool ok;
-
-	if (tok == NULL)
-		return false;
-	if (asprintf(&url, "%s/rest/accounts", h_sandbox_url()) < 0 ||
-	    asprintf(&auth, "Authorization: Bearer %s", tok) < 0)
-		h_bail("out of memory");
-	{
-		const char *hdrs[] = { auth, NULL };
-
-		h_http("GET", url, hdrs, NULL, 0, &r);
-	}
-	ok = r.status == 200;
-	h_resp_free(&r);
-	free(url);
-	free(auth);
-	return ok;
 }
 
 /* GET /v1/connections/{id}/token on f: status, token in *tok (malloc'd). */
@@ -200,12 +155,6 @@ conn_free(struct conn *c)
 	memset(c, 0, sizeof(*c));
 }
 
-static bool
-sbx_config(const char *json)
-{
-	return sbx_ok(h_sbx_post("/_sandbox/config", json));
-}
-
 /* ---- refresh answers without a refresh token --------------------- */
 
 static void
@@ -213,7 +162,7 @@ test_omit_refresh_token(void)
 {
 	struct conn c;
 	char *sealed0, *obtained0, *sealed, *obtained, *body_rt, *tok;
-	long ref0 = sbx_stat("refreshes"), ig0 = sbx_stat("invalid_grants");
+	long ref0 = h_sbx_stat("refreshes"), ig0 = h_sbx_stat("invalid_grants");
 	struct json_object *req;
 	int k;
 
@@ -223,7 +172,7 @@ test_omit_refresh_token(void)
 	}
 	sealed0 = conn_col(c.id, "refresh_token");
 	obtained0 = conn_col(c.id, "refresh_obtained_at");
-	CHECK(sbx_config("{\"omit_refresh_token\":true}"),
+	CHECK(h_sbx_config("{\"omit_refresh_token\":true}"),
 	    "omit: sandbox leaves refresh_token out of refresh answers");
 	for (k = 1; k <= 2; k++) {
 		long st = conn_post(f0, c.id, "refresh", NULL);
@@ -259,7 +208,7 @@ test_omit_refresh_token(void)
 		free(newest);
 	}
 	free(tok);
-	CHECK(sbx_config("{\"omit_refresh_token\":false}"),
+	CHECK(h_sbx_config("{\"omit_refresh_token\":false}"),
 	    "omit: sandbox rotates again");
 	CHECK(conn_post(f1, c.id, "refresh", NULL) == 200,
 	    "omit: the kept refresh token still works when rotation resumes");
@@ -267,12 +216,12 @@ test_omit_refresh_token(void)
 	CHECK(sealed && !str_eq(sealed, sealed0),
 	    "omit: the rotated refresh token replaced the kept one");
 	free(sealed);
-	CHECK(sbx_stat("refreshes") - ref0 == 3, "omit: 3 refreshes at finX "
+	CHECK(h_sbx_stat("refreshes") - ref0 == 3, "omit: 3 refreshes at finX "
 						 "(got %ld)",
-	    sbx_stat("refreshes") - ref0);
-	CHECK(sbx_stat("invalid_grants") == ig0,
+	    h_sbx_stat("refreshes") - ref0);
+	CHECK(h_sbx_stat("invalid_grants") == ig0,
 	    "omit: no invalid_grant at finX");
-	CHECK(sbx_stat("refresh_reuse") == 0, "omit: refresh_reuse 0");
+	CHECK(h_sbx_stat("refresh_reuse") == 0, "omit: refresh_reuse 0");
 	CHECK(conn_status_is(f0, c.id, "active"), "omit: still active");
 	free(sealed0);
 	free(obtained0);
@@ -286,7 +235,7 @@ test_three_in_a_row(void)
 {
 	struct conn c;
 	char *prev_rt, *prev_sealed;
-	long ref0 = sbx_stat("refreshes");
+	long ref0 = h_sbx_stat("refreshes");
 	int k;
 
 	if (!conn_make(f0, "u-three", &c)) {
@@ -322,7 +271,7 @@ test_three_in_a_row(void)
 		    "three: after refresh %d GET token is the sandbox's newest "
 		    "access token (%ld, %s)",
 		    k, st, str_eq(tok, new_at) ? "match" : "mismatch");
-		CHECK(token_works(tok),
+		CHECK(h_token_works(tok),
 		    "three: that access token works at finX");
 		free(tok);
 		free(new_at);
@@ -331,10 +280,10 @@ test_three_in_a_row(void)
 		prev_rt = new_rt;
 		prev_sealed = sealed;
 	}
-	CHECK(sbx_stat("refreshes") - ref0 == 3,
+	CHECK(h_sbx_stat("refreshes") - ref0 == 3,
 	    "three: 3 refreshes at finX (got %ld)",
-	    sbx_stat("refreshes") - ref0);
-	CHECK(sbx_stat("refresh_reuse") == 0, "three: refresh_reuse 0");
+	    h_sbx_stat("refreshes") - ref0);
+	CHECK(h_sbx_stat("refresh_reuse") == 0, "three: refresh_reuse 0");
 	{
 		struct json_object *o = conn_get(f0, c.id);
 
@@ -400,7 +349,7 @@ reauth_flow(const char *cid, const char *what)
 	CHECK(st == 200 && str_eq(tok, newest),
 	    "%s: GET token hands out the new grant's access token (%s)", what,
 	    str_eq(tok, newest) ? "match" : "mismatch");
-	CHECK(token_works(tok), "%s: and it works at finX", what);
+	CHECK(h_token_works(tok), "%s: and it works at finX", what);
 	free(tok);
 	free(newest);
 	st = conn_post(f0, cid, "refresh", NULL);
@@ -436,14 +385,14 @@ test_reauth_active(void)
 		while (!done && h_now_ms() < end) {
 			json_object_put(g);
 			g = h_sbx_get("/_sandbox/grants?user_id=u-reauth");
-			done = stat_of(g, "revoked") == 1 &&
-			    stat_of(g, "active") == 1;
+			done = h_stat_of(g, "revoked") == 1 &&
+			    h_stat_of(g, "active") == 1;
 			if (!done)
 				h_sleep_ms(250);
 		}
 		CHECK(done, "reauth: the old grant is revoked at finX, the "
 			    "new one lives (revoked %ld, active %ld)",
-		    stat_of(g, "revoked"), stat_of(g, "active"));
+		    h_stat_of(g, "revoked"), h_stat_of(g, "active"));
 		json_object_put(g);
 	}
 	conn_free(&c);
@@ -462,7 +411,7 @@ test_invalid_grant(const char *style)
 	snprintf(user, sizeof(user), "u-ig-%s", style);
 	snprintf(what, sizeof(what), "invalid_grant (%s style)", style);
 	snprintf(cfg, sizeof(cfg), "{\"error_style\":\"%s\"}", style);
-	CHECK(sbx_config(cfg), "%s: sandbox error style set", what);
+	CHECK(h_sbx_config(cfg), "%s: sandbox error style set", what);
 	if (!conn_make(f0, user, &c)) {
 		CHECK(0, "%s: could not connect", what);
 		return;
@@ -470,13 +419,13 @@ test_invalid_grant(const char *style)
 	snprintf(q, sizeof(q), "{\"user_id\":\"%s\"}", user);
 	CHECK(sbx_ok(h_sbx_post("/_sandbox/revoke-user", q)),
 	    "%s: grant revoked at finX", what);
-	ig0 = sbx_stat("invalid_grants");
+	ig0 = h_sbx_stat("invalid_grants");
 	st = conn_post(f1, c.id, "refresh", &code);
 	CHECK(st == 409 && str_eq(code, "reauth_required"),
 	    "%s: POST refresh 409 reauth_required (got %ld %s)", what, st,
 	    code ? code : "-");
 	free(code);
-	CHECK(sbx_stat("invalid_grants") == ig0 + 1,
+	CHECK(h_sbx_stat("invalid_grants") == ig0 + 1,
 	    "%s: finX answered invalid_grant once", what);
 	o = conn_get(f0, c.id);
 	CHECK(str_eq(h_jstr(o, "status"), "reauth_required"),
@@ -527,7 +476,7 @@ test_delete(void)
 		return;
 	}
 	h_sbx_delete("/_sandbox/requests");
-	revs0 = sbx_stat("revocations");
+	revs0 = h_sbx_stat("revocations");
 	st = conn_delete(f1, c.id, &r);
 	CHECK(st == 200 && str_eq(h_jstr(h_resp_json(&r), "status"), "revoked"),
 	    "delete: 200 with status revoked (got %ld)", st);
@@ -555,15 +504,15 @@ test_delete(void)
 	 */
 	printf("# delete: sandbox revocations counter +%ld for 2 "
 	       "/auth/revoke calls\n",
-	    sbx_stat("revocations") - revs0);
-	CHECK(sbx_stat("revocations") - revs0 >= 1,
+	    h_sbx_stat("revocations") - revs0);
+	CHECK(h_sbx_stat("revocations") - revs0 >= 1,
 	    "delete: finX counted the revocation");
 	snprintf(q, sizeof(q), "/_sandbox/grants?user_id=u-del");
 	reqs = h_sbx_get(q);
-	CHECK(stat_of(reqs, "revoked") == 1 && stat_of(reqs, "active") == 0,
+	CHECK(h_stat_of(reqs, "revoked") == 1 && h_stat_of(reqs, "active") == 0,
 	    "delete: the grant is revoked at finX");
 	json_object_put(reqs);
-	CHECK(!token_works(c.access),
+	CHECK(!h_token_works(c.access),
 	    "delete: the old access token no longer works at finX");
 	v = h_sql_value(db,
 	    "SELECT count(*) FROM connections WHERE id = $1 AND access_token "
@@ -651,7 +600,7 @@ test_delete_revoke_fails(void)
 	    "delete/fault: the background workers retried (attempts %d)",
 	    attempts);
 	g = h_sbx_get("/_sandbox/grants?user_id=u-del-fault");
-	CHECK(stat_of(g, "active") == 1,
+	CHECK(h_stat_of(g, "active") == 1,
 	    "delete/fault: grant still alive at finX during the fault");
 	json_object_put(g);
 	h_sbx_delete("/_sandbox/faults");
@@ -667,7 +616,7 @@ test_delete_revoke_fails(void)
 	CHECK(gone, "delete/fault: after the fault the revocations table "
 		    "empties");
 	g = h_sbx_get("/_sandbox/grants?user_id=u-del-fault");
-	CHECK(stat_of(g, "revoked") == 1 && stat_of(g, "active") == 0,
+	CHECK(h_stat_of(g, "revoked") == 1 && h_stat_of(g, "active") == 0,
 	    "delete/fault: the grant is revoked at finX in the end");
 	json_object_put(g);
 	conn_free(&c);
@@ -686,7 +635,7 @@ test_storm(void)
 	char *storm_end = NULL, *v;
 	int i, n = 0, not_active = 0, max_fail = 0, recovered = 0;
 
-	CHECK(sbx_config("{\"access_ttl\":20}"), "storm: access tokens live "
+	CHECK(h_sbx_config("{\"access_ttl\":20}"), "storm: access tokens live "
 						 "20 s");
 	for (i = 0; i < NSTORM; i++) {
 		char user[32];
@@ -698,8 +647,18 @@ test_storm(void)
 	CHECK(n == NSTORM, "storm: %d connections made", n);
 	if (n != NSTORM)
 		return;
-	ref0 = sbx_stat("refreshes");
-	ig0 = sbx_stat("invalid_grants");
+	/* Each token handed out once: connections that are read are the
+	 * ones the workers refresh ahead of expiry (idle ones wait for
+	 * keep-alive), so these become due within the storm. */
+	for (i = 0; i < NSTORM; i++) {
+		char *tok = NULL;
+
+		CHECK(get_token(f0, c[i].id, &tok) == 200,
+		    "storm: connection %d hands out a token before", i);
+		free(tok);
+	}
+	ref0 = h_sbx_stat("refreshes");
+	ig0 = h_sbx_stat("invalid_grants");
 	CHECK(sbx_ok(h_sbx_post("/_sandbox/faults",
 	          "{\"path\":\"/auth/token\",\"mode\":\"status\","
 	          "\"status\":503}")),
@@ -742,8 +701,8 @@ test_storm(void)
 	    max_fail, storm_ms / 1000);
 	printf("# storm: %ld failed /auth/token answers for %d connections in "
 	       "%ld s\n",
-	    sbx_stat("faults_injected"), NSTORM, storm_ms / 1000);
-	CHECK(sbx_config("{\"access_ttl\":3600}"), "storm: lifetimes back to "
+	    h_sbx_stat("faults_injected"), NSTORM, storm_ms / 1000);
+	CHECK(h_sbx_config("{\"access_ttl\":3600}"), "storm: lifetimes back to "
 						   "1 h");
 	storm_end = h_sql_value(db, "SELECT now()::text", NULL);
 	h_sbx_delete("/_sandbox/faults");
@@ -764,17 +723,17 @@ test_storm(void)
 	    "storm: after the fault every connection refreshed and "
 	    "consecutive_failures is back to 0 (%d of %d)",
 	    recovered, NSTORM);
-	CHECK(sbx_stat("refreshes") - ref0 == NSTORM,
+	CHECK(h_sbx_stat("refreshes") - ref0 == NSTORM,
 	    "storm: exactly one successful refresh per connection (%ld)",
-	    sbx_stat("refreshes") - ref0);
-	CHECK(sbx_stat("invalid_grants") == ig0 &&
-	        sbx_stat("refresh_reuse") == 0,
+	    h_sbx_stat("refreshes") - ref0);
+	CHECK(h_sbx_stat("invalid_grants") == ig0 &&
+	        h_sbx_stat("refresh_reuse") == 0,
 	    "storm: no invalid_grant, no reuse: no connection lost");
 	for (i = 0; i < NSTORM; i++) {
 		char *tok = NULL;
 
 		get_token(f0, c[i].id, &tok);
-		if (!token_works(tok))
+		if (!h_token_works(tok))
 			CHECK(0, "storm: connection %d has no working token", i);
 		free(tok);
 		conn_free(&c[i]);
@@ -812,12 +771,12 @@ test_kill9(void)
 	CHECK(n == NKILL, "kill: %d connections made", n);
 	if (n != NKILL)
 		return;
-	CHECK(sbx_config("{\"token_latency_ms\":2000}"),
+	CHECK(h_sbx_config("{\"token_latency_ms\":2000}"),
 	    "kill: /auth/token takes %d ms before finX acts", KILL_LATENCY);
 	h_sbx_delete("/_sandbox/requests");
-	reuse0 = sbx_stat("refresh_reuse");
-	ig0 = sbx_stat("invalid_grants");
-	ref0 = sbx_stat("refreshes");
+	reuse0 = h_sbx_stat("refresh_reuse");
+	ig0 = h_sbx_stat("invalid_grants");
+	ref0 = h_sbx_stat("refreshes");
 	due_at = h_sql_value(db, "SELECT now()::text", NULL);
 	PQclear(h_sql(db,
 	    "UPDATE connections SET refresh_due_at = now() WHERE user_id "
@@ -910,8 +869,8 @@ test_kill9(void)
 	    lost, lost_in);
 	printf("# KILL9 sandbox: refresh_reuse +%ld, invalid_grants +%ld, "
 	       "refreshes +%ld\n",
-	    sbx_stat("refresh_reuse") - reuse0,
-	    sbx_stat("invalid_grants") - ig0, sbx_stat("refreshes") - ref0);
+	    h_sbx_stat("refresh_reuse") - reuse0,
+	    h_sbx_stat("invalid_grants") - ig0, h_sbx_stat("refreshes") - ref0);
 	CHECK(nin > 0, "kill: the killed process had refreshes in flight "
 		       "(%d)",
 	    nin);
@@ -923,15 +882,15 @@ test_kill9(void)
 	    "kill: every connection not in flight is active and refreshed "
 	    "(%d of %d)",
 	    ok_out, NKILL - nin);
-	CHECK(sbx_stat("refresh_reuse") - reuse0 == lost,
+	CHECK(h_sbx_stat("refresh_reuse") - reuse0 == lost,
 	    "kill: each loss is one superseded refresh token presented by a "
 	    "survivor after finX rotated it for the dead process (reuse +%ld, "
 	    "lost %d)",
-	    sbx_stat("refresh_reuse") - reuse0, lost);
+	    h_sbx_stat("refresh_reuse") - reuse0, lost);
 	CHECK(lost <= nin, "kill: at most the in-flight refreshes were lost "
 			   "(%d of %d)",
 	    lost, nin);
-	sbx_config("{\"token_latency_ms\":0}");
+	h_sbx_config("{\"token_latency_ms\":0}");
 	for (i = 0; i < NKILL; i++)
 		conn_free(&c[i]);
 	free(due_at);
@@ -975,7 +934,7 @@ main(void)
 	if (want("invalid_grant")) {
 		test_invalid_grant("oauth");
 		test_invalid_grant("finx");
-		sbx_config("{\"error_style\":\"oauth\"}");
+		h_sbx_config("{\"error_style\":\"oauth\"}");
 	}
 	if (want("reauth"))
 		test_reauth_active();

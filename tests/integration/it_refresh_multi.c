@@ -52,29 +52,6 @@ iso_epoch(const char *s)
 	return (long)timegm(&tm);
 }
 
-/* The access token works at finX: GET /rest/accounts with it. */
-static bool
-token_works(const char *tok)
-{
-	struct h_resp r;
-	char *url = NULL, *auth = NULL;
-	bool ok;
-
-	if (asprintf(&url, "%s/rest/accounts", h_sandbox_url()) < 0 ||
-	    asprintf(&auth, "Authorization: Bearer %s", tok) < 0)
-		h_bail("out of memory");
-	{
-		const char *hdrs[] = { auth, NULL };
-
-		h_http("GET", url, hdrs, NULL, 0, &r);
-	}
-	ok = r.status == 200;
-	h_resp_free(&r);
-	free(url);
-	free(auth);
-	return ok;
-}
-
 static void *
 hammer(void *arg)
 {
@@ -104,7 +81,7 @@ hammer(void *arg)
 			atomic_fetch_add(&hs.per_proc[p], 1);
 			if (exp <= (long)time(NULL))
 				atomic_fetch_add(&hs.expired_given, 1);
-			if (token_works(tok))
+			if (h_token_works(tok))
 				atomic_fetch_add(&hs.valid, 1);
 			else
 				atomic_fetch_add(&hs.invalid, 1);
@@ -113,16 +90,6 @@ hammer(void *arg)
 		h_sleep_ms((long)(rand_r(&seed) % 40));
 	}
 	return NULL;
-}
-
-static long
-stat_of(struct json_object *st, const char *name)
-{
-	struct json_object *v;
-
-	if (st == NULL || !json_object_object_get_ex(st, name, &v))
-		return -1;
-	return (long)json_object_get_int64(v);
 }
 
 /* finxd_refreshes_total{outcome="<outcome>"} of instance i; -1 on error. */
@@ -190,8 +157,8 @@ main(void)
 	CHECK(1, "%d connections made through the widget flow on %d "
 		 "processes", NCONN, NPROC);
 	st = h_sbx_get("/_sandbox/stats");
-	CHECK(stat_of(st, "codes_exchanged") == NCONN,
-	    "sandbox exchanged %ld codes", stat_of(st, "codes_exchanged"));
+	CHECK(h_stat_of(st, "codes_exchanged") == NCONN,
+	    "sandbox exchanged %ld codes", h_stat_of(st, "codes_exchanged"));
 	json_object_put(st);
 
 	for (i = 0; i < NHAMMER; i++)
@@ -256,15 +223,15 @@ main(void)
 	    at_least3, NCONN, min_ref, max_ref);
 
 	st = h_sbx_get("/_sandbox/stats");
-	sbx_refreshes = stat_of(st, "refreshes");
-	reuse = stat_of(st, "refresh_reuse");
-	invalid_grants = stat_of(st, "invalid_grants");
+	sbx_refreshes = h_stat_of(st, "refreshes");
+	reuse = h_stat_of(st, "refresh_reuse");
+	invalid_grants = h_stat_of(st, "invalid_grants");
 	CHECK(reuse == 0, "sandbox refresh_reuse == 0 (got %ld)", reuse);
 	CHECK(invalid_grants == 0, "sandbox invalid_grants == 0 (got %ld)",
 	    invalid_grants);
-	CHECK(stat_of(st, "grants_revoked") == 0,
+	CHECK(h_stat_of(st, "grants_revoked") == 0,
 	    "no grant revoked at the sandbox (got %ld)",
-	    stat_of(st, "grants_revoked"));
+	    h_stat_of(st, "grants_revoked"));
 	CHECK(sbx_refreshes >= 3L * NCONN,
 	    "sandbox refreshes %ld >= %d", sbx_refreshes, 3 * NCONN);
 	for (i = 0; i < NPROC; i++) {
@@ -289,9 +256,9 @@ main(void)
 	       "invalid_grants=%ld grants_revoked=%ld "
 	       "refresh_tokens_issued=%ld access_tokens_issued=%ld\n",
 	    sbx_refreshes, reuse, invalid_grants,
-	    stat_of(st, "grants_revoked"),
-	    stat_of(st, "refresh_tokens_issued"),
-	    stat_of(st, "access_tokens_issued"));
+	    h_stat_of(st, "grants_revoked"),
+	    h_stat_of(st, "refresh_tokens_issued"),
+	    h_stat_of(st, "access_tokens_issued"));
 	printf("# COUNTERS finxd refreshes ok per process: #0=%ld #1=%ld "
 	       "#2=%ld (sum %ld)\n",
 	    proc_ok[0], proc_ok[1], proc_ok[2], sum_ok);

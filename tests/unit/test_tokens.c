@@ -18,6 +18,8 @@ static long base_of(int);
 static void test_due_in(void);
 static void test_backoff(void);
 static void test_access_ttl(void);
+static void test_policy(void);
+static void test_policy_day(void);
 
 /* The documented backoff base: doubling from 5 s, capped at 900 s. */
 static long
@@ -158,11 +160,135 @@ test_access_ttl(void)
 	    "unknown lifetime: refreshed after 150 s");
 }
 
+static void
+test_policy(void)
+{
+	CHECK(tokens_idle_due_in(0, WEEK) == WEEK &&
+		tokens_idle_due_in(-1, WEEK) == WEEK,
+	    "idle, refresh token's end unknown: keep-alive");
+	CHECK(tokens_idle_due_in(90 * DAY, WEEK) == WEEK,
+	    "idle, 90-day refresh token: keep-alive (7 days)");
+	CHECK(tokens_idle_due_in(3 * DAY, WEEK) == 2 * DAY,
+	    "idle, refresh token dies in 3 days: a day before (got %ld)",
+	    tokens_idle_due_in(3 * DAY, WEEK));
+	CHECK(tokens_idle_due_in(3600, WEEK) == 1800,
+	    "idle, refresh token dies in 1 h: after half of it");
+	CHECK(tokens_idle_due_in(1, WEEK) == 1, "refresh token dies in 1 s: 1");
+	CHECK(tokens_next_due(true, 3600, 90 * DAY, 300, WEEK) == 3300,
+	    "hot 1 h token: 5 minutes before expiry");
+	CHECK(tokens_next_due(false, 3600, 90 * DAY, 300, WEEK) == WEEK,
+	    "idle 1 h token: keep-alive only");
+	CHECK(tokens_next_due(true, 3600, 1200, 300, WEEK) == 600,
+	    "hot, but the refresh token dies first: before it does");
+	CHECK(tokens_next_due(true, 20, 90 * DAY, 300, WEEK) == 10,
+	    "hot 20 s token: after 10 s");
+	CHECK(tokens_need_refresh(150, 3600, 300) &&
+		!tokens_need_refresh(151, 3600, 300),
+	    "a reader refreshes a 1 h token with 150 s left, not 151");
+	CHECK(tokens_need_refresh(5, 20, 300) && !tokens_need_refresh(5.5, 20, 300),
+	    "a reader refreshes a 20 s token with 5 s left");
+	CHECK(tokens_need_refresh(-1, 3600, 300), "expired: refresh");
+	CHECK(!tokens_need_refresh(0.5, 1, 300) && tokens_need_refresh(0, 1, 300),
+	    "1 s token: only once expired, never in a loop");
+}
+
+/*
+ * One connection over a stretch of time under the policy, with the
+ * functions finxd uses: the workers refresh at the due time (at most
+ * worker_lag seconds late), a reader or a pull that needs a token and
+ * finds it too close to expiry refreshes first (and waits on finX), and
+ * a handed-out token makes the connection hot (due at the margin before
+ * expiry, as GET .../token sets it).
+ */
+struct sim {
+	long lifetime, margin, keepalive, pull_every, read_every, worker_lag;
+	long rotations, waits;
+};
+
+static void
+sim_refresh(struct sim *s, long t, long last_read, double *expires,
+    long *due)
+{
+	bool hot = last_read >= 0 && last_read > t - s->lifetime;
+
+	s->rotations++;
+	*expires = (double)(t + s->lifetime);
+	*due = t + tokens_next_due(hot, s->lifetime, 90 * DAY, s->margin,
+		       s->keepalive);
+}
+
+static void
+sim_run(struct sim *s, long seconds)
+{
+	double expires = (double)s->lifetime; /* the code exchange at 0 */
+	long due = tokens_next_due(false, s->lifetime, 90 * DAY, s->margin,
+	    s->keepalive);
+	long t, last_read = -1;
+
+	for (t = 1; t <= seconds; t++) {
+		bool pull = s->pull_every > 0 && t % s->pull_every == 0;
+		bool read = s->read_every > 0 && t % s->read_every == 0;
+
+		if (t >= due + s->worker_lag)
+			sim_refresh(s, t, last_read, &expires, &due);
+		if (pull || read) {
+			if (tokens_need_refresh(expires - (double)t, s->lifetime,
+				s->margin)) {
+				s->waits++;
+				sim_refresh(s, t, last_read, &expires, &due);
+			}
+		}
+		if (read) {
+			long ahead = s->lifetime -
+			    tokens_due_in(s->lifetime, s->margin, LONG_MAX);
+
+			last_read = t;
+			if ((double)due > expires - (double)ahead)
+				due = (long)expires - ahead;
+		}
+	}
+}
+
+static void
+test_policy_day(void)
+{
+	struct sim a = { .lifetime = 3600, .margin = 300, .keepalive = WEEK,
+		.pull_every = 6 * 3600, .worker_lag = 5 };
+	struct sim n = a, idle = { .lifetime = 20, .margin = 300,
+		.keepalive = WEEK, .worker_lag = 5 };
+	struct sim hot = { .lifetime = 20, .margin = 300, .keepalive = WEEK,
+		.read_every = 2, .worker_lag = 1 };
+
+	sim_run(&a, DAY);
+	CHECK(a.rotations <= 5,
+	    "finX defaults (60-minute tokens, pulls every 6 h): %ld rotations "
+	    "a day, at most 5",
+	    a.rotations);
+	n.pull_every = 15 * 60; /* a notification every 15 minutes */
+	sim_run(&n, DAY);
+	CHECK(n.rotations <= DAY / 3600 + 1,
+	    "pulls on notifications every 15 min: %ld rotations a day, at "
+	    "most one per access-token lifetime",
+	    n.rotations);
+	sim_run(&idle, 60);
+	CHECK(idle.rotations * 10 <= 10,
+	    "20 s tokens: 10 idle connections get %ld refreshes in 60 s "
+	    "(at most 10)",
+	    idle.rotations * 10);
+	sim_run(&hot, 3600);
+	CHECK(hot.waits == 0 && hot.rotations >= 3600 / 20,
+	    "20 s tokens read every 2 s for an hour: %ld waits on finX, %ld "
+	    "refreshes ahead of expiry",
+	    hot.waits, hot.rotations);
+}
+
 int
 main(void)
 {
 	test_due_in();
 	test_backoff();
 	test_access_ttl();
+	test_policy();
+	test_policy_day();
 	return test_done();
 }
