@@ -15,6 +15,7 @@
 
 #include "db.h"
 #include "http.h"
+#include "rescue.h"
 
 #define MAX_SERIES 512
 static const double buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -219,6 +220,12 @@ render_gauges(struct buf *out)
 			 "served.\n# TYPE finxd_http_active_requests gauge\n"
 			 "finxd_http_active_requests %ld\n",
 	    http_active());
+	buf_appendf(out, "# HELP finxd_rescue_pending Rotated tokens finX "
+			 "issued that PostgreSQL has not stored yet (this "
+			 "process; kept in the rescue journal).\n"
+			 "# TYPE finxd_rescue_pending gauge\n"
+			 "finxd_rescue_pending %d\n",
+	    rescue_pending());
 	buf_appendf(out, "# HELP finxd_build_info Build information.\n"
 			 "# TYPE finxd_build_info gauge\n"
 			 "finxd_build_info{version=\"%s\"} 1\n",

@@ -467,6 +467,18 @@ test_journal(int sig)
 		    "journal (%s): it holds no token in plain text", what);
 		free(text);
 	}
+	{
+		struct h_resp m;
+		char *url = NULL;
+
+		if (asprintf(&url, "%s/metrics", h_finxd_url(f)) < 0)
+			h_bail("out of memory");
+		h_http("GET", url, NULL, NULL, 0, &m);
+		CHECK(m.body != NULL && strstr(m.body, "\nfinxd_rescue_pending 1\n"),
+		    "journal (%s): /metrics counts one rotation pending", what);
+		h_resp_free(&m);
+		free(url);
+	}
 	rc = h_finxd_stop(f, sig);
 	CHECK(sig == SIGKILL ? rc == 128 + SIGKILL : rc == 0,
 	    "journal (%s): the process ended (status %ld)", what, rc);
