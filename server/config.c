@@ -550,15 +550,20 @@ val(const struct raw *r, const char *name)
 	return r->v[key_index(name)];
 }
 
-/* Turn raw strings into typed fields, collecting every problem. */
+/*
+ * Turn raw strings into typed fields, collecting every problem.  Without
+ * require, keys marked K_REQUIRED may be missing (database-only commands);
+ * whatever is set is validated all the same.
+ */
 static void
-validate(const struct raw *r, struct config *cfg, struct config_errors *errs)
+validate(const struct raw *r, struct config *cfg, struct config_errors *errs,
+    bool require)
 {
 	const char *v, *why;
 	enum log_level lvl;
 	size_t i;
 
-	for (i = 0; i < NKEYS; i++) {
+	for (i = 0; i < NKEYS && require; i++) {
 		if (r->v[i] == NULL && (keys[i].flags & K_REQUIRED)) {
 			char *env = env_name(keys[i].name, "");
 
@@ -664,9 +669,9 @@ validate(const struct raw *r, struct config *cfg, struct config_errors *errs)
 					"exceed FINXD_FINX_TIMEOUT_MS");
 }
 
-bool
-config_load(struct config *cfg, const char *file, char *const *envp,
-    struct config_errors *errs)
+static bool
+load(struct config *cfg, const char *file, char *const *envp,
+    struct config_errors *errs, bool require)
 {
 	struct raw r;
 	size_t i;
@@ -679,10 +684,24 @@ config_load(struct config *cfg, const char *file, char *const *envp,
 	for (i = 0; i < NKEYS; i++)
 		if (r.v[i] == NULL && keys[i].def != NULL)
 			raw_set(&r, (int)i, xstrdup(keys[i].def), "default");
-	validate(&r, cfg, errs);
+	validate(&r, cfg, errs, require);
 	for (i = 0; i < NKEYS; i++)
 		free_secret(r.v[i]);
 	return errs->n == 0;
+}
+
+bool
+config_load(struct config *cfg, const char *file, char *const *envp,
+    struct config_errors *errs)
+{
+	return load(cfg, file, envp, errs, true);
+}
+
+bool
+config_load_database(struct config *cfg, const char *file, char *const *envp,
+    struct config_errors *errs)
+{
+	return load(cfg, file, envp, errs, false);
 }
 
 void

@@ -93,6 +93,14 @@ void config_errors_free(struct config_errors *e);
  */
 bool config_load(struct config *cfg, const char *file, char *const *envp,
     struct config_errors *errs);
+/*
+ * The same for commands that need only the database (finxd migrate): the
+ * finX client and the token keys may be missing, so a migration job needs
+ * no secret but the database's.  Every key that is set is still
+ * validated; cfg->client_id, client_secret and token_keys may be NULL.
+ */
+bool config_load_database(struct config *cfg, const char *file,
+    char *const *envp, struct config_errors *errs);
 void config_free(struct config *cfg);
 
 /* Print every key with its effective value, secrets masked. */

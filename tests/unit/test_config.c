@@ -42,6 +42,7 @@ static void test_api_keys(void);
 static void test_file(void);
 static void test_print(void);
 static void test_return_urls(void);
+static void test_database_only(void);
 
 /*
  * config_load with file and the NULL-terminated environment entries that
@@ -875,6 +876,75 @@ test_return_urls(void)
 	config_errors_free(&e);
 }
 
+/* config_load_database with the NULL-terminated environment entries. */
+static bool
+load_db(struct config *cfg, struct config_errors *e, ...)
+{
+	char *envp[40];
+	const char *s;
+	va_list ap;
+	int n = 0;
+
+	va_start(ap, e);
+	while ((s = va_arg(ap, const char *)) != NULL && n < 39)
+		envp[n++] = (char *)s;
+	va_end(ap);
+	envp[n] = NULL;
+	memset(e, 0, sizeof(*e));
+	return config_load_database(cfg, NULL, envp, e);
+}
+
+/*
+ * finxd migrate loads with config_load_database: the database URL alone
+ * is enough, whatever is set is still checked, and serve's loader keeps
+ * requiring the finX client and the token keys.
+ */
+static void
+test_database_only(void)
+{
+	static const char db[] = "FINXD_DATABASE_URL=host=db1 password="
+				 DB_PASSWORD;
+	static const char direct[] = "FINXD_DATABASE_DIRECT_URL=host=db2";
+	struct config cfg;
+	struct config_errors e;
+	bool ok;
+
+	ok = load_db(&cfg, &e, db, NULL);
+	CHECK(ok && e.n == 0,
+	    "database-only: FINXD_DATABASE_URL alone loads (%zu errors)", e.n);
+	CHECK(cfg.database_direct_url &&
+		strcmp(cfg.database_direct_url, cfg.database_url) == 0,
+	    "database-only: the direct URL defaults to FINXD_DATABASE_URL");
+	CHECK(cfg.client_id == NULL && cfg.client_secret == NULL &&
+		cfg.n_token_keys == 0,
+	    "database-only: no finX client, no token keys");
+	config_free(&cfg);
+	config_errors_free(&e);
+
+	ok = load_db(&cfg, &e, direct, NULL);
+	CHECK(ok && cfg.database_direct_url &&
+		strcmp(cfg.database_direct_url, "host=db2") == 0,
+	    "database-only: FINXD_DATABASE_DIRECT_URL alone loads");
+	config_free(&cfg);
+	config_errors_free(&e);
+
+	ok = load(&cfg, &e, NULL, db, NULL);
+	CHECK(!ok && has_err(&e, "FINXD_FINX_CLIENT_ID is required") &&
+		has_err(&e, "FINXD_TOKEN_KEYS is required"),
+	    "serve's loader still requires client id and token keys");
+	config_free(&cfg);
+	config_errors_free(&e);
+
+	ok = load_db(&cfg, &e, db, "FINXD_LISTEN=nonsense",
+	    "FINXD_TOKEN_KEYS=k1:c2hvcnQ=", "FINXD_STATE_DIR=relative", NULL);
+	CHECK(!ok && e.n == 3,
+	    "database-only: a bad value set is still an error (%zu of 3)",
+	    e.n);
+	CHECK(!errs_leak(&e, DB_PASSWORD), "database-only: no password shown");
+	config_free(&cfg);
+	config_errors_free(&e);
+}
+
 int
 main(void)
 {
@@ -895,6 +965,7 @@ main(void)
 	test_file();
 	test_print();
 	test_return_urls();
+	test_database_only();
 
 	free(env_tk);
 	free(k1_b64);
