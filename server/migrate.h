@@ -1,12 +1,14 @@
 /*
  * Versioned migrations compiled in from db/migrations (db/embed.py).
  * Applied in order under an advisory lock, each in its own transaction,
- * recorded in schema_migrations.
+ * recorded in schema_migrations with the version each one declares
+ * compatible (README, "Upgrading and rolling deploys").
  */
 #ifndef FINXD_MIGRATE_H
 #define FINXD_MIGRATE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <libpq-fe.h>
 
 struct migration {
@@ -26,7 +28,48 @@ bool migrate_run(PGconn *c, char **err);
  */
 int migrate_db_version(PGconn *c);
 
-/* True when the database has exactly the migrations this binary knows. */
+/*
+ * True when this binary may serve the database: the schema is at its own
+ * version, or newer and every newer migration declares this version
+ * compatible.  Else false with *why (caller frees).  migrate_check also
+ * stores the database's version in *db_version (may be NULL; -1 when
+ * unreadable).
+ */
 bool migrate_current(PGconn *c, char **why);
+bool migrate_check(PGconn *c, int *db_version, char **why);
+
+/* ---- pure parts, exposed for unit tests ---- */
+
+/*
+ * The N of a migration's "-- finxd: compatible_from N" line: binaries
+ * whose own schema version is N or more keep working against a database
+ * with this migration applied.  Without the line, the migration's own
+ * version.  -1 with a static *why when a "-- finxd:" line is malformed,
+ * names something unknown, comes twice, or N is not 1..version.
+ */
+int migrate_compatible_from(const char *sql, int version, const char **why);
+
+/* One row of schema_migrations; compatible_from 0 when not recorded. */
+struct migrate_applied {
+	int version;
+	int compatible_from;
+};
+
+enum migrate_verdict {
+	MIGRATE_CURRENT,            /* exactly this binary's version */
+	MIGRATE_BEHIND,             /* older: run finxd migrate */
+	MIGRATE_NEWER_COMPATIBLE,   /* newer, declared compatible */
+	MIGRATE_NEWER_INCOMPATIBLE, /* newer, not servable */
+};
+
+/*
+ * The compatibility rule.  A binary whose own version is own may serve a
+ * database at version D (the highest applied) iff D >= own and every
+ * applied migration with a version above own has compatible_from <= own,
+ * an unrecorded one counting as its own version.  *blocker (may be NULL)
+ * gets the first migration that forbids it, else 0.
+ */
+enum migrate_verdict migrate_judge(int own, const struct migrate_applied *a,
+    size_t n, int *blocker);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * finxd's command line against a real database: migrate is idempotent,
- * serve refuses an unmigrated database and a missing token key, and
- * check-config reports every problem at once without showing secrets.
+ * serve refuses an unmigrated database and a missing token key, a newer
+ * schema is served only when declared compatible, and check-config
+ * reports every problem at once without showing secrets.
  */
 #include "it_common.h"
 
@@ -89,6 +90,48 @@ test_migrate(const char *db)
 	CHECK(rc == 0, "migrate again exits 0 (got %d)", rc);
 }
 
+/* GET /readyz on f: status; error code and message in *code, *msg. */
+static long
+readyz(int f, char **code, char **msg)
+{
+	char url[128];
+	struct h_resp r;
+	struct json_object *e;
+	long st;
+
+	snprintf(url, sizeof(url), "%s/readyz", h_finxd_url(f));
+	h_http("GET", url, NULL, NULL, 0, &r);
+	st = r.status;
+	*code = *msg = NULL;
+	if (h_resp_json(&r) != NULL &&
+	    json_object_object_get_ex(h_resp_json(&r), "error", &e)) {
+		*code = h_jstr(e, "code") ? strdup(h_jstr(e, "code")) : NULL;
+		*msg = h_jstr(e, "message") ? strdup(h_jstr(e, "message"))
+					    : NULL;
+	}
+	h_resp_free(&r);
+	return st;
+}
+
+/* Poll /readyz on f until it answers want; true when it did in time. */
+static bool
+readyz_becomes(int f, long want, long limit_ms)
+{
+	long end = h_now_ms() + limit_ms;
+	char *code, *msg;
+	long st;
+
+	while (h_now_ms() < end) {
+		st = readyz(f, &code, &msg);
+		free(code);
+		free(msg);
+		if (st == want)
+			return true;
+		h_sleep_ms(200);
+	}
+	return false;
+}
+
 static void
 test_serve_unmigrated(void)
 {
@@ -109,6 +152,75 @@ test_serve_unmigrated(void)
 	CHECK(h_leaks(out, strlen(out)) == 0, "its output holds no secret");
 	free(out);
 	free(empty);
+}
+
+/*
+ * A schema newer than this finxd: servable when every newer migration
+ * declares this version compatible, refused otherwise (also by migrate),
+ * and an unrecorded compatible_from counts as the migration's own version.
+ */
+static void
+test_newer_schema(const char *db)
+{
+	const char *migrate[] = { "migrate", NULL };
+	char *own = h_sql_value(db, "SELECT max(version) FROM schema_migrations",
+	    NULL);
+	char next[24], ownv[24], *code, *msg, *out;
+	long st;
+	int f, rc;
+
+	snprintf(ownv, sizeof(ownv), "%s", own ? own : "0");
+	snprintf(next, sizeof(next), "%ld", h_long(own, 0) + 1);
+	free(own);
+	h_env_set("FINXD_DATABASE_URL", db);
+	f = h_finxd_start();
+	CHECK(readyz_becomes(f, 200, 20000), "schema %s: /readyz 200", ownv);
+
+	PQclear(h_sql(db, "INSERT INTO schema_migrations (version, name, "
+			  "compatible_from) VALUES ($1, 'future.sql', $2)",
+	    (const char *[]){ next, ownv, NULL }));
+	st = readyz(f, &code, &msg);
+	CHECK(st == 200, "schema %s declared compatible_from %s: /readyz 200 "
+			 "(%ld %s)",
+	    next, ownv, st, msg ? msg : "");
+	free(code);
+	free(msg);
+	rc = h_finxd_run(migrate, 60);
+	out = h_finxd_output();
+	CHECK(rc == 0 && lines_with(out, "declared compatible") > 0,
+	    "migrate against it: exit 0, a no-op saying the schema is newer "
+	    "but compatible (%d)",
+	    rc);
+	free(out);
+
+	PQclear(h_sql(db, "UPDATE schema_migrations SET compatible_from = $1 "
+			  "WHERE version = $1",
+	    (const char *[]){ next, NULL }));
+	st = readyz(f, &code, &msg);
+	CHECK(st == 503 && code && strcmp(code, "schema_not_current") == 0 &&
+		msg && lines_with(msg, "newer") > 0,
+	    "compatible_from %s: /readyz 503, newer (%s)", next,
+	    msg ? msg : "-");
+	free(code);
+	free(msg);
+	rc = h_finxd_run(migrate, 60);
+	out = h_finxd_output();
+	CHECK(rc == 1 && lines_with(out, "newer than this finxd") > 0,
+	    "migrate against it fails and says why (%d)", rc);
+	free(out);
+
+	PQclear(h_sql(db, "UPDATE schema_migrations SET compatible_from = NULL "
+			  "WHERE version = $1",
+	    (const char *[]){ next, NULL }));
+	st = readyz(f, &code, &msg);
+	CHECK(st == 503, "compatible_from not recorded: /readyz 503 (%ld)", st);
+	free(code);
+	free(msg);
+
+	PQclear(h_sql(db, "DELETE FROM schema_migrations WHERE version = $1",
+	    (const char *[]){ next, NULL }));
+	CHECK(readyz_becomes(f, 200, 5000), "row removed: /readyz 200 again");
+	CHECK(h_finxd_stop(f, SIGTERM) == 0, "SIGTERM: exit 0");
 }
 
 static void
@@ -204,7 +316,7 @@ main(void)
 {
 	const char *db;
 
-	h_init("it_migrate", 150);
+	h_init("it_migrate", 170);
 	db = h_pg_start();
 	h_sandbox_start(NULL);
 	h_env_defaults(db);
@@ -212,6 +324,7 @@ main(void)
 	test_migrate(db);
 	test_check_config();
 	test_serve_unmigrated();
+	test_newer_schema(db);
 	test_serve_no_token_key(db);
 	test_serve_ready();
 	check_clean_shutdown();
