@@ -212,8 +212,9 @@ serve_pid=$!
 pids+=("$serve_pid")
 
 url=http://127.0.0.1:$finxd_port
+# serve listens before the database is ready: wait for /readyz
 for _ in $(seq 150); do
-	curl -fsS "$url/healthz" >/dev/null 2>&1 && break
+	curl -fsS "$url/readyz" >/dev/null 2>&1 && break
 	sleep 0.2
 done
 fail=0

@@ -4,6 +4,8 @@
  */
 #include "api.h"
 
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "db.h"
@@ -13,6 +15,19 @@
 #include "util.h"
 
 const struct config *api_cfg;
+
+/*
+ * What /readyz answers while finxd serve waits for the database (main.c
+ * sets it on every try), until api_set_started.  Only texts meant for a
+ * probe: never a connection string or libpq's message.
+ */
+static struct {
+	pthread_mutex_t mu;
+	bool started;
+	char code[32];
+	char message[256];
+} start = { PTHREAD_MUTEX_INITIALIZER, false, "starting",
+	"finxd is starting" };
 
 static enum MHD_Result h_healthz(struct req *r);
 static enum MHD_Result h_readyz(struct req *r);
@@ -107,23 +122,66 @@ h_healthz(struct req *r)
 	return http_json(r, MHD_HTTP_OK, o);
 }
 
+void
+api_set_starting(const char *code, const char *message)
+{
+	pthread_mutex_lock(&start.mu);
+	snprintf(start.code, sizeof(start.code), "%s", code);
+	snprintf(start.message, sizeof(start.message), "%s", message);
+	pthread_mutex_unlock(&start.mu);
+}
+
+void
+api_set_started(void)
+{
+	pthread_mutex_lock(&start.mu);
+	start.started = true;
+	pthread_mutex_unlock(&start.mu);
+}
+
+/* 503 with the start's reason while serve is still waiting; else false. */
+static bool
+readyz_starting(struct req *r, enum MHD_Result *ret)
+{
+	char code[sizeof(start.code)], message[sizeof(start.message)];
+	bool started;
+
+	pthread_mutex_lock(&start.mu);
+	started = start.started;
+	memcpy(code, start.code, sizeof(code));
+	memcpy(message, start.message, sizeof(message));
+	pthread_mutex_unlock(&start.mu);
+	if (started)
+		return false;
+	*ret = http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, code, "%s",
+	    message);
+	return true;
+}
+
+/*
+ * 200 when the database answers and its schema is one this binary can
+ * serve (migrate_current: its own version, or newer and declared
+ * compatible); 503 with the reason otherwise, and while serve waits.
+ */
 static enum MHD_Result
 h_readyz(struct req *r)
 {
-	PGconn *c = db_acquire();
+	PGconn *c;
 	json_object *o;
 	char *why = NULL;
+	enum MHD_Result ret;
 	bool ok;
 
-	if (c == NULL)
+	if (readyz_starting(r, &ret))
+		return ret;
+	if ((c = db_acquire()) == NULL)
 		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
 		    "database_unavailable", "the database is not reachable");
 	ok = migrate_current(c, &why);
 	db_release(c);
 	if (!ok) {
-		enum MHD_Result ret = http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+		ret = http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
 		    "schema_not_current", "%s", why);
-
 		free(why);
 		return ret;
 	}

@@ -24,6 +24,14 @@ extern const char openapi_json[];
 extern const size_t openapi_json_len;
 void api_init(const struct config *cfg);
 
+/*
+ * finxd serve's start (main.c): until api_set_started, /readyz answers 503
+ * with the code and message last set here ("starting" at first).  Both
+ * are copied; they go to probes, so never pass a secret or a libpq error.
+ */
+void api_set_starting(const char *code, const char *message);
+void api_set_started(void);
+
 /* Acquire a pooled connection or queue a 503 and return NULL. */
 PGconn *api_db(struct req *r, enum MHD_Result *ret);
 

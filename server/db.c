@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -51,6 +52,14 @@ wake(void)
 
 static _Thread_local char last_state[6];
 
+/*
+ * Set once db_init has filled the pool in.  finxd serve listens before
+ * the database is ready (/healthz, /readyz answer meanwhile), so requests
+ * may ask for a connection before there is a pool: they get NULL (503) at
+ * once instead of reading fields db_init is still writing.
+ */
+static atomic_bool created;
+
 void
 db_init(const struct config *cfg)
 {
@@ -64,6 +73,7 @@ db_init(const struct config *cfg)
 	pool.options = xasprintf("-c statement_timeout=%ld "
 				 "-c idle_in_transaction_session_timeout=%ld",
 	    cfg->finx_timeout_ms + 15000, cfg->finx_timeout_ms + 30000);
+	atomic_store(&created, true);
 }
 
 void
@@ -140,10 +150,13 @@ idle_usable(PGconn *c)
 static PGconn *
 acquire(bool bulk)
 {
-	struct timespec until = realtime_after_ms(pool.timeout_ms);
+	struct timespec until;
 	PGconn *c;
 	char *err = NULL;
 
+	if (!atomic_load(&created))
+		return NULL;
+	until = realtime_after_ms(pool.timeout_ms);
 	pthread_mutex_lock(&pool.mu);
 again:
 	while (!pool.closed &&

@@ -22,7 +22,8 @@ PGconn *db_connect(const char *conninfo, char **err);
 
 /*
  * Take a connection, waiting up to the configured timeout.  NULL when the
- * pool is exhausted or PostgreSQL is unreachable: answer 503.
+ * pool is exhausted, PostgreSQL is unreachable or db_init has not run yet
+ * (serve still waiting for the database): answer 503.
  */
 PGconn *db_acquire(void);
 /*

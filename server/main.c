@@ -1,11 +1,13 @@
 /*
  * finxd: command line, configuration, and the lifecycle of `serve`
- * (start workers and HTTP, wait for SIGTERM/SIGINT, drain, stop).
+ * (listen, wait for a servable database, start workers, wait for
+ * SIGTERM/SIGINT, drain, stop).
  */
 #include <curl/curl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,17 +25,20 @@
 #include "refresh.h"
 #include "rekey.h"
 #include "tokens.h"
+#include "util.h"
 
 #ifndef FINXD_VERSION
 #define FINXD_VERSION "dev"
 #endif
+
 
 static void
 usage(FILE *out)
 {
 	fputs("usage: finxd [--config FILE] [serve|migrate|rekey|check-config|"
 	      "version]\n"
-	      "  serve         run the service (default)\n"
+	      "  serve         run the service (default); waits for the\n"
+	      "                database and a schema it can serve\n"
 	      "  migrate       apply pending database migrations\n"
 	      "  rekey         re-encrypt stored tokens with the first key of\n"
 	      "                FINXD_TOKEN_KEYS\n"
@@ -62,6 +67,31 @@ load(struct config *cfg, const char *file, bool quiet_ok)
 	return false;
 }
 
+/*
+ * A connection string libpq cannot parse is a configuration error, not
+ * an outage: no retrying.  libpq's message is not shown, since it may
+ * quote the string, password included.
+ */
+static bool
+conninfo_valid(const char *conninfo)
+{
+	char *msg = NULL;
+	PQconninfoOption *o = PQconninfoParse(conninfo ? conninfo : "", &msg);
+
+	PQfreemem(msg);
+	PQconninfoFree(o);
+	return o != NULL;
+}
+
+static uint32_t
+random_u32(void)
+{
+	uint32_t v;
+
+	rand_bytes(&v, sizeof(v));
+	return v;
+}
+
 static int
 cmd_migrate(struct config *cfg)
 {
@@ -84,26 +114,84 @@ cmd_migrate(struct config *cfg)
 	return 0;
 }
 
-static bool
-schema_ready(struct config *cfg)
+/* The probe's own statements never hang on a stuck server. */
+#define PROBE_OPTIONS "-c statement_timeout=10000"
+
+/*
+ * One readiness try: NULL when the database answers with a schema this
+ * binary serves, else why not (malloc'd) and what /readyz says.
+ */
+static char *
+try_servable(const struct config *cfg, const sigset_t *stop, int *sig,
+    int *db_version)
 {
 	char *err = NULL;
-	PGconn *c = db_connect(cfg->database_url, &err);
-	bool ok;
+	PGconn *c = migrate_connect(cfg->database_url, PROBE_OPTIONS, stop, sig,
+	    &err);
 
 	if (c == NULL) {
-		log_kv(LOG_ERROR, "cannot connect to the database", "error", err,
-		    NULL);
-		free(err);
-		return false;
+		api_set_starting("database_unavailable",
+		    "waiting for the database: it is not reachable");
+		return err;
 	}
-	ok = migrate_current(c, &err);
+	if (migrate_check(c, db_version, &err)) {
+		PQfinish(c);
+		return NULL;
+	}
 	PQfinish(c);
-	if (!ok) {
-		log_kv(LOG_ERROR, "refusing to serve", "reason", err, NULL);
-		free(err);
+	api_set_starting("schema_not_current", err);
+	return err;
+}
+
+/*
+ * Wait, listening already, until the database answers with a schema this
+ * binary can serve: try, log why not, back off (0.5 s doubling to 30 s,
+ * jittered), try again, for as long as it takes (an operator may be
+ * starting PostgreSQL or running `finxd migrate` meanwhile).  Returns 0
+ * when servable, or the SIGTERM/SIGINT that came first.
+ */
+static int
+wait_servable(const struct config *cfg, const sigset_t *stop)
+{
+	char attempt_s[16], delay_s[24], version_s[16], own_s[16];
+	int attempt, sig = 0, v = -1;
+	char *why;
+	long delay;
+
+	if (!conninfo_valid(cfg->database_url)) {
+		log_kv(LOG_ERROR, "FINXD_DATABASE_URL is not a valid libpq "
+				  "connection string", NULL);
+		return -1;
 	}
-	return ok;
+	for (attempt = 0; (why = try_servable(cfg, stop, &sig, &v)) != NULL;
+	     attempt++) {
+		if (sig != 0) {
+			free(why);
+			return sig;
+		}
+		delay = migrate_backoff_ms(attempt, random_u32());
+		snprintf(attempt_s, sizeof(attempt_s), "%d", attempt + 1);
+		snprintf(delay_s, sizeof(delay_s), "%ld", delay);
+		log_kv(LOG_WARN, "not serving yet, retrying", "reason", why,
+		    "attempt", attempt_s, "retry_in_ms", delay_s, NULL);
+		free(why);
+		if ((sig = migrate_sleep(delay, stop)) != 0)
+			return sig;
+	}
+	if (v > migrations_count) {
+		snprintf(version_s, sizeof(version_s), "%d", v);
+		snprintf(own_s, sizeof(own_s), "%d", migrations_count);
+		log_kv(LOG_INFO, "database schema is newer than this finxd and "
+				 "declared compatible with it",
+		    "schema", version_s, "finxd_schema", own_s, NULL);
+	}
+	return 0;
+}
+
+static const char *
+signame(int sig)
+{
+	return sig == SIGINT ? "SIGINT" : "SIGTERM";
 }
 
 static int
@@ -119,24 +207,43 @@ cmd_serve(struct config *cfg)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (!schema_ready(cfg))
-		return 1;
+	/*
+	 * Listen first: /healthz answers 200 and /readyz 503 (with the
+	 * reason) while the database is unreachable or its schema is not
+	 * one to serve, so a supervisor sees a live process that is not
+	 * ready, not one that exits at once and is given up on.  Nothing
+	 * touches the database before wait_servable says so: there is no
+	 * pool (requests needing it answer 503), no cache listener and no
+	 * refresher until then.
+	 */
+	/* Before any request: this process's lease identity, and rotations
+	 * an earlier run left in the rescue journal (stored as soon as the
+	 * database answers). */
 	if (!refresh_init(cfg))
 		return 1;
+	if (!http_start(cfg)) {
+		refresher_stop();
+		return 1;
+	}
+	if ((sig = wait_servable(cfg, &set)) != 0) {
+		http_stop(cfg->drain_timeout_s);
+		refresher_stop();
+		if (sig < 0)
+			return 1;
+		log_kv(LOG_INFO, "stopping before the database was ready",
+		    "signal", signame(sig), NULL);
+		log_info("stopped");
+		return 0;
+	}
 	db_init(cfg);
 	db_warm();
 	cache_start(cfg);
-	if (!http_start(cfg)) {
-		cache_stop();
-		db_shutdown();
-		return 1;
-	}
 	refresher_start(cfg);
+	api_set_started();
 	log_kv(LOG_INFO, "finxd serving", "version", FINXD_VERSION, "public_url",
 	    cfg->public_url, "finx_url", cfg->finx_url, NULL);
 	sigwait(&set, &sig);
-	log_kv(LOG_INFO, "stopping", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM",
-	    NULL);
+	log_kv(LOG_INFO, "stopping", "signal", signame(sig), NULL);
 	http_stop(cfg->drain_timeout_s);
 	refresher_stop();
 	cache_stop();

@@ -2,13 +2,17 @@
  * finxd migrate: idempotent, and safe when several processes run it at
  * once (a session advisory lock serialises them; the loser finds nothing
  * left to do).  Also the rule of which schemas a binary may serve (each
- * migration's "-- finxd: compatible_from N").
+ * migration's "-- finxd: compatible_from N"), and the interruptible
+ * connect and backoff that serve and migrate wait for the database with.
  */
 #include "migrate.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "db.h"
 #include "log.h"
@@ -16,6 +20,9 @@
 
 /* Any constant shared by every finxd; the text spells "finxdmig". */
 #define MIGRATE_LOCK "7378664410155813223"
+
+#define BACKOFF_FIRST_MS 500
+#define BACKOFF_MAX_MS 30000
 
 static bool
 exec_simple(PGconn *c, const char *sql, char **err)
@@ -130,6 +137,18 @@ migrate_judge(int own, const struct migrate_applied *a, size_t n,
 		return MIGRATE_CURRENT;
 	return first == 0 ? MIGRATE_NEWER_COMPATIBLE
 			  : MIGRATE_NEWER_INCOMPATIBLE;
+}
+
+long
+migrate_backoff_ms(int attempt, uint32_t rnd)
+{
+	long base = BACKOFF_FIRST_MS;
+
+	while (attempt-- > 0 && base < BACKOFF_MAX_MS)
+		base *= 2;
+	if (base > BACKOFF_MAX_MS)
+		base = BACKOFF_MAX_MS;
+	return base - (long)(rnd % (uint32_t)(base / 2 + 1));
 }
 
 /* ---- reading the database's schema ----------------------------------- */
@@ -359,4 +378,101 @@ migrate_run(PGconn *c, char **err)
 	ok = migrate_locked(c, err);
 	PQclear(PQexec(c, "SELECT pg_advisory_unlock(" MIGRATE_LOCK ")"));
 	return ok;
+}
+
+/* ---- waiting for the database ---------------------------------------- */
+
+/* A signal of stop that is pending (taken), else 0. */
+static int
+pending(const sigset_t *stop)
+{
+	static const struct timespec zero = { 0, 0 };
+	int s;
+
+	if (stop == NULL)
+		return 0;
+	s = sigtimedwait(stop, NULL, &zero);
+	return s > 0 ? s : 0;
+}
+
+/*
+ * PQconnectStartParams and PQconnectPoll instead of PQconnectdb, so that
+ * a SIGTERM while PostgreSQL does not answer (a dropped SYN waits out
+ * the whole timeout) ends the wait within 100 ms.
+ */
+PGconn *
+migrate_connect(const char *conninfo, const char *options,
+    const sigset_t *stop, int *sig, char **err)
+{
+	const char *const kw[] = { "application_name", "options", "dbname",
+		NULL };
+	const char *const vals[] = { "finxd", options,
+		conninfo && *conninfo ? conninfo : NULL, NULL };
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	int64_t until = mono_ms() + MIGRATE_CONNECT_MS, left;
+	PGconn *c = PQconnectStartParams(kw, vals, 1);
+	struct pollfd p;
+	int s, n;
+
+	if (sig != NULL)
+		*sig = 0;
+	while (c != NULL && PQstatus(c) != CONNECTION_BAD &&
+	    st != PGRES_POLLING_FAILED) {
+		if (st == PGRES_POLLING_OK)
+			return c;
+		if ((s = pending(stop)) != 0) {
+			if (sig != NULL)
+				*sig = s;
+			*err = xstrdup("interrupted by a signal");
+			PQfinish(c);
+			return NULL;
+		}
+		if ((left = until - mono_ms()) <= 0) {
+			*err = xasprintf("no answer within %d s",
+			    MIGRATE_CONNECT_MS / 1000);
+			PQfinish(c);
+			return NULL;
+		}
+		p.fd = PQsocket(c);
+		p.events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+		p.revents = 0;
+		n = poll(&p, 1, left < 100 ? (int)left : 100);
+		if (n < 0 && errno != EINTR)
+			break;
+		if (n > 0)
+			st = PQconnectPoll(c);
+	}
+	{
+		const char *m = c ? PQerrorMessage(c) : "out of memory";
+
+		*err = xstrndup(m, strcspn(m, "\n"));
+		if (**err == '\0') {
+			free(*err);
+			*err = xstrdup("connection failed");
+		}
+	}
+	PQfinish(c);
+	return NULL;
+}
+
+int
+migrate_sleep(long ms, const sigset_t *stop)
+{
+	int64_t until = mono_ms() + ms, left;
+	struct timespec ts;
+	int s;
+
+	while ((left = until - mono_ms()) > 0) {
+		ts.tv_sec = (time_t)(left / 1000);
+		ts.tv_nsec = (long)(left % 1000) * 1000000L;
+		if (stop == NULL) {
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		if ((s = sigtimedwait(stop, NULL, &ts)) > 0)
+			return s;
+		if (errno == EAGAIN)
+			return 0;
+	}
+	return pending(stop);
 }

@@ -7,8 +7,10 @@
 #ifndef FINXD_MIGRATE_H
 #define FINXD_MIGRATE_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <libpq-fe.h>
 
 struct migration {
@@ -71,5 +73,31 @@ enum migrate_verdict {
  */
 enum migrate_verdict migrate_judge(int own, const struct migrate_applied *a,
     size_t n, int *blocker);
+
+/*
+ * How long to wait before try attempt + 1 (attempt counts from 0): 500 ms
+ * doubling up to 30 s, then a random point in the upper half of that
+ * (rnd: any random number), so processes restarted together do not knock
+ * on the database in step.
+ */
+long migrate_backoff_ms(int attempt, uint32_t rnd);
+
+/* ---- waiting for the database ---- */
+
+/*
+ * Open one connection for start-up checks and migrate, with options as
+ * libpq's "options" (may be NULL).  Gives up after MIGRATE_CONNECT_MS, or
+ * at once when a signal of stop (may be NULL) is pending: then *sig gets
+ * it.  NULL with *err (caller frees) on failure.
+ */
+#define MIGRATE_CONNECT_MS 10000
+PGconn *migrate_connect(const char *conninfo, const char *options,
+    const sigset_t *stop, int *sig, char **err);
+
+/*
+ * Sleep ms, or less when a signal of stop (may be NULL) arrives: returns
+ * it, else 0.
+ */
+int migrate_sleep(long ms, const sigset_t *stop);
 
 #endif

@@ -458,6 +458,7 @@ h_rm_rf(const char *dir)
 }
 
 static int pg_ctl(const char *action, long timeout_ms);
+static pid_t h_pg_read_pid(void);
 
 static void
 h_pg_stop(int from_signal)
@@ -740,16 +741,27 @@ pg_ctl(const char *action, long timeout_ms)
 int
 h_pg_ctl(const char *action)
 {
-	const char *stop[] = { "pg_ctl", "-D", pg_datadir, "-w", "-t", "60",
+	/* fast, not immediate: the cluster runs with synchronous_commit off,
+	 * and an immediate stop loses the last commits (a migration that
+	 * "exited 0" a moment ago) */
+	const char *stop[] = { "pg_ctl", "-D", pg_datadir, "-w", "-t", "30",
 		"-m", "fast", "stop", NULL };
-	char *ctl_log = h_path("pg_ctl.log");
+	char *ctl_log;
 	int rc;
 
-	if (strcmp(action, "stop") == 0)
-		rc = h_pg_tool(stop, ctl_log, 70000);
-	else
-		rc = pg_ctl("start", 70000);
-	free(ctl_log);
+	if (pg_conninfo == NULL)
+		h_bail("h_pg_ctl before h_pg_start");
+	if (strcmp(action, "stop") == 0) {
+		ctl_log = h_path("pg_ctl.log");
+		rc = h_pg_tool(stop, ctl_log, 60000);
+		free(ctl_log);
+		return rc;
+	}
+	if (strcmp(action, "start") != 0)
+		h_bail("h_pg_ctl: start or stop, not %s", action);
+	rc = pg_ctl(action, 90000);
+	if (rc == 0)
+		pg_pid = h_pg_read_pid();
 	return rc;
 }
 
@@ -1796,16 +1808,53 @@ h_probe(const char *url)
 	return status;
 }
 
+/* Poll path on p until 200; bails when finxd exits or limit_ms passes. */
+static void
+h_finxd_poll(struct h_proc *p, const char *path, long limit_ms)
+{
+	char *url = h_xasprintf("%s%s", p->url, path);
+	long end = h_now_ms() + limit_ms;
+	int st;
+
+	while (h_now_ms() < end) {
+		if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+			p->pid = 0;
+			free(url);
+			h_bail("finxd serve exited with %d before %s answered "
+			       "200",
+			    h_status_code(st), path);
+		}
+		if (h_probe(url) == 200) {
+			free(url);
+			return;
+		}
+		h_sleep_ms(50);
+	}
+	free(url);
+	h_bail("finxd %s did not answer 200 within %ld s", path,
+	    limit_ms / 1000);
+}
+
 int
 h_finxd_start(void)
 {
-	const char *argv[] = { h_finxd_exe(), "serve", NULL };
+	return h_finxd_start_exe(h_finxd_exe(), true);
+}
+
+int
+h_finxd_start_listening(void)
+{
+	return h_finxd_start_exe(h_finxd_exe(), false);
+}
+
+int
+h_finxd_start_exe(const char *exe, bool ready)
+{
+	const char *argv[] = { exe, "serve", NULL };
 	char *log = h_path("finxd.log");
 	struct h_proc *p;
-	char *la, *lb, *health;
+	char *la, *lb;
 	char **envp;
-	long end;
-	int st;
 
 	if (nfinxd >= H_MAX_FINXD)
 		h_bail("too many finxd instances");
@@ -1820,26 +1869,14 @@ h_finxd_start(void)
 	free(lb);
 	free(log);
 
-	health = h_xasprintf("%s/healthz", p->url);
-	end = h_now_ms() + 20000;
-	while (h_now_ms() < end) {
-		if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
-			p->pid = 0;
-			free(health);
-			h_bail("finxd serve exited with %d before /healthz "
-			       "answered",
-			    h_status_code(st));
-		}
-		if (h_probe(health) == 200) {
-			free(health);
-			printf("# %s: finxd #%d on 127.0.0.1:%d\n", h_name,
-			    nfinxd - 1, p->port);
-			return nfinxd - 1;
-		}
-		h_sleep_ms(50);
-	}
-	free(health);
-	h_bail("finxd /healthz did not answer 200 within 20 s");
+	/* serve listens before the database is ready: /healthz first,
+	 * then /readyz (200 once the pool is open and the workers run) */
+	h_finxd_poll(p, "/healthz", 20000);
+	if (ready)
+		h_finxd_poll(p, "/readyz", 30000);
+	printf("# %s: finxd #%d on 127.0.0.1:%d%s\n", h_name, nfinxd - 1,
+	    p->port, ready ? "" : " (listening)");
+	return nfinxd - 1;
 }
 
 int

@@ -59,13 +59,13 @@ char *h_secret_new(size_t n);
  * exist, print the TAP skip plan and exit 0 (meson: SKIP).
  */
 const char *h_pg_start(void);
-/*
- * Stop ("stop", -m fast: backends terminated, as an operator's restart
- * does) or start ("start") the harness's PostgreSQL; pg_ctl's exit status.
- */
-int h_pg_ctl(const char *action);
 /* Create another database; returns its conninfo (caller frees). */
 char *h_pg_create_db(const char *name);
+/*
+ * "stop" (pg_ctl -m fast) or "start" the cluster h_pg_start made, on the
+ * same port; returns pg_ctl's exit status.  Cleanup still stops it.
+ */
+int h_pg_ctl(const char *action);
 
 /* Run a statement; params is a NULL-terminated list (may be NULL).
  * Returns the result (caller PQclear()s) or NULL on any error. */
@@ -128,10 +128,14 @@ char *h_finxd_output(void);
 
 /*
  * Spawn "finxd serve" on a free port with the current environment, output
- * appended to <tmp>/finxd.log, and poll /healthz until 200.  Returns the
- * instance index; bails out when it does not come up.
+ * appended to <tmp>/finxd.log, and poll /healthz and then /readyz until
+ * 200.  Returns the instance index; bails out when it does not come up.
  */
 int h_finxd_start(void);
+/* The same, returning once /healthz answers (the database may not be). */
+int h_finxd_start_listening(void);
+/* Either, with another finxd executable; instances share finxd.log. */
+int h_finxd_start_exe(const char *exe, bool ready);
 const char *h_finxd_url(int i);
 /* Send sig, wait (bounded); returns the exit status like h_finxd_run. */
 int h_finxd_stop(int i, int sig);

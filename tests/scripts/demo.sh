@@ -76,8 +76,10 @@ build/server/finxd migrate >/dev/null
 build/server/finxd serve 2>>"$work/finxd.log" &
 pids+=($!)
 
+# serve listens before the database is ready: wait for /readyz, not
+# just /healthz
 for _ in $(seq 100); do
-	curl -fsS "http://127.0.0.1:$FINXD_DEMO_PORT/healthz" >/dev/null 2>&1 && break
+	curl -fsS "http://127.0.0.1:$FINXD_DEMO_PORT/readyz" >/dev/null 2>&1 && break
 	sleep 0.1
 done
 curl -fsS "http://127.0.0.1:$FINXD_DEMO_PORT/readyz" >/dev/null

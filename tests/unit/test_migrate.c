@@ -1,8 +1,9 @@
 /*
  * Unit tests for migrate.c's pure parts: the "-- finxd: compatible_from N"
  * parser (and that every embedded migration's declaration parses), the
- * rule of which schemas a binary may serve.
+ * rule of which schemas a binary may serve, and the retry backoff.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -162,11 +163,47 @@ test_rule(void)
 	    "blocker may be NULL");
 }
 
+static void
+test_backoff(void)
+{
+	long lo, hi, v, prev_hi = 0;
+	int a, mono = 1, capped = 1;
+
+	CHECK(migrate_backoff_ms(0, 0) == 500, "first retry: 500 ms at most");
+	CHECK(migrate_backoff_ms(0, UINT32_MAX) >= 250,
+	    "first retry: 250 ms at least");
+	CHECK(migrate_backoff_ms(1, 0) == 1000 && migrate_backoff_ms(2, 0) ==
+		2000,
+	    "doubling: 1 s, 2 s");
+	CHECK(migrate_backoff_ms(6, 0) == 30000 &&
+		migrate_backoff_ms(1000, 0) == 30000 &&
+		migrate_backoff_ms(1000, UINT32_MAX) >= 15000,
+	    "capped at 30 s, jittered within its upper half");
+	for (a = 0; a < 40; a++) {
+		lo = hi = migrate_backoff_ms(a, 0);
+		for (uint32_t r = 1; r < 5000; r += 37) {
+			v = migrate_backoff_ms(a, r * 2654435761u);
+			if (v < lo)
+				lo = v;
+			if (v > hi)
+				hi = v;
+		}
+		if (hi < prev_hi)
+			mono = 0;
+		if (hi > 30000 || lo * 2 < hi)
+			capped = 0;
+		prev_hi = hi;
+	}
+	CHECK(mono, "the upper bound never shrinks as tries go on");
+	CHECK(capped, "every delay is at most 30 s and at least half its bound");
+}
+
 int
 main(void)
 {
 	test_parser();
 	test_embedded();
 	test_rule();
+	test_backoff();
 	return test_done();
 }
