@@ -1,7 +1,8 @@
 /*
  * finxd: command line, configuration, and the lifecycle of `serve`
  * (listen, wait for a servable database, start workers, wait for
- * SIGTERM/SIGINT, drain, stop).
+ * SIGTERM/SIGINT, drain, stop) and of `migrate` (connect with retries,
+ * apply).
  */
 #include <curl/curl.h>
 #include <getopt.h>
@@ -31,6 +32,8 @@
 #define FINXD_VERSION "dev"
 #endif
 
+/* How long `finxd migrate` retries an unreachable database (--wait). */
+#define MIGRATE_WAIT_S 60
 
 static void
 usage(FILE *out)
@@ -39,7 +42,9 @@ usage(FILE *out)
 	      "version]\n"
 	      "  serve         run the service (default); waits for the\n"
 	      "                database and a schema it can serve\n"
-	      "  migrate       apply pending database migrations\n"
+	      "  migrate       apply pending database migrations (needs only\n"
+	      "                the database settings); --wait SECONDS: how\n"
+	      "                long to retry an unreachable database (60)\n"
 	      "  rekey         re-encrypt stored tokens with the first key of\n"
 	      "                FINXD_TOKEN_KEYS\n"
 	      "  check-config  validate and print the configuration (secrets\n"
@@ -50,20 +55,26 @@ usage(FILE *out)
 	    out);
 }
 
+/*
+ * Load and validate the configuration; database_only for commands that
+ * need nothing but the database (no finX client, no token keys).
+ */
 static bool
-load(struct config *cfg, const char *file, bool quiet_ok)
+load(struct config *cfg, const char *file, bool database_only)
 {
 	struct config_errors errs = { 0 };
 	size_t i;
+	bool ok;
 
-	if (config_load(cfg, file, NULL, &errs)) {
+	ok = database_only ? config_load_database(cfg, file, NULL, &errs)
+			   : config_load(cfg, file, NULL, &errs);
+	if (ok) {
 		log_set_level((enum log_level)cfg->log_level);
 		return true;
 	}
 	for (i = 0; i < errs.n; i++)
 		fprintf(stderr, "config: %s\n", errs.lines[i]);
 	config_errors_free(&errs);
-	(void)quiet_ok;
 	return false;
 }
 
@@ -92,18 +103,63 @@ random_u32(void)
 	return v;
 }
 
+/*
+ * Connect to database_direct_url (migrate's advisory lock is a session
+ * lock, which PgBouncer in transaction mode cannot hold), retrying with
+ * backoff for up to wait_s seconds and logging each failed try.  NULL
+ * after one clear line on stderr.
+ */
+static PGconn *
+migrate_connection(const struct config *cfg, long wait_s)
+{
+	int64_t until = mono_ms() + wait_s * 1000, left;
+	char attempt_s[16], delay_s[24];
+	char *err = NULL;
+	PGconn *c;
+	long delay;
+	int attempt;
+
+	if (!conninfo_valid(cfg->database_direct_url)) {
+		fprintf(stderr, "migrate: FINXD_DATABASE_DIRECT_URL (or "
+				"FINXD_DATABASE_URL) is not a valid libpq "
+				"connection string\n");
+		return NULL;
+	}
+	for (attempt = 0;; attempt++) {
+		c = migrate_connect(cfg->database_direct_url, NULL, NULL, NULL,
+		    &err);
+		if (c != NULL)
+			return c;
+		if ((left = until - mono_ms()) <= 0)
+			break;
+		delay = migrate_backoff_ms(attempt, random_u32());
+		if (delay > left)
+			delay = (long)left;
+		snprintf(attempt_s, sizeof(attempt_s), "%d", attempt + 1);
+		snprintf(delay_s, sizeof(delay_s), "%ld", delay);
+		log_kv(LOG_WARN, "migrate: database not reachable, retrying",
+		    "attempt", attempt_s, "retry_in_ms", delay_s, "error", err,
+		    NULL);
+		free(err);
+		err = NULL;
+		migrate_sleep(delay, NULL);
+	}
+	fprintf(stderr, "migrate: the database did not answer within %ld s "
+			"(%d tries): %s\n",
+	    wait_s, attempt + 1, err);
+	free(err);
+	return NULL;
+}
+
 static int
-cmd_migrate(struct config *cfg)
+cmd_migrate(const struct config *cfg, long wait_s)
 {
 	char *err = NULL;
-	PGconn *c = db_connect(cfg->database_url, &err);
+	PGconn *c = migrate_connection(cfg, wait_s);
 	bool ok;
 
-	if (c == NULL) {
-		fprintf(stderr, "migrate: cannot connect: %s\n", err);
-		free(err);
+	if (c == NULL)
 		return 1;
-	}
 	ok = migrate_run(c, &err);
 	PQfinish(c);
 	if (!ok) {
@@ -258,16 +314,27 @@ main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "wait", required_argument, NULL, 'w' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct config cfg;
 	const char *file = NULL, *cmd = "serve";
+	long wait_s = MIGRATE_WAIT_S;
+	bool wait_given = false;
 	int ch, rc;
 
-	while ((ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:hw:", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			file = optarg;
+			break;
+		case 'w':
+			if (!parse_long(optarg, 0, 3600, &wait_s)) {
+				fprintf(stderr, "finxd: --wait takes seconds, "
+						"0 to 3600\n");
+				return 2;
+			}
+			wait_given = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -293,9 +360,18 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (!load(&cfg, file, false)) {
+	if (wait_given && strcmp(cmd, "migrate") != 0) {
+		fprintf(stderr, "finxd: --wait applies to migrate only\n");
+		return 2;
+	}
+	if (!load(&cfg, file, strcmp(cmd, "migrate") == 0)) {
 		config_free(&cfg);
 		return 1;
+	}
+	if (strcmp(cmd, "migrate") == 0) {
+		rc = cmd_migrate(&cfg, wait_s);
+		config_free(&cfg);
+		return rc;
 	}
 	if (strcmp(cmd, "check-config") == 0) {
 		config_print(&cfg, stdout);
@@ -308,9 +384,7 @@ main(int argc, char **argv)
 	tokens_init(&cfg);
 	data_init(&cfg);
 	api_init(&cfg);
-	if (strcmp(cmd, "migrate") == 0)
-		rc = cmd_migrate(&cfg);
-	else if (strcmp(cmd, "rekey") == 0)
+	if (strcmp(cmd, "rekey") == 0)
 		rc = rekey_run(&cfg) ? 0 : 1;
 	else
 		rc = cmd_serve(&cfg);

@@ -1,9 +1,12 @@
 /*
- * Starting like a service (issue 11 item 7): `finxd serve` with
- * PostgreSQL down listens at once (/healthz 200, /readyz 503, /v1 503),
- * logs every retry, touches no pool, cache or refresher meanwhile, exits
- * 0 at once on SIGTERM or SIGINT, and once PostgreSQL is started serves a
- * whole flow without being restarted.
+ * Starting like a service (issue 11 item 7): `finxd migrate` needs only
+ * the database settings and connects to FINXD_DATABASE_DIRECT_URL; with
+ * PostgreSQL down it retries with backoff, logging each try, and gives up
+ * within --wait with one clear line.  `finxd serve` with PostgreSQL down
+ * listens at once (/healthz 200, /readyz 503, /v1 503), logs every retry,
+ * touches no pool, cache or refresher meanwhile, exits 0 at once on
+ * SIGTERM or SIGINT, and once PostgreSQL is started serves a whole flow
+ * without being restarted.
  */
 #include "it_common.h"
 
@@ -36,6 +39,19 @@ count_of(const char *s, const char *needle)
 		s += strlen(needle);
 	}
 	return n;
+}
+
+/* The last non-empty line of s (malloc'd). */
+static char *
+last_line(const char *s)
+{
+	const char *end = s + strlen(s), *b;
+
+	while (end > s && end[-1] == '\n')
+		end--;
+	for (b = end; b > s && b[-1] != '\n'; b--)
+		;
+	return strndup(b, (size_t)(end - b));
 }
 
 /* GET path on instance f: status, error code in *code (malloc'd). */
@@ -78,6 +94,120 @@ log_count_from(long offset, const char *needle)
 
 	free(s);
 	return n;
+}
+
+/* ---- migrate -------------------------------------------------------- */
+
+/* Only the database settings: the finX client and the keys unset. */
+static void
+env_database_only(const char *url)
+{
+	static const char *const others[] = { "FINXD_FINX_URL",
+		"FINXD_FINX_CLIENT_ID", "FINXD_FINX_CLIENT_SECRET",
+		"FINXD_API_KEYS", "FINXD_RETURN_URLS", "FINXD_TOKEN_KEYS",
+		NULL };
+	int i;
+
+	for (i = 0; others[i] != NULL; i++)
+		h_env_set(others[i], NULL);
+	h_env_set("FINXD_DATABASE_URL", url);
+}
+
+static void
+test_migrate_database_only(void)
+{
+	const char *migrate[] = { "migrate", NULL };
+	char *direct, *bogus, *out, *v;
+	int rc;
+
+	env_database_only(db);
+	rc = h_finxd_run(migrate, 60);
+	out = h_finxd_output();
+	CHECK(rc == 0,
+	    "migrate with only FINXD_DATABASE_URL set exits 0 (got %d)", rc);
+	CHECK(strstr(out, "applied 0001_init.sql") != NULL &&
+		strstr(out, "schema is at version") != NULL,
+	    "it applied the migrations and says the version");
+	free(out);
+	v = h_sql_value(db,
+	    "SELECT string_agg(version || ':' || compatible_from, ',' "
+	    "ORDER BY version) FROM schema_migrations WHERE version <= 4",
+	    NULL);
+	CHECK(v != NULL && strcmp(v, "1:1,2:2,3:3,4:4") == 0,
+	    "compatible_from recorded per migration (%s)", v ? v : "none");
+	free(v);
+
+	/* FINXD_DATABASE_URL points nowhere: migrate must use the direct one */
+	direct = h_pg_create_db("direct");
+	bogus = xfmt("host=127.0.0.1 port=%d dbname=nowhere user=postgres",
+	    h_free_port());
+	env_database_only(bogus);
+	h_env_set("FINXD_DATABASE_DIRECT_URL", direct);
+	rc = h_finxd_run(migrate, 60);
+	v = h_sql_value(direct,
+	    "SELECT count(*) FROM schema_migrations WHERE version = 4", NULL);
+	CHECK(rc == 0 && v != NULL && strcmp(v, "1") == 0,
+	    "migrate connects to FINXD_DATABASE_DIRECT_URL (rc %d, schema 4 "
+	    "there: %s)",
+	    rc, v ? v : "none");
+	free(v);
+	h_env_set("FINXD_DATABASE_DIRECT_URL", NULL);
+	free(direct);
+	free(bogus);
+
+	/* serve keeps requiring the rest */
+	env_database_only(db);
+	{
+		const char *serve[] = { "serve", NULL };
+
+		rc = h_finxd_run(serve, 20);
+		CHECK(rc == 1,
+		    "serve with only the database settings still refuses "
+		    "(exit %d)",
+		    rc);
+	}
+	h_env_defaults(db);
+}
+
+/* PostgreSQL is stopped. */
+static void
+test_migrate_unreachable(void)
+{
+	const char *wait3[] = { "migrate", "--wait", "3", NULL };
+	const char *wait0[] = { "migrate", "--wait", "0", NULL };
+	char *out, *last;
+	long t;
+	int rc;
+
+	env_database_only(db);
+	t = h_now_ms();
+	rc = h_finxd_run(wait3, 30);
+	t = h_now_ms() - t;
+	out = h_finxd_output();
+	last = last_line(out);
+	CHECK(rc == 1, "migrate --wait 3 with PostgreSQL down exits 1 (got %d)",
+	    rc);
+	CHECK(t >= 2500 && t < 10000,
+	    "... after retrying for about 3 s (%ld ms)", t);
+	CHECK(count_of(out, "database not reachable, retrying") >= 2 &&
+		count_of(out, "\"attempt\":\"2\"") == 1,
+	    "each try is logged as JSON with its number (%d lines)",
+	    count_of(out, "database not reachable, retrying"));
+	CHECK(strncmp(last, "migrate: the database did not answer within 3 s",
+		  47) == 0,
+	    "the last line says why, plainly: %s", last);
+	CHECK(h_leaks(out, strlen(out)) == 0, "no secret in its output");
+	free(last);
+	free(out);
+
+	t = h_now_ms();
+	rc = h_finxd_run(wait0, 30);
+	t = h_now_ms() - t;
+	out = h_finxd_output();
+	CHECK(rc == 1 && t < 3000 && strstr(out, "(1 tries)") != NULL,
+	    "migrate --wait 0: one try, exit 1 at once (%d, %ld ms)", rc, t);
+	free(out);
+	h_env_defaults(db);
 }
 
 /* ---- serve ---------------------------------------------------------- */
@@ -195,13 +325,9 @@ main(void)
 	h_sandbox_start(NULL);
 	h_env_defaults(db);
 
-	{
-		const char *migrate[] = { "migrate", NULL };
-
-		if (h_finxd_run(migrate, 60) != 0)
-			h_bail("finxd migrate failed");
-	}
+	test_migrate_database_only();
 	CHECK(h_pg_ctl("stop") == 0, "PostgreSQL stopped");
+	test_migrate_unreachable();
 	test_serve_stop_while_waiting();
 	test_serve_recovers();
 	check_clean_shutdown();
