@@ -1744,13 +1744,19 @@ h_finxd_exe(void)
 int
 h_finxd_run(const char *const *args, int timeout_s)
 {
+	return h_finxd_run_exe(h_finxd_exe(), args, timeout_s);
+}
+
+int
+h_finxd_run_exe(const char *exe, const char *const *args, int timeout_s)
+{
 	char *out = h_path("run.out");
 	char *argv[32];
 	char *la, *lb;
 	char **envp;
 	int a = 0, i, rc;
 
-	argv[a++] = (char *)h_finxd_exe();
+	argv[a++] = (char *)exe;
 	for (i = 0; args != NULL && args[i] != NULL && a < 31; i++)
 		argv[a++] = (char *)args[i];
 	argv[a] = NULL;
@@ -1761,6 +1767,19 @@ h_finxd_run(const char *const *args, int timeout_s)
 	free(envp);
 	free(la);
 	free(lb);
+	free(out);
+	return rc;
+}
+
+int
+h_run(const char *const *argv, const char *out_name, int timeout_s)
+{
+	char *out = h_path(out_name);
+	int rc;
+
+	run_pid = h_spawn((char *const *)argv, NULL, out, out, false);
+	rc = h_wait(run_pid, (long)timeout_s * 1000);
+	run_pid = 0;
 	free(out);
 	return rc;
 }

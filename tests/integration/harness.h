@@ -123,8 +123,17 @@ void h_env_set(const char *name, const char *value);
  * (and was killed).  Its stdout+stderr are kept for h_finxd_output().
  */
 int h_finxd_run(const char *const *args, int timeout_s);
+/* The same with another finxd executable (an older build, say). */
+int h_finxd_run_exe(const char *exe, const char *const *args, int timeout_s);
 /* stdout+stderr of the last h_finxd_run (malloc'd, never NULL). */
 char *h_finxd_output(void);
+
+/*
+ * Run any program (argv[0] looked up in PATH, NULL-terminated) with the
+ * test's own environment, stdout+stderr to <tmpdir>/<out_name>, bounded
+ * by timeout_s; the exit status like h_finxd_run.
+ */
+int h_run(const char *const *argv, const char *out_name, int timeout_s);
 
 /*
  * Spawn "finxd serve" on a free port with the current environment, output

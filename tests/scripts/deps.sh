@@ -9,6 +9,7 @@ packages=(
 	libmicrohttpd-dev libcurl4-openssl-dev libjson-c-dev libpq-dev libssl-dev
 	postgresql postgresql-contrib
 	curl ca-certificates clang libclang-rt-14-dev wrk python3
+	git # the deploy test builds the finxd of an earlier commit
 )
 
 missing=()
