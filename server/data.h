@@ -15,6 +15,13 @@ void data_init(const struct config *cfg);
 
 /* Claim one due pull (SKIP LOCKED) and run it; false when none was due. */
 bool pull_one(PGconn *c);
+/*
+ * Its claim ($1 PULLS_PER_DAY): the pulls row due first, whatever its
+ * connection's status (pull_one parks the row of one that is not active
+ * at 'infinity'), so rows of deleted connections never pile up at the
+ * head of pulls_due_idx.  Exported for bench_sched.
+ */
+extern const char pull_claim_sql[];
 
 /* Poll one open manual sync at finX; false when none was due. */
 bool sync_poll_one(PGconn *c);

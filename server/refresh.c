@@ -564,10 +564,8 @@ refresh_access_token(const char *id, unsigned flags, enum refresh_outcome *o,
 
 const char refresh_claim_sql[] =
     LEASE_SET "FROM (SELECT id, lease_holder AS prev FROM connections k "
-	      "WHERE k.status = 'active' AND k.refresh_token IS NOT NULL AND "
-	      "k.refresh_due_at <= now() AND (k.next_attempt_at IS NULL OR "
-	      "k.next_attempt_at <= now()) AND " LEASE_FREE
-    " ORDER BY k.refresh_due_at LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED) o "
+	      "WHERE k.next_due_at <= now() AND " LEASE_FREE
+    " ORDER BY k.next_due_at LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED) o "
     "WHERE c.id = o.id " LEASE_RETURNING;
 
 /* Claim and refresh one due connection; false when none was due. */
