@@ -42,6 +42,9 @@ static const struct option longopts[] = {
 	{ "token-bytes", required_argument, NULL, 0 },
 	{ "latency-ms", required_argument, NULL, 0 },
 	{ "token-latency-ms", required_argument, NULL, 0 },
+	{ "token-latency-min-ms", required_argument, NULL, 0 },
+	{ "token-latency-max-ms", required_argument, NULL, 0 },
+	{ "rotate-percent", required_argument, NULL, 0 },
 	{ "error-style", required_argument, NULL, 0 },
 	{ "cancel-param", required_argument, NULL, 0 },
 	{ "transactions", required_argument, NULL, 0 },
@@ -60,7 +63,9 @@ usage(FILE *f)
 	    "       [--port-file FILE] [--public-url URL] [--code-ttl S]\n"
 	    "       [--access-ttl S] [--refresh-ttl S] [--rotate on|off]\n"
 	    "       [--omit-refresh-token] [--token-bytes N] [--latency-ms N]\n"
-	    "       [--token-latency-ms N] [--error-style oauth|finx]\n"
+	    "       [--token-latency-ms N] [--token-latency-min-ms N]\n"
+	    "       [--token-latency-max-ms N] [--rotate-percent P]\n"
+	    "       [--error-style oauth|finx]\n"
 	    "       [--cancel-param abort|cancel] [--transactions N]\n"
 	    "       [--sync-step-ms N] [--sync-fail] [--repeat-transaction]\n"
 	    "HOST must be a loopback address (127.0.0.0/8, ::1, localhost); "

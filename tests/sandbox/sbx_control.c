@@ -3,6 +3,7 @@
  * requests, counters, knobs, fault injection, issued secrets, and data or
  * grant manipulation. These requests are neither recorded nor faulted.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,6 +175,7 @@ faults_json(void)
 	const struct sbx_fault *f;
 	size_t i;
 
+	sbx_faults_expire(now_ms());
 	for (i = 0; i < sbx.faults.n; i++) {
 		f = sbx.faults.v[i];
 		o = json_object_new_object();
@@ -187,6 +189,9 @@ faults_json(void)
 		    json_object_new_int64(f->delay_ms));
 		json_object_object_add(o, "count",
 		    json_object_new_int64(f->count));
+		json_object_object_add(o, "until_ms",
+		    f->until_ms != 0 ? json_object_new_int64(f->until_ms)
+		                     : NULL);
 		json_object_array_add(arr, o);
 	}
 	o = json_object_new_object();
@@ -227,7 +232,7 @@ static const char *
 fault_parse(json_object *in, struct sbx_fault *f)
 {
 	json_object *v;
-	long status;
+	long status, duration = 0;
 	size_t i;
 
 	json_object_object_foreach(in, key, val)
@@ -235,9 +240,10 @@ fault_parse(json_object *in, struct sbx_fault *f)
 		(void)val;
 		if (strcmp(key, "path") != 0 && strcmp(key, "mode") != 0 &&
 		    strcmp(key, "status") != 0 &&
-		    strcmp(key, "delay_ms") != 0 && strcmp(key, "count") != 0)
+		    strcmp(key, "delay_ms") != 0 && strcmp(key, "count") != 0 &&
+		    strcmp(key, "duration_ms") != 0)
 			return "unknown key (path, mode, status, delay_ms, "
-			       "count)";
+			       "count, duration_ms)";
 	}
 	if (!json_object_object_get_ex(in, "path", &v) ||
 	    !json_object_is_type(v, json_type_string) ||
@@ -260,9 +266,14 @@ fault_parse(json_object *in, struct sbx_fault *f)
 	f->count = -1;
 	if (!get_int(in, "status", 400, 599, &status) ||
 	    !get_int(in, "delay_ms", 0, 600000, &f->delay_ms) ||
-	    !get_int(in, "count", -1, 1000000000, &f->count) || f->count == 0)
-		return "status 400..599, delay_ms 0..600000, count -1 or >= 1";
+	    !get_int(in, "count", -1, 1000000000, &f->count) ||
+	    f->count == 0 ||
+	    !get_int(in, "duration_ms", 1, 86400000, &duration))
+		return "status 400..599, delay_ms 0..600000, count -1 or >= 1, "
+		       "duration_ms 1..86400000";
 	f->status = (int)status;
+	/* a time window from now on, as well as (or instead of) a count */
+	f->until_ms = duration > 0 ? now_ms() + duration : 0;
 	return NULL;
 }
 
@@ -350,7 +361,7 @@ h_ctl_revoke_user(struct sbx_req *r)
 	for (i = 0; i < sbx.grants.n; i++) {
 		g = sbx.grants.v[i];
 		if (!g->revoked && strcmp(g->user->user_id, uid) == 0) {
-			sbx_grant_revoke(g);
+			sbx_grant_revoke(g, SBX_WHY_REVOKE_USER);
 			n++;
 		}
 	}
@@ -474,5 +485,217 @@ h_ctl_grants_mint(struct sbx_req *r)
 	json_object_put(in);
 	o = json_object_new_object();
 	json_object_object_add(o, "refresh_tokens", arr);
+	return http_reply_json(r, MHD_HTTP_OK, o);
+}
+
+static json_object *
+opt_ms(int64_t ms)
+{
+	return ms != 0 ? json_object_new_int64(ms) : NULL;
+}
+
+/*
+ * GET /_sandbox/grants/detail[?user_id=]: every grant with its status,
+ * why and when it was revoked, the SHA-256 of its current refresh token
+ * (never the token) and how many refreshes it answered.
+ */
+enum MHD_Result
+h_ctl_grants_detail(struct sbx_req *r)
+{
+	const char *uid = http_arg(r, "user_id");
+	const struct sbx_grant *g;
+	json_object *o = json_object_new_object(), *arr, *e;
+	char hex[65];
+	long total = 0, revoked = 0;
+	size_t i;
+
+	arr = json_object_new_array();
+	sbx_lock();
+	for (i = 0; i < sbx.grants.n; i++) {
+		g = sbx.grants.v[i];
+		if (uid != NULL && strcmp(g->user->user_id, uid) != 0)
+			continue;
+		total++;
+		if (g->revoked)
+			revoked++;
+		e = json_object_new_object();
+		json_object_object_add(e, "id", json_object_new_int64(g->id));
+		json_object_object_add(e, "user_id",
+		    json_object_new_string(g->user->user_id));
+		json_object_object_add(e, "status",
+		    json_object_new_string(g->revoked ? "revoked" : "active"));
+		json_object_object_add(e, "revoked_why",
+		    opt_string(g->revoked ? (g->revoked_why ? g->revoked_why
+		                                            : "unknown")
+		                          : NULL));
+		json_object_object_add(e, "revoked_at_ms",
+		    opt_ms(g->revoked_ms));
+		json_object_object_add(e, "created_at_ms",
+		    json_object_new_int64(g->created_ms));
+		if (g->refresh != NULL)
+			sha256_hex(g->refresh->value, hex, sizeof(hex));
+		json_object_object_add(e, "refresh_token_sha256",
+		    opt_string(g->refresh != NULL ? hex : NULL));
+		json_object_object_add(e, "refresh_requests",
+		    json_object_new_int64(g->refresh_requests));
+		json_object_object_add(e, "refreshes",
+		    json_object_new_int64(g->refreshes));
+		json_object_array_add(arr, e);
+	}
+	sbx_unlock();
+	json_object_object_add(o, "grants", arr);
+	json_object_object_add(o, "active",
+	    json_object_new_int64(total - revoked));
+	json_object_object_add(o, "revoked", json_object_new_int64(revoked));
+	return http_reply_json(r, MHD_HTTP_OK, o);
+}
+
+static json_object *
+refresh_ev_json(const struct sbx_refresh_ev *ev)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "seq", json_object_new_int64((int64_t)ev->seq));
+	json_object_object_add(o, "grant_id",
+	    ev->grant_id != 0 ? json_object_new_int64(ev->grant_id) : NULL);
+	json_object_object_add(o, "user_id",
+	    opt_string(ev->user != NULL ? ev->user->user_id : NULL));
+	json_object_object_add(o, "received_at_ms",
+	    json_object_new_int64(ev->received_ms));
+	json_object_object_add(o, "acted_at_ms", opt_ms(ev->acted_ms));
+	json_object_object_add(o, "answered_at_ms", opt_ms(ev->answered_ms));
+	json_object_object_add(o, "in_flight",
+	    json_object_new_boolean(ev->answered_ms == 0));
+	json_object_object_add(o, "outcome",
+	    json_object_new_string(sbx_rf_outcome_names[ev->outcome]));
+	json_object_object_add(o, "status",
+	    ev->answered_ms != 0 ? json_object_new_int((int)ev->status)
+	                         : NULL);
+	json_object_object_add(o, "presented_sha256_16",
+	    json_object_new_string(ev->presented));
+	json_object_object_add(o, "issued_sha256_16",
+	    opt_string(ev->issued[0] != '\0' ? ev->issued : NULL));
+	return o;
+}
+
+/* A whole-number query argument; false when present but not one. */
+static bool
+arg_long(struct sbx_req *r, const char *name, long *ret)
+{
+	const char *s = http_arg(r, name);
+
+	return s == NULL || parse_long(s, 0, LONG_MAX, ret) == 0;
+}
+
+/*
+ * GET /_sandbox/refreshes[?user_id=][&grant_id=][&in_flight_at_ms=]:
+ * the refresh log, oldest first.  in_flight_at_ms keeps the entries in
+ * flight at that moment: received at or before it and not answered
+ * before it.
+ */
+enum MHD_Result
+h_ctl_refreshes(struct sbx_req *r)
+{
+	const char *uid = http_arg(r, "user_id");
+	const struct sbx_refresh_ev *ev;
+	json_object *o, *arr;
+	long gid = 0, at = 0, in_flight = 0;
+	uint64_t seq, evicted;
+
+	if (!arg_long(r, "grant_id", &gid) ||
+	    !arg_long(r, "in_flight_at_ms", &at))
+		return ctl_bad(r, "grant_id and in_flight_at_ms are whole "
+		                  "numbers");
+	arr = json_object_new_array();
+	sbx_lock();
+	evicted = sbx.rlog_first - 1;
+	for (seq = sbx.rlog_first; seq < sbx.rlog_next; seq++) {
+		if ((ev = sbx_refresh_get(seq)) == NULL)
+			continue;
+		if (ev->answered_ms == 0)
+			in_flight++;
+		if (uid != NULL &&
+		    (ev->user == NULL || strcmp(ev->user->user_id, uid) != 0))
+			continue;
+		if (gid != 0 && ev->grant_id != gid)
+			continue;
+		if (at != 0 && (ev->received_ms > at ||
+		                   (ev->answered_ms != 0 && ev->answered_ms < at)))
+			continue;
+		json_object_array_add(arr, refresh_ev_json(ev));
+	}
+	sbx_unlock();
+	o = json_object_new_object();
+	json_object_object_add(o, "refreshes", arr);
+	json_object_object_add(o, "in_flight", json_object_new_int64(in_flight));
+	json_object_object_add(o, "forgotten",
+	    json_object_new_int64((int64_t)evicted));
+	return http_reply_json(r, MHD_HTTP_OK, o);
+}
+
+enum MHD_Result
+h_ctl_refreshes_clear(struct sbx_req *r)
+{
+	sbx_lock();
+	sbx_refresh_log_clear();
+	sbx_unlock();
+	return ctl_ok(r);
+}
+
+/*
+ * POST /_sandbox/tokens/check {"token"}: what the sandbox thinks of a
+ * token right now, so a test can tell a token that was bad when it was
+ * handed out from one that expired on its way.  The answer never
+ * repeats the token.
+ */
+enum MHD_Result
+h_ctl_token_check(struct sbx_req *r)
+{
+	static const char *const kinds[] = { "code", "access", "refresh" };
+	const struct sbx_token *t;
+	json_object *in, *v, *o;
+	const char *state;
+	char err[256];
+	int64_t now;
+
+	if (http_body_json(r, &in, err, sizeof(err)) == -1)
+		return ctl_bad(r, err);
+	if (!json_object_object_get_ex(in, "token", &v) ||
+	    !json_object_is_type(v, json_type_string)) {
+		json_object_put(in);
+		return ctl_bad(r, "token (string) is required");
+	}
+	o = json_object_new_object();
+	sbx_lock();
+	now = now_ms();
+	t = sbx_token_find(json_object_get_string(v));
+	if (t == NULL)
+		state = "unknown";
+	else if (t->grant != NULL && t->grant->revoked)
+		state = "grant_revoked";
+	else if (t->revoked)
+		state = "revoked";
+	else if (t->superseded)
+		state = "superseded";
+	else if (t->kind == TOK_CODE && t->used)
+		state = "used";
+	else if (now >= t->expires_ms)
+		state = "expired";
+	else
+		state = "live";
+	json_object_object_add(o, "known", json_object_new_boolean(t != NULL));
+	json_object_object_add(o, "kind",
+	    opt_string(t != NULL ? kinds[t->kind] : NULL));
+	json_object_object_add(o, "state", json_object_new_string(state));
+	json_object_object_add(o, "live",
+	    json_object_new_boolean(strcmp(state, "live") == 0));
+	json_object_object_add(o, "expires_at_ms",
+	    t != NULL ? json_object_new_int64(t->expires_ms) : NULL);
+	json_object_object_add(o, "grant_id",
+	    t != NULL && t->grant != NULL ? json_object_new_int64(t->grant->id)
+	                                  : NULL);
+	json_object_object_add(o, "checked_at_ms", json_object_new_int64(now));
+	sbx_unlock();
+	json_object_put(in);
 	return http_reply_json(r, MHD_HTTP_OK, o);
 }

@@ -44,5 +44,9 @@ enum MHD_Result h_ctl_revoke_user(struct sbx_req *);
 enum MHD_Result h_ctl_transactions(struct sbx_req *);
 enum MHD_Result h_ctl_grants(struct sbx_req *);
 enum MHD_Result h_ctl_grants_mint(struct sbx_req *);
+enum MHD_Result h_ctl_grants_detail(struct sbx_req *);
+enum MHD_Result h_ctl_refreshes(struct sbx_req *);
+enum MHD_Result h_ctl_refreshes_clear(struct sbx_req *);
+enum MHD_Result h_ctl_token_check(struct sbx_req *);
 
 #endif

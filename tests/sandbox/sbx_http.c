@@ -55,6 +55,10 @@ static const struct route routes[] = {
 	{ "POST", "/_sandbox/transactions", h_ctl_transactions },
 	{ "GET", "/_sandbox/grants", h_ctl_grants },
 	{ "POST", "/_sandbox/grants", h_ctl_grants_mint },
+	{ "GET", "/_sandbox/grants/detail", h_ctl_grants_detail },
+	{ "GET", "/_sandbox/refreshes", h_ctl_refreshes },
+	{ "DELETE", "/_sandbox/refreshes", h_ctl_refreshes_clear },
+	{ "POST", "/_sandbox/tokens/check", h_ctl_token_check },
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -132,6 +136,7 @@ http_reply(struct sbx_req *r, unsigned int status, const char *ctype,
 	if (sbx_locked())
 		abort(); /* programmer error: would block everyone */
 	sleep_ms(r->delay_after_ms);
+	r->status = status;
 	resp = MHD_create_response_from_buffer(len, (void *)(uintptr_t)body,
 	    MHD_RESPMEM_MUST_COPY);
 	if (resp == NULL)
@@ -667,6 +672,57 @@ apply_fault(struct sbx_req *r, const struct sbx_fault *f, bool *served)
 	return MHD_YES;
 }
 
+/*
+ * The refresh token a POST /auth/token presents with grant_type
+ * refresh_token (malloc'd), or NULL: what the refresh log keys on before
+ * latency and faults.  h_token parses the body again for real.
+ */
+static char *
+presented_refresh(struct sbx_req *r)
+{
+	struct sbx_params ps;
+	enum http_body_kind kind;
+	const char *gt, *rt;
+	char err[64], *v = NULL;
+
+	if (r->too_big || strcmp(r->method, "POST") != 0 ||
+	    strcmp(r->path, "/auth/token") != 0)
+		return NULL;
+	if (http_body_params(r, &ps, &kind, err, sizeof(err)) == -1)
+		return NULL;
+	gt = params_get(&ps, "grant_type");
+	rt = params_get(&ps, "refresh_token");
+	if (gt != NULL && strcmp(gt, "refresh_token") == 0 && rt != NULL &&
+	    *rt != '\0')
+		v = xstrdup(rt);
+	params_free(&ps);
+	return v;
+}
+
+/* Extra /auth/token latency drawn from [min, max]; lock held. */
+static long
+token_latency_random(void)
+{
+	long lo = sbx.cfg.token_latency_min_ms, hi = sbx.cfg.token_latency_max_ms;
+
+	if (hi <= 0)
+		return 0;
+	if (hi < lo)
+		hi = lo;
+	return lo + (long)(rand_u64() % (uint64_t)(hi - lo + 1));
+}
+
+/* Closes the request's refresh log entry, if it has one. */
+static void
+refresh_answered(struct sbx_req *r, enum sbx_rf_outcome dflt)
+{
+	if (r->rf_seq == 0)
+		return;
+	sbx_lock();
+	sbx_refresh_answered(r->rf_seq, r->status, dflt);
+	sbx_unlock();
+}
+
 /* Final phase: record, inject latency and faults, then route. */
 static enum MHD_Result
 dispatch(struct sbx_req *r)
@@ -676,10 +732,13 @@ dispatch(struct sbx_req *r)
 	bool control, faulted = false, served;
 	long latency = 0;
 	enum MHD_Result ret;
+	char *presented = NULL;
 
 	control = strncmp(r->path, CONTROL_PREFIX, strlen(CONTROL_PREFIX)) == 0;
-	if (!control)
+	if (!control) {
 		rec = record_new(r);
+		presented = presented_refresh(r);
+	}
 	sbx_lock();
 	if (!control) {
 		sbx_record_add(rec);
@@ -688,21 +747,29 @@ dispatch(struct sbx_req *r)
 			sbx_count(STAT_REST_CALLS, 1);
 		latency = sbx.cfg.latency_ms;
 		if (strcmp(r->path, "/auth/token") == 0)
-			latency += sbx.cfg.token_latency_ms;
+			latency += sbx.cfg.token_latency_ms +
+			    token_latency_random();
+		if (presented != NULL)
+			r->rf_seq = sbx_refresh_begin(presented);
 		if (!r->too_big)
 			faulted = sbx_fault_take(r->path, &f);
 	}
 	sbx_unlock();
+	free(presented);
 	if (r->too_big)
 		return http_reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, 1000,
 		    "Request body too large", "The limit is 1 MiB", NULL);
 	sleep_ms(latency);
 	if (faulted) {
 		ret = apply_fault(r, &f, &served);
-		if (served)
+		if (served) {
+			refresh_answered(r, RFO_FAULT);
 			return ret;
+		}
 	}
-	return route(r);
+	ret = route(r);
+	refresh_answered(r, RFO_REJECTED);
+	return ret;
 }
 
 static enum MHD_Result

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <json-c/json.h>
 #include <microhttpd.h>
@@ -38,6 +39,8 @@ struct sbx_req {
 	size_t ncaps;
 	struct sbx_header extra[HTTP_MAX_EXTRA];
 	size_t nextra;
+	unsigned int status; /* of the reply queued; 0: none yet */
+	uint64_t rf_seq;     /* refresh log entry of this request; 0: none */
 };
 
 /* Decoded string parameters of a form or JSON body, or of the query. */

@@ -428,7 +428,7 @@ grant_code(const char *code, const char *redirect_uri, const char **why)
 	if (t->used) {
 		/* RFC 6749 4.1.2: a replayed code revokes what it gave. */
 		sbx_count(STAT_CODE_REPLAYS, 1);
-		sbx_grant_revoke(t->grant);
+		sbx_grant_revoke(t->grant, SBX_WHY_CODE_REPLAY);
 		*why = "Authorization code was already used; grant revoked.";
 		return NULL;
 	}
@@ -451,13 +451,31 @@ grant_code(const char *code, const char *redirect_uri, const char **why)
 	return token_response(at, rt, SBX_SCOPE, sbx.cfg.access_ttl);
 }
 
-/* refresh_token grant; lock held. Same contract as grant_code. */
+/* True when this refresh answer rotates the refresh token; lock held. */
+static bool
+rotate_now(void)
+{
+	if (sbx.cfg.omit_refresh_token || !sbx.cfg.rotate)
+		return false;
+	if (sbx.cfg.rotate_percent >= 100)
+		return true;
+	return (long)(rand_u64() % 100) < sbx.cfg.rotate_percent;
+}
+
+/*
+ * refresh_token grant; lock held. Same contract as grant_code, and the
+ * outcome for the refresh log in *oc, the new refresh token (or NULL) in
+ * *issued.
+ */
 static json_object *
-grant_refresh(const char *value, const char *scope, const char **why)
+grant_refresh(const char *value, const char *scope, const char **why,
+    enum sbx_rf_outcome *oc, const char **issued)
 {
 	struct sbx_token *t = sbx_token_find(value), *at, *rt;
 	struct sbx_grant *g;
 
+	*oc = RFO_INVALID;
+	*issued = NULL;
 	if (t == NULL || t->kind != TOK_REFRESH) {
 		*why = "Unknown refresh token.";
 		return NULL;
@@ -466,7 +484,8 @@ grant_refresh(const char *value, const char *scope, const char **why)
 	if (t->superseded) {
 		/* RFC 9700 4.14.2: reuse of a rotated token kills the grant. */
 		sbx_count(STAT_REFRESH_REUSE, 1);
-		sbx_grant_revoke(g);
+		sbx_grant_revoke(g, SBX_WHY_SUPERSEDED);
+		*oc = RFO_SUPERSEDED;
 		*why = "Refresh token was superseded; grant revoked.";
 		return NULL;
 	}
@@ -480,12 +499,17 @@ grant_refresh(const char *value, const char *scope, const char **why)
 	}
 	at = sbx_token_new(TOK_ACCESS, sbx.cfg.access_ttl, g);
 	rt = NULL;
-	if (!sbx.cfg.omit_refresh_token && sbx.cfg.rotate) {
+	*oc = RFO_NOT_ROTATED;
+	if (rotate_now()) {
 		rt = sbx_token_new(TOK_REFRESH, sbx.cfg.refresh_ttl, g);
 		t->superseded = true;
 		g->refresh = rt;
-	} else if (!sbx.cfg.omit_refresh_token)
-		rt = t;
+		*oc = RFO_ROTATED;
+		*issued = rt->value;
+	} else if (!sbx.cfg.omit_refresh_token && !sbx.cfg.rotate)
+		rt = t; /* rotation off: the same token again */
+	/* else: omitted (--omit-refresh-token, or not this time) */
+	g->refreshes++;
 	sbx_count(STAT_REFRESHES, 1);
 	return token_response(at, rt, scope != NULL ? scope : SBX_SCOPE,
 	    sbx.cfg.access_ttl);
@@ -519,7 +543,8 @@ token_grant(struct sbx_req *r, const struct sbx_params *ps,
     enum sbx_err_style style)
 {
 	const char *gt = params_get(ps, "grant_type");
-	const char *why = NULL, *a, *b = NULL;
+	const char *why = NULL, *a, *b = NULL, *issued;
+	enum sbx_rf_outcome oc;
 	json_object *resp;
 
 	if (gt == NULL)
@@ -544,7 +569,8 @@ token_grant(struct sbx_req *r, const struct sbx_params *ps,
 			return token_error(r, style, 400, "invalid_scope",
 			    "scope is broader than the grant's.");
 		sbx_lock();
-		resp = grant_refresh(a, b, &why);
+		resp = grant_refresh(a, b, &why, &oc, &issued);
+		sbx_refresh_acted(r->rf_seq, oc, issued);
 		sbx_unlock();
 	} else
 		return token_error(r, style, 400, "unsupported_grant_type",
@@ -595,7 +621,7 @@ revoke_token(const char *value)
 	if (t->kind == TOK_REFRESH) {
 		if (t->grant->revoked)
 			return false;
-		sbx_grant_revoke(t->grant);
+		sbx_grant_revoke(t->grant, SBX_WHY_AUTH_REVOKE);
 		return true;
 	}
 	if (t->revoked || t->grant->revoked)

@@ -31,6 +31,16 @@ const char *const sbx_stat_names[STAT__COUNT] = {
 	[STAT_FAULTS_INJECTED] = "faults_injected",
 };
 
+const char *const sbx_rf_outcome_names[RFO__COUNT] = {
+	[RFO_IN_FLIGHT] = "in_flight",
+	[RFO_ROTATED] = "rotated",
+	[RFO_NOT_ROTATED] = "not_rotated",
+	[RFO_SUPERSEDED] = "superseded_revoked",
+	[RFO_INVALID] = "invalid_grant",
+	[RFO_FAULT] = "fault",
+	[RFO_REJECTED] = "rejected",
+};
+
 static _Thread_local int lock_held;
 
 void
@@ -66,6 +76,9 @@ sbx_state_init(void)
 	c->token_bytes = 600;
 	c->latency_ms = 0;
 	c->token_latency_ms = 0;
+	c->token_latency_min_ms = 0;
+	c->token_latency_max_ms = 0;
+	c->rotate_percent = 100;
 	c->error_style = SBX_ERR_OAUTH;
 	memcpy(c->cancel_param, "abort", sizeof("abort"));
 	c->transactions = 30;
@@ -74,6 +87,8 @@ sbx_state_init(void)
 	c->repeat_transaction = false;
 	sbx.started_ms = now_ms();
 	sbx.rec = xcalloc(SBX_RECORD_MAX, sizeof(*sbx.rec));
+	sbx.rlog_next = 1;
+	sbx.rlog_first = 1;
 }
 
 void
@@ -137,7 +152,7 @@ sbx_grant_new(struct sbx_user *u, const char *client_id)
 }
 
 void
-sbx_grant_revoke(struct sbx_grant *g)
+sbx_grant_revoke(struct sbx_grant *g, const char *why)
 {
 	size_t i;
 
@@ -145,8 +160,11 @@ sbx_grant_revoke(struct sbx_grant *g)
 		return;
 	for (i = 0; i < g->tokens.n; i++)
 		((struct sbx_token *)g->tokens.v[i])->revoked = true;
-	if (!g->revoked)
+	if (!g->revoked) {
 		sbx_count(STAT_GRANTS_REVOKED, 1);
+		g->revoked_why = why;
+		g->revoked_ms = now_ms();
+	}
 	g->revoked = true;
 }
 
@@ -220,12 +238,29 @@ sbx_faults_clear(void)
 	sbx.faults.n = 0;
 }
 
+void
+sbx_faults_expire(int64_t now)
+{
+	struct sbx_fault *f;
+	size_t i = 0;
+
+	while (i < sbx.faults.n) {
+		f = sbx.faults.v[i];
+		if (f->until_ms != 0 && now >= f->until_ms) {
+			sbx_fault_free(f);
+			vec_remove(&sbx.faults, i);
+		} else
+			i++;
+	}
+}
+
 bool
 sbx_fault_take(const char *path, struct sbx_fault *ret)
 {
 	struct sbx_fault *f;
 	size_t i;
 
+	sbx_faults_expire(now_ms());
 	for (i = 0; i < sbx.faults.n; i++) {
 		f = sbx.faults.v[i];
 		if (strncmp(path, f->path, strlen(f->path)) != 0)
@@ -240,6 +275,77 @@ sbx_fault_take(const char *path, struct sbx_fault *ret)
 		return true;
 	}
 	return false;
+}
+
+uint64_t
+sbx_refresh_begin(const char *presented)
+{
+	struct sbx_token *t = sbx_token_find(presented);
+	struct sbx_refresh_ev *ev;
+	uint64_t seq = sbx.rlog_next++;
+
+	if (sbx.rlog == NULL)
+		sbx.rlog = xcalloc(SBX_REFRESH_LOG_MAX, sizeof(*sbx.rlog));
+	if (seq - sbx.rlog_first >= SBX_REFRESH_LOG_MAX)
+		sbx.rlog_first = seq - SBX_REFRESH_LOG_MAX + 1; /* full */
+	ev = &sbx.rlog[seq % SBX_REFRESH_LOG_MAX];
+	memset(ev, 0, sizeof(*ev));
+	ev->seq = seq;
+	ev->received_ms = now_ms();
+	ev->outcome = RFO_IN_FLIGHT;
+	sha256_hex(presented, ev->presented, sizeof(ev->presented));
+	if (t != NULL && t->kind == TOK_REFRESH && t->grant != NULL) {
+		ev->grant_id = t->grant->id;
+		ev->user = t->grant->user;
+		t->grant->refresh_requests++;
+	}
+	return seq;
+}
+
+struct sbx_refresh_ev *
+sbx_refresh_get(uint64_t seq)
+{
+	struct sbx_refresh_ev *ev;
+
+	if (seq == 0 || sbx.rlog == NULL || seq < sbx.rlog_first ||
+	    seq >= sbx.rlog_next)
+		return NULL;
+	ev = &sbx.rlog[seq % SBX_REFRESH_LOG_MAX];
+	return ev->seq == seq ? ev : NULL;
+}
+
+void
+sbx_refresh_acted(uint64_t seq, enum sbx_rf_outcome o, const char *issued)
+{
+	struct sbx_refresh_ev *ev = sbx_refresh_get(seq);
+
+	if (ev == NULL)
+		return;
+	ev->outcome = o;
+	ev->acted_ms = now_ms();
+	if (issued != NULL)
+		sha256_hex(issued, ev->issued, sizeof(ev->issued));
+}
+
+void
+sbx_refresh_answered(uint64_t seq, unsigned int status,
+    enum sbx_rf_outcome dflt)
+{
+	struct sbx_refresh_ev *ev = sbx_refresh_get(seq);
+
+	if (ev == NULL)
+		return;
+	if (ev->outcome == RFO_IN_FLIGHT)
+		ev->outcome = dflt;
+	ev->status = status;
+	ev->answered_ms = now_ms();
+}
+
+void
+sbx_refresh_log_clear(void)
+{
+	/* Entries before rlog_next are gone; seqs keep counting. */
+	sbx.rlog_first = sbx.rlog_next;
 }
 
 void
@@ -274,6 +380,7 @@ sbx_state_free(void)
 	sbx_faults_clear();
 	sbx_records_clear();
 	free(sbx.rec);
+	free(sbx.rlog);
 	vec_free(&sbx.flows);
 	vec_free(&sbx.grants);
 	vec_free(&sbx.tokens);

@@ -14,6 +14,7 @@
 #include "sbx_util.h"
 
 #define SBX_RECORD_MAX 20000
+#define SBX_REFRESH_LOG_MAX 100000
 #define SBX_TOKEN_BYTES_MIN 16
 #define SBX_TOKEN_BYTES_MAX 65536
 #define SBX_SCOPE "accounts=ro balance=ro transactions=ro offline"
@@ -33,6 +34,12 @@ struct sbx_config {
 	long token_bytes;
 	long latency_ms;
 	long token_latency_ms;
+	/* /auth/token also waits a random min..max ms (max 0: not at all) */
+	long token_latency_min_ms;
+	long token_latency_max_ms;
+	/* with rotation on: percent of refresh answers that rotate; the
+	 * others carry no refresh_token (the presented one stays current) */
+	long rotate_percent;
 	enum sbx_err_style error_style;
 	char cancel_param[8];
 	long transactions;
@@ -103,9 +110,47 @@ struct sbx_grant {
 	struct sbx_user *user;
 	char *client_id;
 	bool revoked;
+	const char *revoked_why;   /* static text; NULL while active */
+	int64_t revoked_ms;        /* 0 while active */
 	struct sbx_token *refresh; /* current refresh token */
 	struct sbx_vec tokens;     /* borrowed: every token of the grant */
 	int64_t created_ms;
+	long refresh_requests; /* refresh_token requests naming this grant */
+	long refreshes;        /* of those, answered with a new access token */
+};
+
+/* Why a grant was revoked (sbx_grant_revoke's second argument). */
+#define SBX_WHY_SUPERSEDED "superseded token presented"
+#define SBX_WHY_CODE_REPLAY "authorization code replayed"
+#define SBX_WHY_AUTH_REVOKE "revoked by /auth/revoke"
+#define SBX_WHY_REVOKE_USER "revoke-user"
+
+/* What became of one refresh_token request at /auth/token. */
+enum sbx_rf_outcome {
+	RFO_IN_FLIGHT,   /* not decided yet */
+	RFO_ROTATED,     /* new access and new refresh token */
+	RFO_NOT_ROTATED, /* new access token, the refresh token stays */
+	RFO_SUPERSEDED,  /* a superseded token: the grant was revoked */
+	RFO_INVALID,     /* invalid_grant: unknown, revoked or expired */
+	RFO_FAULT,       /* an injected fault answered instead */
+	RFO_REJECTED,    /* client auth, malformed request, bad scope */
+	RFO__COUNT
+};
+
+extern const char *const sbx_rf_outcome_names[RFO__COUNT];
+
+/* One entry of the refresh log (never a token: short hashes only). */
+struct sbx_refresh_ev {
+	uint64_t seq;          /* 1, 2, ...; 0 marks an empty slot */
+	long grant_id;         /* 0 when the presented token was unknown */
+	struct sbx_user *user; /* borrowed; NULL when unknown */
+	int64_t received_ms;   /* before latency and faults */
+	int64_t acted_ms;      /* when the token state changed; 0: never */
+	int64_t answered_ms;   /* reply queued; 0 while in flight */
+	enum sbx_rf_outcome outcome;
+	unsigned int status; /* HTTP status answered; 0: connection closed */
+	char presented[17];  /* first 16 hex digits of SHA-256 */
+	char issued[17];     /* of the new refresh token; "" when none */
 };
 
 enum sbx_fault_mode {
@@ -121,7 +166,8 @@ struct sbx_fault {
 	enum sbx_fault_mode mode;
 	int status;
 	long delay_ms;
-	long count; /* -1: until cleared */
+	long count;       /* -1: until cleared */
+	int64_t until_ms; /* 0: no end; else dropped from this moment */
 };
 
 struct sbx_header {
@@ -166,6 +212,12 @@ struct sbx_state {
 
 	int64_t stats[STAT__COUNT];
 	long next_grant;
+
+	/* ring of SBX_REFRESH_LOG_MAX, allocated on first use; entry seq
+	 * lives in slot seq % SBX_REFRESH_LOG_MAX */
+	struct sbx_refresh_ev *rlog;
+	uint64_t rlog_next;  /* seq of the next entry (starts at 1) */
+	uint64_t rlog_first; /* oldest seq still kept */
 };
 
 extern struct sbx_state sbx;
@@ -188,8 +240,9 @@ struct sbx_token *sbx_token_find(const char *);
 /* True when the token exists, is unexpired and nothing revoked it. */
 bool sbx_token_live(const struct sbx_token *, int64_t);
 struct sbx_grant *sbx_grant_new(struct sbx_user *, const char *);
-/* Revokes the grant and all its tokens; counts it once. */
-void sbx_grant_revoke(struct sbx_grant *);
+/* Revokes the grant and all its tokens; counts it once and keeps the
+ * first reason (a static string, one of SBX_WHY_*) and time. */
+void sbx_grant_revoke(struct sbx_grant *, const char *);
 /* Takes ownership of the record. */
 void sbx_record_add(struct sbx_record *);
 void sbx_record_free(struct sbx_record *);
@@ -201,5 +254,22 @@ void sbx_records_clear(void);
 bool sbx_fault_take(const char *, struct sbx_fault *);
 void sbx_fault_free(struct sbx_fault *);
 void sbx_faults_clear(void);
+/* Drops faults whose until_ms has passed. */
+void sbx_faults_expire(int64_t);
+
+/*
+ * The refresh log: one entry per refresh_token request, opened when the
+ * request arrives (before latency and faults) with the presented token
+ * (hashed; counts a request on its grant); returns its seq.
+ */
+uint64_t sbx_refresh_begin(const char *);
+/* The entry of seq, or NULL once it left the ring. */
+struct sbx_refresh_ev *sbx_refresh_get(uint64_t);
+/* Records the decision; issued is the new refresh token or NULL. */
+void sbx_refresh_acted(uint64_t, enum sbx_rf_outcome, const char *);
+/* Closes the entry: answered now with status; outcome dflt when the
+ * handler decided none. */
+void sbx_refresh_answered(uint64_t, unsigned int, enum sbx_rf_outcome);
+void sbx_refresh_log_clear(void);
 
 #endif

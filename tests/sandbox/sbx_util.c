@@ -500,6 +500,24 @@ ct_streq(const char *a, const char *b)
 	return la == lb && CRYPTO_memcmp(da, db, la) == 0;
 }
 
+void
+sha256_hex(const char *s, char *out, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int len = 0, i;
+	size_t o = 0;
+
+	if (n == 0)
+		return;
+	if (EVP_Digest(s, strlen(s), md, &len, EVP_sha256(), NULL))
+		for (i = 0; i < len && o + 2 < n; i++) {
+			out[o++] = hex[md[i] >> 4];
+			out[o++] = hex[md[i] & 15];
+		}
+	out[o] = '\0';
+}
+
 int
 parse_long(const char *s, long min, long max, long *ret)
 {

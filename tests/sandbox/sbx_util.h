@@ -82,6 +82,13 @@ int url_decode(const char *, size_t, bool, char **);
 /* Constant-time equality of two strings of any length. */
 bool ct_streq(const char *, const char *);
 
+/*
+ * Lower-case hex SHA-256 of s into out (n bytes, NUL included): 65 for
+ * the whole digest, 17 for its first 16 digits.  Lets the control API
+ * name a token without showing it.
+ */
+void sha256_hex(const char *, char *, size_t);
+
 /* Whole-string integer parse within [min, max]; 0 or -1. */
 int parse_long(const char *, long, long, long *);
 
