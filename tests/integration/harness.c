@@ -220,6 +220,15 @@ h_now_ms(void)
 	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+long
+h_realtime_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Whole file into a malloc'd NUL-terminated string; NULL when unreadable. */
 static char *
 h_read_file(const char *path, size_t *ret_len)
@@ -401,9 +410,10 @@ h_wait(pid_t pid, long timeout_ms)
 	return -1;
 }
 
-/* Stop a process group: sig, up to 5 s, then SIGKILL.  Exit code or -1. */
+/* Stop a process group: sig, up to wait_ms, then SIGKILL.  Exit code or
+ * -1. */
 static int
-h_kill_wait(pid_t pid, int sig)
+h_kill_wait_ms(pid_t pid, int sig, long wait_ms)
 {
 	long end;
 	int st;
@@ -412,7 +422,7 @@ h_kill_wait(pid_t pid, int sig)
 		return -1;
 	kill(-pid, sig);
 	kill(pid, sig);
-	end = h_now_ms() + 5000;
+	end = h_now_ms() + wait_ms;
 	while (h_now_ms() < end) {
 		pid_t r = waitpid(pid, &st, WNOHANG);
 
@@ -428,6 +438,12 @@ h_kill_wait(pid_t pid, int sig)
 	kill(pid, SIGKILL);
 	waitpid(pid, &st, 0);
 	return -1;
+}
+
+static int
+h_kill_wait(pid_t pid, int sig)
+{
+	return h_kill_wait_ms(pid, sig, 5000);
 }
 
 /* True while pid exists (it need not be our child). */
@@ -901,6 +917,49 @@ h_pg_start(void)
 	pg_conninfo = h_pg_create_db("finxd");
 	printf("# %s: PostgreSQL on 127.0.0.1:%d\n", h_name, pg_port);
 	return pg_conninfo;
+}
+
+int
+h_pg_ctl(const char *action)
+{
+	bool stop = strcmp(action, "stop") == 0,
+	     start = strcmp(action, "start") == 0,
+	     restart = strcmp(action, "restart") == 0;
+	char *log, *ctl_log;
+	const char *args[16];
+	pid_t pid;
+	int a = 0, rc;
+
+	if (pg_conninfo == NULL)
+		h_bail("h_pg_ctl: PostgreSQL was not started");
+	if (!stop && !start && !restart)
+		h_bail("h_pg_ctl: unknown action %s", action);
+	log = h_path("pg.log");
+	ctl_log = h_path("pg_ctl.log");
+	args[a++] = "pg_ctl";
+	args[a++] = "-D";
+	args[a++] = pg_datadir;
+	args[a++] = "-w";
+	args[a++] = "-t";
+	args[a++] = "60";
+	if (!stop) {
+		args[a++] = "-l";
+		args[a++] = log;
+	}
+	if (!start) {
+		args[a++] = "-m";
+		args[a++] = "fast";
+	}
+	args[a++] = action;
+	args[a] = NULL;
+	rc = h_pg_tool(args, ctl_log, 90000);
+	/* a restart makes a new postmaster: follow it, so cleanup stops
+	 * the right one (and never signals a stale pid) */
+	pid = h_pg_read_pid();
+	pg_pid = pid > 0 && h_alive(pid) ? pid : 0;
+	free(log);
+	free(ctl_log);
+	return rc;
 }
 
 PGresult *
@@ -1901,11 +1960,17 @@ h_finxd_start_exe(const char *exe, bool ready)
 int
 h_finxd_stop(int i, int sig)
 {
+	return h_finxd_stop_wait(i, sig, 5000);
+}
+
+int
+h_finxd_stop_wait(int i, int sig, long wait_ms)
+{
 	int rc;
 
 	if (i < 0 || i >= nfinxd || finxd[i].pid <= 0)
 		return -1;
-	rc = h_kill_wait(finxd[i].pid, sig);
+	rc = h_kill_wait_ms(finxd[i].pid, sig, wait_ms);
 	finxd[i].pid = 0;
 	return rc;
 }

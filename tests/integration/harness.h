@@ -16,7 +16,9 @@
 #include <json-c/json.h>
 #include <libpq-fe.h>
 
-#define H_MAX_FINXD 8
+/* finxd instances per test, stopped ones included (it_storm replaces
+ * killed processes with new ones) */
+#define H_MAX_FINXD 32
 
 /*
  * Start a test: arm alarm(timeout_s) (its handler cleans up and exits 1),
@@ -43,6 +45,9 @@ long h_long(const char *s, long dflt);
 void h_sleep_ms(long ms);
 /* Monotonic milliseconds. */
 long h_now_ms(void);
+/* Milliseconds since the epoch (CLOCK_REALTIME): the sandbox's clock for
+ * received_at_ms and the like. */
+long h_realtime_ms(void);
 
 /* The test's generated secrets (never print them). */
 const char *h_client_secret(void);
@@ -59,6 +64,12 @@ char *h_secret_new(size_t n);
  * exist, print the TAP skip plan and exit 0 (meson: SKIP).
  */
 const char *h_pg_start(void);
+/*
+ * pg_ctl on the private cluster: "stop" and "restart" with -m fast (every
+ * backend ends, clients see their connections die), "start".  Waits up to
+ * 60 s; returns pg_ctl's exit status.  Cleanup follows the new postmaster.
+ */
+int h_pg_ctl(const char *action);
 /* Create another database; returns its conninfo (caller frees). */
 char *h_pg_create_db(const char *name);
 /*
@@ -148,6 +159,8 @@ int h_finxd_start_exe(const char *exe, bool ready);
 const char *h_finxd_url(int i);
 /* Send sig, wait (bounded); returns the exit status like h_finxd_run. */
 int h_finxd_stop(int i, int sig);
+/* The same, waiting up to wait_ms (not 5 s) before SIGKILL: -1 then. */
+int h_finxd_stop_wait(int i, int sig, long wait_ms);
 /* Number of finxd instances started so far (stopped ones included). */
 int h_finxd_count(void);
 /* True when <tmpdir>/<name> contains needle. */
