@@ -754,33 +754,6 @@ pg_ctl(const char *action, long timeout_ms)
 	return rc;
 }
 
-int
-h_pg_ctl(const char *action)
-{
-	/* fast, not immediate: the cluster runs with synchronous_commit off,
-	 * and an immediate stop loses the last commits (a migration that
-	 * "exited 0" a moment ago) */
-	const char *stop[] = { "pg_ctl", "-D", pg_datadir, "-w", "-t", "30",
-		"-m", "fast", "stop", NULL };
-	char *ctl_log;
-	int rc;
-
-	if (pg_conninfo == NULL)
-		h_bail("h_pg_ctl before h_pg_start");
-	if (strcmp(action, "stop") == 0) {
-		ctl_log = h_path("pg_ctl.log");
-		rc = h_pg_tool(stop, ctl_log, 60000);
-		free(ctl_log);
-		return rc;
-	}
-	if (strcmp(action, "start") != 0)
-		h_bail("h_pg_ctl: start or stop, not %s", action);
-	rc = pg_ctl(action, 90000);
-	if (rc == 0)
-		pg_pid = h_pg_read_pid();
-	return rc;
-}
-
 static void
 h_pg_append_conf(const char *sockdir)
 {

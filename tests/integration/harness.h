@@ -72,11 +72,6 @@ const char *h_pg_start(void);
 int h_pg_ctl(const char *action);
 /* Create another database; returns its conninfo (caller frees). */
 char *h_pg_create_db(const char *name);
-/*
- * "stop" (pg_ctl -m fast) or "start" the cluster h_pg_start made, on the
- * same port; returns pg_ctl's exit status.  Cleanup still stops it.
- */
-int h_pg_ctl(const char *action);
 
 /* Run a statement; params is a NULL-terminated list (may be NULL).
  * Returns the result (caller PQclear()s) or NULL on any error. */
