@@ -83,6 +83,8 @@ echo "== build with address,undefined sanitizers and test"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export CC=gcc
+# Not the fault storm (suite storm, tests/integration/it_storm.c): it runs
+# once, in the plain build above.
 test_suites=(--suite unit --suite integration)
 build_and_test build-asan -Db_sanitize=address,undefined \
 	-Dbuildtype=debug
