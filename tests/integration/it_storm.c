@@ -824,8 +824,9 @@ main(void)
 		grant_revoked[c] = false;
 		why[c] = NULL;
 		for (i = 0; i < json_object_array_length(ga); i++) {
-			struct json_object *g = json_object_array_get_idx(ga, i);
+			struct json_object *g;
 
+			g = json_object_array_get_idx(ga, i);
 			if (!str_is(h_jstr(g, "user_id"), user) ||
 			    jlong(g, "id", 0) < best)
 				continue;
@@ -934,15 +935,17 @@ main(void)
 
 			if (kf != NULL)
 				snprintf(kills, sizeof(kills),
-				    "fault %d, kill -9 at +%.1f s, caught its %s",
+				    "fault %d, kill -9 at +%.1f s, caught "
+				    "its %s",
 				    (int)(kf - faults) + 1, rel_s(kf->start_ms),
 				    culprit == rot ? "rotation" : "reuse");
-			printf("# LOST u-storm-%02d: finxd %s, final refresh %ld, "
-			       "grant %s (%s); %s by %s: %s; the rotation "
+			printf("# LOST u-storm-%02d: finxd %s, final refresh "
+			       "%ld, grant %s (%s); %s by %s: %s; the rotation "
 			       "received +%.1f s, answered +%.1f s; the reuse "
-			       "received +%.1f s, decided +%.1f s; faults near "
-			       "the rotation: %s\n",
-			    c, status[c] ? status[c] : "(no answer)", final_st[c],
+			       "received +%.1f s, decided +%.1f s; faults "
+			       "near the rotation: %s\n",
+			    c, status[c] ? status[c] : "(no answer)",
+			    final_st[c],
 			    grant_revoked[c] ? "revoked" : "active",
 			    why[c] ? why[c] : "-",
 			    explained[c] ? "EXPLAINED" : "UNEXPLAINED", rule,
@@ -959,7 +962,8 @@ main(void)
 		int owner = -1;
 
 		for (c = 0; c < NCONN; c++)
-			if (bad[k].grant_id != 0 && grant_of[c] == bad[k].grant_id)
+			if (bad[k].grant_id != 0 &&
+			    grant_of[c] == bad[k].grant_id)
 				owner = c;
 		if (owner >= 0 && lost[owner] &&
 		    strcmp(bad[k].state, "grant_revoked") == 0) {

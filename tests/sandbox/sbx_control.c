@@ -555,7 +555,8 @@ refresh_ev_json(const struct sbx_refresh_ev *ev)
 {
 	json_object *o = json_object_new_object();
 
-	json_object_object_add(o, "seq", json_object_new_int64((int64_t)ev->seq));
+	json_object_object_add(o, "seq",
+	    json_object_new_int64((int64_t)ev->seq));
 	json_object_object_add(o, "grant_id",
 	    ev->grant_id != 0 ? json_object_new_int64(ev->grant_id) : NULL);
 	json_object_object_add(o, "user_id",
@@ -619,15 +620,18 @@ h_ctl_refreshes(struct sbx_req *r)
 			continue;
 		if (gid != 0 && ev->grant_id != gid)
 			continue;
-		if (at != 0 && (ev->received_ms > at ||
-		                   (ev->answered_ms != 0 && ev->answered_ms < at)))
+		/* in_flight_at_ms: received by then and not answered before */
+		if (at != 0 &&
+		    (ev->received_ms > at ||
+		        (ev->answered_ms != 0 && ev->answered_ms < at)))
 			continue;
 		json_object_array_add(arr, refresh_ev_json(ev));
 	}
 	sbx_unlock();
 	o = json_object_new_object();
 	json_object_object_add(o, "refreshes", arr);
-	json_object_object_add(o, "in_flight", json_object_new_int64(in_flight));
+	json_object_object_add(o, "in_flight",
+	    json_object_new_int64(in_flight));
 	json_object_object_add(o, "forgotten",
 	    json_object_new_int64((int64_t)evicted));
 	return http_reply_json(r, MHD_HTTP_OK, o);

@@ -703,7 +703,8 @@ presented_refresh(struct sbx_req *r)
 static long
 token_latency_random(void)
 {
-	long lo = sbx.cfg.token_latency_min_ms, hi = sbx.cfg.token_latency_max_ms;
+	long lo = sbx.cfg.token_latency_min_ms;
+	long hi = sbx.cfg.token_latency_max_ms;
 
 	if (hi <= 0)
 		return 0;
