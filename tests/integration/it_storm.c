@@ -671,13 +671,13 @@ main(void)
 	int refreshed[NCONN];
 	struct rf *rlog = NULL;
 	size_t nlog = 0, i;
-	long t_settle, forgotten;
+	long t_settle, forgotten, forgotten0 = 0;
 	int c, s, k, nlost = 0, nexpl = 0, nunexpl = 0, ready_end = 0,
 	           min_refreshed = 1 << 30, bad_expl = 0, bad_unexpl = 0,
 	           bad_other = 0, err_in = 0, err_out = 0,
 	           err_per_fault[MAX_FAULTS] = { 0 };
 	long n_rot = 0, n_norot = 0, n_sup = 0, n_inv = 0, n_fault = 0,
-	     n_rej = 0, n_storm = 0;
+	     n_rej = 0, n_storm = 0, min_latency = 1L << 40;
 
 	h_init("it_storm", 400);
 	atexit(threads_stop); /* runs before the harness's cleanup */
@@ -724,7 +724,14 @@ main(void)
 	          "{\"token_latency_min_ms\":300,"
 	          "\"token_latency_max_ms\":800}")),
 	    "sandbox /auth/token now takes 300-800 ms");
+	/* the audit reads the refresh log of the storm only */
 	h_sbx_delete("/_sandbox/refreshes");
+	{
+		struct json_object *o = h_sbx_get("/_sandbox/refreshes");
+
+		forgotten0 = jlong(o, "forgotten", -1);
+		json_object_put(o);
+	}
 
 	storm_start_ms = h_realtime_ms();
 	for (s = 0; s < NPROC * READERS_PER_PROC; s++) {
@@ -814,7 +821,7 @@ main(void)
 	    !json_object_object_get_ex(grants_o, "grants", &ga) ||
 	    !json_object_object_get_ex(log_o, "refreshes", &la))
 		h_bail("the sandbox's grant detail or refresh log is missing");
-	forgotten = jlong(log_o, "forgotten", -1);
+	forgotten = jlong(log_o, "forgotten", -1) - forgotten0;
 	for (c = 0; c < NCONN; c++) {
 		char user[32];
 		long best = 0;
@@ -865,6 +872,15 @@ main(void)
 			n_fault++;
 		else
 			n_rej++;
+		/* the knobs at work: 300-800 ms before finX acts */
+		if (rlog[i].answered != 0) {
+			long d = (rlog[i].acted ? rlog[i].acted
+			                        : rlog[i].answered) -
+			    rlog[i].received;
+
+			if (d < min_latency)
+				min_latency = d;
+		}
 	}
 
 	/* ---- account for every connection ---- */
@@ -1046,6 +1062,16 @@ main(void)
 		    err_per_fault[k]);
 
 	/* ---- checks ---- */
+	CHECK(n_rot + n_norot > 0 &&
+	        n_rot * 100 >= 40 * (n_rot + n_norot) &&
+	        n_rot * 100 <= 95 * (n_rot + n_norot),
+	    "the sandbox rotated about 70 %% of its refresh answers (%ld of "
+	    "%ld)",
+	    n_rot, n_rot + n_norot);
+	CHECK(min_latency >= 300,
+	    "every refresh took at least 300 ms at the sandbox (shortest %ld "
+	    "ms)",
+	    min_latency);
 	CHECK(forgotten == 0, "the sandbox's refresh log kept every refresh "
 	                      "(%ld forgotten)",
 	    forgotten);
