@@ -611,18 +611,27 @@ revoke_one(PGconn *c, const char *connection_id)
 
 	if (!db_cmd(c, "BEGIN", 0, NULL))
 		return false;
+	/* A connection's refresh tokens go before its access tokens, even
+	 * when a worker and DELETE's own attempt run at once (RFC 7009:
+	 * revoking the refresh token ends the grant). */
+#define REFRESH_FIRST                                                      \
+	"(kind = 'refresh' OR NOT EXISTS (SELECT 1 FROM revocations o WHERE " \
+	"o.connection_id = revocations.connection_id AND o.kind = "          \
+	"'refresh')) "
 	if (connection_id != NULL)
 		r = db_exec(c,
 		    "SELECT id, token, attempts + 1 FROM revocations WHERE "
-		    "connection_id = $1 AND next_attempt_at <= now() ORDER BY "
-		    "next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+		    "connection_id = $1 AND next_attempt_at <= now() AND "
+		    REFRESH_FIRST "ORDER BY next_attempt_at LIMIT 1 FOR UPDATE "
+		    "SKIP LOCKED",
 		    1, (const char *[]){ connection_id });
 	else
 		r = db_exec(c,
 		    "SELECT id, token, attempts + 1 FROM revocations WHERE "
-		    "next_attempt_at <= now() ORDER BY next_attempt_at LIMIT 1 "
-		    "FOR UPDATE SKIP LOCKED",
+		    "next_attempt_at <= now() AND " REFRESH_FIRST "ORDER BY "
+		    "next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED",
 		    0, NULL);
+#undef REFRESH_FIRST
 	if (r == NULL || PQntuples(r) == 0) {
 		PQclear(r);
 		rollback(c);

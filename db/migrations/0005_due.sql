@@ -13,3 +13,7 @@ ALTER TABLE connections ADD COLUMN next_due_at timestamptz
 		THEN greatest(refresh_due_at, next_attempt_at) END) STORED;
 CREATE INDEX connections_next_due_idx ON connections (next_due_at)
 	WHERE next_due_at IS NOT NULL;
+
+-- Revocations go refresh token first per connection (server/refresh.c,
+-- revoke_one): the claim looks for a connection's pending refresh token.
+CREATE INDEX revocations_conn_idx ON revocations (connection_id, kind);
