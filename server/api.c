@@ -12,6 +12,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "migrate.h"
+#include "rescue.h"
 #include "util.h"
 
 const struct config *api_cfg;
@@ -190,6 +191,53 @@ h_readyz(struct req *r)
 	return http_json(r, MHD_HTTP_OK, o);
 }
 
+/*
+ * The live figures of /metrics, read from their owners at scrape time:
+ * metrics.c stays a leaf that every module may count into.
+ */
+static void
+render_gauges(struct buf *out)
+{
+	long in_use, total, waits, timeouts;
+	PGconn *c;
+	PGresult *res;
+	int i;
+
+	db_stats(&in_use, &total, &waits, &timeouts);
+	metrics_gauge(out, "finxd_db_pool_in_use",
+	    "Pooled PostgreSQL connections in use.", "gauge", in_use);
+	metrics_gauge(out, "finxd_db_pool_open",
+	    "Open pooled PostgreSQL connections.", "gauge", total);
+	metrics_gauge(out, "finxd_db_pool_waits_total",
+	    "Waits for a pooled connection.", "counter", waits);
+	metrics_gauge(out, "finxd_db_pool_timeouts_total",
+	    "Waits that timed out.", "counter", timeouts);
+	metrics_gauge(out, "finxd_http_active_requests", "Requests being served.",
+	    "gauge", http_active());
+	metrics_gauge(out, "finxd_rescue_pending",
+	    "Rotated tokens finX issued that PostgreSQL has not stored yet "
+	    "(this process; kept in the rescue journal).",
+	    "gauge", rescue_pending());
+	buf_appendf(out, "# HELP finxd_build_info Build information.\n"
+			 "# TYPE finxd_build_info gauge\n"
+			 "finxd_build_info{version=\"%s\"} 1\n",
+	    FINXD_VERSION);
+	buf_append_str(out, "# HELP finxd_connections Connections by status "
+			    "(whole database).\n# TYPE finxd_connections "
+			    "gauge\n");
+	if ((c = db_acquire()) == NULL)
+		return;
+	res = db_exec(c, "SELECT s, count(c.id) FROM unnest(ARRAY['active',"
+			 "'reauth_required','revoked']) s LEFT JOIN connections c "
+			 "ON c.status = s GROUP BY s ORDER BY s",
+	    0, NULL);
+	for (i = 0; res != NULL && i < PQntuples(res); i++)
+		buf_appendf(out, "finxd_connections{status=\"%s\"} %s\n",
+		    PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+	PQclear(res);
+	db_release(c);
+}
+
 static enum MHD_Result
 h_metrics(struct req *r)
 {
@@ -198,6 +246,7 @@ h_metrics(struct req *r)
 
 	buf_init(&b, 16 * 1024 * 1024);
 	metrics_render(&b);
+	render_gauges(&b);
 	resp = MHD_create_response_from_buffer(b.len, b.data,
 	    MHD_RESPMEM_MUST_COPY);
 	buf_free(&b);

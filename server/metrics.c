@@ -11,11 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <libpq-fe.h>
-
-#include "db.h"
-#include "http.h"
-#include "rescue.h"
 
 #define MAX_SERIES 512
 static const double buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -191,59 +186,12 @@ render_family(struct buf *out, const struct family *f)
 	}
 }
 
-static void
-render_gauges(struct buf *out)
+void
+metrics_gauge(struct buf *out, const char *name, const char *help,
+    const char *type, long value)
 {
-	long in_use, total, waits, timeouts;
-	PGconn *c;
-	PGresult *r;
-	int i;
-
-	db_stats(&in_use, &total, &waits, &timeouts);
-	buf_appendf(out, "# HELP finxd_db_pool_in_use Pooled PostgreSQL "
-			 "connections in use.\n# TYPE finxd_db_pool_in_use "
-			 "gauge\nfinxd_db_pool_in_use %ld\n",
-	    in_use);
-	buf_appendf(out, "# HELP finxd_db_pool_open Open pooled PostgreSQL "
-			 "connections.\n# TYPE finxd_db_pool_open gauge\n"
-			 "finxd_db_pool_open %ld\n",
-	    total);
-	buf_appendf(out, "# HELP finxd_db_pool_waits_total Waits for a pooled "
-			 "connection.\n# TYPE finxd_db_pool_waits_total "
-			 "counter\nfinxd_db_pool_waits_total %ld\n",
-	    waits);
-	buf_appendf(out, "# HELP finxd_db_pool_timeouts_total Waits that timed "
-			 "out.\n# TYPE finxd_db_pool_timeouts_total counter\n"
-			 "finxd_db_pool_timeouts_total %ld\n",
-	    timeouts);
-	buf_appendf(out, "# HELP finxd_http_active_requests Requests being "
-			 "served.\n# TYPE finxd_http_active_requests gauge\n"
-			 "finxd_http_active_requests %ld\n",
-	    http_active());
-	buf_appendf(out, "# HELP finxd_rescue_pending Rotated tokens finX "
-			 "issued that PostgreSQL has not stored yet (this "
-			 "process; kept in the rescue journal).\n"
-			 "# TYPE finxd_rescue_pending gauge\n"
-			 "finxd_rescue_pending %d\n",
-	    rescue_pending());
-	buf_appendf(out, "# HELP finxd_build_info Build information.\n"
-			 "# TYPE finxd_build_info gauge\n"
-			 "finxd_build_info{version=\"%s\"} 1\n",
-	    FINXD_VERSION);
-	buf_append_str(out, "# HELP finxd_connections Connections by status "
-			    "(whole database).\n# TYPE finxd_connections "
-			    "gauge\n");
-	if ((c = db_acquire()) == NULL)
-		return;
-	r = db_exec(c, "SELECT s, count(c.id) FROM unnest(ARRAY['active',"
-		       "'reauth_required','revoked']) s LEFT JOIN connections c "
-		       "ON c.status = s GROUP BY s ORDER BY s",
-	    0, NULL);
-	for (i = 0; r != NULL && i < PQntuples(r); i++)
-		buf_appendf(out, "finxd_connections{status=\"%s\"} %s\n",
-		    PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
-	PQclear(r);
-	db_release(c);
+	buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n%s %ld\n", name, help,
+	    name, type, name, value);
 }
 
 void
@@ -255,5 +203,4 @@ metrics_render(struct buf *out)
 	for (i = 0; i < sizeof(families) / sizeof(families[0]); i++)
 		render_family(out, &families[i]);
 	pthread_mutex_unlock(&reg.mu);
-	render_gauges(out);
 }

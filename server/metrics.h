@@ -18,7 +18,10 @@ void metrics_finx(const char *endpoint, const char *outcome, int64_t ms);
 /* Count one refresh outcome. */
 void metrics_refresh(const char *outcome);
 
-/* Render everything (plus live gauges) in text format 0.0.4. */
+/* Render the counters and histograms in text format 0.0.4. */
 void metrics_render(struct buf *out);
+/* Append one live gauge or counter (type "gauge" or "counter"). */
+void metrics_gauge(struct buf *out, const char *name, const char *help,
+    const char *type, long value);
 
 #endif
