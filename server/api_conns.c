@@ -144,6 +144,10 @@ refresh_error(struct req *r, enum refresh_outcome o, const char *msg)
 		    "decrypt_failed", "the stored token cannot be decrypted "
 				      "with the configured keys "
 				      "(FINXD_TOKEN_KEYS)");
+	case RF_BUSY:
+		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+		    "refresh_in_progress", "a refresh of this connection is "
+					   "still in progress; try again");
 	case RF_REJECTED:
 		return http_error(r, MHD_HTTP_BAD_GATEWAY, "finx_error",
 		    "finX refused the refresh: %s", msg ? msg : "no detail");
@@ -253,8 +257,9 @@ h_conn_delete(struct req *r)
 		    "no such connection");
 	if ((c = api_db(r, &ret)) == NULL)
 		return ret;
-	/* The row lock waits for a running refresh, so the newest tokens
-	 * are the ones revoked. */
+	/* The stored tokens are revoked; a refresh still in flight finds
+	 * the connection revoked and sends its rotation to revocation too
+	 * (REFRESH.md, "Storing a rotation"). */
 	ok = db_cmd(c, "BEGIN", 0, NULL);
 	res = ok ? db_exec(c,
 		       "SELECT refresh_token, access_token, status FROM "

@@ -69,7 +69,8 @@ db_init(const struct config *cfg)
 	pool.bulk = xcalloc((size_t)pool.size, sizeof(PGconn *));
 	pool.reserve = pool.size >= 4 ? pool.size / 4 : pool.size >= 2 ? 1 : 0;
 	pool.conninfo = xstrdup(cfg->database_url);
-	/* A statement may wait on a row lock held across one finX call. */
+	/* A pull still holds its pulls row across its finX calls, and a
+	 * reauth may wait for it (REFRESH.md, "Deletion and reauth"). */
 	pool.options = xasprintf("-c statement_timeout=%ld "
 				 "-c idle_in_transaction_session_timeout=%ld",
 	    cfg->finx_timeout_ms + 15000, cfg->finx_timeout_ms + 30000);
@@ -102,11 +103,18 @@ static PGconn *
 connect_with(const char *conninfo, const char *options, char **err)
 {
 	/* Keywords before dbname are defaults the operator's string may
-	 * override; expand_dbname=1 parses it as a full connection string. */
+	 * override; expand_dbname=1 parses it as a full connection string.
+	 * TCP keepalives and tcp_user_timeout: a server that vanished
+	 * without a reset (a failover, a dead host) fails a statement in
+	 * seconds instead of the kernel's quarter of an hour, so a
+	 * heartbeat goes stale only when its process really is cut off. */
 	const char *const kw[] = { "connect_timeout", "application_name",
-		"options", "dbname", NULL };
-	const char *const vals[] = { "5", "finxd", options,
-		conninfo && *conninfo ? conninfo : NULL, NULL };
+		"keepalives", "keepalives_idle", "keepalives_interval",
+		"keepalives_count", "tcp_user_timeout", "options", "dbname",
+		NULL };
+	const char *const vals[] = { "5", "finxd", "1", "10", "3", "3",
+		"10000", options, conninfo && *conninfo ? conninfo : NULL,
+		NULL };
 	PGconn *c = PQconnectdbParams(kw, vals, 1);
 
 	if (c == NULL || PQstatus(c) != CONNECTION_OK) {

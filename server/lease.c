@@ -3,11 +3,14 @@
  */
 #include "lease.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -34,15 +37,58 @@ static struct {
 	pthread_cond_t cv;
 	/* in flight */
 	char **ids;
+	int *holds;
 	size_t n, cap;
 } ls = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+/*
+ * The process id survives restarts on one state directory: a process
+ * that was stopped with rotations pending comes back as the holder of
+ * its own leases (peers see its heartbeat again at once, and its own
+ * expired leases are its to take), instead of a stranger whose leases
+ * look abandoned.  Without a state directory every start is a new id.
+ */
+static char *
+persisted_id(const char *dir)
+{
+	char *path = xasprintf("%s/process-id", dir), *tmp, buf[64] = "";
+	char *id = NULL;
+	FILE *f = fopen(path, "r");
+
+	if (f != NULL) {
+		if (fgets(buf, sizeof(buf), f) != NULL) {
+			buf[strcspn(buf, "\n")] = '\0';
+			if (uuid_valid(buf))
+				id = xstrdup(buf);
+		}
+		fclose(f);
+	}
+	if (id == NULL) {
+		bool ok;
+
+		id = uuid_new();
+		tmp = xasprintf("%s.tmp", path);
+		f = fopen(tmp, "w");
+		ok = f != NULL && fprintf(f, "%s\n", id) > 0 && fflush(f) == 0 &&
+		    fsync(fileno(f)) == 0;
+		if (f != NULL && fclose(f) != 0)
+			ok = false;
+		if (!ok || rename(tmp, path) != 0)
+			log_kv(LOG_WARN, "cannot keep the process id in "
+					 "FINXD_STATE_DIR; a new one each start",
+			    "error", strerror(errno), NULL);
+		free(tmp);
+	}
+	free(path);
+	return id;
+}
 
 void
 lease_init(const struct config *cfg)
 {
 	ls.cfg = cfg;
 	free(ls.id);
-	ls.id = uuid_new();
+	ls.id = cfg->state_dir ? persisted_id(cfg->state_dir) : uuid_new();
 	/* The finX call's own bound, its store, and slack for a slow
 	 * database: a holder that is alive is never overtaken. */
 	ls.lease_s = (int)(cfg->finx_timeout_ms / 1000) + LEASE_STALE_S;
@@ -79,7 +125,10 @@ beat(PGconn *c)
 	return db_cmd(c,
 	    "INSERT INTO finxd_processes (id, host, pid, version) VALUES "
 	    "($1, $2, $3::int, $4) ON CONFLICT (id) DO UPDATE SET "
-	    "heartbeat_at = now()",
+	    "live_since = CASE WHEN finxd_processes.heartbeat_at < now() - "
+	    "interval '5 s' THEN now() ELSE finxd_processes.live_since END, "
+	    "heartbeat_at = now(), pid = EXCLUDED.pid, version = "
+	    "EXCLUDED.version",
 	    4, (const char *[]){ ls.id, host, pid, FINXD_VERSION });
 }
 
@@ -159,41 +208,73 @@ lease_heartbeat_stop(bool forget)
 	}
 }
 
-/* The in-flight set: small (at most the workers plus on-demand refreshes
- * running at once), so a plain array. */
+/*
+ * The in-flight set: small (at most the workers plus on-demand refreshes
+ * running at once, plus rotations the rescue holds), so a plain array.
+ * Each id counts its holds: a refresher holds it alone (add), the rescue
+ * may hold one id twice (a journal with two rotations of it).
+ */
+static ssize_t
+find(const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < ls.n; i++)
+		if (strcasecmp(ls.ids[i], id) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+static void
+hold(const char *id)
+{
+	ssize_t i = find(id);
+
+	if (i >= 0) {
+		ls.holds[i]++;
+		return;
+	}
+	if (ls.n == ls.cap) {
+		ls.cap = ls.cap ? ls.cap * 2 : 16;
+		ls.ids = xrealloc(ls.ids, ls.cap * sizeof(char *));
+		ls.holds = xrealloc(ls.holds, ls.cap * sizeof(int));
+	}
+	ls.ids[ls.n] = xstrdup(id);
+	ls.holds[ls.n++] = 1;
+}
 
 bool
 lease_inflight_add(const char *id)
 {
-	size_t i;
+	bool added;
 
 	pthread_mutex_lock(&ls.mu);
-	for (i = 0; i < ls.n; i++)
-		if (strcmp(ls.ids[i], id) == 0) {
-			pthread_mutex_unlock(&ls.mu);
-			return false;
-		}
-	if (ls.n == ls.cap) {
-		ls.cap = ls.cap ? ls.cap * 2 : 16;
-		ls.ids = xrealloc(ls.ids, ls.cap * sizeof(char *));
-	}
-	ls.ids[ls.n++] = xstrdup(id);
+	added = find(id) < 0;
+	if (added)
+		hold(id);
 	pthread_mutex_unlock(&ls.mu);
-	return true;
+	return added;
+}
+
+void
+lease_inflight_hold(const char *id)
+{
+	pthread_mutex_lock(&ls.mu);
+	hold(id);
+	pthread_mutex_unlock(&ls.mu);
 }
 
 void
 lease_inflight_del(const char *id)
 {
-	size_t i;
+	ssize_t i;
 
 	pthread_mutex_lock(&ls.mu);
-	for (i = 0; i < ls.n; i++)
-		if (strcmp(ls.ids[i], id) == 0) {
-			free(ls.ids[i]);
-			ls.ids[i] = ls.ids[--ls.n];
-			break;
-		}
+	if ((i = find(id)) >= 0 && --ls.holds[i] == 0) {
+		free(ls.ids[i]);
+		ls.ids[i] = ls.ids[--ls.n];
+		ls.holds[i] = ls.holds[ls.n];
+	}
 	pthread_mutex_unlock(&ls.mu);
 }
 
@@ -203,7 +284,8 @@ lease_inflight_literal(void)
 	struct buf b;
 	size_t i;
 
-	buf_init(&b, 1u << 20);
+	/* 37 bytes an id: room for far more than can be in flight. */
+	buf_init(&b, 64u << 20);
 	buf_append_str(&b, "{");
 	pthread_mutex_lock(&ls.mu);
 	for (i = 0; i < ls.n; i++) {

@@ -21,7 +21,8 @@ struct config;
 #define LEASE_STALE_S 15
 #define LEASE_HEARTBEAT_MS 2000
 
-/* A fresh process id (a UUID) and the lease length from cfg. */
+/* This process's id (a UUID: kept in FINXD_STATE_DIR across restarts
+ * when there is one) and the lease length from cfg. */
 void lease_init(const struct config *cfg);
 const char *lease_process_id(void);
 /* Seconds a lease lasts: longer than any finX call plus its store. */
@@ -45,6 +46,8 @@ bool lease_may_take_over(void);
  * add returns false when id was already there (another thread has it).
  */
 bool lease_inflight_add(const char *id);
+/* The rescue's hold on a rotation it loaded: counted, never refused. */
+void lease_inflight_hold(const char *id);
 void lease_inflight_del(const char *id);
 /* The set as a PostgreSQL uuid[] literal, "{a,b}" (caller frees). */
 char *lease_inflight_literal(void);

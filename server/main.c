@@ -267,10 +267,10 @@ cmd_serve(struct config *cfg)
 	 * Listen first: /healthz answers 200 and /readyz 503 (with the
 	 * reason) while the database is unreachable or its schema is not
 	 * one to serve, so a supervisor sees a live process that is not
-	 * ready, not one that exits at once and is given up on.  Nothing
-	 * touches the database before wait_servable says so: there is no
-	 * pool (requests needing it answer 503), no cache listener and no
-	 * refresher until then.
+	 * ready, not one that exits at once and is given up on.  Before
+	 * wait_servable says so there is no pool (requests needing it
+	 * answer 503), no cache listener, no refresher and no rescue; only
+	 * the heartbeat, which says this process is alive.
 	 */
 	/* Before any request: this process's lease identity, and rotations
 	 * an earlier run left in the rescue journal (stored as soon as the

@@ -1,12 +1,14 @@
 /*
- * Token refresh: on demand (refresh_now) and in the background
- * (refresher_start).  Each background worker owns one PostgreSQL
- * connection and claims due connections one at a time with
- * FOR NO KEY UPDATE SKIP LOCKED, so workers of all processes spread the work
- * without any coordination besides PostgreSQL's row locks.
+ * Token refresh: on demand (refresh_now, refresh_access_token) and in the
+ * background (refresher_start).  Each background worker owns one
+ * PostgreSQL connection and claims due connections one at a time by
+ * committing a lease on them (SKIP LOCKED), so workers of all processes
+ * spread the work with PostgreSQL as the only coordinator.  See
+ * server/REFRESH.md.
  */
 #include "refresh.h"
 
+#include <ctype.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -30,7 +32,7 @@
 
 static const char *const outcome_names[] = { "ok", "not_due", "transient",
 	"rejected", "invalid_grant", "inactive", "not_found", "db_error",
-	"decrypt_failed" };
+	"decrypt_failed", "busy" };
 
 const char *
 refresh_outcome_name(enum refresh_outcome o)
@@ -94,9 +96,18 @@ rollback(PGconn *c)
 #define LEASE_FREE                                                         \
 	"NOT k.id = ANY($3::uuid[]) AND (k.lease_holder IS NULL OR "        \
 	"(k.lease_until < now() AND (k.lease_holder = $1::uuid OR "         \
-	"($4::bool AND NOT EXISTS (SELECT 1 FROM finxd_processes p WHERE "  \
-	"p.id = k.lease_holder AND p.heartbeat_at > now() - "               \
-	"make_interval(secs => $5::int))))))"
+	"($4::bool AND " LEASE_TAKER_LIVE " AND NOT EXISTS (SELECT 1 FROM " \
+	"finxd_processes p WHERE p.id = k.lease_holder AND "                \
+	"p.heartbeat_at > now() - make_interval(secs => $5::int))))))"
+/*
+ * The taker's own heartbeat, as PostgreSQL sees it when the statement
+ * runs (not when the process decided to send it): fresh, and unbroken
+ * for longer than the stale bound.
+ */
+#define LEASE_TAKER_LIVE                                                   \
+	"EXISTS (SELECT 1 FROM finxd_processes me WHERE me.id = $1::uuid "  \
+	"AND me.heartbeat_at > now() - interval '5 s' AND me.live_since < " \
+	"now() - make_interval(secs => $5::int))"
 /* Committing a lease moves the due time past its deadline. */
 #define LEASE_SET                                                          \
 	"UPDATE connections c SET lease_holder = $1::uuid, lease_until = "  \
@@ -107,7 +118,26 @@ rollback(PGconn *c)
 	"RETURNING c.id, c.refresh_token, c.token_generation, o.prev, "     \
 	"c.consecutive_failures, c.last_handout_at > now() - "              \
 	"make_interval(secs => coalesce(c.access_lifetime_s, 300)), "       \
-	"extract(epoch FROM c.refresh_expires_at - now())::bigint"
+	"extract(epoch FROM c.refresh_expires_at - now())::bigint, "        \
+	"c.connected_at::text"
+
+/*
+ * A connection id as finxd uses it everywhere: lower case.  PostgreSQL
+ * matches uuids in any case, but the in-flight set, the sealing context
+ * and the logs compare text (LESSONS.md 14).
+ */
+#define UUID_LEN 36
+static bool
+id_lower(const char *in, char out[UUID_LEN + 1])
+{
+	size_t i;
+
+	if (in == NULL || !uuid_valid(in) || strlen(in) != UUID_LEN)
+		return false;
+	for (i = 0; i <= UUID_LEN; i++)
+		out[i] = (char)tolower((unsigned char)in[i]);
+	return true;
+}
 
 /* A lease this process holds on one connection. */
 struct lease {
@@ -117,6 +147,7 @@ struct lease {
 	int failures; /* consecutive failures before this attempt */
 	bool hot;     /* handed out within the last access lifetime */
 	long refresh_left;
+	char *grant;  /* connected_at: which grant the token belongs to */
 };
 
 static void
@@ -124,6 +155,7 @@ lease_free(struct lease *l)
 {
 	free(l->id);
 	free(l->sealed);
+	free(l->grant);
 	memset(l, 0, sizeof(*l));
 }
 
@@ -139,6 +171,7 @@ lease_read(const PGresult *r, struct lease *l)
 	l->failures = (int)db_long(r, 0, 4, 0);
 	l->hot = db_val(r, 0, 5) != NULL && strcmp(PQgetvalue(r, 0, 5), "t") == 0;
 	l->refresh_left = db_long(r, 0, 6, 0);
+	l->grant = db_val(r, 0, 7) ? xstrdup(PQgetvalue(r, 0, 7)) : NULL;
 	if (prev != NULL && strcmp(prev, lease_process_id()) != 0)
 		log_kv(LOG_WARN, "took over the refresh lease of a process that "
 				 "is gone",
@@ -241,16 +274,16 @@ lease_fail(PGconn *c, const struct lease *l, const char *msg, long retry_after)
  * the generation refused is condemned (LESSONS.md failure 5): a store
  * that landed meanwhile means the refusal concerned a token nobody needs.
  */
-static bool
+static int
 lease_condemn(PGconn *c, const struct lease *l, const char *why)
 {
 	char g[24];
 	PGresult *r;
-	bool done;
+	int done;
 
 	snprintf(g, sizeof(g), "%ld", l->gen);
 	if (c == NULL)
-		return false;
+		return -1;
 	r = db_exec(c,
 	    "WITH u AS (UPDATE connections SET status = 'reauth_required', "
 	    "status_reason = $3, last_error = $3, lease_holder = NULL, "
@@ -260,7 +293,7 @@ lease_condemn(PGconn *c, const struct lease *l, const char *why)
 	    "connection_id, detail) SELECT 'refresh', 'reauth_required', id, "
 	    "$3 FROM u",
 	    3, (const char *[]){ l->id, g, why });
-	done = r != NULL && strcmp(PQcmdTuples(r), "1") == 0;
+	done = r == NULL ? -1 : strcmp(PQcmdTuples(r), "1") == 0;
 	PQclear(r);
 	return done;
 }
@@ -302,14 +335,17 @@ refresh_leased(PGconn *own, struct lease *l, char **msg)
 
 		free_secret(plain);
 		c = conn_get(own);
-		res = rescue_store(c, l->id, l->gen, &t, due);
+		res = rescue_store(c, l->id, l->grant, l->gen, &t, due);
 		conn_put(own, c);
-		o = res == TOK_STORED ? RF_OK
-		    : res == TOK_REVOKED ? RF_NOT_DUE
+		o = res == TOK_STORED  ? RF_OK
+		    : res == TOK_GONE  ? RF_NOT_FOUND
+		    : res == TOK_REVOKED ? RF_INACTIVE
 					 : RF_DB_ERROR;
 		metrics_refresh(refresh_outcome_name(o));
-		log_kv(LOG_INFO, "refreshed", "connection_id", l->id, "outcome",
-		    refresh_outcome_name(o), NULL);
+		log_kv(o == RF_OK ? LOG_INFO : LOG_WARN,
+		    o == RF_OK ? "refreshed" : "refreshed, not stored",
+		    "connection_id", l->id, "outcome", refresh_outcome_name(o),
+		    NULL);
 		return o;
 	}
 	free_secret(plain);
@@ -318,7 +354,16 @@ refresh_leased(PGconn *own, struct lease *l, char **msg)
 		char *why = xasprintf("invalid_grant: %s",
 		    err.message ? err.message : "refused by finX");
 
-		o = lease_condemn(c, l, why) ? RF_INVALID_GRANT : RF_NOT_DUE;
+		switch (lease_condemn(c, l, why)) {
+		case 1:
+			o = RF_INVALID_GRANT;
+			break;
+		case 0: /* renewed or refreshed meanwhile */
+			o = RF_NOT_DUE;
+			break;
+		default:
+			o = RF_DB_ERROR;
+		}
 		free(why);
 	} else {
 		lease_fail(c, l, err.message ? err.message : "finX error",
@@ -341,6 +386,7 @@ struct conn_state {
 	long gen;
 	double access_left; /* seconds; negative: expired or none */
 	long lifetime;
+	bool backing_off;   /* a failed refresh's backoff still runs */
 };
 
 /*
@@ -353,7 +399,8 @@ state_read(PGconn *c, const char *id, struct conn_state *st, char **msg)
 	PGresult *r = db_exec_prepared(c, "rf_state",
 	    "SELECT status, status_reason, refresh_token IS NOT NULL, "
 	    "token_generation, coalesce(extract(epoch FROM access_expires_at - "
-	    "now()), -1), coalesce(access_lifetime_s, 300) FROM connections "
+	    "now()), -1), coalesce(access_lifetime_s, 300), "
+	    "coalesce(next_attempt_at > now(), false) FROM connections "
 	    "WHERE id = $1",
 	    1, (const char *[]){ id });
 	enum refresh_outcome o = RF_OK;
@@ -374,6 +421,7 @@ state_read(PGconn *c, const char *id, struct conn_state *st, char **msg)
 		st->gen = db_long(r, 0, 3, 0);
 		st->access_left = strtod(PQgetvalue(r, 0, 4), NULL);
 		st->lifetime = db_long(r, 0, 5, 300);
+		st->backing_off = strcmp(PQgetvalue(r, 0, 6), "t") == 0;
 	}
 	PQclear(r);
 	return o;
@@ -387,12 +435,16 @@ needs_refresh(const struct conn_state *st)
 }
 
 enum refresh_outcome
-refresh_now(const char *id, bool force, char **msg)
+refresh_now(const char *raw_id, bool force, char **msg)
 {
 	/* A holder's finX call ends within its timeout; wait that long. */
 	int64_t deadline = mono_ms() + bg.cfg->finx_timeout_ms + 2000;
 	struct conn_state st;
 	long gen0 = -1;
+	char id[UUID_LEN + 1];
+
+	if (!id_lower(raw_id, id))
+		return RF_NOT_FOUND;
 
 	for (;;) {
 		enum refresh_outcome o;
@@ -412,6 +464,15 @@ refresh_now(const char *id, bool force, char **msg)
 				db_release(c);
 				return RF_NOT_DUE;
 			}
+			/* Readers do not hammer finX through a failure's
+			 * backoff (LESSONS.md failure 7); an admin may. */
+			if (!force && st.backing_off) {
+				db_release(c);
+				if (msg != NULL && *msg == NULL)
+					*msg = xstrdup("the last refresh failed; "
+						       "retrying after its backoff");
+				return RF_TRANSIENT;
+			}
 		} else if (st.gen != gen0) {
 			/* Refreshed by the holder we waited for. */
 			db_release(c);
@@ -430,12 +491,8 @@ refresh_now(const char *id, bool force, char **msg)
 		}
 		if (got < 0)
 			return RF_DB_ERROR;
-		if (mono_ms() > deadline) {
-			if (msg != NULL && *msg == NULL)
-				*msg = xstrdup("a refresh of this connection is "
-					       "still in progress");
-			return RF_TRANSIENT;
-		}
+		if (mono_ms() > deadline)
+			return RF_BUSY;
 		usleep(100 * 1000);
 	}
 }
@@ -534,19 +591,23 @@ token_read(const char *id, unsigned flags, bool check_need,
 }
 
 char *
-refresh_access_token(const char *id, unsigned flags, enum refresh_outcome *o,
-    char **expires_at, char **msg)
+refresh_access_token(const char *raw_id, unsigned flags,
+    enum refresh_outcome *o, char **expires_at, char **msg)
 {
 	enum refresh_outcome ro;
-	char *plain;
+	char *plain, id[UUID_LEN + 1];
 	bool need;
 
+	if (!id_lower(raw_id, id)) {
+		*o = RF_NOT_FOUND;
+		return NULL;
+	}
 	plain = token_read(id, flags, true, o, expires_at, msg, &need);
 	if (plain != NULL || !need)
 		return plain;
 	ro = refresh_now(id, (flags & RT_FORCE) != 0, msg);
 	if (ro != RF_OK && ro != RF_NOT_DUE && ro != RF_TRANSIENT &&
-	    ro != RF_REJECTED && ro != RF_DECRYPT) {
+	    ro != RF_REJECTED && ro != RF_DECRYPT && ro != RF_BUSY) {
 		*o = ro;
 		return NULL;
 	}
@@ -568,6 +629,41 @@ const char refresh_claim_sql[] =
     " ORDER BY k.next_due_at LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED) o "
     "WHERE c.id = o.id " LEASE_RETURNING;
 
+/*
+ * The claim committed a lease before this thread held the id in the
+ * in-flight set.  Another thread of this process may be looking at the
+ * same connection (an on-demand refresh finds the lease taken and lets
+ * go at once), or, had the claim waited long in a queue, may still be
+ * storing a rotation of it: then the row no longer holds the lease as
+ * claimed, and presenting its old token would supersede that rotation.
+ * So: take the id (briefly waiting), then check the lease still stands.
+ */
+static bool
+lease_hold(PGconn *c, const struct lease *l)
+{
+	int64_t end = mono_ms() + 2000;
+	char g[24];
+	PGresult *r;
+	bool mine;
+
+	while (!lease_inflight_add(l->id)) {
+		if (mono_ms() > end)
+			return false; /* it runs out; the row stays due */
+		usleep(10 * 1000);
+	}
+	snprintf(g, sizeof(g), "%ld", l->gen);
+	r = db_exec_prepared(c, "rf_hold",
+	    "SELECT 1 FROM connections WHERE id = $1 AND lease_holder = "
+	    "$2::uuid AND lease_generation = $3::bigint AND token_generation "
+	    "= $3::bigint AND lease_until > now()",
+	    3, (const char *[]){ l->id, lease_process_id(), g });
+	mine = r != NULL && PQntuples(r) == 1;
+	PQclear(r);
+	if (!mine)
+		lease_inflight_del(l->id);
+	return mine;
+}
+
 /* Claim and refresh one due connection; false when none was due. */
 static bool
 refresh_one(PGconn *c)
@@ -586,11 +682,8 @@ refresh_one(PGconn *c)
 	}
 	lease_read(r, &l);
 	PQclear(r);
-	/* An on-demand refresh of this process may be looking at the same
-	 * connection this instant; it finds the lease taken and lets go. */
-	while (!lease_inflight_add(l.id))
-		usleep(10 * 1000);
-	refresh_leased(c, &l, NULL);
+	if (lease_hold(c, &l))
+		refresh_leased(c, &l, NULL);
 	lease_free(&l);
 	return true;
 }
@@ -773,11 +866,12 @@ refresh_init(const struct config *cfg)
 {
 	bg.cfg = cfg;
 	srandom((unsigned)(mono_ms() ^ getpid()));
-	lease_init(cfg);
+	/* The journal first: it holds the state directory (and so the
+	 * process id kept there) for this process alone. */
 	if (!rescue_init(cfg))
 		return false;
+	lease_init(cfg);
 	lease_heartbeat_start();
-	rescue_start();
 	bg.init = true;
 	return true;
 }
@@ -792,6 +886,9 @@ refresher_start(const struct config *cfg)
 	bg.max_pulls = bg.n >= 4 ? bg.n / 4 : 1;
 	bg.threads = xcalloc((size_t)bg.n, sizeof(pthread_t));
 	atomic_store(&bg.stop, false);
+	/* Only now that the schema is known to be servable does the rescue
+	 * write what the journal holds. */
+	rescue_start();
 	for (i = 0; i < bg.n; i++)
 		if (pthread_create(&bg.threads[i], NULL, worker, NULL) != 0)
 			abort();
@@ -815,8 +912,10 @@ refresher_stop(void)
 	if (!bg.init)
 		return;
 	/* Rotations finX issued and PostgreSQL has not taken yet: wait for
-	 * PostgreSQL up to the drain bound, then leave them in the journal. */
+	 * PostgreSQL up to the drain bound, then leave them in the journal.
+	 * With some left, the process's row stays: the next start on this
+	 * state directory comes back under the same id. */
 	rescue_stop(bg.cfg->drain_timeout_s);
-	lease_heartbeat_stop(rescue_pending() == 0);
+	lease_heartbeat_stop(!rescue_left_in_journal());
 	bg.init = false;
 }

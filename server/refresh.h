@@ -26,13 +26,16 @@ enum refresh_outcome {
 	RF_NOT_FOUND,
 	RF_DB_ERROR,
 	RF_DECRYPT,       /* a stored token does not open with our keys */
+	RF_BUSY,          /* another holder's refresh is still running */
 };
 const char *refresh_outcome_name(enum refresh_outcome o);
 
 /*
- * Refresh connection id now: waits for the row lock, re-reads the row,
- * and refreshes when force is set or the token is due.  *msg (may be
- * NULL) receives a safe error text.
+ * Refresh connection id now: when force is set, or its access token is
+ * too close to expiry and no failure's backoff runs.  Waits (bounded)
+ * while another holder's lease stands: RF_NOT_DUE when that holder
+ * refreshed meanwhile, RF_BUSY when it did not finish in time.  *msg
+ * (may be NULL) receives a safe error text.
  */
 enum refresh_outcome refresh_now(const char *id, bool force, char **msg);
 

@@ -41,6 +41,7 @@
 struct entry {
 	struct entry *next;
 	char *id;
+	char *grant; /* connections.connected_at of the grant, or NULL */
 	long gen;
 	long due_s;
 	struct finx_tokens t;
@@ -54,6 +55,7 @@ static struct {
 	struct entry *head;
 	atomic_int pending;
 	atomic_bool tried_on_db; /* the last try had a working connection */
+	int left;                /* still pending when rescue_stop ended */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	pthread_t thread;
@@ -66,6 +68,7 @@ static void
 entry_free(struct entry *e)
 {
 	free(e->id);
+	free(e->grant);
 	finx_tokens_free(&e->t);
 	free(e->path);
 	free(e);
@@ -120,12 +123,16 @@ journal_write(struct entry *e)
 	char *path = xasprintf("%s/rescue-%s-%ld.json", rs.dir, e->id, e->gen);
 	char *tmp = xasprintf("%s.tmp", path);
 	const char *text;
-	int fd;
+	int fd, err;
 	bool ok;
 
+	errno = 0;
 	json_object_object_add(o, "v", json_object_new_int(1));
 	json_object_object_add(o, "connection_id", json_object_new_string(e->id));
 	json_object_object_add(o, "generation", json_object_new_int64(e->gen));
+	if (e->grant != NULL)
+		json_object_object_add(o, "grant",
+		    json_object_new_string(e->grant));
 	json_object_object_add(o, "due_s", json_object_new_int64(e->due_s));
 	json_object_object_add(o, "sent_ms", json_object_new_int64(e->t.sent_ms));
 	json_object_object_add(o, "expires_in",
@@ -141,6 +148,7 @@ journal_write(struct entry *e)
 	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	ok = fd >= 0 && write_all(fd, text, strlen(text)) && fsync(fd) == 0;
+	err = errno;
 	if (fd >= 0 && close(fd) != 0)
 		ok = false;
 	ok = ok && rename(tmp, path) == 0 && fsync_dir();
@@ -148,9 +156,11 @@ journal_write(struct entry *e)
 		e->path = path;
 		path = NULL;
 	} else {
+		if (err == 0)
+			err = errno;
 		log_kv(LOG_ERROR, "rescue journal not written; the rotated "
 				  "tokens are kept in memory only",
-		    "connection_id", e->id, "error", strerror(errno), NULL);
+		    "connection_id", e->id, "error", strerror(err), NULL);
 		unlink(tmp);
 	}
 	json_object_put(o);
@@ -201,6 +211,10 @@ journal_parse(const char *path, const char *text)
 	e = xcalloc(1, sizeof(*e));
 	e->id = xstrdup(id);
 	e->gen = jlong(o, "generation", -1);
+	v = json_object_object_get(o, "grant");
+	e->grant = json_object_is_type(v, json_type_string)
+	    ? xstrdup(json_object_get_string(v))
+	    : NULL;
 	e->due_s = jlong(o, "due_s", 0);
 	e->t.sent_ms = jlong(o, "sent_ms", 0);
 	e->t.expires_in = jlong(o, "expires_in", -1);
@@ -254,6 +268,16 @@ push(struct entry *e)
 	pthread_mutex_unlock(&rs.mu);
 }
 
+static void
+load_entry(struct entry *e, int *loaded)
+{
+	lease_inflight_hold(e->id);
+	atomic_store(&rs.tried_on_db, false);
+	atomic_fetch_add(&rs.pending, 1);
+	push(e);
+	(*loaded)++;
+}
+
 /* Load what an earlier process left: each rotation becomes pending. */
 static void
 journal_load(void)
@@ -272,9 +296,23 @@ journal_load(void)
 		if (strncmp(de->d_name, "rescue-", 7) != 0)
 			continue;
 		path = xasprintf("%s/%s", rs.dir, de->d_name);
-		if (n > 4 && strcmp(de->d_name + n - 4, ".tmp") == 0) {
-			/* Never renamed: its store was never tried. */
-			unlink(path);
+		if (n > 9 && strcmp(de->d_name + n - 9, ".json.tmp") == 0) {
+			/* Never renamed, so its store was never tried: the
+			 * only copy when it is complete (fsynced before the
+			 * crash), rubbish when it is not. */
+			char *final = xstrndup(path, strlen(path) - 4);
+
+			text = slurp(path);
+			e = text ? journal_parse(final, text) : NULL;
+			free_secret(text);
+			if (e != NULL && rename(path, final) == 0 && fsync_dir())
+				load_entry(e, &loaded);
+			else {
+				if (e != NULL)
+					entry_free(e);
+				unlink(path);
+			}
+			free(final);
 			free(path);
 			continue;
 		}
@@ -295,13 +333,8 @@ journal_load(void)
 			    "file", bad, NULL);
 			rename(path, bad);
 			free(bad);
-		} else {
-			lease_inflight_add(e->id);
-			atomic_store(&rs.tried_on_db, false);
-			atomic_fetch_add(&rs.pending, 1);
-			push(e);
-			loaded++;
-		}
+		} else
+			load_entry(e, &loaded);
 		free(path);
 	}
 	closedir(d);
@@ -356,20 +389,28 @@ settle(struct entry *e, enum tokens_cas res)
 				 "flight; the rotated tokens were queued for "
 				 "revocation at finX",
 		    "connection_id", e->id, NULL);
-	if (e->path != NULL)
-		unlink(e->path);
+	else if (res == TOK_GONE)
+		log_kv(LOG_WARN, "the connection no longer exists; its rotated "
+				 "tokens are dropped",
+		    "connection_id", e->id, NULL);
+	/* A file left behind is replayed harmlessly (the same grant past
+	 * its generation is a success), but say so. */
+	if (e->path != NULL && unlink(e->path) != 0)
+		log_kv(LOG_WARN, "rescue journal file not removed", "file",
+		    e->path, "error", strerror(errno), NULL);
 	lease_inflight_del(e->id);
 	entry_free(e);
 }
 
 enum tokens_cas
-rescue_store(PGconn *c, const char *id, long gen, struct finx_tokens *t,
-    long due_s)
+rescue_store(PGconn *c, const char *id, const char *grant, long gen,
+    struct finx_tokens *t, long due_s)
 {
 	struct entry *e = xcalloc(1, sizeof(*e));
 	enum tokens_cas res = TOK_DB_ERROR;
 
 	e->id = xstrdup(id);
+	e->grant = grant ? xstrdup(grant) : NULL;
 	e->gen = gen;
 	e->due_s = due_s;
 	e->t = *t;
@@ -377,7 +418,7 @@ rescue_store(PGconn *c, const char *id, long gen, struct finx_tokens *t,
 	if (rs.dir != NULL)
 		journal_write(e);
 	if (c != NULL)
-		res = tokens_rotate(c, e->id, e->gen, &e->t, e->due_s);
+		res = tokens_rotate(c, e->id, e->grant, e->gen, &e->t, e->due_s);
 	if (res != TOK_DB_ERROR) {
 		settle(e, res);
 		return res;
@@ -395,6 +436,12 @@ int
 rescue_pending(void)
 {
 	return atomic_load(&rs.pending);
+}
+
+bool
+rescue_left_in_journal(void)
+{
+	return rs.left > 0;
 }
 
 bool
@@ -417,7 +464,7 @@ drain(PGconn *c)
 		enum tokens_cas res;
 
 		list = e->next;
-		res = c ? tokens_rotate(c, e->id, e->gen, &e->t, e->due_s)
+		res = c ? tokens_rotate(c, e->id, e->grant, e->gen, &e->t, e->due_s)
 			: TOK_DB_ERROR;
 		if (res == TOK_DB_ERROR) {
 			e->next = keep;
@@ -509,7 +556,7 @@ rescue_stop(long wait_s)
 	int64_t end = mono_ms() + wait_s * 1000;
 	struct entry *e;
 
-	while (rescue_pending() > 0 && mono_ms() < end)
+	while (rs.running && rescue_pending() > 0 && mono_ms() < end)
 		usleep(100 * 1000);
 	if (rs.running) {
 		pthread_mutex_lock(&rs.mu);
@@ -533,6 +580,7 @@ rescue_stop(long wait_s)
 			    "connection_id", e->id, NULL);
 		entry_free(e); /* the file stays */
 		atomic_fetch_sub(&rs.pending, 1);
+		rs.left++;
 	}
 	pthread_mutex_unlock(&rs.mu);
 	if (rs.lock_fd >= 0) {

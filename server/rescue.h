@@ -34,8 +34,8 @@ bool rescue_init(const struct config *cfg);
  * trying, and the id stays in this process's in-flight set until it is
  * stored.
  */
-enum tokens_cas rescue_store(PGconn *c, const char *id, long gen, struct finx_tokens *t,
-    long due_s);
+enum tokens_cas rescue_store(PGconn *c, const char *id, const char *grant,
+    long gen, struct finx_tokens *t, long due_s);
 
 /* Rotations still waiting for PostgreSQL in this process. */
 int rescue_pending(void);
@@ -47,6 +47,9 @@ int rescue_pending(void);
  * retried, but does not stop the workers for good.)
  */
 bool rescue_holds_workers(void);
+
+/* After rescue_stop: whether rotations were left behind. */
+bool rescue_left_in_journal(void);
 
 /* The rescue thread. */
 void rescue_start(void);

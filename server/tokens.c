@@ -191,66 +191,53 @@ tokens_queue_revocation(PGconn *c, const char *conn_id, const char *kind,
 	return ok;
 }
 
-/* True when stored (a sealed column of conn_id) opens to plain. */
-static bool
-holds(const char *conn_id, const char *column, const char *stored,
-    const char *plain)
-{
-	char *aad = crypto_aad("connections", conn_id, column);
-	char *open = stored ? crypto_open(stored, aad, NULL) : NULL;
-	bool same = open != NULL && plain != NULL &&
-	    ct_equal(open, strlen(open), plain, strlen(plain));
-
-	free(aad);
-	free_secret(open);
-	return same;
-}
-
 /*
- * The compare-and-set missed: the row was renewed (reauth), deleted,
- * condemned or refreshed by another holder since the lease was taken.
- * When it already holds these very tokens (a journal replayed twice),
- * that is success; otherwise nobody may ever present them, so they go
- * to finX's revocation, refresh token first.
+ * The compare-and-set missed: the row is no longer at the generation the
+ * lease presented.  Same grant and still active: the rotation landed
+ * already (a journal replayed after a lost commit acknowledgement, or a
+ * crash before its file was removed) and later refreshes went on from it;
+ * revoking it now would revoke the live grant.  Otherwise the connection
+ * was deleted, condemned or renewed by a reauth since the lease was
+ * taken: nobody may ever present these tokens, so they go to finX's
+ * revocation, refresh token first.
  */
 static enum tokens_cas
-rotate_missed(PGconn *c, const char *conn_id, const struct finx_tokens *t)
+rotate_missed(PGconn *c, const char *conn_id, const char *grant,
+    const struct finx_tokens *t)
 {
 	PGresult *r;
-	bool ok, mine;
+	bool ok, same;
 
 	if (!db_cmd(c, "BEGIN", 0, NULL))
 		return TOK_DB_ERROR;
 	r = db_exec(c,
-	    "SELECT refresh_token, access_token, status FROM connections "
-	    "WHERE id = $1 FOR NO KEY UPDATE",
-	    1, (const char *[]){ conn_id });
-	if (r == NULL) {
+	    "SELECT status = 'active' AND ($2::text IS NULL OR "
+	    "connected_at::text = $2) FROM connections WHERE id = $1 FOR NO "
+	    "KEY UPDATE",
+	    2, (const char *[]){ conn_id, grant });
+	if (r == NULL || PQntuples(r) == 0) {
+		bool gone = r != NULL;
+
+		PQclear(r);
 		PQclear(PQexec(c, "ROLLBACK"));
-		return TOK_DB_ERROR;
+		return gone ? TOK_GONE : TOK_DB_ERROR;
 	}
-	mine = PQntuples(r) == 1 &&
-	    strcmp(PQgetvalue(r, 0, 2), "active") == 0 &&
-	    (t->refresh_token != NULL
-		    ? holds(conn_id, "refresh_token", db_val(r, 0, 0),
-			  t->refresh_token)
-		    : holds(conn_id, "access_token", db_val(r, 0, 1),
-			  t->access_token));
-	ok = mine || PQntuples(r) == 0 ||
+	same = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	ok = same ||
 	    ((t->refresh_token == NULL ||
 		 tokens_queue_revocation(c, conn_id, "refresh",
 		     t->refresh_token)) &&
 		tokens_queue_revocation(c, conn_id, "access", t->access_token));
-	PQclear(r);
 	if (!ok || !db_cmd(c, "COMMIT", 0, NULL)) {
 		PQclear(PQexec(c, "ROLLBACK"));
 		return TOK_DB_ERROR;
 	}
-	return mine ? TOK_STORED : TOK_REVOKED;
+	return same ? TOK_STORED : TOK_REVOKED;
 }
 
 enum tokens_cas
-tokens_rotate(PGconn *c, const char *conn_id, long gen,
+tokens_rotate(PGconn *c, const char *conn_id, const char *grant, long gen,
     const struct finx_tokens *t, long due_s)
 {
 	struct token_cols k;
@@ -293,5 +280,5 @@ tokens_rotate(PGconn *c, const char *conn_id, long gen,
 		return TOK_DB_ERROR;
 	n = (int)strtol(PQcmdTuples(r), NULL, 10);
 	PQclear(r);
-	return n == 1 ? TOK_STORED : rotate_missed(c, conn_id, t);
+	return n == 1 ? TOK_STORED : rotate_missed(c, conn_id, grant, t);
 }

@@ -1,9 +1,11 @@
 /*
  * Token storage and lifetimes for connections.  Every write of tokens
- * goes through tokens_store so the rules live in one place: sealed per row
- * and column, a new refresh token replaces the old one in the same
- * statement as the new access token, and an answer without a refresh
- * token keeps the old one (LESSONS.md 3, 9).
+ * goes through tokens_rotate (a refresh) or tokens_store_grant (a new
+ * grant) so the rules live in one place: sealed per row and column, a new
+ * refresh token replaces the old one in the same statement as the new
+ * access token, an answer without a refresh token keeps the old one
+ * (LESSONS.md 3, 9), and a rotation is a compare-and-set on the token
+ * generation.  The refresh policy's arithmetic lives here too.
  */
 #ifndef FINXD_TOKENS_H
 #define FINXD_TOKENS_H
@@ -96,18 +98,22 @@ bool tokens_store_grant(PGconn *c, const char *conn_id,
     const struct finx_tokens *t);
 
 /*
- * Store a rotation obtained with the refresh token of generation gen: a
- * compare-and-set, written only while the row still holds generation gen
- * and is active (server/REFRESH.md, "Storing a rotation").
+ * Store a rotation obtained with the refresh token of generation gen of
+ * the grant that began at grant (connections.connected_at as text; NULL
+ * unknown): a compare-and-set, written only while the row still holds
+ * generation gen and is active (server/REFRESH.md, "Storing a rotation").
  */
 enum tokens_cas {
-	TOK_STORED,   /* written (or found already written: a replay) */
-	TOK_REVOKED,  /* the row changed under it: the rotated tokens were
-			 queued for revocation at finX instead */
+	TOK_STORED,   /* written, or the same grant is already past it: a
+			 replay of a rotation that landed */
+	TOK_REVOKED,  /* the connection was deleted, condemned or renewed
+			 meanwhile: the rotated tokens were queued for
+			 revocation at finX instead */
+	TOK_GONE,     /* the connection row no longer exists */
 	TOK_DB_ERROR, /* nothing known: keep them and try again */
 };
-enum tokens_cas tokens_rotate(PGconn *c, const char *conn_id, long gen,
-    const struct finx_tokens *t, long due_s);
+enum tokens_cas tokens_rotate(PGconn *c, const char *conn_id,
+    const char *grant, long gen, const struct finx_tokens *t, long due_s);
 
 /* Queue one token of connection conn_id for /auth/revoke (kind
  * "refresh" or "access"), sealed for the revocations table. */

@@ -17,3 +17,13 @@ CREATE INDEX connections_next_due_idx ON connections (next_due_at)
 -- Revocations go refresh token first per connection (server/refresh.c,
 -- revoke_one): the claim looks for a connection's pending refresh token.
 CREATE INDEX revocations_conn_idx ON revocations (connection_id, kind);
+
+-- When a process's heartbeat last resumed after a break (a gap of more
+-- than 5 s).  A process may take over a lease only while its own
+-- heartbeat is fresh and has been for longer than the stale bound,
+-- judged by PostgreSQL when the claim runs: a claim that waited in a
+-- queue (PgBouncer) through an outage does not act on a stale view.
+-- Schema-4 binaries leave it at their start time and judge takeovers
+-- by their own clock, as before.
+ALTER TABLE finxd_processes ADD COLUMN live_since timestamptz NOT NULL
+	DEFAULT now();

@@ -792,8 +792,10 @@ main(void)
 		exec_steps(&dbs[i], (const char *const[]){
 		    "SET statement_timeout = '20s'", NULL });
 		dbs[i].proc = h_sql_value(dbs[i].conninfo,
-		    "INSERT INTO finxd_processes (id, host, pid, version) VALUES "
-		    "(gen_random_uuid(), 'bench', 1, 'bench') RETURNING id::text",
+		    "INSERT INTO finxd_processes (id, host, pid, version, "
+		    "heartbeat_at, live_since) VALUES (gen_random_uuid(), "
+		    "'bench', 1, 'bench', 'infinity', '-infinity') RETURNING "
+		    "id::text",
 		    NULL);
 		if (dbs[i].proc == NULL)
 			h_bail("cannot register the bench process (%s)",

@@ -21,6 +21,7 @@
  */
 #include "it_common.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <pthread.h>
 #include <time.h>
@@ -412,6 +413,101 @@ wait_journal(const char *dir, int want, long ms)
 }
 
 /*
+ * A journal file of a rotation that landed long ago comes back (a crash
+ * before its removal reached the disk), as a .tmp that was never renamed:
+ * the next start recovers and replays it, finds the same grant already
+ * past that generation, and must neither overwrite nor revoke anything.
+ */
+static void
+replay_landed(const char *dir, const char *file, const char *saved,
+    size_t len, const char *cid)
+{
+	char *tmp = NULL, *idfile = NULL, *pid = NULL, *fresh;
+	long gen = conn_long(cid, "token_generation"), rev;
+	FILE *fp;
+	int g;
+
+	if (asprintf(&tmp, "%s.tmp", file) < 0 ||
+	    asprintf(&idfile, "%s/process-id", dir) < 0)
+		h_bail("out of memory");
+	fp = fopen(tmp, "w");
+	CHECK(fp != NULL && fwrite(saved, 1, len, fp) == len && fclose(fp) == 0,
+	    "replay: an old rotation's journal file is back (as .tmp)");
+	rev = h_sbx_count("/auth/revoke");
+	g = h_finxd_start();
+	CHECK(wait_journal(dir, 0, 15000) && journal_files(dir, NULL) == 0,
+	    "replay: the new process replayed it and emptied the journal");
+	h_sleep_ms(1000);
+	CHECK(conn_long(cid, "token_generation") == gen &&
+	        h_sbx_count("/auth/revoke") == rev,
+	    "replay: nothing overwritten, nothing revoked");
+	CHECK(conn_post(g, cid, "refresh", NULL) == 200,
+	    "replay: the live grant still refreshes");
+	fp = fopen(idfile, "r");
+	if (fp != NULL) {
+		char buf[64] = "";
+
+		if (fgets(buf, sizeof(buf), fp) != NULL)
+			buf[strcspn(buf, "\n")] = '\0';
+		pid = strdup(buf);
+		fclose(fp);
+	}
+	fresh = pid ? h_sql_value(db, "SELECT count(*) FROM finxd_processes "
+				      "WHERE id::text = $1 AND heartbeat_at > "
+				      "now() - interval '10 s'",
+			  (const char *[]){ pid, NULL })
+		    : NULL;
+	CHECK(fresh != NULL && strcmp(fresh, "1") == 0,
+	    "replay: the process id kept in the state directory is the one "
+	    "heartbeating after the restart");
+	free(fresh);
+	free(pid);
+	h_finxd_stop(g, SIGTERM);
+	free(tmp);
+	free(idfile);
+}
+
+/* Ids in upper case reach the same connection, and leave nothing
+ * behind in the in-flight set; readers respect a failure's backoff. */
+static void
+test_ids_and_backoff(void)
+{
+	char *cid = make_conn(f0, "u-upper"), up[64], *tok = NULL;
+	long before, st, ms;
+	size_t i;
+
+	for (i = 0; cid[i] != '\0' && i < sizeof(up) - 1; i++)
+		up[i] = (char)toupper((unsigned char)cid[i]);
+	up[i] = '\0';
+	CHECK(conn_post(f0, up, "refresh", NULL) == 200,
+	    "ids: POST refresh with the id in upper case");
+	CHECK(get_token(f0, up, &tok, &ms) == 200 && h_token_works(tok),
+	    "ids: GET token with the id in upper case hands out a working "
+	    "token");
+	free(tok);
+	tok = NULL;
+	st = conn_post(f0, cid, "refresh", NULL);
+	CHECK(st == 200, "ids: and the lower-case id refreshes at once after "
+			 "(got %ld): nothing left in flight",
+	    st);
+	/* A failed refresh's backoff: readers of an expired token do not
+	 * call finX again until it runs out. */
+	sql_ok("UPDATE connections SET access_expires_at = now() - interval "
+	       "'1 s', next_attempt_at = now() + interval '1 hour', "
+	       "consecutive_failures = 3 WHERE id = $1",
+	    (const char *[]){ cid, NULL });
+	before = h_sbx_count("/auth/token");
+	st = get_token(f1, cid, NULL, &ms);
+	CHECK(st == 503 && h_sbx_count("/auth/token") == before,
+	    "backoff: a reader of an expired token during a backoff gets 503 "
+	    "without a finX call (got %ld in %ld ms)",
+	    st, ms);
+	CHECK(conn_post(f1, cid, "refresh", NULL) == 200,
+	    "backoff: an admin's POST refresh still goes through");
+	free(cid);
+}
+
+/*
  * finX rotates while PostgreSQL is down; the process then dies (sig 9)
  * or is stopped (SIGTERM, which waits for PostgreSQL up to its drain
  * bound and leaves the rotation in the journal); PostgreSQL comes back;
@@ -421,6 +517,8 @@ static void
 test_journal(int sig)
 {
 	char *dir = h_path("state"), *file = NULL, *tok = NULL, user[32];
+	char *saved = NULL;
+	size_t saved_len = 0;
 	const char *what = sig == SIGKILL ? "kill -9" : "SIGTERM";
 	int before, f, g;
 	struct bg_post b;
@@ -454,18 +552,16 @@ test_journal(int sig)
 					      "the journal",
 	    what);
 	if (file != NULL) {
-		size_t len = 0;
-		char *text = NULL;
 		FILE *fp = fopen(file, "r");
 
 		if (fp != NULL) {
-			text = calloc(1, 65536);
-			len = fread(text, 1, 65535, fp);
+			saved = calloc(1, 65536);
+			saved_len = fread(saved, 1, 65535, fp);
 			fclose(fp);
 		}
-		CHECK(text != NULL && len > 0 && h_leaks(text, len) == 0,
+		CHECK(saved != NULL && saved_len > 0 &&
+		        h_leaks(saved, saved_len) == 0,
 		    "journal (%s): it holds no token in plain text", what);
-		free(text);
 	}
 	{
 		struct h_resp m;
@@ -511,8 +607,11 @@ test_journal(int sig)
 	CHECK(h_sbx_stat("refresh_reuse") == 0,
 	    "journal (%s): no superseded token was ever presented", what);
 	h_finxd_stop(g, SIGTERM);
+	if (sig == SIGKILL && saved != NULL)
+		replay_landed(dir, file, saved, saved_len, cid);
 	h_env_set("FINXD_STATE_DIR", NULL);
 	h_env_set("FINXD_DRAIN_TIMEOUT", NULL);
+	free(saved);
 	free(file);
 	free(dir);
 	free(cid);
@@ -643,6 +742,7 @@ main(void)
 	test_expiry();
 	test_cas_delete();
 	test_cas_reauth();
+	test_ids_and_backoff();
 	test_policy();
 	test_journal(SIGKILL);
 	test_journal(SIGTERM);
