@@ -1,8 +1,10 @@
 /*
- * Configuration: one table of keys, read from the environment (FINXD_KEY or
- * FINXD_KEY_FILE for secrets), then the --config file (key = value), then
- * the default.  Every problem is collected so an operator sees all of them
- * at once; a server never starts half-configured.
+ * Configuration: one typed table of keys, read from the environment
+ * (FINXD_KEY or FINXD_KEY_FILE for secrets), then the --config file
+ * (key = value), then the default.  Conversion, check-config's printout
+ * and the example file's test all come from the table.  Every problem is
+ * collected so an operator sees all of them at once; a server never starts
+ * half-configured.
  */
 #include "config.h"
 
@@ -21,70 +23,197 @@
 
 extern char **environ;
 
-enum key_flags {
-	K_SECRET = 1 << 0,   /* masked in output; also takes KEY_FILE */
-	K_REQUIRED = 1 << 1,
+/*
+ * How a key's text becomes a field of struct config.  Each type has a
+ * conversion (with its error text) and a printout; a row may replace
+ * either with a function of its own for the odd keys.
+ */
+enum key_type {
+	T_STR,    /* char *, as given */
+	T_CRED,   /* char *: non-empty, no control character, none of .reject */
+	T_DSN,    /* char *: a libpq string, printed as libpq parses it */
+	T_URL,    /* char *: an http(s) base URL, trailing slashes dropped */
+	T_LISTEN, /* host:port: char * at .off, int at .off_port */
+	T_LONG,   /* long from .min to .max */
+	T_BOOL,   /* bool: .words[0] means false, .words[1] true */
+	T_ENUM,   /* int: the index of the word in .words */
+	T_CUSTOM, /* .parse and .print do it all, into fields of their own */
 };
+
+enum key_flags {
+	K_SECRET = 1 << 0,     /* masked in output; also takes KEY_FILE */
+	K_REQUIRED = 1 << 1,   /* no default: must be set (but for migrate) */
+	K_EMPTY_NONE = 1 << 2, /* empty: the field stays NULL, shown .none */
+};
+
+struct key;
+/* Convert v (never NULL) into cfg; env names the key in error texts. */
+typedef void parse_fn(const struct key *k, const char *v, const char *env,
+    struct config *cfg, struct config_errors *errs);
+/* Print the key's line(s), "name = value", secrets masked. */
+typedef void print_fn(const struct key *k, const struct config *cfg,
+    FILE *out);
 
 struct key {
 	const char *name; /* file key; env is FINXD_ + upper-case */
-	const char *def;  /* NULL: no default */
+	enum key_type type;
+	size_t off;      /* offsetof the field in struct config */
+	size_t off_port; /* T_LISTEN: offsetof the port */
+	const char *def; /* NULL: no default */
+	long min, max;   /* T_LONG */
+	const char *const *words; /* T_BOOL, T_ENUM; NULL-terminated */
+	const char *reject; /* T_CRED: characters refused besides controls */
+	const char *none;   /* shown for a NULL field; NULL: "(unset)" */
 	unsigned flags;
+	parse_fn *parse; /* instead of the type's conversion */
+	print_fn *print; /* instead of the type's printout */
 	const char *help;
 };
 
-/* The table: SPEC.md's keys first, then operational knobs. */
+static parse_fn conv_str, conv_cred, conv_url, conv_listen, conv_long,
+    conv_bool, conv_enum;
+static parse_fn parse_finx_url, parse_api_keys, parse_return_urls,
+    parse_token_keys;
+static print_fn print_str, print_dsn, print_listen, print_long, print_bool,
+    print_enum;
+static print_fn print_public_url, print_api_keys, print_return_urls,
+    print_token_keys;
+
+/* Each type's conversion and printout, and whether it owns a string. */
+static const struct {
+	parse_fn *parse;
+	print_fn *print;
+	bool string;
+} types[] = {
+	[T_STR] = { conv_str, print_str, true },
+	[T_CRED] = { conv_cred, print_str, true },
+	[T_DSN] = { conv_str, print_dsn, true },
+	[T_URL] = { conv_url, print_str, true },
+	[T_LISTEN] = { conv_listen, print_listen, true },
+	[T_LONG] = { conv_long, print_long, false },
+	[T_BOOL] = { conv_bool, print_bool, false },
+	[T_ENUM] = { conv_enum, print_enum, false },
+	[T_CUSTOM] = { NULL, NULL, false },
+};
+
+/* log_level stores the index of its word: the words follow the enum. */
+_Static_assert(LOG_DEBUG == 0 && LOG_INFO == 1 && LOG_WARN == 2 &&
+	LOG_ERROR == 3, "log_level words follow enum log_level");
+
+#define OFF(f) offsetof(struct config, f)
+#define WORDS(...) ((const char *const[]){ __VA_ARGS__, NULL })
+/* A whole number from lo to hi. */
+#define NUM(n, f, d, lo, hi, h)                                               \
+	{ .name = n, .type = T_LONG, .off = OFF(f), .def = d, .min = lo,       \
+		.max = hi, .help = h }
+
+/*
+ * The table: SPEC.md's keys first, then operational knobs.  Its order is
+ * the order of check-config's lines and of the errors.
+ */
 static const struct key keys[] = {
-	{ "listen", "127.0.0.1:8080", 0, "address:port to listen on" },
-	{ "ops_listen", "", 0,
-	    "address:port of a second listener serving only /healthz, "
-	    "/readyz and /metrics (empty: none)" },
-	{ "public_url", "http://127.0.0.1:8080", 0,
-	    "base URL browsers reach finxd at" },
-	{ "database_url", "", K_SECRET, "libpq connection string or URI" },
-	{ "database_direct_url", "", K_SECRET,
-	    "direct (not pooled) PostgreSQL connection for sessions: LISTEN, "
-	    "migrate (empty: database_url)" },
-	{ "state_dir", "", 0,
-	    "local directory for the rescue journal of rotated tokens not yet "
-	    "stored (empty: rescue in memory only)" },
-	{ "finx_url", "https://api.finx-s.qwist.cloud", 0,
-	    "finX API base URL" },
-	{ "finx_client_id", NULL, K_REQUIRED, "finX client id" },
-	{ "finx_client_secret", NULL, K_SECRET | K_REQUIRED,
-	    "finX client secret" },
-	{ "finx_token_format", "json", 0, "json or form" },
-	{ "api_keys", "", K_SECRET, "bearer keys for /v1" },
-	{ "return_urls", "", 0, "allowed return_url prefixes" },
-	{ "state_ttl", "1800", 0, "seconds a link state stays usable" },
-	{ "token_keys", NULL, K_SECRET | K_REQUIRED,
-	    "id:base64key pairs for token encryption" },
-	{ "browser_binding", "off", 0, "off or required" },
-	{ "log_level", "info", 0, "debug, info, warn, error" },
-	{ "db_pool_size", "8", 0, "PostgreSQL connections per process" },
-	{ "db_timeout_ms", "5000", 0, "wait for a pooled connection" },
-	{ "max_connections", "1024", 0, "concurrent HTTP connections" },
-	{ "max_connections_per_ip", "256", 0,
-	    "concurrent HTTP connections per client address" },
-	{ "http_timeout", "30", 0, "idle seconds before a client is dropped" },
-	{ "finx_connect_timeout_ms", "5000", 0, "finX connect timeout" },
-	{ "finx_timeout_ms", "30000", 0, "finX total timeout per call" },
-	{ "refresh_margin", "300", 0,
-	    "refresh access tokens this many seconds before expiry" },
-	{ "refresh_keepalive", "604800", 0,
-	    "refresh at least this often (seconds) to keep refresh tokens alive" },
-	{ "refresh_interval", "5", 0, "seconds between refresher scans" },
-	{ "refresh_concurrency", "8", 0, "parallel refreshes per process" },
-	{ "sync_interval", "21600", 0, "seconds between unattended pulls" },
-	{ "drain_timeout", "20", 0, "seconds to finish work on SIGTERM" },
-	{ "read_cache", "on", 0,
-	    "on or off: cache read API answers, invalidated via LISTEN" },
+	{ .name = "listen", .type = T_LISTEN, .off = OFF(listen_host),
+	    .off_port = OFF(listen_port), .def = "127.0.0.1:8080",
+	    .help = "address:port to listen on" },
+	{ .name = "ops_listen", .type = T_LISTEN, .off = OFF(ops_listen_host),
+	    .off_port = OFF(ops_listen_port), .def = "",
+	    .flags = K_EMPTY_NONE, .none = "(none)",
+	    .help = "address:port of a second listener serving only "
+		    "/healthz, /readyz and /metrics (empty: none)" },
+	{ .name = "public_url", .type = T_URL, .off = OFF(public_url),
+	    .def = "http://127.0.0.1:8080", .print = print_public_url,
+	    .help = "base URL browsers reach finxd at" },
+	{ .name = "database_url", .type = T_DSN, .off = OFF(database_url),
+	    .def = "", .flags = K_SECRET,
+	    .help = "libpq connection string or URI" },
+	{ .name = "database_direct_url", .type = T_DSN,
+	    .off = OFF(database_direct_url), .def = "",
+	    .flags = K_SECRET | K_EMPTY_NONE,
+	    .help = "direct (not pooled) PostgreSQL connection for sessions: "
+		    "LISTEN, migrate (empty: database_url)" },
+	{ .name = "state_dir", .type = T_STR, .off = OFF(state_dir),
+	    .def = "", .flags = K_EMPTY_NONE,
+	    .none = "(none: rescue in memory only)",
+	    .help = "local directory for the rescue journal of rotated tokens "
+		    "not yet stored (empty: rescue in memory only)" },
+	{ .name = "finx_url", .type = T_URL, .off = OFF(finx_url),
+	    .def = "https://api.finx-s.qwist.cloud", .parse = parse_finx_url,
+	    .help = "finX API base URL" },
+	{ .name = "finx_client_id", .type = T_CRED, .off = OFF(client_id),
+	    .reject = ":", .flags = K_REQUIRED, .help = "finX client id" },
+	{ .name = "finx_client_secret", .type = T_CRED,
+	    .off = OFF(client_secret), .flags = K_SECRET | K_REQUIRED,
+	    .help = "finX client secret" },
+	{ .name = "finx_token_format", .type = T_BOOL, .off = OFF(token_form),
+	    .def = "json", .words = WORDS("json", "form"),
+	    .help = "json or form" },
+	{ .name = "api_keys", .type = T_CUSTOM, .def = "", .flags = K_SECRET,
+	    .parse = parse_api_keys, .print = print_api_keys,
+	    .help = "bearer keys for /v1" },
+	{ .name = "return_urls", .type = T_CUSTOM, .def = "",
+	    .parse = parse_return_urls, .print = print_return_urls,
+	    .help = "allowed return_url prefixes" },
+	NUM("state_ttl", state_ttl, "1800", 1, 86400,
+	    "seconds a link state stays usable"),
+	{ .name = "token_keys", .type = T_CUSTOM,
+	    .flags = K_SECRET | K_REQUIRED, .parse = parse_token_keys,
+	    .print = print_token_keys,
+	    .help = "id:base64key pairs for token encryption" },
+	{ .name = "browser_binding", .type = T_BOOL,
+	    .off = OFF(browser_binding), .def = "off",
+	    .words = WORDS("off", "required"), .help = "off or required" },
+	{ .name = "log_level", .type = T_ENUM, .off = OFF(log_level),
+	    .def = "info", .words = WORDS("debug", "info", "warn", "error"),
+	    .help = "debug, info, warn, error" },
+	NUM("db_pool_size", db_pool_size, "8", 1, 256,
+	    "PostgreSQL connections per process"),
+	NUM("db_timeout_ms", db_timeout_ms, "5000", 10, 600000,
+	    "wait for a pooled connection"),
+	NUM("max_connections", max_connections, "1024", 16, 65536,
+	    "concurrent HTTP connections"),
+	NUM("max_connections_per_ip", max_connections_per_ip, "256", 1, 65536,
+	    "concurrent HTTP connections per client address"),
+	NUM("http_timeout", http_timeout_s, "30", 1, 3600,
+	    "idle seconds before a client is dropped"),
+	NUM("finx_connect_timeout_ms", finx_connect_timeout_ms, "5000", 10,
+	    600000, "finX connect timeout"),
+	NUM("finx_timeout_ms", finx_timeout_ms, "30000", 10, 600000,
+	    "finX total timeout per call"),
+	NUM("refresh_margin", refresh_margin_s, "300", 0, 86400,
+	    "refresh access tokens this many seconds before expiry"),
+	NUM("refresh_keepalive", refresh_keepalive_s, "604800", 60,
+	    60L * 86400,
+	    "refresh at least this often (seconds) to keep refresh tokens "
+	    "alive"),
+	NUM("refresh_interval", refresh_interval_s, "5", 1, 3600,
+	    "seconds between refresher scans"),
+	NUM("refresh_concurrency", refresh_concurrency, "8", 1, 256,
+	    "parallel refreshes per process"),
+	NUM("sync_interval", sync_interval_s, "21600", 60, 30L * 86400,
+	    "seconds between unattended pulls"),
+	NUM("drain_timeout", drain_timeout_s, "20", 0, 3600,
+	    "seconds to finish work on SIGTERM"),
+	{ .name = "read_cache", .type = T_BOOL, .off = OFF(read_cache),
+	    .def = "on", .words = WORDS("off", "on"),
+	    .help = "on or off: cache read API answers, invalidated via "
+		    "LISTEN" },
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
 struct raw {
 	char *v[NKEYS];
 	const char *src[NKEYS];
+};
+
+/* The API key scopes by name, for parsing and printing. */
+static const struct {
+	const char *name;
+	unsigned bit;
+} scopes[] = {
+	{ "links", SCOPE_LINKS },
+	{ "read", SCOPE_READ },
+	{ "tokens", SCOPE_TOKENS },
+	{ "admin", SCOPE_ADMIN },
 };
 
 void
@@ -291,6 +420,7 @@ read_env(char *const *envp, struct raw *r, struct config_errors *errs)
 	}
 }
 
+/* host:port or [v6]:port; on false *host is left NULL. */
 static bool
 parse_listen(const char *v, char **host, int *port_out)
 {
@@ -310,8 +440,11 @@ parse_listen(const char *v, char **host, int *port_out)
 			return false;
 		*host = xstrndup(v, (size_t)(colon - v));
 	}
-	if (!parse_long(colon + 1, 1, 65535, &port))
+	if (!parse_long(colon + 1, 1, 65535, &port)) {
+		free(*host);
+		*host = NULL;
 		return false;
+	}
 	*port_out = (int)port;
 	return true;
 }
@@ -348,6 +481,67 @@ base_url(const char *v)
 	return xstrndup(v, n);
 }
 
+/* "scope+scope..." into *out; false on an unknown or empty scope. */
+static bool
+parse_scopes(const char *p, unsigned *out)
+{
+	size_t n, i;
+
+	for (;;) {
+		n = strcspn(p, "+");
+		for (i = 0; i < sizeof(scopes) / sizeof(scopes[0]); i++)
+			if (strlen(scopes[i].name) == n &&
+			    strncmp(p, scopes[i].name, n) == 0)
+				break;
+		if (i == sizeof(scopes) / sizeof(scopes[0]))
+			return false;
+		*out |= scopes[i].bit;
+		if (p[n] == '\0')
+			return true;
+		p += n + 1;
+	}
+}
+
+/* The hash of a key entry: "sha256=HEX" as given, else SHA-256 of it. */
+static bool
+api_key_hash(const char *entry, size_t klen, unsigned char hash[32],
+    const char **why)
+{
+	size_t i;
+
+	if (klen > 7 && strncmp(entry, "sha256=", 7) == 0) {
+		if (klen != 7 + 64) {
+			*why = "sha256= needs 64 hex digits";
+			return false;
+		}
+		for (i = 0; i < 32; i++) {
+			char h[3] = { entry[7 + 2 * i], entry[8 + 2 * i], 0 };
+
+			if (!isxdigit((unsigned char)h[0]) ||
+			    !isxdigit((unsigned char)h[1])) {
+				*why = "sha256= needs 64 hex digits";
+				return false;
+			}
+			hash[i] = (unsigned char)strtoul(h, NULL, 16);
+		}
+		return true;
+	}
+	if (klen < 16) {
+		*why = "a key must be at least 16 characters";
+		return false;
+	}
+	for (i = 0; i < klen; i++) {
+		unsigned char c = (unsigned char)entry[i];
+
+		if (c <= 0x20 || c >= 0x7f) {
+			*why = "a key must be printable ASCII";
+			return false;
+		}
+	}
+	sha256(entry, klen, hash);
+	return true;
+}
+
 bool
 config_parse_api_key(const char *entry, struct api_key *out,
     const char **why)
@@ -357,41 +551,8 @@ config_parse_api_key(const char *entry, struct api_key *out,
 	char *hex;
 
 	memset(out, 0, sizeof(*out));
-	if (klen > 7 && strncmp(entry, "sha256=", 7) == 0) {
-		size_t i;
-
-		if (klen != 7 + 64) {
-			*why = "sha256= needs 64 hex digits";
-			return false;
-		}
-		for (i = 0; i < 32; i++) {
-			char h[3] = { entry[7 + 2 * i], entry[8 + 2 * i], 0 };
-			char *end;
-
-			if (!isxdigit((unsigned char)h[0]) ||
-			    !isxdigit((unsigned char)h[1])) {
-				*why = "sha256= needs 64 hex digits";
-				return false;
-			}
-			out->hash[i] = (unsigned char)strtoul(h, &end, 16);
-		}
-	} else {
-		size_t i;
-
-		if (klen < 16) {
-			*why = "a key must be at least 16 characters";
-			return false;
-		}
-		for (i = 0; i < klen; i++) {
-			unsigned char c = (unsigned char)entry[i];
-
-			if (c <= 0x20 || c >= 0x7f) {
-				*why = "a key must be printable ASCII";
-				return false;
-			}
-		}
-		sha256(entry, klen, out->hash);
-	}
+	if (!api_key_hash(entry, klen, out->hash, why))
+		return false;
 	hex = hex_encode(out->hash, 8);
 	memcpy(out->id, hex, 17);
 	free(hex);
@@ -399,24 +560,9 @@ config_parse_api_key(const char *entry, struct api_key *out,
 		out->scopes = SCOPE_ALL;
 		return true;
 	}
-	for (const char *p = colon + 1; ;) {
-		size_t n = strcspn(p, "+");
-
-		if (n == 5 && strncmp(p, "links", 5) == 0)
-			out->scopes |= SCOPE_LINKS;
-		else if (n == 4 && strncmp(p, "read", 4) == 0)
-			out->scopes |= SCOPE_READ;
-		else if (n == 6 && strncmp(p, "tokens", 6) == 0)
-			out->scopes |= SCOPE_TOKENS;
-		else if (n == 5 && strncmp(p, "admin", 5) == 0)
-			out->scopes |= SCOPE_ADMIN;
-		else {
-			*why = "unknown scope (links, read, tokens, admin)";
-			return false;
-		}
-		if (p[n] == '\0')
-			break;
-		p += n + 1;
+	if (!parse_scopes(colon + 1, &out->scopes)) {
+		*why = "unknown scope (links, read, tokens, admin)";
+		return false;
 	}
 	return true;
 }
@@ -453,8 +599,133 @@ free_list(char **l, size_t n)
 	free(l);
 }
 
+static void *
+field(struct config *cfg, size_t off)
+{
+	return (char *)cfg + off;
+}
+
+static const void *
+cfield(const struct config *cfg, size_t off)
+{
+	return (const char *)cfg + off;
+}
+
 static void
-parse_api_keys(const char *v, struct config *cfg, struct config_errors *errs)
+conv_str(const struct key *k, const char *v, const char *env,
+    struct config *cfg, struct config_errors *errs)
+{
+	*(char **)field(cfg, k->off) = xstrdup(v);
+}
+
+/* Credentials go into an HTTP Basic header: no control characters. */
+static void
+conv_cred(const struct key *k, const char *v, const char *env,
+    struct config *cfg, struct config_errors *errs)
+{
+	const char *r = k->reject != NULL ? k->reject : "";
+
+	/* The value is never echoed: it may be a secret. */
+	if (*v == '\0' || has_ctl(v, strlen(v)) || strpbrk(v, r) != NULL)
+		config_errors_add(errs, "%s: must be non-empty, without %s%s%s"
+					"control characters",
+		    env, *r ? "'" : "", r, *r ? "' or " : "");
+	conv_str(k, v, env, cfg, errs);
+}
+
+static void
+conv_url(const struct key *k, const char *v, const char *env,
+    struct config *cfg, struct config_errors *errs)
+{
+	char **f = field(cfg, k->off);
+
+	if ((*f = base_url(v)) == NULL)
+		config_errors_add(errs, "%s: expected an http(s) URL without "
+					"query",
+		    env);
+}
+
+static void
+conv_listen(const struct key *k, const char *v, const char *env,
+    struct config *cfg, struct config_errors *errs)
+{
+	if (!parse_listen(v, field(cfg, k->off), field(cfg, k->off_port)))
+		config_errors_add(errs, "%s: expected host:port%s", env,
+		    (k->flags & K_EMPTY_NONE) ? " or empty" : "");
+}
+
+static void
+conv_long(const struct key *k, const char *v, const char *env,
+    struct config *cfg, struct config_errors *errs)
+{
+	if (!parse_long(v, k->min, k->max, field(cfg, k->off)))
+		config_errors_add(errs, "%s: must be a whole number from %ld "
+					"to %ld",
+		    env, k->min, k->max);
+}
+
+static int
+word_index(const char *const *words, const char *v)
+{
+	int i;
+
+	for (i = 0; words[i] != NULL; i++)
+		if (strcmp(words[i], v) == 0)
+			return i;
+	return -1;
+}
+
+/* The error names the default first: "json or form", "on or off". */
+static void
+conv_bool(const struct key *k, const char *v, const char *env,
+    struct config *cfg, struct config_errors *errs)
+{
+	int i = word_index(k->words, v), d = word_index(k->words, k->def);
+
+	if (i < 0)
+		config_errors_add(errs, "%s: %s or %s", env, k->words[d],
+		    k->words[!d]);
+	else
+		*(bool *)field(cfg, k->off) = i == 1;
+}
+
+/* The error lists the words in order: "debug, info, warn or error". */
+static void
+conv_enum(const struct key *k, const char *v, const char *env,
+    struct config *cfg, struct config_errors *errs)
+{
+	int i = word_index(k->words, v);
+	struct buf b;
+
+	if (i >= 0) {
+		*(int *)field(cfg, k->off) = i;
+		return;
+	}
+	buf_init(&b, 1024);
+	for (i = 0; k->words[i] != NULL; i++)
+		buf_appendf(&b, "%s%s",
+		    i == 0 ? "" : k->words[i + 1] != NULL ? ", " : " or ",
+		    k->words[i]);
+	config_errors_add(errs, "%s: %s", env, b.data);
+	buf_free(&b);
+}
+
+/* finx_url: a base URL finx.c accepts (plain http only to loopback). */
+static void
+parse_finx_url(const struct key *k, const char *v, const char *env,
+    struct config *cfg, struct config_errors *errs)
+{
+	const char *why;
+
+	if ((cfg->finx_url = base_url(v)) == NULL)
+		config_errors_add(errs, "%s: expected an http(s) URL", env);
+	else if (!finx_url_allowed(cfg->finx_url, &why))
+		config_errors_add(errs, "%s: %s", env, why);
+}
+
+static void
+parse_api_keys(const struct key *k, const char *v, const char *env,
+    struct config *cfg, struct config_errors *errs)
 {
 	size_t n, i;
 	char **items = split_list(v, &n);
@@ -466,207 +737,153 @@ parse_api_keys(const char *v, struct config *cfg, struct config_errors *errs)
 			cfg->n_api_keys++;
 		else
 			/* Never echo the entry: it is a secret. */
-			config_errors_add(errs, "FINXD_API_KEYS: entry %zu: %s",
+			config_errors_add(errs, "%s: entry %zu: %s", env,
 			    i + 1, why);
 	}
 	free_list(items, n);
 }
 
 static void
-parse_token_keys(const char *v, struct config *cfg,
-    struct config_errors *errs)
+parse_return_urls(const struct key *k, const char *v, const char *env,
+    struct config *cfg, struct config_errors *errs)
 {
-	size_t n, i, j;
-	char **items = split_list(v, &n);
+	size_t i;
 
-	if (n == 0)
-		config_errors_add(errs, "FINXD_TOKEN_KEYS: at least one "
-					"id:key pair is required");
-	cfg->token_keys = xcalloc(n, sizeof(struct token_key));
-	for (i = 0; i < n; i++) {
-		char *colon = strchr(items[i], ':');
-		unsigned char *raw = NULL;
-		long len;
-		size_t idlen;
-
-		if (colon == NULL) {
-			config_errors_add(errs, "FINXD_TOKEN_KEYS: entry %zu: "
-						"expected id:base64key", i + 1);
-			continue;
-		}
-		idlen = (size_t)(colon - items[i]);
-		if (idlen == 0 || idlen > 32 ||
-		    strspn(items[i], "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN"
-				     "OPQRSTUVWXYZ0123456789_-") != idlen) {
-			config_errors_add(errs, "FINXD_TOKEN_KEYS: entry %zu: "
-						"id must be 1-32 of [A-Za-z0-9_-]",
-			    i + 1);
-			continue;
-		}
-		len = b64_decode(colon + 1, &raw);
-		if (len != 32) {
-			config_errors_add(errs, "FINXD_TOKEN_KEYS: entry %zu: "
-						"key must be 32 bytes in base64",
-			    i + 1);
-			if (raw != NULL) {
-				OPENSSL_cleanse(raw, (size_t)(len > 0 ? len : 0));
-				free(raw);
-			}
-			continue;
-		}
-		for (j = 0; j < cfg->n_token_keys; j++)
-			if (strncmp(cfg->token_keys[j].id, items[i], idlen) == 0 &&
-			    cfg->token_keys[j].id[idlen] == '\0')
-				config_errors_add(errs, "FINXD_TOKEN_KEYS: "
-							"duplicate id");
-		cfg->token_keys[cfg->n_token_keys].id = xstrndup(items[i], idlen);
-		memcpy(cfg->token_keys[cfg->n_token_keys].key, raw, 32);
-		OPENSSL_cleanse(raw, 32);
-		free(raw);
-		cfg->n_token_keys++;
-	}
-	free_list(items, n);
-}
-
-static void
-num(const struct raw *r, const char *name, long min, long max, long *out,
-    struct config_errors *errs)
-{
-	int i = key_index(name);
-
-	if (!parse_long(r->v[i], min, max, out)) {
-		char *env = env_name(name, "");
-
-		config_errors_add(errs, "%s: must be a whole number from %ld "
-					"to %ld",
-		    env, min, max);
-		free(env);
-	}
-}
-
-static const char *
-val(const struct raw *r, const char *name)
-{
-	return r->v[key_index(name)];
+	cfg->return_urls = split_list(v, &cfg->n_return_urls);
+	for (i = 0; i < cfg->n_return_urls; i++)
+		if (!url_plausible(cfg->return_urls[i]) ||
+		    strchr(cfg->return_urls[i], '#') != NULL)
+			config_errors_add(errs, "%s: entry %zu is not an "
+						"http(s) URL prefix",
+			    env, i + 1);
 }
 
 /*
- * Turn raw strings into typed fields, collecting every problem.  Without
- * require, keys marked K_REQUIRED may be missing (database-only commands);
- * whatever is set is validated all the same.
+ * One "id:base64key" entry (number i, from 1) appended to cfg->token_keys,
+ * which has room; the key is never echoed.
  */
+static void
+token_key_add(struct config *cfg, const char *item, size_t i,
+    const char *env, struct config_errors *errs)
+{
+	const char *colon = strchr(item, ':');
+	unsigned char *raw = NULL;
+	struct token_key *tk;
+	size_t idlen, j;
+	long len;
+
+	if (colon == NULL) {
+		config_errors_add(errs, "%s: entry %zu: expected id:base64key",
+		    env, i);
+		return;
+	}
+	idlen = (size_t)(colon - item);
+	if (idlen == 0 || idlen > 32 ||
+	    strspn(item, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN"
+			 "OPQRSTUVWXYZ0123456789_-") != idlen) {
+		config_errors_add(errs, "%s: entry %zu: id must be 1-32 of "
+					"[A-Za-z0-9_-]",
+		    env, i);
+		return;
+	}
+	if ((len = b64_decode(colon + 1, &raw)) != 32) {
+		config_errors_add(errs, "%s: entry %zu: key must be 32 bytes in "
+					"base64",
+		    env, i);
+		if (raw != NULL)
+			OPENSSL_cleanse(raw, (size_t)(len > 0 ? len : 0));
+		free(raw);
+		return;
+	}
+	for (j = 0; j < cfg->n_token_keys; j++)
+		if (strncmp(cfg->token_keys[j].id, item, idlen) == 0 &&
+		    cfg->token_keys[j].id[idlen] == '\0')
+			config_errors_add(errs, "%s: duplicate id", env);
+	tk = &cfg->token_keys[cfg->n_token_keys++];
+	tk->id = xstrndup(item, idlen);
+	memcpy(tk->key, raw, 32);
+	OPENSSL_cleanse(raw, 32);
+	free(raw);
+}
+
+static void
+parse_token_keys(const struct key *k, const char *v, const char *env,
+    struct config *cfg, struct config_errors *errs)
+{
+	size_t n, i;
+	char **items = split_list(v, &n);
+
+	if (n == 0)
+		config_errors_add(errs, "%s: at least one id:key pair is "
+					"required",
+		    env);
+	cfg->token_keys = xcalloc(n, sizeof(struct token_key));
+	for (i = 0; i < n; i++)
+		token_key_add(cfg, items[i], i + 1, env, errs);
+	free_list(items, n);
+}
+
+/*
+ * Convert one key's raw text into its field.  Without require, keys marked
+ * K_REQUIRED may be missing (database-only commands); whatever is set is
+ * validated all the same.
+ */
+static void
+convert(const struct key *k, const char *v, struct config *cfg,
+    struct config_errors *errs, bool require)
+{
+	char *env;
+
+	if (v == NULL && !(require && (k->flags & K_REQUIRED)))
+		return;
+	if (v != NULL && *v == '\0' && (k->flags & K_EMPTY_NONE))
+		return;
+	env = env_name(k->name, "");
+	if (v == NULL)
+		config_errors_add(errs, "%s is required", env);
+	else if (k->parse != NULL)
+		k->parse(k, v, env, cfg, errs);
+	else
+		types[k->type].parse(k, v, env, cfg, errs);
+	free(env);
+}
+
+/*
+ * What no single key can say: values derived from others, defaults taken
+ * from another key, and checks across keys.
+ */
+static void
+cross_check(struct config *cfg, struct config_errors *errs)
+{
+	if (cfg->public_url != NULL) {
+		cfg->redirect_uri = xasprintf("%s/callback", cfg->public_url);
+		cfg->public_https = strncmp(cfg->public_url, "https:", 6) == 0;
+	}
+	if (cfg->database_direct_url == NULL)
+		cfg->database_direct_url = xstrdup(cfg->database_url);
+	if (cfg->ops_listen_host != NULL && cfg->listen_host != NULL &&
+	    cfg->ops_listen_port == cfg->listen_port &&
+	    strcmp(cfg->ops_listen_host, cfg->listen_host) == 0)
+		config_errors_add(errs, "FINXD_OPS_LISTEN: must differ from "
+					"FINXD_LISTEN");
+	if (cfg->state_dir != NULL && cfg->state_dir[0] != '/')
+		config_errors_add(errs, "FINXD_STATE_DIR: must be an absolute "
+					"path");
+	if (cfg->finx_connect_timeout_ms > cfg->finx_timeout_ms)
+		config_errors_add(errs, "FINXD_FINX_CONNECT_TIMEOUT_MS must not "
+					"exceed FINXD_FINX_TIMEOUT_MS");
+}
+
+/* Turn raw strings into typed fields, collecting every problem. */
 static void
 validate(const struct raw *r, struct config *cfg, struct config_errors *errs,
     bool require)
 {
-	const char *v, *why;
-	enum log_level lvl;
 	size_t i;
 
-	for (i = 0; i < NKEYS && require; i++) {
-		if (r->v[i] == NULL && (keys[i].flags & K_REQUIRED)) {
-			char *env = env_name(keys[i].name, "");
-
-			config_errors_add(errs, "%s is required", env);
-			free(env);
-		}
-	}
-	if (!parse_listen(val(r, "listen"), &cfg->listen_host,
-		&cfg->listen_port))
-		config_errors_add(errs, "FINXD_LISTEN: expected host:port");
-	v = val(r, "ops_listen");
-	if (*v != '\0' &&
-	    !parse_listen(v, &cfg->ops_listen_host, &cfg->ops_listen_port))
-		config_errors_add(errs, "FINXD_OPS_LISTEN: expected host:port "
-					"or empty");
-	else if (*v != '\0' && cfg->ops_listen_port == cfg->listen_port &&
-	    strcmp(cfg->ops_listen_host, cfg->listen_host) == 0)
-		config_errors_add(errs, "FINXD_OPS_LISTEN: must differ from "
-					"FINXD_LISTEN");
-	if ((cfg->public_url = base_url(val(r, "public_url"))) == NULL)
-		config_errors_add(errs, "FINXD_PUBLIC_URL: expected an http(s) "
-					"URL without query");
-	else {
-		cfg->redirect_uri = xasprintf("%s/callback", cfg->public_url);
-		cfg->public_https = strncmp(cfg->public_url, "https:", 6) == 0;
-	}
-	cfg->database_url = xstrdup(val(r, "database_url"));
-	v = val(r, "database_direct_url");
-	cfg->database_direct_url = xstrdup(*v != '\0' ? v : cfg->database_url);
-	v = val(r, "state_dir");
-	if (*v != '\0' && *v != '/')
-		config_errors_add(errs, "FINXD_STATE_DIR: must be an absolute "
-					"path");
-	cfg->state_dir = *v != '\0' ? xstrdup(v) : NULL;
-	v = val(r, "finx_url");
-	if ((cfg->finx_url = base_url(v)) == NULL ||
-	    !finx_url_allowed(cfg->finx_url, &why))
-		config_errors_add(errs, "FINXD_FINX_URL: %s",
-		    cfg->finx_url ? why : "expected an http(s) URL");
-	if ((v = val(r, "finx_client_id")) != NULL) {
-		if (*v == '\0' || has_ctl(v, strlen(v)) || strchr(v, ':'))
-			config_errors_add(errs, "FINXD_FINX_CLIENT_ID: must be "
-						"non-empty, without ':' or "
-						"control characters");
-		cfg->client_id = xstrdup(v);
-	}
-	if ((v = val(r, "finx_client_secret")) != NULL) {
-		if (*v == '\0' || has_ctl(v, strlen(v)))
-			config_errors_add(errs, "FINXD_FINX_CLIENT_SECRET: must be "
-						"non-empty, without control "
-						"characters");
-		cfg->client_secret = xstrdup(v);
-	}
-	v = val(r, "finx_token_format");
-	if (strcmp(v, "form") == 0)
-		cfg->token_form = true;
-	else if (strcmp(v, "json") != 0)
-		config_errors_add(errs, "FINXD_FINX_TOKEN_FORMAT: json or form");
-	parse_api_keys(val(r, "api_keys"), cfg, errs);
-	cfg->return_urls = split_list(val(r, "return_urls"),
-	    &cfg->n_return_urls);
-	for (i = 0; i < cfg->n_return_urls; i++)
-		if (!url_plausible(cfg->return_urls[i]) ||
-		    strchr(cfg->return_urls[i], '#') != NULL)
-			config_errors_add(errs, "FINXD_RETURN_URLS: entry %zu is "
-						"not an http(s) URL prefix",
-			    i + 1);
-	num(r, "state_ttl", 1, 86400, &cfg->state_ttl, errs);
-	if ((v = val(r, "token_keys")) != NULL)
-		parse_token_keys(v, cfg, errs);
-	v = val(r, "browser_binding");
-	if (strcmp(v, "required") == 0)
-		cfg->browser_binding = true;
-	else if (strcmp(v, "off") != 0)
-		config_errors_add(errs, "FINXD_BROWSER_BINDING: off or required");
-	if (!log_parse_level(val(r, "log_level"), &lvl))
-		config_errors_add(errs, "FINXD_LOG_LEVEL: debug, info, warn or "
-					"error");
-	cfg->log_level = (int)lvl;
-	num(r, "db_pool_size", 1, 256, &cfg->db_pool_size, errs);
-	num(r, "db_timeout_ms", 10, 600000, &cfg->db_timeout_ms, errs);
-	num(r, "max_connections", 16, 65536, &cfg->max_connections, errs);
-	num(r, "max_connections_per_ip", 1, 65536,
-	    &cfg->max_connections_per_ip, errs);
-	num(r, "http_timeout", 1, 3600, &cfg->http_timeout_s, errs);
-	num(r, "finx_connect_timeout_ms", 10, 600000,
-	    &cfg->finx_connect_timeout_ms, errs);
-	num(r, "finx_timeout_ms", 10, 600000, &cfg->finx_timeout_ms, errs);
-	num(r, "refresh_margin", 0, 86400, &cfg->refresh_margin_s, errs);
-	num(r, "refresh_keepalive", 60, 60L * 86400, &cfg->refresh_keepalive_s,
-	    errs);
-	num(r, "refresh_interval", 1, 3600, &cfg->refresh_interval_s, errs);
-	num(r, "refresh_concurrency", 1, 256, &cfg->refresh_concurrency, errs);
-	num(r, "sync_interval", 60, 30L * 86400, &cfg->sync_interval_s, errs);
-	num(r, "drain_timeout", 0, 3600, &cfg->drain_timeout_s, errs);
-	v = val(r, "read_cache");
-	if (strcmp(v, "on") == 0)
-		cfg->read_cache = true;
-	else if (strcmp(v, "off") != 0)
-		config_errors_add(errs, "FINXD_READ_CACHE: on or off");
-	if (cfg->finx_connect_timeout_ms > cfg->finx_timeout_ms)
-		config_errors_add(errs, "FINXD_FINX_CONNECT_TIMEOUT_MS must not "
-					"exceed FINXD_FINX_TIMEOUT_MS");
+	for (i = 0; i < NKEYS; i++)
+		convert(&keys[i], r->v[i], cfg, errs, require);
+	cross_check(cfg, errs);
 }
 
 static bool
@@ -708,17 +925,18 @@ void
 config_free(struct config *cfg)
 {
 	size_t i;
+	char **s;
 
-	free(cfg->listen_host);
-	free(cfg->ops_listen_host);
-	free(cfg->public_url);
+	for (i = 0; i < NKEYS; i++) {
+		if (!types[keys[i].type].string)
+			continue;
+		s = field(cfg, keys[i].off);
+		if (keys[i].flags & K_SECRET)
+			free_secret(*s);
+		else
+			free(*s);
+	}
 	free(cfg->redirect_uri);
-	free_secret(cfg->database_url);
-	free_secret(cfg->database_direct_url);
-	free(cfg->state_dir);
-	free(cfg->finx_url);
-	free(cfg->client_id);
-	free_secret(cfg->client_secret);
 	if (cfg->api_keys != NULL)
 		OPENSSL_cleanse(cfg->api_keys,
 		    cfg->n_api_keys * sizeof(struct api_key));
@@ -730,6 +948,18 @@ config_free(struct config *cfg)
 	}
 	free(cfg->token_keys);
 	memset(cfg, 0, sizeof(*cfg));
+}
+
+bool
+config_key_at(size_t i, struct config_key_info *out)
+{
+	if (i >= NKEYS)
+		return false;
+	out->name = keys[i].name;
+	out->def = keys[i].def;
+	out->help = keys[i].help;
+	out->secret = (keys[i].flags & K_SECRET) != 0;
+	return true;
 }
 
 /*
@@ -777,74 +1007,123 @@ mask_dsn(const char *dsn)
 	return buf_steal(&b);
 }
 
-void
-config_print(const struct config *cfg, FILE *out)
+static const char *
+or_none(const struct key *k, const char *v)
 {
-	static const char *const scope_names[] = { "links", "read", "tokens",
-		"admin" };
-	char *dsn = mask_dsn(cfg->database_url ? cfg->database_url : "");
-	size_t i;
-	int s;
+	if (v != NULL)
+		return v;
+	return k->none != NULL ? k->none : "(unset)";
+}
 
-	fprintf(out, "listen = %s:%d\n", cfg->listen_host, cfg->listen_port);
-	if (cfg->ops_listen_host != NULL)
-		fprintf(out, "ops_listen = %s:%d\n", cfg->ops_listen_host,
-		    cfg->ops_listen_port);
-	else
-		fprintf(out, "ops_listen = (none)\n");
-	fprintf(out, "public_url = %s\n", cfg->public_url);
-	fprintf(out, "redirect_uri = %s\n", cfg->redirect_uri);
-	fprintf(out, "database_url = %s\n", dsn);
+static void
+print_str(const struct key *k, const struct config *cfg, FILE *out)
+{
+	const char *v = *(char *const *)cfield(cfg, k->off);
+
+	if (v != NULL && (k->flags & K_SECRET))
+		v = "(set, masked)";
+	fprintf(out, "%s = %s\n", k->name, or_none(k, v));
+}
+
+static void
+print_dsn(const struct key *k, const struct config *cfg, FILE *out)
+{
+	const char *v = *(char *const *)cfield(cfg, k->off);
+	char *dsn = mask_dsn(v != NULL ? v : "");
+
+	fprintf(out, "%s = %s\n", k->name, dsn);
 	free(dsn);
-	dsn = mask_dsn(cfg->database_direct_url ? cfg->database_direct_url : "");
-	fprintf(out, "database_direct_url = %s\n", dsn);
-	fprintf(out, "state_dir = %s\n",
-	    cfg->state_dir ? cfg->state_dir : "(none: rescue in memory only)");
-	fprintf(out, "finx_url = %s\n", cfg->finx_url);
-	fprintf(out, "finx_client_id = %s\n", cfg->client_id);
-	fprintf(out, "finx_client_secret = %s\n",
-	    cfg->client_secret ? "(set, masked)" : "(unset)");
-	fprintf(out, "finx_token_format = %s\n",
-	    cfg->token_form ? "form" : "json");
-	fprintf(out, "api_keys = %zu key(s)\n", cfg->n_api_keys);
+}
+
+static void
+print_listen(const struct key *k, const struct config *cfg, FILE *out)
+{
+	const char *host = *(char *const *)cfield(cfg, k->off);
+
+	if (host == NULL)
+		fprintf(out, "%s = %s\n", k->name, or_none(k, NULL));
+	else
+		fprintf(out, "%s = %s:%d\n", k->name, host,
+		    *(const int *)cfield(cfg, k->off_port));
+}
+
+static void
+print_long(const struct key *k, const struct config *cfg, FILE *out)
+{
+	fprintf(out, "%s = %ld\n", k->name,
+	    *(const long *)cfield(cfg, k->off));
+}
+
+static void
+print_bool(const struct key *k, const struct config *cfg, FILE *out)
+{
+	fprintf(out, "%s = %s\n", k->name,
+	    k->words[*(const bool *)cfield(cfg, k->off) ? 1 : 0]);
+}
+
+static void
+print_enum(const struct key *k, const struct config *cfg, FILE *out)
+{
+	fprintf(out, "%s = %s\n", k->name,
+	    k->words[*(const int *)cfield(cfg, k->off)]);
+}
+
+/* public_url, and the redirect_uri finX is sent, derived from it. */
+static void
+print_public_url(const struct key *k, const struct config *cfg, FILE *out)
+{
+	print_str(k, cfg, out);
+	fprintf(out, "redirect_uri = %s\n", or_none(k, cfg->redirect_uri));
+}
+
+/* How many keys, then each key's id and scopes; never a key. */
+static void
+print_api_keys(const struct key *k, const struct config *cfg, FILE *out)
+{
+	size_t i, s;
+
+	fprintf(out, "%s = %zu key(s)\n", k->name, cfg->n_api_keys);
 	for (i = 0; i < cfg->n_api_keys; i++) {
 		fprintf(out, "  key %s scopes:", cfg->api_keys[i].id);
-		for (s = 0; s < 4; s++)
-			if (cfg->api_keys[i].scopes & (1u << s))
-				fprintf(out, " %s", scope_names[s]);
+		for (s = 0; s < sizeof(scopes) / sizeof(scopes[0]); s++)
+			if (cfg->api_keys[i].scopes & scopes[s].bit)
+				fprintf(out, " %s", scopes[s].name);
 		fputc('\n', out);
 	}
-	fprintf(out, "return_urls =");
+}
+
+static void
+print_return_urls(const struct key *k, const struct config *cfg, FILE *out)
+{
+	size_t i;
+
+	fprintf(out, "%s =", k->name);
 	for (i = 0; i < cfg->n_return_urls; i++)
 		fprintf(out, "%s %s", i ? "," : "", cfg->return_urls[i]);
 	fputc('\n', out);
-	fprintf(out, "state_ttl = %ld\n", cfg->state_ttl);
-	fprintf(out, "token_keys =");
+}
+
+/* The ids only: "k2:(masked), k1:(masked)". */
+static void
+print_token_keys(const struct key *k, const struct config *cfg, FILE *out)
+{
+	size_t i;
+
+	fprintf(out, "%s =", k->name);
 	for (i = 0; i < cfg->n_token_keys; i++)
 		fprintf(out, "%s %s:(masked)", i ? "," : "",
 		    cfg->token_keys[i].id);
 	fputc('\n', out);
-	fprintf(out, "browser_binding = %s\n",
-	    cfg->browser_binding ? "required" : "off");
-	fprintf(out, "log_level = %s\n",
-	    (const char *[]){ "debug", "info", "warn", "error" }[cfg->log_level]);
-	fprintf(out, "db_pool_size = %ld\n", cfg->db_pool_size);
-	fprintf(out, "db_timeout_ms = %ld\n", cfg->db_timeout_ms);
-	fprintf(out, "max_connections = %ld\n", cfg->max_connections);
-	fprintf(out, "max_connections_per_ip = %ld\n",
-	    cfg->max_connections_per_ip);
-	fprintf(out, "http_timeout = %ld\n", cfg->http_timeout_s);
-	fprintf(out, "finx_connect_timeout_ms = %ld\n",
-	    cfg->finx_connect_timeout_ms);
-	fprintf(out, "finx_timeout_ms = %ld\n", cfg->finx_timeout_ms);
-	fprintf(out, "refresh_margin = %ld\n", cfg->refresh_margin_s);
-	fprintf(out, "refresh_keepalive = %ld\n", cfg->refresh_keepalive_s);
-	fprintf(out, "refresh_interval = %ld\n", cfg->refresh_interval_s);
-	fprintf(out, "refresh_concurrency = %ld\n", cfg->refresh_concurrency);
-	fprintf(out, "sync_interval = %ld\n", cfg->sync_interval_s);
-	fprintf(out, "drain_timeout = %ld\n", cfg->drain_timeout_s);
-	fprintf(out, "read_cache = %s\n", cfg->read_cache ? "on" : "off");
-	free(dsn);
+}
+
+void
+config_print(const struct config *cfg, FILE *out)
+{
+	const struct key *k;
+
+	for (k = keys; k < keys + NKEYS; k++)
+		(k->print != NULL ? k->print : types[k->type].print)(k, cfg,
+		    out);
 }
 
 bool

@@ -1,5 +1,5 @@
 /*
- * Configuration: one table of keys (config.c) read from the environment
+ * Configuration: one typed table of keys (config.c) read from the environment
  * (FINXD_*), an optional `key = value` file and defaults, in that order of
  * precedence.  Secrets also take a *_FILE form.  Validation collects every
  * problem at once, one line each.
@@ -105,6 +105,16 @@ void config_free(struct config *cfg);
 
 /* Print every key with its effective value, secrets masked. */
 void config_print(const struct config *cfg, FILE *out);
+
+/* One key of config.c's table, for documentation and its tests. */
+struct config_key_info {
+	const char *name; /* file key; FINXD_<NAME> in the environment */
+	const char *def;  /* the default; NULL: none (required) */
+	const char *help;
+	bool secret; /* masked in output; also takes <name>_file */
+};
+/* The i-th key of the table into *out; false past the last one. */
+bool config_key_at(size_t i, struct config_key_info *out);
 
 /*
  * Parse one FINXD_API_KEYS entry ("key[:scope+scope]" or
