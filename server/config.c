@@ -330,15 +330,63 @@ raw_set(struct raw *r, int i, char *v, const char *src)
 	r->src[i] = src;
 }
 
+/*
+ * The key a file line names: a key of the table, or KEY_file of a secret
+ * (*is_file set, k cut to KEY).  -1 when there is none.
+ */
+static int
+file_key_index(char *k, bool *is_file)
+{
+	size_t n = strlen(k);
+	int i = key_index(k);
+
+	*is_file = false;
+	if (i >= 0 || n <= 5 || strcmp(k + n - 5, "_file") != 0)
+		return i;
+	k[n - 5] = '\0';
+	*is_file = true;
+	i = key_index(k);
+	return i >= 0 && (keys[i].flags & K_SECRET) ? i : -1;
+}
+
+/* One line of the file (trimmed, not a comment) into the raw values. */
+static void
+read_line(char *k, const char *path, int lineno, struct raw *r,
+    struct config_errors *errs)
+{
+	char *v, *eq, *s;
+	bool is_file;
+	int i;
+
+	if ((eq = strchr(k, '=')) == NULL) {
+		config_errors_add(errs, "%s:%d: expected key = value", path,
+		    lineno);
+		return;
+	}
+	*eq = '\0';
+	k = trim(k);
+	v = trim(eq + 1);
+	if (strlen(v) >= 2 && v[0] == '"' && v[strlen(v) - 1] == '"') {
+		v[strlen(v) - 1] = '\0';
+		v++;
+	}
+	if ((i = file_key_index(k, &is_file)) < 0)
+		config_errors_add(errs, "%s:%d: unknown key %s%s", path, lineno,
+		    k, is_file ? "_file" : "");
+	else if (!is_file)
+		raw_set(r, i, xstrdup(v), "file");
+	else if ((s = read_secret_file(v, errs, keys[i].name)) != NULL)
+		raw_set(r, i, s, "file");
+}
+
 /* Parse the key = value file into the raw values it sets. */
 static void
 read_file(const char *path, struct raw *r, struct config_errors *errs)
 {
 	FILE *f = fopen(path, "r");
-	char *line = NULL, *k, *v, *eq;
+	char *line = NULL, *k;
 	size_t cap = 0;
-	int lineno = 0, i;
-	bool is_file;
+	int lineno = 0;
 
 	if (f == NULL) {
 		config_errors_add(errs, "config file %s: %s", path,
@@ -348,42 +396,8 @@ read_file(const char *path, struct raw *r, struct config_errors *errs)
 	while (getline(&line, &cap, f) > 0) {
 		lineno++;
 		k = trim(line);
-		if (*k == '\0' || *k == '#')
-			continue;
-		if ((eq = strchr(k, '=')) == NULL) {
-			config_errors_add(errs, "%s:%d: expected key = value",
-			    path, lineno);
-			continue;
-		}
-		*eq = '\0';
-		k = trim(k);
-		v = trim(eq + 1);
-		if (strlen(v) >= 2 && v[0] == '"' && v[strlen(v) - 1] == '"') {
-			v[strlen(v) - 1] = '\0';
-			v++;
-		}
-		is_file = false;
-		i = key_index(k);
-		if (i < 0 && strlen(k) > 5 &&
-		    strcmp(k + strlen(k) - 5, "_file") == 0) {
-			k[strlen(k) - 5] = '\0';
-			i = key_index(k);
-			is_file = true;
-			if (i >= 0 && !(keys[i].flags & K_SECRET))
-				i = -1;
-		}
-		if (i < 0) {
-			config_errors_add(errs, "%s:%d: unknown key %s%s", path,
-			    lineno, k, is_file ? "_file" : "");
-			continue;
-		}
-		if (is_file) {
-			char *s = read_secret_file(v, errs, keys[i].name);
-
-			if (s != NULL)
-				raw_set(r, i, s, "file");
-		} else
-			raw_set(r, i, xstrdup(v), "file");
+		if (*k != '\0' && *k != '#')
+			read_line(k, path, lineno, r, errs);
 	}
 	if (line != NULL)
 		OPENSSL_cleanse(line, cap);
