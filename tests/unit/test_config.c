@@ -1,8 +1,9 @@
 /*
  * Unit tests for config.c: defaults, validation (every problem reported at
  * once), token and API keys, the key = value file with *_file secrets,
- * config_print masking and the return URL prefix rule.  The environment
- * is always a synthetic array, never the process's.
+ * config_print masking, the return URL prefix rule, and the example file
+ * against the key table.  The environment is always a synthetic array,
+ * never the process's.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,6 +44,7 @@ static void test_file(void);
 static void test_print(void);
 static void test_return_urls(void);
 static void test_database_only(void);
+static void test_example(void);
 
 /*
  * config_load with file and the NULL-terminated environment entries that
@@ -945,6 +947,89 @@ test_database_only(void)
 	config_errors_free(&e);
 }
 
+/* The key a "key = value" or "# key = value" line names, or NULL. */
+static char *
+example_key(char *line, char **value)
+{
+	char *p = line;
+	size_t n;
+
+	if (strncmp(p, "# ", 2) == 0)
+		p += 2;
+	n = strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789_");
+	if (n == 0 || strncmp(p + n, " = ", 3) != 0)
+		return NULL;
+	p[n] = '\0';
+	*value = p + n + 3;
+	(*value)[strcspn(*value, "\n")] = '\0';
+	return p;
+}
+
+/* The table index of name, or of KEY for a secret's KEY_file; -1: none. */
+static int
+table_index(const char *name, bool *is_file)
+{
+	struct config_key_info k;
+	size_t i, n = strlen(name);
+
+	for (i = 0; config_key_at(i, &k); i++) {
+		*is_file = false;
+		if (strcmp(k.name, name) == 0)
+			return (int)i;
+		*is_file = true;
+		if (k.secret && n == strlen(k.name) + 5 &&
+		    strncmp(name, k.name, n - 5) == 0 &&
+		    strcmp(name + n - 5, "_file") == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+/*
+ * config/finxd.conf.example against the table: every key of the table is
+ * there as "# key = default" (an example where the default is empty or
+ * none; a secret may show only its _file form), and every key it names is
+ * in the table.
+ */
+static void
+test_example(void)
+{
+	const char *path = getenv("CONF_EXAMPLE");
+	FILE *f = path != NULL ? fopen(path, "r") : NULL;
+	char *line = NULL, *name, *value, *shown[128] = { NULL };
+	bool seen[128] = { false }, is_file;
+	struct config_key_info k;
+	size_t cap = 0, i;
+	int at;
+
+	CHECK(f != NULL, "example file readable (CONF_EXAMPLE=%s)",
+	    path != NULL ? path : "(unset)");
+	if (f == NULL)
+		return;
+	while (getline(&line, &cap, f) > 0) {
+		if ((name = example_key(line, &value)) == NULL)
+			continue;
+		at = table_index(name, &is_file);
+		CHECK(at >= 0 && at < 128, "example key %s is in the table",
+		    name);
+		if (at < 0 || at >= 128 || seen[at])
+			continue;
+		seen[at] = true;
+		shown[at] = is_file ? NULL : xstrdup(value);
+	}
+	free(line);
+	fclose(f);
+	for (i = 0; config_key_at(i, &k) && i < 128; i++) {
+		CHECK(seen[i], "key %s is in the example", k.name);
+		if (seen[i] && k.def != NULL && *k.def != '\0')
+			CHECK(shown[i] != NULL && strcmp(shown[i], k.def) == 0,
+			    "the example shows %s = %s (the default)", k.name,
+			    k.def);
+		free(shown[i]);
+	}
+	CHECK(i > 0 && i < 128, "the table has %zu keys", i);
+}
+
 int
 main(void)
 {
@@ -966,6 +1051,7 @@ main(void)
 	test_print();
 	test_return_urls();
 	test_database_only();
+	test_example();
 
 	free(env_tk);
 	free(k1_b64);
