@@ -100,53 +100,61 @@ static const struct {
 _Static_assert(LOG_DEBUG == 0 && LOG_INFO == 1 && LOG_WARN == 2 &&
 	LOG_ERROR == 3, "log_level words follow enum log_level");
 
-#define OFF(f) offsetof(struct config, f)
+/*
+ * Where a key is stored: offsetof the field, which must have type T (a
+ * field of another type stops the build: _Generic finds no match).
+ */
+#define AT(f, T)                                                              \
+	(offsetof(struct config, f) +                                          \
+	    0 * sizeof(_Generic(((struct config *)0)->f, T : 1)))
 #define WORDS(...) ((const char *const[]){ __VA_ARGS__, NULL })
 /* A whole number from lo to hi. */
 #define NUM(n, f, d, lo, hi, h)                                               \
-	{ .name = n, .type = T_LONG, .off = OFF(f), .def = d, .min = lo,       \
-		.max = hi, .help = h }
+	{ .name = n, .type = T_LONG, .off = AT(f, long), .def = d,            \
+		.min = lo, .max = hi, .help = h }
 
 /*
  * The table: SPEC.md's keys first, then operational knobs.  Its order is
  * the order of check-config's lines and of the errors.
  */
 static const struct key keys[] = {
-	{ .name = "listen", .type = T_LISTEN, .off = OFF(listen_host),
-	    .off_port = OFF(listen_port), .def = "127.0.0.1:8080",
+	{ .name = "listen", .type = T_LISTEN, .off = AT(listen_host, char *),
+	    .off_port = AT(listen_port, int), .def = "127.0.0.1:8080",
 	    .help = "address:port to listen on" },
-	{ .name = "ops_listen", .type = T_LISTEN, .off = OFF(ops_listen_host),
-	    .off_port = OFF(ops_listen_port), .def = "",
+	{ .name = "ops_listen", .type = T_LISTEN,
+	    .off = AT(ops_listen_host, char *),
+	    .off_port = AT(ops_listen_port, int), .def = "",
 	    .flags = K_EMPTY_NONE, .none = "(none)",
 	    .help = "address:port of a second listener serving only "
 		    "/healthz, /readyz and /metrics (empty: none)" },
-	{ .name = "public_url", .type = T_URL, .off = OFF(public_url),
+	{ .name = "public_url", .type = T_URL, .off = AT(public_url, char *),
 	    .def = "http://127.0.0.1:8080", .print = print_public_url,
 	    .help = "base URL browsers reach finxd at" },
-	{ .name = "database_url", .type = T_DSN, .off = OFF(database_url),
-	    .def = "", .flags = K_SECRET,
+	{ .name = "database_url", .type = T_DSN,
+	    .off = AT(database_url, char *), .def = "", .flags = K_SECRET,
 	    .help = "libpq connection string or URI" },
 	{ .name = "database_direct_url", .type = T_DSN,
-	    .off = OFF(database_direct_url), .def = "",
+	    .off = AT(database_direct_url, char *), .def = "",
 	    .flags = K_SECRET | K_EMPTY_NONE,
 	    .help = "direct (not pooled) PostgreSQL connection for sessions: "
 		    "LISTEN, migrate (empty: database_url)" },
-	{ .name = "state_dir", .type = T_STR, .off = OFF(state_dir),
+	{ .name = "state_dir", .type = T_STR, .off = AT(state_dir, char *),
 	    .def = "", .flags = K_EMPTY_NONE,
 	    .none = "(none: rescue in memory only)",
 	    .help = "local directory for the rescue journal of rotated tokens "
 		    "not yet stored (empty: rescue in memory only)" },
-	{ .name = "finx_url", .type = T_URL, .off = OFF(finx_url),
+	{ .name = "finx_url", .type = T_URL, .off = AT(finx_url, char *),
 	    .def = "https://api.finx-s.qwist.cloud", .parse = parse_finx_url,
 	    .help = "finX API base URL" },
-	{ .name = "finx_client_id", .type = T_CRED, .off = OFF(client_id),
-	    .reject = ":", .flags = K_REQUIRED, .help = "finX client id" },
+	{ .name = "finx_client_id", .type = T_CRED,
+	    .off = AT(client_id, char *), .reject = ":", .flags = K_REQUIRED,
+	    .help = "finX client id" },
 	{ .name = "finx_client_secret", .type = T_CRED,
-	    .off = OFF(client_secret), .flags = K_SECRET | K_REQUIRED,
+	    .off = AT(client_secret, char *), .flags = K_SECRET | K_REQUIRED,
 	    .help = "finX client secret" },
-	{ .name = "finx_token_format", .type = T_BOOL, .off = OFF(token_form),
-	    .def = "json", .words = WORDS("json", "form"),
-	    .help = "json or form" },
+	{ .name = "finx_token_format", .type = T_BOOL,
+	    .off = AT(token_form, bool), .def = "json",
+	    .words = WORDS("json", "form"), .help = "json or form" },
 	{ .name = "api_keys", .type = T_CUSTOM, .def = "", .flags = K_SECRET,
 	    .parse = parse_api_keys, .print = print_api_keys,
 	    .help = "bearer keys for /v1" },
@@ -160,9 +168,9 @@ static const struct key keys[] = {
 	    .print = print_token_keys,
 	    .help = "id:base64key pairs for token encryption" },
 	{ .name = "browser_binding", .type = T_BOOL,
-	    .off = OFF(browser_binding), .def = "off",
+	    .off = AT(browser_binding, bool), .def = "off",
 	    .words = WORDS("off", "required"), .help = "off or required" },
-	{ .name = "log_level", .type = T_ENUM, .off = OFF(log_level),
+	{ .name = "log_level", .type = T_ENUM, .off = AT(log_level, int),
 	    .def = "info", .words = WORDS("debug", "info", "warn", "error"),
 	    .help = "debug, info, warn, error" },
 	NUM("db_pool_size", db_pool_size, "8", 1, 256,
@@ -193,7 +201,7 @@ static const struct key keys[] = {
 	    "seconds between unattended pulls"),
 	NUM("drain_timeout", drain_timeout_s, "20", 0, 3600,
 	    "seconds to finish work on SIGTERM"),
-	{ .name = "read_cache", .type = T_BOOL, .off = OFF(read_cache),
+	{ .name = "read_cache", .type = T_BOOL, .off = AT(read_cache, bool),
 	    .def = "on", .words = WORDS("off", "on"),
 	    .help = "on or off: cache read API answers, invalidated via "
 		    "LISTEN" },
@@ -801,8 +809,8 @@ token_key_add(struct config *cfg, const char *item, size_t i,
 		return;
 	}
 	if ((len = b64_decode(colon + 1, &raw)) != 32) {
-		config_errors_add(errs, "%s: entry %zu: key must be 32 bytes in "
-					"base64",
+		config_errors_add(errs, "%s: entry %zu: key must be 32 bytes "
+					"in base64",
 		    env, i);
 		if (raw != NULL)
 			OPENSSL_cleanse(raw, (size_t)(len > 0 ? len : 0));
@@ -884,8 +892,8 @@ cross_check(struct config *cfg, struct config_errors *errs)
 		config_errors_add(errs, "FINXD_STATE_DIR: must be an absolute "
 					"path");
 	if (cfg->finx_connect_timeout_ms > cfg->finx_timeout_ms)
-		config_errors_add(errs, "FINXD_FINX_CONNECT_TIMEOUT_MS must not "
-					"exceed FINXD_FINX_TIMEOUT_MS");
+		config_errors_add(errs, "FINXD_FINX_CONNECT_TIMEOUT_MS must "
+					"not exceed FINXD_FINX_TIMEOUT_MS");
 }
 
 /* Turn raw strings into typed fields, collecting every problem. */
