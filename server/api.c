@@ -8,12 +8,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "buf.h"
 #include "db.h"
 #include "log.h"
 #include "metrics.h"
 #include "migrate.h"
 #include "rescue.h"
-#include "util.h"
+#include "text.h"
 
 const struct config *api_cfg;
 

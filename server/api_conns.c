@@ -10,9 +10,11 @@
 #include "crypto.h"
 #include "db.h"
 #include "log.h"
+#include "mem.h"
 #include "refresh.h"
+#include "secret.h"
+#include "text.h"
 #include "tokens.h"
-#include "util.h"
 
 #define CONN_COLS                                                             \
 	"id, user_id, status, status_reason, scope, "                         \

@@ -13,10 +13,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "buf.h"
 #include "cache.h"
+#include "clock.h"
 #include "db.h"
+#include "encode.h"
 #include "log.h"
-#include "util.h"
+#include "mem.h"
+#include "text.h"
 
 /* A rendered body may grow this large (500 rows of long purposes). */
 #define BODY_MAX (256 * 1024 * 1024)

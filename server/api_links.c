@@ -11,9 +11,12 @@
 
 #include "crypto.h"
 #include "db.h"
+#include "encode.h"
 #include "finx.h"
 #include "log.h"
-#include "util.h"
+#include "mem.h"
+#include "secret.h"
+#include "text.h"
 
 static const char *const languages[] = { "de", "en", "es", "fr", "ar", NULL };
 

@@ -24,8 +24,12 @@
 
 #include <libpq-fe.h>
 
+#include "buf.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "mem.h"
+#include "secret.h"
 
 #define NBUCKETS 8192 /* power of two */
 #define POLL_MS 200

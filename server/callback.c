@@ -13,13 +13,16 @@
 
 #include <openssl/crypto.h>
 
+#include "buf.h"
 #include "db.h"
+#include "encode.h"
 #include "finx.h"
 #include "log.h"
+#include "mem.h"
 #include "metrics.h"
 #include "refresh.h"
+#include "secret.h"
 #include "tokens.h"
-#include "util.h"
 
 struct link {
 	char *id;

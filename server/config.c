@@ -17,9 +17,13 @@
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
 
+#include "buf.h"
+#include "encode.h"
 #include "finx.h"
 #include "log.h"
-#include "util.h"
+#include "mem.h"
+#include "secret.h"
+#include "text.h"
 
 extern char **environ;
 

@@ -10,7 +10,9 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "util.h"
+#include "encode.h"
+#include "mem.h"
+#include "secret.h"
 
 #define NONCE_LEN 12
 #define TAG_LEN 16

@@ -19,9 +19,10 @@
 #include "finx.h"
 #include "finxmap.h"
 #include "log.h"
+#include "mem.h"
 #include "refresh.h"
+#include "secret.h"
 #include "tokens.h"
-#include "util.h"
 
 #define PAGE 500
 #define MAX_PAGES 400

@@ -16,9 +16,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "config.h"
 #include "log.h"
-#include "util.h"
+#include "mem.h"
+#include "secret.h"
+#include "text.h"
 
 static struct {
 	pthread_mutex_t mu;

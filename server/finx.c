@@ -23,11 +23,16 @@
 #include <json-c/json.h>
 #include <openssl/crypto.h>
 
+#include "buf.h"
+#include "clock.h"
 #include "config.h"
+#include "encode.h"
 #include "finx.h"
 #include "log.h"
+#include "mem.h"
 #include "metrics.h"
-#include "util.h"
+#include "secret.h"
+#include "text.h"
 
 #ifndef FINXD_VERSION
 #define FINXD_VERSION "dev"

@@ -11,7 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "mem.h"
+#include "text.h"
 
 #define MAX_TEXT (64 * 1024)
 

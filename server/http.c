@@ -18,8 +18,14 @@
 
 #include <openssl/crypto.h>
 
+#include "buf.h"
+#include "clock.h"
+#include "encode.h"
 #include "log.h"
+#include "mem.h"
 #include "metrics.h"
+#include "secret.h"
+#include "text.h"
 
 static struct MHD_Daemon *daemon_;
 static struct MHD_Daemon *ops_daemon; /* FINXD_OPS_LISTEN, or NULL */

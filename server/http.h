@@ -11,8 +11,8 @@
 #include <json-c/json.h>
 #include <microhttpd.h>
 
+#include "buf.h"
 #include "config.h"
-#include "util.h"
 
 /* Request body cap for /v1 (413 beyond). */
 #define HTTP_MAX_BODY (64 * 1024)

@@ -13,10 +13,13 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "buf.h"
+#include "clock.h"
 #include "config.h"
 #include "db.h"
 #include "log.h"
-#include "util.h"
+#include "mem.h"
+#include "secret.h"
 
 #ifndef FINXD_VERSION
 #define FINXD_VERSION "dev"

@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "buf.h"
 
 static enum log_level min_level = LOG_INFO;
 static _Thread_local char req_id[64];

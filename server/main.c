@@ -15,6 +15,7 @@
 
 #include "api.h"
 #include "cache.h"
+#include "clock.h"
 #include "config.h"
 #include "crypto.h"
 #include "data.h"
@@ -25,8 +26,9 @@
 #include "migrate.h"
 #include "refresh.h"
 #include "rekey.h"
+#include "secret.h"
+#include "text.h"
 #include "tokens.h"
-#include "util.h"
 
 #ifndef FINXD_VERSION
 #define FINXD_VERSION "dev"

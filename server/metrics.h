@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-#include "util.h"
+#include "buf.h"
 
 /* Count one HTTP request and its duration. */
 void metrics_http(const char *route, int status, int64_t ms);

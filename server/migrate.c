@@ -14,9 +14,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "db.h"
 #include "log.h"
-#include "util.h"
+#include "mem.h"
+#include "text.h"
 
 /* Any constant shared by every finxd; the text spells "finxdmig". */
 #define MIGRATE_LOCK "7378664410155813223"

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "crypto.h"
 #include "data.h"
@@ -25,10 +26,11 @@
 #include "finx.h"
 #include "lease.h"
 #include "log.h"
+#include "mem.h"
 #include "metrics.h"
 #include "rescue.h"
+#include "secret.h"
 #include "tokens.h"
-#include "util.h"
 
 static const char *const outcome_names[] = { "ok", "not_due", "transient",
 	"rejected", "invalid_grant", "inactive", "not_found", "db_error",

@@ -13,7 +13,8 @@
 #include "crypto.h"
 #include "db.h"
 #include "log.h"
-#include "util.h"
+#include "mem.h"
+#include "secret.h"
 
 #define BATCH 200
 

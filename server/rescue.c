@@ -25,12 +25,15 @@
 
 #include <json-c/json.h>
 
+#include "clock.h"
 #include "config.h"
 #include "crypto.h"
 #include "db.h"
 #include "lease.h"
 #include "log.h"
-#include "util.h"
+#include "mem.h"
+#include "secret.h"
+#include "text.h"
 
 #define JOURNAL_MAX (64 * 1024)
 #define BACKOFF_MIN_MS 250

@@ -12,10 +12,13 @@
 #include <string.h>
 
 #include "db.h"
+#include "encode.h"
 #include "finx.h"
 #include "log.h"
+#include "mem.h"
 #include "refresh.h"
-#include "util.h"
+#include "secret.h"
+#include "text.h"
 
 #define SYNC_COLS                                                             \
 	"id, connection_id, status, error::text, " SQL_TS("created_at") ", "  \

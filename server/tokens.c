@@ -7,10 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "config.h"
 #include "crypto.h"
 #include "db.h"
-#include "util.h"
+#include "secret.h"
 
 static long margin_s = 300, keepalive_s = 7L * 86400;
 

@@ -27,7 +27,7 @@
 
 #include "config.h"
 #include "crypto.h"
-#include "util.h"
+#include "secret.h"
 
 static const char *db;
 

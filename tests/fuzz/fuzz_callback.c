@@ -11,7 +11,8 @@
 #include <string.h>
 
 #include "api.h"
-#include "util.h"
+#include "mem.h"
+#include "text.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -11,7 +11,7 @@
 
 #include "api.h"
 #include "http.h"
-#include "util.h"
+#include "mem.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

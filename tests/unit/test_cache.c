@@ -10,8 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "cache.h"
-#include "util.h"
+#include "clock.h"
 #include "test.h"
 
 #include <unistd.h>

@@ -12,8 +12,10 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "encode.h"
 #include "http.h"
-#include "util.h"
+#include "mem.h"
+#include "secret.h"
 #include "test.h"
 
 #define CLIENT_SECRET "cs-SECRET-4711"

@@ -9,9 +9,12 @@
 
 #include <openssl/evp.h>
 
+#include "buf.h"
 #include "config.h"
 #include "crypto.h"
-#include "util.h"
+#include "encode.h"
+#include "mem.h"
+#include "secret.h"
 #include "test.h"
 
 static unsigned char k1_raw[32], k2_raw[32];

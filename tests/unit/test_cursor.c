@@ -8,7 +8,8 @@
 #include <string.h>
 
 #include "api.h"
-#include "util.h"
+#include "encode.h"
+#include "mem.h"
 #include "test.h"
 
 static void

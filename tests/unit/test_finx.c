@@ -9,9 +9,11 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 
+#include "buf.h"
 #include "config.h"
 #include "finx.h"
-#include "util.h"
+#include "mem.h"
+#include "text.h"
 #include "test.h"
 
 static bool tokens(const char *, struct finx_tokens *);

@@ -10,7 +10,7 @@
 #include <json-c/json.h>
 
 #include "finxmap.h"
-#include "util.h"
+#include "mem.h"
 #include "test.h"
 
 /* finxmap_decimal of the JSON text j as json-c parses it; "(null)" when

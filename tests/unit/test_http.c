@@ -7,8 +7,9 @@
 #include <string.h>
 
 #include "config.h"
+#include "encode.h"
 #include "http.h"
-#include "util.h"
+#include "mem.h"
 #include "test.h"
 
 #define KEY_A "keyA-0123456789abcdef"

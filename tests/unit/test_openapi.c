@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "api.h"
+#include "buf.h"
 #include "test.h"
-#include "util.h"
 
 /* "/v1/links/{link_id}" -> "/v1/links/{}" */
 static char *

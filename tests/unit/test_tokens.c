@@ -8,7 +8,6 @@
 
 #include "finx.h"
 #include "tokens.h"
-#include "util.h"
 #include "test.h"
 
 #define DAY 86400L

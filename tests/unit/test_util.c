@@ -1,12 +1,18 @@
 /*
- * Unit tests for util.c: encodings, random identifiers, validation,
- * bounded buffers, parse_long and rfc3339.  No network, no database.
+ * Unit tests for the small helper modules: encode.c, secret.c (random
+ * identifiers, ct_equal), text.c (validation, parse_long), buf.c and
+ * clock.c (rfc3339).  No network, no database.
  */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "buf.h"
+#include "clock.h"
+#include "encode.h"
+#include "mem.h"
+#include "secret.h"
+#include "text.h"
 #include "test.h"
 
 static bool b64_is(const char *in, const char *want);
