@@ -19,7 +19,7 @@
 
 #include "buf.h"
 #include "encode.h"
-#include "finx.h"
+#include "finx_url.h"
 #include "log.h"
 #include "mem.h"
 #include "secret.h"

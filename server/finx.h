@@ -1,6 +1,9 @@
 /*
  * finX API client (libcurl easy handles from a small bounded pool).
  *
+ * Transport only: what the answers mean is finx_decode.h, which URL may
+ * be the base is finx_url.h.
+ *
  * Every call: HTTP Basic (client credentials) or Bearer (user token), a
  * connect and a total timeout, TLS verification, plain http only to
  * loopback, redirects never followed, response bodies capped.  Nothing in
@@ -11,8 +14,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
 #include <json-c/json.h>
+
+#include "finx_decode.h"
 
 struct config;
 
@@ -20,55 +24,13 @@ struct config;
 #define FINX_MAX_BODY (8u * 1024 * 1024)
 
 /*
- * Outcome of a failed finX call, safe to log and to show to API clients.
- * Start it zeroed ({0}); a failing call frees what it held and refills it,
- * a successful call leaves it alone.  Release with finx_error_free.
- */
-struct finx_error {
-	long http_status;  /* 0 when no HTTP answer came back */
-	bool transport;    /* timeout, connection error, TLS, ... */
-	bool never_sent;   /* provably never reached finX: safe to retry */
-	bool transient;    /* worth retrying later: transport, 5xx, 429 */
-	bool invalid_grant; /* the grant/code/refresh token was rejected */
-	long retry_after;  /* seconds from a Retry-After header, or 0 */
-	char *code;        /* "invalid_grant", "1003", ... or NULL */
-	char *message;     /* human text, never a secret, never NULL once set */
-};
-/* Frees code and message and zeroes e (reusable afterwards). */
-void finx_error_free(struct finx_error *e);
-
-struct finx_tokens {
-	char *access_token;
-	char *refresh_token; /* NULL when the answer had none */
-	char *token_type;
-	char *scope;
-	long expires_in;     /* seconds; -1 when missing or unusable */
-	long refresh_expires_in; /* seconds, when finX says; else -1 */
-	/*
-	 * When the request was sent (CLOCK_REALTIME ms): lifetimes count
-	 * from here, never from a later store (the answer may take seconds,
-	 * and a rescued store minutes).
-	 */
-	int64_t sent_ms;
-};
-/* Wipes and frees the token strings. */
-void finx_tokens_free(struct finx_tokens *t);
-
-/*
  * Once, after curl_global_init and before any thread uses finX.  cfg is
  * borrowed for the life of the process.  When cfg->finx_url fails
- * finx_url_allowed(), every call fails without sending anything.
+ * finx_url_allowed() (finx_url.h), every call fails without sending
+ * anything.
  */
 void finx_init(const struct config *cfg);
 void finx_cleanup(void);
-
-/*
- * True when url may be the finX base URL: https to any host, plain http
- * only to 127.0.0.0/8, ::1 or localhost; no credentials, query or
- * fragment.  On false *why (if not NULL) is a static reason.  Pure: usable
- * from config validation before finx_init.
- */
-bool finx_url_allowed(const char *url, const char **why);
 
 /*
  * POST /ongoing/access with body req (not consumed).  On success stores the
@@ -101,28 +63,6 @@ bool finx_revoke(const char *token, struct finx_error *err);
  */
 bool finx_rest(const char *method, const char *access_token,
     const char *path, json_object *body, json_object **out,
-    struct finx_error *err);
-
-/*
- * True when url may be used as the finX base URL: https anywhere, plain
- * http only to a loopback host.  *why is static text.
- */
-bool finx_url_allowed(const char *url, const char **why);
-
-/* Pure decoders, exposed for the unit tests and the fuzzers. */
-
-/* Parse a /auth/token success body; false with *why (static text). */
-bool finx_decode_tokens(const char *body, size_t len,
-    struct finx_tokens *out, const char **why);
-/* Parse a /ongoing/access success body. */
-bool finx_decode_flow(const char *body, size_t len, char **flow_id,
-    char **location, const char **why);
-/*
- * Fill err from an HTTP error answer: finX's {"error": {code, description,
- * message, group}} or OAuth's {"error": "...", "error_description": "..."},
- * or neither (then a generic message from the status).
- */
-void finx_decode_error(long status, const char *body, size_t len,
     struct finx_error *err);
 
 #endif

@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <libpq-fe.h>
 
-#include "finx.h"
+#include "finx_decode.h"
 #include "tokens.h"
 
 struct config;

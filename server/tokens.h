@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <libpq-fe.h>
 
-#include "finx.h"
+#include "finx_decode.h"
 
 /* Lifetimes used when finX does not say (finx-api.md section 3). */
 #define ACCESS_TTL_UNKNOWN 300        /* odd expires_in: refresh soon */

@@ -11,7 +11,7 @@
 
 #include <json-c/json.h>
 
-#include "finx.h"
+#include "finx_decode.h"
 #include "finxmap.h"
 #include "log.h"
 

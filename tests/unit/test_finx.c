@@ -12,6 +12,8 @@
 #include "buf.h"
 #include "config.h"
 #include "finx.h"
+#include "finx_decode.h"
+#include "finx_url.h"
 #include "mem.h"
 #include "text.h"
 #include "test.h"

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "finx.h"
+#include "finx_decode.h"
 #include "tokens.h"
 #include "test.h"
 
