@@ -53,8 +53,6 @@ wake(void)
 	pthread_cond_signal(&pool.cv_bulk);
 }
 
-static _Thread_local char last_state[6];
-
 /*
  * Set once db_init has filled the pool in.  finxd serve listens before
  * the database is ready (/healthz, /readyz answer meanwhile), so requests
@@ -299,21 +297,19 @@ db_stats(long *in_use, long *total, long *waits, long *timeouts)
 	pthread_mutex_unlock(&pool.mu);
 }
 
-/* Keep r when it succeeded; else log it, remember its SQLSTATE, free it. */
+/* Keep r when it succeeded; else log it (with its SQLSTATE) and free it. */
 static PGresult *
 checked(PGresult *r)
 {
 	ExecStatusType st = PQresultStatus(r);
 	const char *state;
 
-	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-		last_state[0] = '\0';
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
 		return r;
-	}
 	state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-	snprintf(last_state, sizeof(last_state), "%s", state ? state : "");
 	/* The primary message never contains parameter values. */
-	log_kv(LOG_ERROR, "database statement failed", "sqlstate", last_state,
+	log_kv(LOG_ERROR, "database statement failed", "sqlstate",
+	    state ? state : "",
 	    "error", PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY), NULL);
 	PQclear(r);
 	return NULL;
@@ -366,12 +362,6 @@ db_cmd(PGconn *c, const char *sql, int n, const char *const *params)
 
 	PQclear(r);
 	return r != NULL;
-}
-
-const char *
-db_last_sqlstate(void)
-{
-	return last_state;
 }
 
 const char *

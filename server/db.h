@@ -58,9 +58,6 @@ PGresult *db_exec_prepared(PGconn *c, const char *name, const char *sql,
 /* Same, for statements whose rows are not needed. */
 bool db_cmd(PGconn *c, const char *sql, int n, const char *const *params);
 
-/* The SQLSTATE of the last failed db_exec on this thread, or "". */
-const char *db_last_sqlstate(void);
-
 /* An integer column (PostgreSQL's own text): its value, or dflt when
  * NULL, absent or out of range. */
 long db_long(const PGresult *r, int row, int col, long dflt);
