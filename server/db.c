@@ -177,7 +177,7 @@ again:
 			&pool.mu, &until) == ETIMEDOUT) {
 			pool.timeouts++;
 			pthread_mutex_unlock(&pool.mu);
-			log_warn("database pool exhausted");
+			log_kv(LOG_WARN, "database pool exhausted", NULL);
 			return NULL;
 		}
 	}

@@ -641,9 +641,13 @@ http_stop(long drain_s)
 		ops_ls = MHD_quiesce_daemon(ops_daemon);
 	while (http_active() > 0 && mono_ms() < until)
 		usleep(20 * 1000);
-	if (http_active() > 0)
-		log_warn("drain timeout: %ld requests still running",
-		    http_active());
+	if (http_active() > 0) {
+		char running[24];
+
+		snprintf(running, sizeof(running), "%ld", http_active());
+		log_kv(LOG_WARN, "drain timeout: requests still running",
+		    "running", running, NULL);
+	}
 	MHD_stop_daemon(daemon_);
 	daemon_ = NULL;
 	if (ls != MHD_INVALID_SOCKET)

@@ -8,7 +8,6 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
@@ -54,12 +53,6 @@ log_set_request_id(const char *id)
 		req_id[0] = '\0';
 	else
 		snprintf(req_id, sizeof(req_id), "%s", id);
-}
-
-const char *
-log_request_id(void)
-{
-	return req_id[0] ? req_id : NULL;
 }
 
 static void
@@ -141,24 +134,4 @@ log_kv(enum log_level level, const char *msg, ...)
 	va_end(ap);
 	line_end(&b);
 	buf_free(&b);
-}
-
-void
-log_msg(enum log_level level, const char *fmt, ...)
-{
-	struct buf b;
-	va_list ap;
-	char *m;
-
-	if (level < min_level)
-		return;
-	va_start(ap, fmt);
-	if (vasprintf(&m, fmt, ap) < 0)
-		m = NULL;
-	va_end(ap);
-	buf_init(&b, 64 * 1024);
-	line_start(&b, level, m ? m : "(log format failed)");
-	line_end(&b);
-	buf_free(&b);
-	free(m);
 }

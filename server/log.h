@@ -1,7 +1,8 @@
 /*
  * Structured logging: each line on stderr is one JSON object with a
  * timestamp, level and message plus optional key/value fields.  Callers
- * never pass token, code or secret values; see log_field() for the rule.
+ * never pass token, code or secret values.  log_kv is the one API: a
+ * fixed message and string fields, so nothing is formatted by hand.
  */
 #ifndef FINXD_LOG_H
 #define FINXD_LOG_H
@@ -20,17 +21,7 @@ int log_parse_level(const char *s, enum log_level *out);
 void log_kv(enum log_level level, const char *msg, ...)
     __attribute__((sentinel));
 
-/* Printf-style message with no fields. */
-void log_msg(enum log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
 /* Request id added to every line this thread logs; NULL clears it. */
 void log_set_request_id(const char *id);
-const char *log_request_id(void);
-
-#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
-#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
-#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
-#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 
 #endif

@@ -290,7 +290,7 @@ cmd_serve(struct config *cfg)
 			return 1;
 		log_kv(LOG_INFO, "stopping before the database was ready",
 		    "signal", signame(sig), NULL);
-		log_info("stopped");
+		log_kv(LOG_INFO, "stopped", NULL);
 		return 0;
 	}
 	db_init(cfg);
@@ -306,7 +306,7 @@ cmd_serve(struct config *cfg)
 	refresher_stop();
 	cache_stop();
 	db_shutdown();
-	log_info("stopped");
+	log_kv(LOG_INFO, "stopped", NULL);
 	return 0;
 }
 
