@@ -52,8 +52,7 @@ reseal(const char *table, const char *id, const char *col, const char *v,
 
 /* One batch of one table; returns rows changed, or -1 on error. */
 static long
-rekey_batch(PGconn *c, const struct target *t, const char *key_prefix,
-    char **after, long *bad)
+rekey_batch(PGconn *c, const struct target *t, char **after, long *bad)
 {
 	char *sql;
 	PGresult *r;
@@ -104,7 +103,6 @@ rekey_batch(PGconn *c, const struct target *t, const char *key_prefix,
 	} else
 		changed = -2; /* done */
 	PQclear(r);
-	(void)key_prefix;
 	if (!db_cmd(c, "COMMIT", 0, NULL))
 		return -1;
 	return changed;
@@ -127,8 +125,7 @@ rekey_run(const struct config *cfg)
 		char *after = xstrdup("00000000-0000-0000-0000-000000000000");
 		long n;
 
-		while ((n = rekey_batch(c, &targets[i], cfg->token_keys[0].id,
-			    &after, &bad)) >= 0)
+		while ((n = rekey_batch(c, &targets[i], &after, &bad)) >= 0)
 			total += n;
 		free(after);
 		if (n == -1) {
