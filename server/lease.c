@@ -20,6 +20,7 @@
 #include "log.h"
 #include "mem.h"
 #include "secret.h"
+#include "text.h"
 
 #ifndef FINXD_VERSION
 #define FINXD_VERSION "dev"

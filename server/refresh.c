@@ -30,6 +30,7 @@
 #include "metrics.h"
 #include "rescue.h"
 #include "secret.h"
+#include "text.h"
 #include "tokens.h"
 
 static const char *const outcome_names[] = { "ok", "not_due", "transient",
