@@ -21,6 +21,7 @@
 #include "mem.h"
 #include "metrics.h"
 #include "refresh.h"
+#include "worker.h"
 #include "secret.h"
 #include "tokens.h"
 
@@ -504,7 +505,7 @@ callback_run(struct req *r, const struct cb_params *p)
 		return ret;
 	}
 	finx_tokens_free(&t);
-	refresher_wake(); /* the first pull, without waiting for a scan */
+	worker_wake_pull(); /* the first pull, without waiting for a scan */
 	ret = finish(r, &l, "connected", NULL, conn_id);
 	free(conn_id);
 	link_free(&l);

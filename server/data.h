@@ -23,9 +23,6 @@ bool pull_one(PGconn *c);
  */
 extern const char pull_claim_sql[];
 
-/* Poll one open manual sync at finX; false when none was due. */
-bool sync_poll_one(PGconn *c);
-
 /* Unattended pulls allowed per connection per 24 h (PSD2 RTS art. 36). */
 #define PULLS_PER_DAY 4
 

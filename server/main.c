@@ -26,6 +26,7 @@
 #include "migrate.h"
 #include "refresh.h"
 #include "rekey.h"
+#include "worker.h"
 #include "secret.h"
 #include "text.h"
 #include "tokens.h"
@@ -279,13 +280,14 @@ cmd_serve(struct config *cfg)
 	 * database answers). */
 	if (!refresh_init(cfg))
 		return 1;
+	refresh_set_kick(worker_kick);
 	if (!http_start(cfg)) {
-		refresher_stop();
+		refresh_shutdown();
 		return 1;
 	}
 	if ((sig = wait_servable(cfg, &set)) != 0) {
 		http_stop(cfg->drain_timeout_s);
-		refresher_stop();
+		refresh_shutdown();
 		if (sig < 0)
 			return 1;
 		log_kv(LOG_INFO, "stopping before the database was ready",
@@ -296,14 +298,15 @@ cmd_serve(struct config *cfg)
 	db_init(cfg);
 	db_warm();
 	cache_start(cfg);
-	refresher_start(cfg);
+	worker_start(cfg);
 	api_set_started();
 	log_kv(LOG_INFO, "finxd serving", "version", FINXD_VERSION, "public_url",
 	    cfg->public_url, "finx_url", cfg->finx_url, NULL);
 	sigwait(&set, &sig);
 	log_kv(LOG_INFO, "stopping", "signal", signame(sig), NULL);
 	http_stop(cfg->drain_timeout_s);
-	refresher_stop();
+	worker_stop();
+	refresh_shutdown();
 	cache_stop();
 	db_shutdown();
 	log_kv(LOG_INFO, "stopped", NULL);

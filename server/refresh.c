@@ -10,8 +10,6 @@
 
 #include <ctype.h>
 #include <limits.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +19,6 @@
 #include "clock.h"
 #include "config.h"
 #include "crypto.h"
-#include "data.h"
 #include "db.h"
 #include "finx.h"
 #include "lease.h"
@@ -43,42 +40,16 @@ refresh_outcome_name(enum refresh_outcome o)
 	return outcome_names[o];
 }
 
-/* Background workers. */
+/* The configuration, and whether refresh_init ran (leases, heartbeat,
+ * rescue); the kick wakes a worker when a read finds its connection due. */
+static const struct config *rcfg;
+static bool rinit;
+static void (*kick)(void);
 
-static struct {
-	pthread_t *threads;
-	int n;
-	atomic_bool stop;
-	/*
-	 * Pulls are long (thousands of upserts) and may wait; refreshes may
-	 * not.  At most a quarter of the workers pull at a time, so the
-	 * others stay free for due tokens and the database is not swamped
-	 * by pulls after a burst of new connections.
-	 */
-	atomic_int pulling;
-	int max_pulls;
-	/*
-	 * A pull was announced by refresher_wake.  A wake while every pull
-	 * slot is busy signals no one (a burst of callbacks would otherwise
-	 * send a worker through an empty scan per callback); the flag makes
-	 * the puller that is finishing look once more instead of napping.
-	 */
-	atomic_bool pull_pending;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	const struct config *cfg;
-	bool init; /* refresh_init ran: leases, heartbeat, rescue */
-} bg = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
-
-static void
-nap(long ms)
+void
+refresh_set_kick(void (*fn)(void))
 {
-	struct timespec until = realtime_after_ms(ms);
-
-	pthread_mutex_lock(&bg.mu);
-	if (!atomic_load(&bg.stop))
-		pthread_cond_timedwait(&bg.cv, &bg.mu, &until);
-	pthread_mutex_unlock(&bg.mu);
+	kick = fn;
 }
 
 static void
@@ -441,7 +412,7 @@ enum refresh_outcome
 refresh_now(const char *raw_id, bool force, char **msg)
 {
 	/* A holder's finX call ends within its timeout; wait that long. */
-	int64_t deadline = mono_ms() + bg.cfg->finx_timeout_ms + 2000;
+	int64_t deadline = mono_ms() + rcfg->finx_timeout_ms + 2000;
 	struct conn_state st;
 	long gen0 = -1;
 	char id[UUID_LEN + 1];
@@ -573,8 +544,8 @@ token_read(const char *id, unsigned flags, bool check_need,
 	if ((flags & RT_HANDOUT) && stale)
 		mark_handout(c, id, st.lifetime);
 	db_release(c);
-	if ((flags & RT_HANDOUT) && (due || stale))
-		refresher_kick();
+	if ((flags & RT_HANDOUT) && (due || stale) && kick != NULL)
+		kick();
 	aad = crypto_aad("connections", id, "access_token");
 	plain = crypto_open(PQgetvalue(r, 0, 0), aad, NULL);
 	free(aad);
@@ -667,8 +638,7 @@ lease_hold(PGconn *c, const struct lease *l)
 	return mine;
 }
 
-/* Claim and refresh one due connection; false when none was due. */
-static bool
+bool
 refresh_one(PGconn *c)
 {
 	struct lease_args a;
@@ -780,94 +750,16 @@ revocations_try(PGconn *c, const char *connection_id)
 			break;
 }
 
-void
-refresher_kick(void)
+bool
+revocations_one(PGconn *c)
 {
-	pthread_mutex_lock(&bg.mu);
-	pthread_cond_signal(&bg.cv);
-	pthread_mutex_unlock(&bg.mu);
-}
-
-void
-refresher_wake(void)
-{
-	atomic_store(&bg.pull_pending, true);
-	if (atomic_load(&bg.pulling) >= bg.max_pulls)
-		return;
-	pthread_mutex_lock(&bg.mu);
-	pthread_cond_signal(&bg.cv);
-	pthread_mutex_unlock(&bg.mu);
-}
-
-/*
- * A pull, when one of the pull slots is free.  True when it pulled, or
- * when it held a slot and a pull was announced after it looked (the
- * caller loops instead of napping).  The flag is cleared before the
- * scan and set only after the announcing transaction committed, so an
- * announcement is either seen by the scan or still pending afterwards.
- */
-static bool
-try_pull(PGconn *c)
-{
-	bool did = false, slot;
-
-	slot = atomic_fetch_add(&bg.pulling, 1) < bg.max_pulls;
-	if (slot) {
-		atomic_store(&bg.pull_pending, false);
-		did = pull_one(c);
-	}
-	atomic_fetch_sub(&bg.pulling, 1);
-	/* Only a slot holder re-looks: the others would spin on the flag. */
-	return did || (slot && atomic_load(&bg.pull_pending));
-}
-
-static void *
-worker(void *arg)
-{
-	PGconn *c = NULL;
-	long idle_ms = bg.cfg->refresh_interval_s * 1000;
-
-	(void)arg;
-	while (!atomic_load(&bg.stop)) {
-		bool did;
-
-		if (c == NULL || PQstatus(c) != CONNECTION_OK) {
-			char *err = NULL;
-
-			PQfinish(c);
-			if ((c = db_connect(bg.cfg->database_url, &err)) == NULL) {
-				log_kv(LOG_WARN, "refresher cannot connect",
-				    "error", err, NULL);
-				free(err);
-				nap(2000);
-				continue;
-			}
-		}
-		/* Rotations still waiting for PostgreSQL are stored before
-		 * anything else is refreshed (the rescue thread has them). */
-		if (rescue_holds_workers()) {
-			nap(250);
-			continue;
-		}
-		/* Tokens first: a refresh missed is a connection lost. */
-		did = refresh_one(c);
-		if (!did)
-			did = revoke_one(c, NULL);
-		if (!did)
-			did = sync_poll_one(c);
-		if (!did)
-			did = try_pull(c);
-		if (!did)
-			nap(idle_ms);
-	}
-	PQfinish(c);
-	return NULL;
+	return revoke_one(c, NULL);
 }
 
 bool
 refresh_init(const struct config *cfg)
 {
-	bg.cfg = cfg;
+	rcfg = cfg;
 	srandom((unsigned)(mono_ms() ^ getpid()));
 	/* The journal first: it holds the state directory (and so the
 	 * process id kept there) for this process alone. */
@@ -875,50 +767,20 @@ refresh_init(const struct config *cfg)
 		return false;
 	lease_init(cfg);
 	lease_heartbeat_start();
-	bg.init = true;
+	rinit = true;
 	return true;
 }
 
 void
-refresher_start(const struct config *cfg)
+refresh_shutdown(void)
 {
-	int i;
-
-	bg.cfg = cfg;
-	bg.n = (int)cfg->refresh_concurrency;
-	bg.max_pulls = bg.n >= 4 ? bg.n / 4 : 1;
-	bg.threads = xcalloc((size_t)bg.n, sizeof(pthread_t));
-	atomic_store(&bg.stop, false);
-	/* Only now that the schema is known to be servable does the rescue
-	 * write what the journal holds. */
-	rescue_start();
-	for (i = 0; i < bg.n; i++)
-		if (pthread_create(&bg.threads[i], NULL, worker, NULL) != 0)
-			abort();
-}
-
-void
-refresher_stop(void)
-{
-	int i;
-
-	if (bg.threads != NULL) {
-		pthread_mutex_lock(&bg.mu);
-		atomic_store(&bg.stop, true);
-		pthread_cond_broadcast(&bg.cv);
-		pthread_mutex_unlock(&bg.mu);
-		for (i = 0; i < bg.n; i++)
-			pthread_join(bg.threads[i], NULL);
-		free(bg.threads);
-		bg.threads = NULL;
-	}
-	if (!bg.init)
+	if (!rinit)
 		return;
 	/* Rotations finX issued and PostgreSQL has not taken yet: wait for
 	 * PostgreSQL up to the drain bound, then leave them in the journal.
 	 * With some left, the process's row stays: the next start on this
 	 * state directory comes back under the same id. */
-	rescue_stop(bg.cfg->drain_timeout_s);
+	rescue_stop(rcfg->drain_timeout_s);
 	lease_heartbeat_stop(!rescue_left_in_journal());
-	bg.init = false;
+	rinit = false;
 }

@@ -73,21 +73,21 @@ bool refresh_init(const struct config *cfg);
  */
 extern const char refresh_claim_sql[];
 
-/* Background workers inside finxd serve. */
-void refresher_start(const struct config *cfg);
 /*
- * Wake one idle worker of this process now (a new connection wants its
- * first pull).  Only a shortcut: workers of every process also find the
- * work by polling PostgreSQL every refresh_interval.
+ * For the workers (worker.c): claim and refresh the connection due
+ * first, and revoke one pending token at finX; false when none was due.
  */
-void refresher_wake(void);
-/* Wake an idle worker: a handed-out token's connection is due. */
-void refresher_kick(void);
+bool refresh_one(PGconn *c);
+bool revocations_one(PGconn *c);
+
+/* Called when a read finds its connection due: wakes a worker. */
+void refresh_set_kick(void (*kick)(void));
+
 /*
- * Ask workers to stop and wait for them (a running refresh finishes),
- * then give the rescue up to the drain timeout, then stop the heartbeat.
+ * After the workers stopped: give the rescue up to the drain timeout,
+ * then stop the heartbeat.
  */
-void refresher_stop(void);
+void refresh_shutdown(void);
 
 /* Try the pending finX revocations of one connection right away. */
 void revocations_try(PGconn *c, const char *connection_id);

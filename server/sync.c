@@ -6,7 +6,7 @@
  * while a sync runs gets the running one instead of a second finX sync.
  */
 #include "api.h"
-#include "data.h"
+#include "sync.h"
 
 #include <stdlib.h>
 #include <string.h>
