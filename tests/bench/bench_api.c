@@ -49,22 +49,6 @@ env_long(const char *name, long def)
 	return v != NULL && *v != '\0' ? strtol(v, NULL, 10) : def;
 }
 
-static char *
-xfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *
-xfmt(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		h_bail("out of memory");
-	va_end(ap);
-	return s;
-}
-
 /* "635.00us", "2.52ms", "1.01s" -> milliseconds */
 static double
 wrk_ms(const char *s)
@@ -352,7 +336,7 @@ main(void)
 		h_bail("GET accounts: not 200 with 2 accounts");
 	printf("# accounts answer: %zu bytes\n", r.body_len);
 	h_resp_free(&r);
-	path = xfmt("/v1/accounts/%s/transactions?limit=100", acct);
+	path = h_fmt("/v1/accounts/%s/transactions?limit=100", acct);
 	if (h_api(f, "GET", path, NULL, &r) != 200 ||
 	    json_object_array_length(json_object_object_get(h_resp_json(&r),
 		"transactions")) != 100)
@@ -360,10 +344,10 @@ main(void)
 	printf("# transactions page answer: %zu bytes\n", r.body_len);
 	h_resp_free(&r);
 
-	url_acc = xfmt("%s/v1/users/u-bench/accounts", h_finxd_url(f));
-	url_txn = xfmt("%s%s", h_finxd_url(f), path);
+	url_acc = h_fmt("%s/v1/users/u-bench/accounts", h_finxd_url(f));
+	url_txn = h_fmt("%s%s", h_finxd_url(f), path);
 	port = h_free_port();
-	url_bare = xfmt("http://127.0.0.1:%d/v1/users/u-bench/accounts", port);
+	url_bare = h_fmt("http://127.0.0.1:%d/v1/users/u-bench/accounts", port);
 	bare_pid = bare_start(port);
 	h_sleep_ms(300);
 	if (h_http("GET", url_bare, NULL, NULL, 0, &r) != 0 || r.status != 200)

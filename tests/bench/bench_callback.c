@@ -84,16 +84,6 @@ quantile(long *v, int n, double q)
 	return v[k];
 }
 
-static char *
-xdup(const char *s)
-{
-	char *d = s != NULL ? strdup(s) : NULL;
-
-	if (s != NULL && d == NULL)
-		h_bail("out of memory");
-	return d;
-}
-
 /* Make one link and approve it in the widget; false on any failure. */
 static bool
 prepare(int fx, int i, struct flow *f, char **link_id)
@@ -108,7 +98,7 @@ prepare(int fx, int i, struct flow *f, char **link_id)
 		return false;
 	}
 	if (i == 0)
-		*link_id = xdup(h_jstr(h_resp_json(&r), "link_id"));
+		*link_id = h_dup(h_jstr(h_resp_json(&r), "link_id"));
 	f->callback = h_widget(h_jstr(h_resp_json(&r), "location"), "approve");
 	ok = f->callback != NULL;
 	h_resp_free(&r);
@@ -288,19 +278,6 @@ print_pool(int fx)
 	h_resp_free(&r);
 }
 
-static char *
-xfmt(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		h_bail("out of memory");
-	va_end(ap);
-	return s;
-}
-
 /* Run the probes while one burst of n callbacks is fired; wall ms. */
 static long
 round_run(struct flow *flows, int n, struct probe *const *pr, int npr)
@@ -383,7 +360,7 @@ main(void)
 	h_env_set("FINXD_LOG_LEVEL",
 	    getenv("BENCH_LOG_LEVEL") ? getenv("BENCH_LOG_LEVEL") : "warn");
 	ops_port = h_free_port();
-	ops_listen = xfmt("127.0.0.1:%d", ops_port);
+	ops_listen = h_fmt("127.0.0.1:%d", ops_port);
 	h_env_set("FINXD_OPS_LISTEN", ops_listen);
 	h_env_set("FINXD_MAX_CONNECTIONS", "2048");
 	h_env_set("FINXD_MAX_CONNECTIONS_PER_IP", "1024");
@@ -395,7 +372,7 @@ main(void)
 	 * and a core: link read p99 median 18 ms in 23 runs against 20 ms in
 	 * 16 (README, "Benchmarks").
 	 */
-	pool = xfmt("%s", getenv("BENCH_DB_POOL_SIZE") != NULL
+	pool = h_fmt("%s", getenv("BENCH_DB_POOL_SIZE") != NULL
 		? getenv("BENCH_DB_POOL_SIZE")
 		: "4");
 	h_env_set("FINXD_DB_POOL_SIZE", pool);
@@ -415,18 +392,18 @@ main(void)
 	printf("# prepared %d links and widget approvals in %ld ms\n", total,
 	    h_now_ms() - t0);
 
-	auth = xfmt("Authorization: Bearer %s", h_api_key());
+	auth = h_fmt("Authorization: Bearer %s", h_api_key());
 	auth_h[0] = auth;
 	auth_h[1] = NULL;
 	/* /healthz where a load balancer or kubelet would ask: on the
 	 * operations listener, a new connection each time.  The reads as a
 	 * partner's service makes them: over the public listener, on a
 	 * connection its HTTP client keeps open. */
-	probe_init(&ph, xfmt("http://%s/healthz", ops_listen), NULL, false);
-	probe_init(&pa, xfmt("%s/v1/users/bench-0000/accounts",
+	probe_init(&ph, h_fmt("http://%s/healthz", ops_listen), NULL, false);
+	probe_init(&pa, h_fmt("%s/v1/users/bench-0000/accounts",
 			    h_finxd_url(fx)),
 	    auth_h, true);
-	probe_init(&pv, xfmt("%s/v1/links/%s", h_finxd_url(fx), link_id),
+	probe_init(&pv, h_fmt("%s/v1/links/%s", h_finxd_url(fx), link_id),
 	    auth_h, true);
 
 	printf("bench_callback: %ld rounds of %d concurrent callbacks, sandbox "

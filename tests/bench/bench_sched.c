@@ -183,24 +183,6 @@ run_sql(PGconn *c, const char *sql, char *err, size_t errsz)
 	return ok;
 }
 
-static char *
-xasprintf_or_bail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *
-xasprintf_or_bail(const char *fmt, ...)
-{
-	va_list ap;
-	char *s = NULL;
-	int n;
-
-	va_start(ap, fmt);
-	n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		h_bail("out of memory");
-	return s;
-}
-
 /*
  * The statements that add active connections g = lo..hi (with their pulls
  * and syncs) and lo/20..hi/20 revoked ones (with their pulls and
@@ -215,7 +197,7 @@ seed_active_sql(const struct db *d)
 	    ? "now() - interval '1 second' - r1 * interval '59 seconds'"
 	    : "now() - interval '60 seconds' - r1 * interval '6 hours'";
 
-	return xasprintf_or_bail(
+	return h_fmt(
 	    "WITH s AS (SELECT gen_random_uuid() AS id, g, random() < %g AS b, "
 	    "random() AS r1, random() AS r2 FROM generate_series(%ld, %ld) g "
 	    "ORDER BY 1 OFFSET 0), "
@@ -257,7 +239,7 @@ seed_revoked_sql(const struct db *d)
 {
 	/* revoked 6 h to 30 days ago: their pulls rows stay where they
 	 * were, older than every live one */
-	return xasprintf_or_bail(
+	return h_fmt(
 	    "WITH c AS (INSERT INTO connections (id, user_id, status, "
 	    "status_reason, scope, refresh_due_at, revoked_at, connected_at, "
 	    "created_at, updated_at) SELECT gen_random_uuid(), "
@@ -637,7 +619,7 @@ measure(struct db *d, int s, int mix, int size)
 		base = syncs_sql;
 		break;
 	}
-	sql = xasprintf_or_bail("EXPLAIN (ANALYZE, BUFFERS, TIMING OFF, "
+	sql = h_fmt("EXPLAIN (ANALYZE, BUFFERS, TIMING OFF, "
 				"FORMAT JSON) %s",
 	    base);
 	rs->done = true;

@@ -78,6 +78,33 @@ h_xasprintf(const char *fmt, ...)
 	return s;
 }
 
+char *
+h_fmt(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		h_bail("out of memory");
+	return s;
+}
+
+char *
+h_dup(const char *s)
+{
+	char *d;
+
+	if (s == NULL)
+		return NULL;
+	if ((d = strdup(s)) == NULL)
+		h_bail("out of memory");
+	return d;
+}
+
 long
 h_long(const char *s, long dflt)
 {

@@ -41,6 +41,11 @@ char *h_path(const char *name);
 int h_free_port(void);
 /* A whole decimal number, or h_bail() when s is not one (NULL -> dflt). */
 long h_long(const char *s, long dflt);
+/* printf into a new string (caller frees); h_bail() when out of memory.
+ * Not for threads other than main: use plain vasprintf there. */
+char *h_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* strdup (caller frees); NULL stays NULL; h_bail() when out of memory. */
+char *h_dup(const char *s);
 /* Sleep for ms milliseconds. */
 void h_sleep_ms(long ms);
 /* Monotonic milliseconds. */

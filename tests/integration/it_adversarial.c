@@ -27,22 +27,6 @@ static int f_bind; /* FINXD_BROWSER_BINDING=required */
 /* ---- helpers ---------------------------------------------------------- */
 
 static char *
-h_xasprintf_adv(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *
-h_xasprintf_adv(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		h_bail("out of memory");
-	va_end(ap);
-	return s;
-}
-
-static char *
 h_xstrdup_adv(const char *s)
 {
 	char *d = strdup(s ? s : "");
@@ -302,7 +286,7 @@ cb_variant(const char *what, const char *fmt_kind)
 	es = pct(c.state);
 	ec = pct(c.code);
 	ef = pct(c.flow_id);
-#define Q(...) q = h_xasprintf_adv(__VA_ARGS__)
+#define Q(...) q = h_fmt(__VA_ARGS__)
 	if (strcmp(fmt_kind, "forged_state") == 0)
 		Q("flow_id=%s&state=%s&success=true&code=%s", ef,
 		    "ZZZZyyyyXXXXwwwwVVVVuuuuTTTTssssRRRRqqqqPPP", ec);
@@ -391,11 +375,11 @@ test_cb_oversized(void)
 		free(big);
 		return;
 	}
-	q = h_xasprintf_adv("flow_id=%s&state=%s&success=true&code=x",
+	q = h_fmt("flow_id=%s&state=%s&success=true&code=x",
 	    c.flow_id, big);
 	cb_case("state of 100 KB", true, q);
 	free(q);
-	q = h_xasprintf_adv("flow_id=%s&state=%s&success=true&code=%s",
+	q = h_fmt("flow_id=%s&state=%s&success=true&code=%s",
 	    c.flow_id, c.state, big);
 	cb_case("code of 100 KB with the real state", true, q);
 	free(q);
@@ -660,7 +644,7 @@ test_limits(void)
 	body_refused("1 MB body", 413, "application/json", big, n);
 	/* The same without Content-Length (chunked). */
 	before = counts_now();
-	req = h_xasprintf_adv("POST /v1/links HTTP/1.1\r\nHost: x\r\n"
+	req = h_fmt("POST /v1/links HTTP/1.1\r\nHost: x\r\n"
 	                      "Authorization: Bearer %s\r\nContent-Type: "
 	                      "application/json\r\nTransfer-Encoding: "
 	                      "chunked\r\n\r\n%zx\r\n",
@@ -723,13 +707,13 @@ test_limits(void)
 	/* URL of 100 KB */
 	memset(big, 'a', 100 * 1024);
 	big[100 * 1024] = '\0';
-	url = h_xasprintf_adv("%s/v1/users/%s/accounts", h_finxd_url(f_main),
+	url = h_fmt("%s/v1/users/%s/accounts", h_finxd_url(f_main),
 	    big);
 	h_api(f_main, "GET", url + strlen(h_finxd_url(f_main)), NULL, &r);
 	CHECK(is_4xx(r.status), "URL of 100 KB: 4xx (got %ld)", r.status);
 	h_resp_free(&r);
 	free(url);
-	url = h_xasprintf_adv("%s/healthz?x=%s", h_finxd_url(f_main), big);
+	url = h_fmt("%s/healthz?x=%s", h_finxd_url(f_main), big);
 	h_http("GET", url, NULL, NULL, 0, &r);
 	CHECK(is_4xx(r.status), "query of 100 KB: 4xx (got %ld)", r.status);
 	h_resp_free(&r);
@@ -737,7 +721,7 @@ test_limits(void)
 
 	/* one header of 64 KB */
 	big[64 * 1024] = '\0';
-	hdr = h_xasprintf_adv("X-Big: %s", big);
+	hdr = h_fmt("X-Big: %s", big);
 	hdrs[0] = hdr;
 	hdrs[1] = NULL;
 	snprintf(path, sizeof(path), "%s/healthz", h_finxd_url(f_main));
@@ -746,7 +730,7 @@ test_limits(void)
 	h_resp_free(&r);
 	free(hdr);
 	/* a 64 KB cookie on the callback */
-	hdr = h_xasprintf_adv("Cookie: finxd_bind_x=%s", big);
+	hdr = h_fmt("Cookie: finxd_bind_x=%s", big);
 	hdrs[0] = hdr;
 	url = cb_url(f_main, "state=x&flow_id=y");
 	h_http("GET", url, hdrs, NULL, 0, &r);
@@ -818,7 +802,7 @@ cb_with_cookie(const char *callback, const char *cookie)
 	long st;
 
 	if (cookie != NULL) {
-		h = h_xasprintf_adv("Cookie: %s", cookie);
+		h = h_fmt("Cookie: %s", cookie);
 		hdrs[0] = h;
 	}
 	h_http("GET", callback, hdrs, NULL, 0, &r);
@@ -879,11 +863,11 @@ test_binding(void)
 	before = counts_now();
 	h_sbx_reset();
 	CHECK(cb_with_cookie(cb, NULL) == 400, "binding: no cookie 400");
-	wrong = h_xasprintf_adv("%.*s=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+	wrong = h_fmt("%.*s=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
 	    (int)strcspn(pair, "="), pair);
 	CHECK(cb_with_cookie(cb, wrong) == 400, "binding: wrong cookie 400");
 	free(wrong);
-	other = h_xasprintf_adv("finxd_bind_00000000000040008000000000000000%s",
+	other = h_fmt("finxd_bind_00000000000040008000000000000000%s",
 	    strchr(pair, '='));
 	CHECK(cb_with_cookie(cb, other) == 400,
 	    "binding: right value under another link's name 400");

@@ -26,20 +26,6 @@ static const char *db;
 static char old_commit[48];
 static int old_version; /* the old finxd's own schema version */
 
-static char *__attribute__((format(printf, 1, 2))) xfmt(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-	int n;
-
-	va_start(ap, fmt);
-	n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		h_bail("out of memory");
-	return s;
-}
-
 /* <tmpdir>/<name> of an h_run, its first line trimmed (malloc'd). */
 static char *
 first_line_of(const char *name)
@@ -64,7 +50,7 @@ static void
 show_tail(const char *name, int lines)
 {
 	char *path = h_path(name);
-	char *cmd = xfmt("tail -n %d '%s' | sed 's/^/# /'", lines, path);
+	char *cmd = h_fmt("tail -n %d '%s' | sed 's/^/# /'", lines, path);
 
 	fflush(stdout);
 	if (system(cmd) != 0)
@@ -114,7 +100,7 @@ count_migrations(const char *dir)
 static void
 find_old_commit(const char *src, const char *newest)
 {
-	char *path = xfmt("db/migrations/%s", newest);
+	char *path = h_fmt("db/migrations/%s", newest);
 	const char *log[] = { "git", "-C", src, "log", "--diff-filter=A",
 		"--format=%H", "-1", "--", path, NULL };
 	char *added, *rev;
@@ -129,7 +115,7 @@ find_old_commit(const char *src, const char *newest)
 	if (getenv("FINXD_DEPLOY_FROM") != NULL)
 		rev = strdup(getenv("FINXD_DEPLOY_FROM"));
 	else
-		rev = *added != '\0' ? xfmt("%s^", added) : strdup("HEAD");
+		rev = *added != '\0' ? h_fmt("%s^", added) : strdup("HEAD");
 	{
 		const char *parse[] = { "git", "-C", src, "rev-parse",
 			"--verify", rev, NULL };
@@ -205,7 +191,7 @@ build_old(const char *src)
 	if (mkdir(tree, 0755) != 0)
 		h_bail("mkdir %s failed", tree);
 	run_or_bail(untar, "old-untar.out", 120, "tar -x");
-	mig = xfmt("%s/db/migrations", tree);
+	mig = h_fmt("%s/db/migrations", tree);
 	old_version = count_migrations(mig);
 	free(mig);
 	if (old_version < 1)
@@ -219,7 +205,7 @@ build_old(const char *src)
 	free(tar);
 	free(tree);
 	{
-		char *exe = xfmt("%s/server/finxd", bdir);
+		char *exe = h_fmt("%s/server/finxd", bdir);
 
 		free(bdir);
 		return exe;
@@ -231,7 +217,7 @@ build_old(const char *src)
 static long
 readyz(int f, char **msg)
 {
-	char *url = xfmt("%s/readyz", h_finxd_url(f));
+	char *url = h_fmt("%s/readyz", h_finxd_url(f));
 	struct h_resp r;
 	struct json_object *e;
 	long st;
@@ -253,8 +239,8 @@ readyz(int f, char **msg)
 static bool
 token_works(const char *tok)
 {
-	char *url = xfmt("%s/rest/accounts", h_sandbox_url());
-	char *auth = xfmt("Authorization: Bearer %s", tok ? tok : "");
+	char *url = h_fmt("%s/rest/accounts", h_sandbox_url());
+	char *auth = h_fmt("Authorization: Bearer %s", tok ? tok : "");
 	const char *hdrs[] = { auth, NULL };
 	struct h_resp r;
 	bool ok;
@@ -271,7 +257,7 @@ token_works(const char *tok)
 static bool
 token_ok(int f, const char *cid)
 {
-	char *path = xfmt("/v1/connections/%s/token", cid);
+	char *path = h_fmt("/v1/connections/%s/token", cid);
 	struct h_resp r;
 	bool ok;
 
@@ -285,7 +271,7 @@ token_ok(int f, const char *cid)
 static long
 refresh(int f, const char *cid)
 {
-	char *path = xfmt("/v1/connections/%s/refresh", cid);
+	char *path = h_fmt("/v1/connections/%s/refresh", cid);
 	struct h_resp r;
 	long st = h_api(f, "POST", path, NULL, &r);
 
@@ -301,7 +287,7 @@ refresh(int f, const char *cid)
 static bool
 grant_active(const char *user)
 {
-	char *q = xfmt("/_sandbox/grants?user_id=%s", user);
+	char *q = h_fmt("/_sandbox/grants?user_id=%s", user);
 	struct json_object *g = h_sbx_get(q), *v;
 	long active = -1, revoked = -1;
 
@@ -317,7 +303,7 @@ grant_active(const char *user)
 static bool
 conn_active(int f, const char *cid)
 {
-	char *path = xfmt("/v1/connections/%s", cid);
+	char *path = h_fmt("/v1/connections/%s", cid);
 	struct h_resp r;
 	bool ok;
 

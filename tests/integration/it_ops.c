@@ -23,34 +23,6 @@
 
 static int fx; /* the finxd instance under test */
 
-/* printf into a new string; bails out on failure. */
-static char *__attribute__((format(printf, 1, 2))) xfmt(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-	int n;
-
-	va_start(ap, fmt);
-	n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		h_bail("out of memory");
-	return s;
-}
-
-/* strdup of a possibly NULL string; NULL stays NULL. */
-static char *
-xdup(const char *s)
-{
-	char *d;
-
-	if (s == NULL)
-		return NULL;
-	if ((d = strdup(s)) == NULL)
-		h_bail("out of memory");
-	return d;
-}
-
 /* ---- Prometheus text format ------------------------------------------ */
 
 /* One metric family seen in a scrape: its TYPE and whether HELP came. */
@@ -247,7 +219,7 @@ buckets_monotonic(const char *text, const char *series_prefix)
 static char *
 scrape_text(struct h_resp *r)
 {
-	char *url = xfmt("%s/metrics", h_finxd_url(fx));
+	char *url = h_fmt("%s/metrics", h_finxd_url(fx));
 
 	h_http("GET", url, NULL, NULL, 0, r);
 	free(url);
@@ -269,7 +241,7 @@ test_metrics(void)
 	h_api(fx, "GET", "/v1/links/00000000-0000-0000-0000-000000000000", NULL,
 	    &w);
 	h_resp_free(&w);
-	url = xfmt("%s/healthz", h_finxd_url(fx));
+	url = h_fmt("%s/healthz", h_finxd_url(fx));
 	h_http("GET", url, NULL, NULL, 0, &w);
 	h_resp_free(&w);
 	free(url);
@@ -344,7 +316,7 @@ test_request_id(void)
 {
 	const char *given[] = { "X-Request-Id: it-ops-4f1c9b", NULL };
 	const char *bad[] = { "X-Request-Id: has space<and>junk", NULL };
-	char *url = xfmt("%s/healthz", h_finxd_url(fx));
+	char *url = h_fmt("%s/healthz", h_finxd_url(fx));
 	struct h_resp a, b, c, d;
 	const char *ha, *hb, *hc, *hd;
 
@@ -368,7 +340,7 @@ test_request_id(void)
 	CHECK(h_log_contains("\"request_id\":\"it-ops-4f1c9b\""),
 	    "the log line of that request carries the id");
 	if (hb != NULL) {
-		char *needle = xfmt("\"request_id\":\"%s\"", hb);
+		char *needle = h_fmt("\"request_id\":\"%s\"", hb);
 
 		CHECK(h_log_contains(needle), "generated ids are logged too");
 		free(needle);
@@ -393,7 +365,7 @@ connect_flow(const char *user)
 		h_resp_free(&r);
 		return NULL;
 	}
-	link = xdup(h_jstr(h_resp_json(&r), "link_id"));
+	link = h_dup(h_jstr(h_resp_json(&r), "link_id"));
 	cburl = h_widget(h_jstr(h_resp_json(&r), "location"), "approve");
 	h_resp_free(&r);
 	h_http("GET", cburl, NULL, NULL, 0, &cb);
@@ -436,7 +408,7 @@ test_access_log(void)
 static int
 pg_ctl_run(const char *action)
 {
-	char *datadir = xfmt("%s/pgdata", h_tmpdir());
+	char *datadir = h_fmt("%s/pgdata", h_tmpdir());
 	char *log = h_path("pg.log");
 	char *bin = NULL, *argv[16];
 	glob_t g;
@@ -444,7 +416,7 @@ pg_ctl_run(const char *action)
 	int a = 0, st = -1;
 
 	if (glob("/usr/lib/postgresql/*/bin/pg_ctl", 0, NULL, &g) == 0) {
-		bin = xdup(g.gl_pathv[g.gl_pathc - 1]);
+		bin = h_dup(g.gl_pathv[g.gl_pathc - 1]);
 		globfree(&g);
 	}
 	if (bin == NULL)
@@ -488,7 +460,7 @@ pg_ctl_run(const char *action)
 static long
 get_status(const char *path, long *ms)
 {
-	char *url = xfmt("%s%s", h_finxd_url(fx), path);
+	char *url = h_fmt("%s%s", h_finxd_url(fx), path);
 	struct h_resp r;
 	long st;
 
@@ -518,7 +490,7 @@ wait_status(const char *path, long want, long limit_ms)
 static void
 test_db_outage(const char *link)
 {
-	char *path = xfmt("/v1/links/%s", link ? link : "none");
+	char *path = h_fmt("/v1/links/%s", link ? link : "none");
 	struct h_resp r;
 	long ms, worst = 0;
 	int i, ok503 = 0, ok200 = 0;
@@ -639,12 +611,12 @@ test_graceful_stop(void)
 static long
 status_at(const char *method, const char *base, const char *path)
 {
-	char *url = xfmt("%s%s", base, path), *auth;
+	char *url = h_fmt("%s%s", base, path), *auth;
 	const char *hdr[2];
 	struct h_resp r;
 	long st;
 
-	auth = xfmt("Authorization: Bearer %s", h_api_key());
+	auth = h_fmt("Authorization: Bearer %s", h_api_key());
 	hdr[0] = auth;
 	hdr[1] = NULL;
 	h_http(method, url, hdr, strcmp(method, "POST") == 0 ? "{}" : NULL,
@@ -665,8 +637,8 @@ static void
 test_ops_listener(void)
 {
 	int port = h_free_port(), i2;
-	char *listen = xfmt("127.0.0.1:%d", port);
-	char *ops = xfmt("http://127.0.0.1:%d", port);
+	char *listen = h_fmt("127.0.0.1:%d", port);
+	char *ops = h_fmt("http://127.0.0.1:%d", port);
 
 	h_env_set("FINXD_OPS_LISTEN", listen);
 	i2 = h_finxd_start();

@@ -14,20 +14,6 @@
 
 static const char *db;
 
-static char *__attribute__((format(printf, 1, 2))) xfmt(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-	int n;
-
-	va_start(ap, fmt);
-	n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		h_bail("out of memory");
-	return s;
-}
-
 /* Occurrences of needle in s. */
 static int
 count_of(const char *s, const char *needle)
@@ -58,7 +44,7 @@ last_line(const char *s)
 static long
 get(int f, const char *path, char **code)
 {
-	char *url = xfmt("%s%s", h_finxd_url(f), path);
+	char *url = h_fmt("%s%s", h_finxd_url(f), path);
 	struct h_resp r;
 	long st;
 
@@ -139,7 +125,7 @@ test_migrate_database_only(void)
 
 	/* FINXD_DATABASE_URL points nowhere: migrate must use the direct one */
 	direct = h_pg_create_db("direct");
-	bogus = xfmt("host=127.0.0.1 port=%d dbname=nowhere user=postgres",
+	bogus = h_fmt("host=127.0.0.1 port=%d dbname=nowhere user=postgres",
 	    h_free_port());
 	env_database_only(bogus);
 	h_env_set("FINXD_DATABASE_DIRECT_URL", direct);
@@ -304,7 +290,7 @@ test_serve_recovers(void)
 
 	cid = connect_user(f, "u-start");
 	CHECK(cid != NULL, "a whole flow works once ready");
-	path = xfmt("/v1/connections/%s", cid ? cid : "none");
+	path = h_fmt("/v1/connections/%s", cid ? cid : "none");
 	st = h_api(f, "GET", path, NULL, &r);
 	CHECK(st == 200 && h_jstr(h_resp_json(&r), "status") &&
 		strcmp(h_jstr(h_resp_json(&r), "status"), "active") == 0,
@@ -313,7 +299,7 @@ test_serve_recovers(void)
 	free(path);
 	free(cid);
 	{
-		char *url = xfmt("%s/metrics", h_finxd_url(f));
+		char *url = h_fmt("%s/metrics", h_finxd_url(f));
 
 		h_http("GET", url, NULL, NULL, 0, &r);
 		CHECK(r.body && strstr(r.body, "\nfinxd_db_pool_open 8\n"),
