@@ -677,27 +677,29 @@ revoke_one(PGconn *c, const char *connection_id)
 
 	if (!db_cmd(c, "BEGIN", 0, NULL))
 		return false;
-	/* A connection's refresh tokens go before its access tokens, even
-	 * when a worker and DELETE's own attempt run at once (RFC 7009:
-	 * revoking the refresh token ends the grant). */
-#define REFRESH_FIRST                                                      \
-	"(kind = 'refresh' OR NOT EXISTS (SELECT 1 FROM revocations o WHERE " \
-	"o.connection_id = revocations.connection_id AND o.kind = "          \
-	"'refresh')) "
+	/*
+	 * A connection's refresh tokens go before its access tokens (RFC
+	 * 7009: revoking the refresh token ends the grant), even when a
+	 * worker and DELETE's own attempt run at once: an access token is
+	 * queued due a little after its refresh token, and a refresh token
+	 * that failed pushes its access tokens past its own backoff, so the
+	 * workers' claim stays one range scan on revocations_due_idx.
+	 * DELETE's own attempt takes its connection's fresh rows at once,
+	 * refresh token first.
+	 */
 	if (connection_id != NULL)
 		r = db_exec(c,
-		    "SELECT id, token, attempts + 1 FROM revocations WHERE "
-		    "connection_id = $1 AND next_attempt_at <= now() AND "
-		    REFRESH_FIRST "ORDER BY next_attempt_at LIMIT 1 FOR UPDATE "
-		    "SKIP LOCKED",
+		    "SELECT id, token, attempts + 1, kind FROM revocations WHERE "
+		    "connection_id = $1 AND next_attempt_at <= now() + "
+		    "interval '" REVOKE_ACCESS_AFTER "' ORDER BY kind DESC, "
+		    "next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED",
 		    1, (const char *[]){ connection_id });
 	else
 		r = db_exec(c,
-		    "SELECT id, token, attempts + 1 FROM revocations WHERE "
-		    "next_attempt_at <= now() AND " REFRESH_FIRST "ORDER BY "
-		    "next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+		    "SELECT id, token, attempts + 1, kind FROM revocations WHERE "
+		    "next_attempt_at <= now() ORDER BY next_attempt_at LIMIT 1 "
+		    "FOR UPDATE SKIP LOCKED",
 		    0, NULL);
-#undef REFRESH_FIRST
 	if (r == NULL || PQntuples(r) == 0) {
 		PQclear(r);
 		rollback(c);
@@ -723,6 +725,15 @@ revoke_one(PGconn *c, const char *connection_id)
 		    "last_error = $2, next_attempt_at = now() + "
 		    "make_interval(secs => $3::int) WHERE id = $1",
 		    3, (const char *[]){ rid, err.message, backoff });
+		if (strcmp(PQgetvalue(r, 0, 3), "refresh") == 0)
+			db_cmd(c,
+			    "UPDATE revocations SET next_attempt_at = "
+			    "greatest(next_attempt_at, now() + make_interval("
+			    "secs => $2::int) + interval '"
+			    REVOKE_ACCESS_AFTER "') WHERE connection_id = "
+			    "(SELECT connection_id FROM revocations WHERE id = "
+			    "$1) AND kind = 'access'",
+			    2, (const char *[]){ rid, backoff });
 		log_kv(LOG_WARN, "revocation failed; will retry", "error",
 		    err.message, NULL);
 	}

@@ -181,11 +181,14 @@ tokens_queue_revocation(PGconn *c, const char *conn_id, const char *kind,
 	aad = crypto_aad("revocations", rid, "token");
 	sealed = crypto_seal(plain, aad);
 	free(aad);
-	/* clock_timestamp() orders a refresh token queued first before the
-	 * access token queued after it. */
+	/* An access token comes due a little after the refresh token queued
+	 * with it, so the workers revoke the refresh token first
+	 * (revoke_one in refresh.c). */
 	ok = db_cmd(c,
 	    "INSERT INTO revocations (id, connection_id, kind, token, "
-	    "next_attempt_at) VALUES ($1, $2, $3, $4, clock_timestamp())",
+	    "next_attempt_at) VALUES ($1, $2, $3, $4, clock_timestamp() + "
+	    "CASE WHEN $3 = 'access' THEN interval '" REVOKE_ACCESS_AFTER
+	    "' ELSE interval '0' END)",
 	    4, (const char *[]){ rid, conn_id, kind, sealed });
 	free(rid);
 	free(sealed);

@@ -116,7 +116,9 @@ enum tokens_cas tokens_rotate(PGconn *c, const char *conn_id,
     const char *grant, long gen, const struct finx_tokens *t, long due_s);
 
 /* Queue one token of connection conn_id for /auth/revoke (kind
- * "refresh" or "access"), sealed for the revocations table. */
+ * "refresh" or "access"), sealed for the revocations table.  Access
+ * tokens come due REVOKE_ACCESS_AFTER later: refresh tokens go first. */
+#define REVOKE_ACCESS_AFTER "2 s"
 bool tokens_queue_revocation(PGconn *c, const char *conn_id,
     const char *kind, const char *plain);
 

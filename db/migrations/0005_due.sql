@@ -14,10 +14,6 @@ ALTER TABLE connections ADD COLUMN next_due_at timestamptz
 CREATE INDEX connections_next_due_idx ON connections (next_due_at)
 	WHERE next_due_at IS NOT NULL;
 
--- Revocations go refresh token first per connection (server/refresh.c,
--- revoke_one): the claim looks for a connection's pending refresh token.
-CREATE INDEX revocations_conn_idx ON revocations (connection_id, kind);
-
 -- When a process's heartbeat last resumed after a break (a gap of more
 -- than 5 s).  A process may take over a lease only while its own
 -- heartbeat is fresh and has been for longer than the stale bound,

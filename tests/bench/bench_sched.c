@@ -96,11 +96,9 @@ static const char old_pulls_sql[] =
     "FOR UPDATE OF p SKIP LOCKED";
 /* refresh.c revoke_one, background form (no connection_id). */
 static const char revocations_sql[] =
-    "SELECT id, token, attempts + 1 FROM revocations WHERE "
-    "next_attempt_at <= now() AND (kind = 'refresh' OR NOT EXISTS (SELECT "
-    "1 FROM revocations o WHERE o.connection_id = "
-    "revocations.connection_id AND o.kind = 'refresh')) ORDER BY "
-    "next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED";
+    "SELECT id, token, attempts + 1, kind FROM revocations WHERE "
+    "next_attempt_at <= now() ORDER BY next_attempt_at LIMIT 1 "
+    "FOR UPDATE SKIP LOCKED";
 /* sync.c sync_poll_one (SYNC_OPEN expanded). */
 static const char syncs_sql[] =
     "SELECT id, connection_id, access_id, finx_sync_id FROM syncs "
