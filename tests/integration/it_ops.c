@@ -7,7 +7,6 @@
 #include <sys/wait.h>
 
 #include <ctype.h>
-#include <glob.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -404,59 +403,6 @@ test_access_log(void)
 
 /* ---- readiness and recovery ---------------------------------------------- */
 
-/* Run the PostgreSQL tool pg_ctl on the harness's cluster; exit status. */
-static int
-pg_ctl_run(const char *action)
-{
-	char *datadir = h_fmt("%s/pgdata", h_tmpdir());
-	char *log = h_path("pg.log");
-	char *bin = NULL, *argv[16];
-	glob_t g;
-	pid_t pid;
-	int a = 0, st = -1;
-
-	if (glob("/usr/lib/postgresql/*/bin/pg_ctl", 0, NULL, &g) == 0) {
-		bin = h_dup(g.gl_pathv[g.gl_pathc - 1]);
-		globfree(&g);
-	}
-	if (bin == NULL)
-		h_bail("no pg_ctl found");
-	if (geteuid() == 0) {
-		argv[a++] = "/usr/sbin/runuser";
-		argv[a++] = "-u";
-		argv[a++] = "postgres";
-		argv[a++] = "--";
-	}
-	argv[a++] = bin;
-	argv[a++] = "-D";
-	argv[a++] = datadir;
-	argv[a++] = "-w";
-	argv[a++] = "-t";
-	argv[a++] = "60";
-	if (strcmp(action, "start") == 0) {
-		argv[a++] = "-l";
-		argv[a++] = log;
-	} else {
-		argv[a++] = "-m";
-		argv[a++] = "fast";
-	}
-	argv[a++] = (char *)action;
-	argv[a] = NULL;
-	fflush(NULL);
-	pid = fork();
-	if (pid == 0) {
-		freopen("/dev/null", "w", stdout);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st))
-		st = WEXITSTATUS(st);
-	free(bin);
-	free(log);
-	free(datadir);
-	return st;
-}
-
 static long
 get_status(const char *path, long *ms)
 {
@@ -500,7 +446,7 @@ test_db_outage(const char *link)
 	 * PostgreSQL is down, so the pool's 8 connections, all opened at
 	 * start, are dead when it is back.  None may fail a request.
 	 */
-	CHECK(pg_ctl_run("stop") == 0 && pg_ctl_run("start") == 0,
+	CHECK(h_pg_ctl("stop") == 0 && h_pg_ctl("start") == 0,
 	    "PostgreSQL restarted, with no request meanwhile");
 	for (i = 0; i < 12; i++) {
 		ok200 += h_api(fx, "GET", path, NULL, &r) == 200;
@@ -512,7 +458,7 @@ test_db_outage(const char *link)
 	    ok200);
 
 	CHECK(get_status("/readyz", NULL) == 200, "/readyz 200 before");
-	CHECK(pg_ctl_run("stop") == 0, "PostgreSQL stopped (pg_ctl -m fast)");
+	CHECK(h_pg_ctl("stop") == 0, "PostgreSQL stopped (pg_ctl -m fast)");
 	CHECK(wait_status("/readyz", 503, 10000),
 	    "/readyz answers 503 while PostgreSQL is down");
 	for (i = 0; i < 3; i++) {
@@ -529,7 +475,7 @@ test_db_outage(const char *link)
 	CHECK(get_status("/healthz", &ms) == 200,
 	    "/healthz still 200 (the process serves)");
 
-	CHECK(pg_ctl_run("start") == 0, "PostgreSQL started again");
+	CHECK(h_pg_ctl("start") == 0, "PostgreSQL started again");
 	CHECK(wait_status("/readyz", 200, 20000),
 	    "/readyz back to 200 without restarting finxd");
 	for (ok200 = 0, i = 0; i < 12; i++) {
