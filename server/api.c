@@ -14,6 +14,7 @@
 #include "metrics.h"
 #include "migrate.h"
 #include "rescue.h"
+#include "store.h"
 #include "text.h"
 
 const struct config *api_cfg;
@@ -71,10 +72,39 @@ api_db(struct req *r, enum MHD_Result *ret)
 {
 	PGconn *c = db_acquire();
 
-	if (c == NULL)
-		*ret = http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "database_unavailable", "the database is not reachable");
+	if (c == NULL) {
+		db_fail_unavailable();
+		*ret = api_fail_db(r);
+	}
 	return c;
+}
+
+enum MHD_Result
+api_fail_after(struct req *r, enum status s, const char *detail,
+    long retry_s)
+{
+	const struct status_row *row = status_row(s);
+	bool db = s == ST_DB_UNAVAILABLE && db_failure() != DBF_NONE;
+
+	if (row->http >= 500)
+		log_kv(row->http == 500 ? LOG_ERROR : LOG_WARN,
+		    "request failed", "code", row->code, "detail", detail,
+		    "sqlstate", db ? db_failure_sqlstate() : NULL,
+		    "db_error", db ? db_failure_message() : NULL, NULL);
+	return http_error_after(r, row->http, row->code, retry_s, "%s%s%s",
+	    row->message, detail ? ": " : "", detail ? detail : "");
+}
+
+enum MHD_Result
+api_fail(struct req *r, enum status s, const char *detail)
+{
+	return api_fail_after(r, s, detail, 0);
+}
+
+enum MHD_Result
+api_fail_db(struct req *r)
+{
+	return api_fail(r, status_of_db(db_failure()), NULL);
 }
 
 void
@@ -201,7 +231,7 @@ render_gauges(struct buf *out)
 {
 	long in_use, total, waits, timeouts;
 	PGconn *c;
-	PGresult *res;
+	long n[STORE_CONN_NSTATUS];
 	int i;
 
 	db_stats(&in_use, &total, &waits, &timeouts);
@@ -228,14 +258,10 @@ render_gauges(struct buf *out)
 			    "gauge\n");
 	if ((c = db_acquire()) == NULL)
 		return;
-	res = db_exec(c, "SELECT s, count(c.id) FROM unnest(ARRAY['active',"
-			 "'reauth_required','revoked']) s LEFT JOIN connections c "
-			 "ON c.status = s GROUP BY s ORDER BY s",
-	    0, NULL);
-	for (i = 0; res != NULL && i < PQntuples(res); i++)
-		buf_appendf(out, "finxd_connections{status=\"%s\"} %s\n",
-		    PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
-	PQclear(res);
+	if (store_conn_counts(c, n))
+		for (i = 0; i < STORE_CONN_NSTATUS; i++)
+			buf_appendf(out, "finxd_connections{status=\"%s\"} %ld\n",
+			    store_conn_status_names[i], n[i]);
 	db_release(c);
 }
 

@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "http.h"
+#include "status.h"
 
 /* RFC 3339 UTC text of a timestamptz column, for SELECT lists. */
 #define SQL_TS(col)                                                          \
@@ -34,6 +35,19 @@ void api_set_started(void);
 
 /* Acquire a pooled connection or queue a 503 and return NULL. */
 PGconn *api_db(struct req *r, enum MHD_Result *ret);
+
+/*
+ * Answer status s (status.h) with its code and message, and ": detail"
+ * after the message when detail is set (a safe text: never a secret,
+ * never a value PostgreSQL refused).  A 5xx is logged here, once, with
+ * the database failure behind it when there is one; 4xx answers are in
+ * the access log.  api_fail_after sets Retry-After to retry_s.
+ */
+enum MHD_Result api_fail(struct req *r, enum status s, const char *detail);
+enum MHD_Result api_fail_after(struct req *r, enum status s,
+    const char *detail, long retry_s);
+/* api_fail for the last failed statement of this thread (db_failure). */
+enum MHD_Result api_fail_db(struct req *r);
 
 /* Add a column value to obj as a string, or null. */
 void json_add_col(json_object *obj, const char *key, const PGresult *res,

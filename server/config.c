@@ -181,6 +181,10 @@ static const struct key keys[] = {
 	    "PostgreSQL connections per process"),
 	NUM("db_timeout_ms", db_timeout_ms, "5000", 10, 600000,
 	    "wait for a pooled connection"),
+	{ .name = "db_prepared", .type = T_BOOL, .off = AT(db_prepared, bool),
+	    .def = "on", .words = WORDS("off", "on"),
+	    .help = "on or off: prepare every statement when a connection "
+		    "opens (off for PgBouncer transaction pooling)" },
 	NUM("max_connections", max_connections, "1024", 16, 65536,
 	    "concurrent HTTP connections"),
 	NUM("max_connections_per_ip", max_connections_per_ip, "256", 1, 65536,

@@ -62,6 +62,7 @@ struct config {
 	/* operational knobs, see config.c for defaults */
 	long db_pool_size;
 	long db_timeout_ms;
+	bool db_prepared; /* FINXD_DB_PREPARED=on (default) */
 	long max_connections;
 	long max_connections_per_ip;
 	long http_timeout_s;

@@ -11,10 +11,13 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <libpq-events.h>
 
 #include "clock.h"
 #include "config.h"
@@ -22,6 +25,13 @@
 #include "mem.h"
 #include "secret.h"
 #include "text.h"
+
+/* The statements to prepare (db_register) and whether to (config). */
+static struct {
+	const struct db_stmt *const *tables;
+	int n_tables;
+	bool on;
+} stmts;
 
 static struct {
 	pthread_mutex_t mu;
@@ -203,6 +213,8 @@ again:
 	pthread_mutex_unlock(&pool.mu);
 
 	c = connect_with(pool.conninfo, pool.options, &err);
+	if (c != NULL)
+		db_prepare(c);
 	pthread_mutex_lock(&pool.mu);
 	if (bulk) {
 		pool.n_bulk_opening--;
@@ -297,62 +309,229 @@ db_stats(long *in_use, long *total, long *waits, long *timeouts)
 	pthread_mutex_unlock(&pool.mu);
 }
 
-/* Keep r when it succeeded; else log it (with its SQLSTATE) and free it. */
+void
+db_register(const struct db_stmt *const *tables, int n_tables, bool prepared)
+{
+	stmts.tables = tables;
+	stmts.n_tables = n_tables;
+	stmts.on = prepared;
+}
+
+/*
+ * Whether a connection holds the prepared statements is libpq instance
+ * data of this event procedure: set when db_prepare succeeded, gone
+ * with the connection (and cleared by a reset, which drops them).
+ */
+static char prepared_mark;
+
+static int
+prepared_events(PGEventId id, void *info, void *pass)
+{
+	(void)pass;
+	if (id == PGEVT_CONNRESET)
+		PQsetInstanceData(((PGEventConnReset *)info)->conn,
+		    prepared_events, NULL);
+	return 1;
+}
+
+static bool
+is_prepared(const PGconn *c)
+{
+	return PQinstanceData(c, prepared_events) == &prepared_mark;
+}
+
+/* Send every registered statement's Parse in one pipeline. */
+static int
+send_prepares(PGconn *c)
+{
+	int t, n = 0;
+
+	for (t = 0; t < stmts.n_tables; t++)
+		for (const struct db_stmt *s = stmts.tables[t]; s->name; s++) {
+			if (!PQsendPrepare(c, s->name, s->sql, 0, NULL))
+				return -1;
+			n++;
+		}
+	return PQpipelineSync(c) ? n : -1;
+}
+
+/* Read the pipeline's answers; the name of the first refused, if any. */
+static bool
+read_prepares(PGconn *c, char **bad)
+{
+	bool ok = true;
+	PGresult *r;
+
+	for (;;) {
+		if ((r = PQgetResult(c)) == NULL)
+			continue; /* end of one statement's results */
+		if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+			PQclear(r);
+			return ok;
+		}
+		if (PQresultStatus(r) != PGRES_COMMAND_OK && ok) {
+			const char *m =
+			    PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+
+			ok = false;
+			*bad = xstrdup(m ? m : PQerrorMessage(c));
+		}
+		PQclear(r);
+		if (PQstatus(c) != CONNECTION_OK)
+			return false;
+	}
+}
+
+bool
+db_prepare(PGconn *c)
+{
+	char *bad = NULL;
+	bool ok;
+
+	if (!stmts.on || stmts.n_tables == 0)
+		return true;
+	if (!PQregisterEventProc(c, prepared_events, "finxd-prepared", NULL) ||
+	    !PQenterPipelineMode(c))
+		return false;
+	ok = send_prepares(c) >= 0 && read_prepares(c, &bad);
+	PQexitPipelineMode(c);
+	if (ok)
+		PQsetInstanceData(c, prepared_events, &prepared_mark);
+	else
+		log_kv(LOG_WARN, "statements not prepared; running unprepared",
+		    "error", bad ? bad : PQerrorMessage(c), NULL);
+	free(bad);
+	return ok;
+}
+
+PGconn *
+db_open(const char *conninfo, char **err)
+{
+	PGconn *c = db_connect(conninfo, err);
+
+	if (c != NULL)
+		db_prepare(c);
+	return c;
+}
+
+/* This thread's last failure: kind, SQLSTATE, primary message. */
+static _Thread_local struct {
+	enum db_fail kind;
+	char state[6];
+	char msg[200];
+	bool has_msg;
+} last;
+
+enum db_fail
+db_classify(const char *state)
+{
+	static const struct {
+		const char *state; /* a full SQLSTATE, or a class of two */
+		enum db_fail kind;
+	} map[] = {
+		{ "23505", DBF_CONFLICT }, { "23P01", DBF_CONFLICT },
+		{ "22007", DBF_BAD_INPUT }, { "22008", DBF_BAD_INPUT },
+		{ "22003", DBF_BAD_INPUT }, { "22P02", DBF_BAD_INPUT },
+		{ "40001", DBF_RETRY }, { "40P01", DBF_RETRY },
+		{ "57014", DBF_UNAVAILABLE }, /* statement timeout */
+		{ "08", DBF_UNAVAILABLE },    /* connection exceptions */
+		{ "57P", DBF_UNAVAILABLE },   /* shutdown, crash, restart */
+		{ "53", DBF_UNAVAILABLE },    /* out of resources */
+	};
+	size_t i;
+
+	if (state == NULL || *state == '\0')
+		return DBF_UNAVAILABLE; /* no answer from the server at all */
+	for (i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strncmp(state, map[i].state, strlen(map[i].state)) == 0)
+			return map[i].kind;
+	return DBF_FAILED;
+}
+
+enum db_fail
+db_failure(void)
+{
+	return last.kind;
+}
+
+const char *
+db_failure_sqlstate(void)
+{
+	return last.state;
+}
+
+const char *
+db_failure_message(void)
+{
+	return last.has_msg ? last.msg : NULL;
+}
+
+void
+db_fail_unavailable(void)
+{
+	last.kind = DBF_UNAVAILABLE;
+	last.state[0] = '\0';
+	snprintf(last.msg, sizeof(last.msg), "no database connection");
+	last.has_msg = true;
+}
+
+/* Keep r when it succeeded; else record how it failed and free it. */
 static PGresult *
-checked(PGresult *r)
+checked(PGconn *c, PGresult *r)
 {
 	ExecStatusType st = PQresultStatus(r);
-	const char *state;
+	const char *state, *m;
 
-	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+	if (r != NULL && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK))
 		return r;
-	state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-	/* The primary message never contains parameter values. */
-	log_kv(LOG_ERROR, "database statement failed", "sqlstate",
-	    state ? state : "",
-	    "error", PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY), NULL);
+	state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	last.kind = PQstatus(c) != CONNECTION_OK ? DBF_UNAVAILABLE
+						  : db_classify(state);
+	snprintf(last.state, sizeof(last.state), "%s", state ? state : "");
+	/* The primary message names no parameter value, but for data
+	 * exceptions, which quote the value refused. */
+	m = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	if (m == NULL)
+		m = PQerrorMessage(c);
+	last.has_msg = strncmp(last.state, "22", 2) != 0;
+	if (last.has_msg)
+		snprintf(last.msg, sizeof(last.msg), "%.*s",
+		    (int)strcspn(m, "\n"), m);
 	PQclear(r);
 	return NULL;
 }
 
 PGresult *
-db_exec(PGconn *c, const char *sql, int n, const char *const *params)
+db_run(PGconn *c, const struct db_stmt *s, int n, const char *const *params)
 {
-	return checked(PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0));
+	if (is_prepared(c))
+		return checked(c,
+		    PQexecPrepared(c, s->name, n, params, NULL, NULL, 0));
+	return checked(c, PQexecParams(c, s->sql, n, NULL, params, NULL, NULL,
+			      0));
 }
 
-/* SQLSTATE 26000: no prepared statement of that name on this connection. */
-static bool
-not_prepared(const PGresult *r)
+bool
+db_do(PGconn *c, const struct db_stmt *s, int n, const char *const *params)
 {
-	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	PGresult *r = db_run(c, s, n, params);
 
-	return PQresultStatus(r) == PGRES_FATAL_ERROR && state != NULL &&
-	    strcmp(state, "26000") == 0;
+	PQclear(r);
+	return r != NULL;
+}
+
+PGresult *
+db_exec(PGconn *c, const char *sql, int n, const char *const *params)
+{
+	return checked(c, PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0));
 }
 
 PGresult *
 db_exec_prepared(PGconn *c, const char *name, const char *sql, int n,
     const char *const *params)
 {
-	PGresult *r;
-
-	if (PQtransactionStatus(c) != PQTRANS_IDLE)
-		return db_exec(c, sql, n, params);
-	/* No client-side bookkeeping: the server knows what it has, and a
-	 * reconnected pool slot simply prepares again. */
-	r = PQexecPrepared(c, name, n, params, NULL, NULL, 0);
-	if (not_prepared(r)) {
-		PQclear(r);
-		r = PQprepare(c, name, sql, n, NULL);
-		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-			PQclear(r);
-			return db_exec(c, sql, n, params); /* logs the error */
-		}
-		PQclear(r);
-		r = PQexecPrepared(c, name, n, params, NULL, NULL, 0);
-	}
-	return checked(r);
+	(void)name;
+	return db_exec(c, sql, n, params);
 }
 
 bool
@@ -364,6 +543,40 @@ db_cmd(PGconn *c, const char *sql, int n, const char *const *params)
 	return r != NULL;
 }
 
+/* COMMIT answers "ROLLBACK" for a transaction a failure aborted. */
+static bool
+commit(PGconn *c)
+{
+	PGresult *r = checked(c, PQexec(c, "COMMIT"));
+	bool ok = r != NULL && strcmp(PQcmdStatus(r), "COMMIT") == 0;
+
+	if (r != NULL && !ok && last.kind == DBF_NONE)
+		last.kind = DBF_FAILED;
+	PQclear(r);
+	return ok;
+}
+
+bool
+db_tx(PGconn *c, bool (*body)(PGconn *c, void *arg), void *arg)
+{
+	int attempt;
+
+	for (attempt = 0; attempt < 3; attempt++) {
+		PGresult *r;
+
+		if ((r = checked(c, PQexec(c, "BEGIN"))) == NULL)
+			return false;
+		PQclear(r);
+		last.kind = DBF_NONE;
+		if (body(c, arg) && commit(c))
+			return true;
+		if (PQtransactionStatus(c) != PQTRANS_IDLE)
+			PQclear(PQexec(c, "ROLLBACK"));
+		if (last.kind != DBF_RETRY)
+			return false;
+	}
+	return false;
+}
 const char *
 db_val(const PGresult *r, int row, int col)
 {

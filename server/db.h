@@ -39,24 +39,92 @@ void db_release(PGconn *c);
 void db_stats(long *in_use, long *total, long *waits, long *timeouts);
 
 /*
- * Run a statement with text parameters.  Returns the result when its
- * status is COMMAND_OK or TUPLES_OK, else logs the error, clears it and
- * returns NULL.  Caller PQclear()s.  Params may be NULL (SQL NULL).
+ * A statement of the store layer: a name unique in the process and its
+ * SQL.  Every statement finxd runs while serving is one of these, kept
+ * in a table of its store module (server/STORE.md).
+ */
+struct db_stmt {
+	const char *name;
+	const char *sql;
+};
+
+/*
+ * The statements every connection prepares when it opens: tables of
+ * statements, each ended by an entry with a NULL name.  Set once at
+ * start (store_init), before any connection is opened; prepared false
+ * (FINXD_DB_PREPARED=off) runs every statement unprepared.
+ */
+void db_register(const struct db_stmt *const *tables, int n_tables,
+    bool prepared);
+/*
+ * Prepare the registered statements on c in one round trip (a pipeline),
+ * unless FINXD_DB_PREPARED=off or nothing is registered.  Pooled
+ * connections and those of db_open get this when they open.  A failure
+ * (the schema is not what this build expects) is logged, and c then runs
+ * its statements unprepared.
+ */
+bool db_prepare(PGconn *c);
+/* db_connect, then db_prepare: the connection of a worker thread. */
+PGconn *db_open(const char *conninfo, char **err);
+
+/*
+ * Run a statement with text parameters (NULL: SQL NULL), prepared when c
+ * was prepared.  Returns the result when its status is COMMAND_OK or
+ * TUPLES_OK (caller PQclear()s), else records the failure for
+ * db_failure and returns NULL.  Nothing is logged here: the caller
+ * logs once, where the failure is handled.
+ */
+PGresult *db_run(PGconn *c, const struct db_stmt *s, int n,
+    const char *const *params);
+/* The same, for statements whose rows are not needed. */
+bool db_do(PGconn *c, const struct db_stmt *s, int n,
+    const char *const *params);
+
+/*
+ * How the last failed statement of this thread failed, mapped from its
+ * SQLSTATE once, here (server/STORE.md, "Failures").
+ */
+enum db_fail {
+	DBF_NONE,        /* nothing failed */
+	DBF_UNAVAILABLE, /* no connection, connection lost, server
+			    shutting down, statement timeout */
+	DBF_CONFLICT,    /* unique or exclusion violation (23505, 23P01) */
+	DBF_BAD_INPUT,   /* a value PostgreSQL refused: invalid date or
+			    time (22007, 22008), out of range (22003),
+			    bad text form (22P02) */
+	DBF_RETRY,       /* serialization failure or deadlock (40001,
+			    40P01): the transaction may run again */
+	DBF_FAILED,      /* anything else: a bug or a schema mismatch */
+};
+enum db_fail db_failure(void);
+/* The last failure's SQLSTATE ("" when none) and primary message (NULL
+ * for class 22, whose messages quote the value refused). */
+const char *db_failure_sqlstate(void);
+const char *db_failure_message(void);
+/* Record "no connection" (a NULL from db_acquire) for db_failure. */
+void db_fail_unavailable(void);
+/* Classify a SQLSTATE; exposed for unit tests. */
+enum db_fail db_classify(const char *sqlstate);
+
+/*
+ * Run body in one transaction: BEGIN, body, COMMIT.  When body returns
+ * false or a statement failed, ROLLBACK.  A serialization failure or
+ * deadlock anywhere in it runs body again (up to 3 times in all), so
+ * body must keep its effects to the database until it returns true.
+ * True when committed.
+ */
+bool db_tx(PGconn *c, bool (*body)(PGconn *c, void *arg), void *arg);
+
+/*
+ * Ad hoc SQL, for migrate and rekey (which run before or beside the
+ * registered statements).  Same contract as db_run.
  */
 PGresult *db_exec(PGconn *c, const char *sql, int n,
     const char *const *params);
-/*
- * The same as a named prepared statement of this connection, for the hot
- * statements: PostgreSQL then parses and plans them once per connection
- * instead of once per call (parse and plan were half of the database's
- * time in a callback burst).  The first use on a connection prepares it.
- * name must always stand for the same sql text.  Inside a transaction
- * block it runs unprepared, because a failed attempt would abort it.
- */
+bool db_cmd(PGconn *c, const char *sql, int n, const char *const *params);
+/* Until its last callers move to the store layer: db_exec. */
 PGresult *db_exec_prepared(PGconn *c, const char *name, const char *sql,
     int n, const char *const *params);
-/* Same, for statements whose rows are not needed. */
-bool db_cmd(PGconn *c, const char *sql, int n, const char *const *params);
 
 /* An integer column (PostgreSQL's own text): its value, or dflt when
  * NULL, absent or out of range. */

@@ -136,12 +136,14 @@ http_json(struct req *r, unsigned status, json_object *obj)
 }
 
 static struct MHD_Response *
-error_response(unsigned status, const char *code, const char *msg)
+error_response(unsigned status, const char *code, const char *msg,
+    long retry_s)
 {
 	json_object *o = json_object_new_object(), *e = json_object_new_object();
 	struct MHD_Response *resp;
 	const char *s;
 	size_t len;
+	char ra[24];
 
 	json_object_object_add(e, "code", json_object_new_string(code));
 	json_object_object_add(e, "message", json_object_new_string(msg));
@@ -156,26 +158,53 @@ error_response(unsigned status, const char *code, const char *msg)
 	if (status == MHD_HTTP_UNAUTHORIZED)
 		MHD_add_response_header(resp, "WWW-Authenticate",
 		    "Bearer realm=\"finxd\"");
-	if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
-		MHD_add_response_header(resp, "Retry-After", "5");
+	if (retry_s <= 0 && status == MHD_HTTP_SERVICE_UNAVAILABLE)
+		retry_s = 5;
+	if (retry_s > 0) {
+		snprintf(ra, sizeof(ra), "%ld", retry_s);
+		MHD_add_response_header(resp, "Retry-After", ra);
+	}
 	return resp;
+}
+
+static enum MHD_Result
+error_v(struct req *r, unsigned status, const char *code, long retry_s,
+    const char *fmt, va_list ap)
+{
+	struct MHD_Response *resp;
+	char *m;
+
+	if (vasprintf(&m, fmt, ap) < 0)
+		abort();
+	resp = error_response(status, code, m, retry_s);
+	free(m);
+	return http_queue(r, status, resp);
 }
 
 enum MHD_Result
 http_error(struct req *r, unsigned status, const char *code,
     const char *fmt, ...)
 {
-	struct MHD_Response *resp;
+	enum MHD_Result ret;
 	va_list ap;
-	char *m;
 
 	va_start(ap, fmt);
-	if (vasprintf(&m, fmt, ap) < 0)
-		abort();
+	ret = error_v(r, status, code, 0, fmt, ap);
 	va_end(ap);
-	resp = error_response(status, code, m);
-	free(m);
-	return http_queue(r, status, resp);
+	return ret;
+}
+
+enum MHD_Result
+http_error_after(struct req *r, unsigned status, const char *code,
+    long retry_s, const char *fmt, ...)
+{
+	enum MHD_Result ret;
+	va_list ap;
+
+	va_start(ap, fmt);
+	ret = error_v(r, status, code, retry_s, fmt, ap);
+	va_end(ap);
+	return ret;
 }
 
 enum MHD_Result
@@ -420,7 +449,7 @@ dispatch(struct req *r)
 	if (path_match != NULL) {
 		struct MHD_Response *resp = error_response(
 		    MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
-		    "method not allowed on this path");
+		    "method not allowed on this path", 0);
 
 		r->route = path_match->pattern;
 		MHD_add_response_header(resp, "Allow", allow);

@@ -68,6 +68,11 @@ const char *http_cookie(struct req *r, const char *name);
 enum MHD_Result http_json(struct req *r, unsigned status, json_object *obj);
 enum MHD_Result http_error(struct req *r, unsigned status, const char *code,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The same with Retry-After: retry_s seconds (0: 5 for a 503, else
+ * none). */
+enum MHD_Result http_error_after(struct req *r, unsigned status,
+    const char *code, long retry_s, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 /*
  * Queue resp (which the caller built with its Content-Type) with the
  * headers every answer carries, and destroy the caller's reference.

@@ -152,7 +152,7 @@ heartbeat(void *arg)
 		if (c == NULL) {
 			char *err = NULL;
 
-			if ((c = db_connect(ls.cfg->database_url, &err)) == NULL)
+			if ((c = db_open(ls.cfg->database_url, &err)) == NULL)
 				free(err);
 			else
 				/* Rows of processes gone for a week: their
@@ -202,7 +202,7 @@ lease_heartbeat_stop(bool forget)
 	ls.running = false;
 	if (forget) {
 		char *err = NULL;
-		PGconn *c = db_connect(ls.cfg->database_url, &err);
+		PGconn *c = db_open(ls.cfg->database_url, &err);
 
 		if (c != NULL)
 			db_cmd(c, "DELETE FROM finxd_processes WHERE id = $1", 1,

@@ -29,6 +29,7 @@
 #include "worker.h"
 #include "secret.h"
 #include "text.h"
+#include "store.h"
 #include "tokens.h"
 
 #ifndef FINXD_VERSION
@@ -387,6 +388,7 @@ main(int argc, char **argv)
 	finx_init(&cfg);
 	crypto_init(&cfg);
 	tokens_init(&cfg);
+	store_init(&cfg);
 	data_init(&cfg);
 	api_init(&cfg);
 	if (strcmp(cmd, "rekey") == 0)

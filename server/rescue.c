@@ -513,7 +513,7 @@ rescue_loop(void *arg)
 		if (c == NULL) {
 			char *err = NULL;
 
-			c = db_connect(rs.cfg->database_url, &err);
+			c = db_open(rs.cfg->database_url, &err);
 			free(err);
 		}
 		if (drain(c)) {

@@ -112,7 +112,7 @@ worker(void *arg)
 			char *err = NULL;
 
 			PQfinish(c);
-			if ((c = db_connect(bg.cfg->database_url, &err)) == NULL) {
+			if ((c = db_open(bg.cfg->database_url, &err)) == NULL) {
 				log_kv(LOG_WARN, "refresher cannot connect",
 				    "error", err, NULL);
 				free(err);

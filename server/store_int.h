@@ -1,0 +1,12 @@
+/*
+ * Inside the store layer only: the statement table of each store module
+ * (store.c registers them all) and helpers the modules share.
+ */
+#ifndef FINXD_STORE_INT_H
+#define FINXD_STORE_INT_H
+
+#include "db.h"
+
+extern const struct db_stmt store_ops_stmts[];
+
+#endif
