@@ -14,7 +14,13 @@ static const struct status_row rows[ST_COUNT] = {
 	[ST_RETURN_URL_NOT_ALLOWED] = { 400, "return_url_not_allowed",
 	    "return_url is not under an allowed prefix "
 	    "(FINXD_ALLOWED_RETURN_URLS)" },
+	[ST_UNAUTHORIZED] = { 401, "unauthorized",
+	    "a valid API key is required" },
+	[ST_FORBIDDEN] = { 403, "forbidden",
+	    "this API key lacks the scope for this request" },
 	[ST_NOT_FOUND] = { 404, "not_found", "not found" },
+	[ST_METHOD_NOT_ALLOWED] = { 405, "method_not_allowed",
+	    "method not allowed on this path" },
 	[ST_CONFLICT] = { 409, "conflict",
 	    "a concurrent request changed this; try again" },
 	[ST_NOT_ACTIVE] = { 409, "connection_not_active",
@@ -27,6 +33,10 @@ static const struct status_row rows[ST_COUNT] = {
 	[ST_NOT_PULLED_YET] = { 409, "not_pulled_yet",
 	    "the connection's accounts have not been pulled yet; try again "
 	    "shortly" },
+	[ST_PAYLOAD_TOO_LARGE] = { 413, "payload_too_large",
+	    "the request body is too large" },
+	[ST_UNSUPPORTED_MEDIA_TYPE] = { 415, "unsupported_media_type",
+	    "Content-Type must be application/json" },
 	[ST_TOO_MANY_SYNCS] = { 429, "too_many_syncs",
 	    "finX allows no more synchronisations of this connection right "
 	    "now" },
@@ -69,10 +79,9 @@ status_of_db(enum db_fail f)
 enum status
 status_of_finx(const struct finx_error *e)
 {
-	if (e->transport || e->transient || e->http_status == 429 ||
-	    e->http_status >= 500)
+	long h = e->http_status;
+
+	if (e->transport || h == 429 || h == 502 || h == 503 || h == 504)
 		return ST_FINX_UNAVAILABLE;
-	if (e->invalid_grant)
-		return ST_REAUTH_REQUIRED;
 	return ST_FINX_ERROR;
 }

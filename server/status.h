@@ -16,12 +16,17 @@ enum status {
 	ST_INVALID_REQUEST,     /* 400: the body or a field is wrong */
 	ST_INVALID_PARAMETER,   /* 400: a query or path parameter is wrong */
 	ST_RETURN_URL_NOT_ALLOWED, /* 400 */
+	ST_UNAUTHORIZED,        /* 401: no valid API key */
+	ST_FORBIDDEN,           /* 403: the key lacks the scope */
 	ST_NOT_FOUND,           /* 404 */
+	ST_METHOD_NOT_ALLOWED,  /* 405 */
 	ST_CONFLICT,            /* 409: a concurrent change won */
 	ST_NOT_ACTIVE,          /* 409 connection_not_active */
 	ST_REAUTH_REQUIRED,     /* 409: finX rejected the refresh token */
 	ST_REVOKED,             /* 409 connection_revoked */
 	ST_NOT_PULLED_YET,      /* 409 */
+	ST_PAYLOAD_TOO_LARGE,   /* 413 */
+	ST_UNSUPPORTED_MEDIA_TYPE, /* 415 */
 	ST_TOO_MANY_SYNCS,      /* 429 */
 	ST_INTERNAL,            /* 500 internal_error */
 	ST_DECRYPT_FAILED,      /* 500: a stored token does not open */
@@ -50,9 +55,10 @@ const struct status_row *status_row(enum status s);
 enum status status_of_db(enum db_fail f);
 
 /*
- * A failed finX call: no answer, 5xx, 429 or anything finX marks as
- * worth retrying is finX unavailable; a rejected grant is a reauth;
- * any other refusal is finx_error.
+ * A failed finX call: no answer, 429, or a gateway's 502, 503, 504 is
+ * finX unavailable (503, try later); any other answer, a 500 among them,
+ * is finX refusing this request (502 finx_error).  A rejected refresh
+ * token is the refresh's own outcome (reauth_required), not mapped here.
  */
 enum status status_of_finx(const struct finx_error *e);
 
