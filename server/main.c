@@ -254,19 +254,65 @@ signame(int sig)
 	return sig == SIGINT ? "SIGINT" : "SIGTERM";
 }
 
+/* Threads inherit this mask, so only sigwait in cmd_serve sees them. */
+static void
+serve_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/*
+ * Stop what cmd_serve started before the database became servable: sig
+ * is the signal that came first, or negative when the database settings
+ * cannot work.  Returns the exit status.
+ */
+static int
+serve_stop_unready(const struct config *cfg, int sig)
+{
+	http_stop(cfg->drain_timeout_s);
+	refresh_shutdown();
+	if (sig < 0)
+		return 1;
+	log_kv(LOG_INFO, "stopping before the database was ready", "signal",
+	    signame(sig), NULL);
+	log_kv(LOG_INFO, "stopped", NULL);
+	return 0;
+}
+
+/* Serve with a servable database until SIGTERM/SIGINT, then drain. */
+static void
+serve_ready(struct config *cfg, sigset_t *set)
+{
+	int sig = 0;
+
+	db_init(cfg);
+	db_warm();
+	cache_start(cfg);
+	worker_start(cfg);
+	api_set_started();
+	log_kv(LOG_INFO, "finxd serving", "version", FINXD_VERSION, "public_url",
+	    cfg->public_url, "finx_url", cfg->finx_url, NULL);
+	sigwait(set, &sig);
+	log_kv(LOG_INFO, "stopping", "signal", signame(sig), NULL);
+	http_stop(cfg->drain_timeout_s);
+	worker_stop();
+	refresh_shutdown();
+	cache_stop();
+	db_shutdown();
+	log_kv(LOG_INFO, "stopped", NULL);
+}
+
 static int
 cmd_serve(struct config *cfg)
 {
 	sigset_t set;
-	int sig = 0;
+	int sig;
 
-	/* Threads inherit this mask, so only sigwait below sees them. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
-
+	serve_signals(&set);
 	/*
 	 * Listen first: /healthz answers 200 and /readyz 503 (with the
 	 * reason) while the database is unreachable or its schema is not
@@ -286,36 +332,22 @@ cmd_serve(struct config *cfg)
 		refresh_shutdown();
 		return 1;
 	}
-	if ((sig = wait_servable(cfg, &set)) != 0) {
-		http_stop(cfg->drain_timeout_s);
-		refresh_shutdown();
-		if (sig < 0)
-			return 1;
-		log_kv(LOG_INFO, "stopping before the database was ready",
-		    "signal", signame(sig), NULL);
-		log_kv(LOG_INFO, "stopped", NULL);
-		return 0;
-	}
-	db_init(cfg);
-	db_warm();
-	cache_start(cfg);
-	worker_start(cfg);
-	api_set_started();
-	log_kv(LOG_INFO, "finxd serving", "version", FINXD_VERSION, "public_url",
-	    cfg->public_url, "finx_url", cfg->finx_url, NULL);
-	sigwait(&set, &sig);
-	log_kv(LOG_INFO, "stopping", "signal", signame(sig), NULL);
-	http_stop(cfg->drain_timeout_s);
-	worker_stop();
-	refresh_shutdown();
-	cache_stop();
-	db_shutdown();
-	log_kv(LOG_INFO, "stopped", NULL);
+	if ((sig = wait_servable(cfg, &set)) != 0)
+		return serve_stop_unready(cfg, sig);
+	serve_ready(cfg, &set);
 	return 0;
 }
 
-int
-main(int argc, char **argv)
+/* The command line: --config, --wait and the command. */
+struct args {
+	const char *file, *cmd;
+	long wait_s;
+	bool wait_given;
+};
+
+/* The options; -1 to go on, else the exit status. */
+static int
+parse_options(int argc, char **argv, struct args *a)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -323,24 +355,20 @@ main(int argc, char **argv)
 		{ "wait", required_argument, NULL, 'w' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct config cfg;
-	const char *file = NULL, *cmd = "serve";
-	long wait_s = MIGRATE_WAIT_S;
-	bool wait_given = false;
-	int ch, rc;
+	int ch;
 
 	while ((ch = getopt_long(argc, argv, "c:hw:", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
-			file = optarg;
+			a->file = optarg;
 			break;
 		case 'w':
-			if (!parse_long(optarg, 0, 3600, &wait_s)) {
+			if (!parse_long(optarg, 0, 3600, &a->wait_s)) {
 				fprintf(stderr, "finxd: --wait takes seconds, "
 						"0 to 3600\n");
 				return 2;
 			}
-			wait_given = true;
+			a->wait_given = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -350,53 +378,83 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
+	return -1;
+}
+
+/* The options and the command; -1 to go on, else the exit status. */
+static int
+parse_args(int argc, char **argv, struct args *a)
+{
+	int rc;
+
+	if ((rc = parse_options(argc, argv, a)) >= 0)
+		return rc;
 	if (optind < argc)
-		cmd = argv[optind++];
+		a->cmd = argv[optind++];
 	if (optind < argc) {
 		usage(stderr);
 		return 2;
 	}
-	if (strcmp(cmd, "version") == 0) {
+	if (strcmp(a->cmd, "version") == 0) {
 		printf("finxd %s\n", FINXD_VERSION);
 		return 0;
 	}
-	if (strcmp(cmd, "serve") && strcmp(cmd, "migrate") &&
-	    strcmp(cmd, "rekey") && strcmp(cmd, "check-config")) {
-		fprintf(stderr, "finxd: unknown command %s\n", cmd);
+	if (strcmp(a->cmd, "serve") && strcmp(a->cmd, "migrate") &&
+	    strcmp(a->cmd, "rekey") && strcmp(a->cmd, "check-config")) {
+		fprintf(stderr, "finxd: unknown command %s\n", a->cmd);
 		usage(stderr);
 		return 2;
 	}
-	if (wait_given && strcmp(cmd, "migrate") != 0) {
+	if (a->wait_given && strcmp(a->cmd, "migrate") != 0) {
 		fprintf(stderr, "finxd: --wait applies to migrate only\n");
 		return 2;
 	}
-	if (!load(&cfg, file, strcmp(cmd, "migrate") == 0)) {
+	return -1;
+}
+
+/* serve or rekey: the modules they need, set up and torn down. */
+static int
+cmd_run(struct config *cfg, const char *cmd)
+{
+	int rc;
+
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	finx_init(cfg);
+	crypto_init(cfg);
+	tokens_init(cfg);
+	store_init(cfg);
+	data_init(cfg);
+	api_init(cfg);
+	if (strcmp(cmd, "rekey") == 0)
+		rc = rekey_run(cfg) ? 0 : 1;
+	else
+		rc = cmd_serve(cfg);
+	finx_cleanup();
+	curl_global_cleanup();
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct args a = { NULL, "serve", MIGRATE_WAIT_S, false };
+	struct config cfg;
+	int rc;
+
+	if ((rc = parse_args(argc, argv, &a)) >= 0)
+		return rc;
+	if (!load(&cfg, a.file, strcmp(a.cmd, "migrate") == 0)) {
 		config_free(&cfg);
 		return 1;
 	}
-	if (strcmp(cmd, "migrate") == 0) {
-		rc = cmd_migrate(&cfg, wait_s);
-		config_free(&cfg);
-		return rc;
-	}
-	if (strcmp(cmd, "check-config") == 0) {
+	if (strcmp(a.cmd, "migrate") == 0) {
+		rc = cmd_migrate(&cfg, a.wait_s);
+	} else if (strcmp(a.cmd, "check-config") == 0) {
 		config_print(&cfg, stdout);
-		config_free(&cfg);
-		return 0;
+		rc = 0;
+	} else {
+		rc = cmd_run(&cfg, a.cmd);
 	}
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	finx_init(&cfg);
-	crypto_init(&cfg);
-	tokens_init(&cfg);
-	store_init(&cfg);
-	data_init(&cfg);
-	api_init(&cfg);
-	if (strcmp(cmd, "rekey") == 0)
-		rc = rekey_run(&cfg) ? 0 : 1;
-	else
-		rc = cmd_serve(&cfg);
-	finx_cleanup();
-	curl_global_cleanup();
 	config_free(&cfg);
 	return rc;
 }
