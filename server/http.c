@@ -25,6 +25,7 @@
 #include "mem.h"
 #include "metrics.h"
 #include "secret.h"
+#include "status.h"
 #include "text.h"
 
 static struct MHD_Daemon *daemon_;
@@ -207,6 +208,40 @@ http_error_after(struct req *r, unsigned status, const char *code,
 	return ret;
 }
 
+/*
+ * The answer for status s (status.h) as its table row has it, with
+ * ": detail" after the message when detail is set: the HTTP layer's own
+ * refusals, before any handler runs.
+ */
+static struct MHD_Response *
+refusal(enum status s, const char *detail)
+{
+	const struct status_row *row = status_row(s);
+	struct MHD_Response *resp;
+	char *m = xasprintf("%s%s%s", row->message, detail ? ": " : "",
+	    detail ? detail : "");
+
+	resp = error_response(row->http, row->code, m, 0);
+	free(m);
+	return resp;
+}
+
+static enum MHD_Result
+refuse(struct req *r, enum status s, const char *detail)
+{
+	return http_queue(r, status_row(s)->http, refusal(s, detail));
+}
+
+/* The 413 for a body over HTTP_MAX_BODY. */
+static enum MHD_Result
+refuse_too_large(struct req *r)
+{
+	char limit[48];
+
+	snprintf(limit, sizeof(limit), "the limit is %d bytes", HTTP_MAX_BODY);
+	return refuse(r, ST_PAYLOAD_TOO_LARGE, limit);
+}
+
 enum MHD_Result
 http_page(struct req *r, unsigned status, const char *title, const char *text)
 {
@@ -293,20 +328,17 @@ http_body_object(struct req *r, enum MHD_Result *ret)
 
 	if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0 ||
 	    (ct[16] != '\0' && ct[16] != ';' && ct[16] != ' ')) {
-		*ret = http_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
-		    "unsupported_media_type",
-		    "Content-Type must be application/json");
+		*ret = refuse(r, ST_UNSUPPORTED_MEDIA_TYPE, NULL);
 		return NULL;
 	}
 	ctlen = r->body.len;
 	if (ctlen == 0) {
-		*ret = http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_request",
-		    "request body is empty");
+		*ret = refuse(r, ST_INVALID_REQUEST, "request body is empty");
 		return NULL;
 	}
 	if (!utf8_valid(r->body.data, ctlen) ||
 	    !json_surrogates_paired(r->body.data, ctlen)) {
-		*ret = http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_request",
+		*ret = refuse(r, ST_INVALID_REQUEST,
 		    "request body is not valid UTF-8");
 		return NULL;
 	}
@@ -317,7 +349,7 @@ http_body_object(struct req *r, enum MHD_Result *ret)
 	    !json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
 		json_tokener_free(tok);
-		*ret = http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_request",
+		*ret = refuse(r, ST_INVALID_REQUEST,
 		    "request body must be one JSON object");
 		return NULL;
 	}
@@ -401,6 +433,44 @@ ops_route(const char *pattern)
 	    strcmp(pattern, "/readyz") == 0 || strcmp(pattern, "/metrics") == 0;
 }
 
+/* Add method to the Allow list of a path that matched with another. */
+static void
+allow_add(char *allow, size_t size, const char *method)
+{
+	if (strlen(allow) + strlen(method) + 3 >= size)
+		return;
+	if (allow[0])
+		strncat(allow, ", ", size - strlen(allow) - 1);
+	strncat(allow, method, size - strlen(allow) - 1);
+}
+
+/* The route that matched r: check the API key and the body, then run it. */
+static enum MHD_Result
+run_route(struct req *r, const struct route *rt)
+{
+	if (rt->scope != 0) {
+		r->key = http_find_key(hcfg, http_header(r, "Authorization"));
+		if (r->key == NULL)
+			return refuse(r, ST_UNAUTHORIZED, NULL);
+		if ((r->key->scopes & rt->scope) == 0)
+			return refuse(r, ST_FORBIDDEN, NULL);
+	}
+	if (r->body.overflow)
+		return refuse_too_large(r);
+	return rt->fn(r);
+}
+
+/* The 405 for a path whose routes (rt the last) want other methods. */
+static enum MHD_Result
+refuse_method(struct req *r, const struct route *rt, const char *allow)
+{
+	struct MHD_Response *resp = refusal(ST_METHOD_NOT_ALLOWED, NULL);
+
+	r->route = rt->pattern;
+	MHD_add_response_header(resp, "Allow", allow);
+	return http_queue(r, status_row(ST_METHOD_NOT_ALLOWED)->http, resp);
+}
+
 static enum MHD_Result
 dispatch(struct req *r)
 {
@@ -417,11 +487,7 @@ dispatch(struct req *r)
 			continue;
 		if (strcmp(rt->method, r->method) != 0) {
 			path_match = rt;
-			if (strlen(allow) + strlen(rt->method) + 3 < sizeof(allow)) {
-				if (allow[0])
-					strncat(allow, ", ", sizeof(allow) - strlen(allow) - 1);
-				strncat(allow, rt->method, sizeof(allow) - strlen(allow) - 1);
-			}
+			allow_add(allow, sizeof(allow), rt->method);
 			while (np > 0)
 				free(p[--np]);
 			continue;
@@ -429,34 +495,62 @@ dispatch(struct req *r)
 		memcpy(r->params, p, sizeof(p));
 		r->n_params = np;
 		r->route = rt->pattern;
-		if (rt->scope != 0) {
-			r->key = http_find_key(hcfg, http_header(r,
-							 "Authorization"));
-			if (r->key == NULL)
-				return http_error(r, MHD_HTTP_UNAUTHORIZED,
-				    "unauthorized", "a valid API key is required");
-			if ((r->key->scopes & rt->scope) == 0)
-				return http_error(r, MHD_HTTP_FORBIDDEN,
-				    "forbidden", "this API key lacks the scope "
-						 "for this request");
-		}
-		if (r->body.overflow)
-			return http_error(r, MHD_HTTP_CONTENT_TOO_LARGE,
-			    "payload_too_large", "request body exceeds %d bytes",
-			    HTTP_MAX_BODY);
-		return rt->fn(r);
+		return run_route(r, rt);
 	}
-	if (path_match != NULL) {
-		struct MHD_Response *resp = error_response(
-		    MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
-		    "method not allowed on this path", 0);
-
-		r->route = path_match->pattern;
-		MHD_add_response_header(resp, "Allow", allow);
-		return http_queue(r, MHD_HTTP_METHOD_NOT_ALLOWED, resp);
-	}
+	if (path_match != NULL)
+		return refuse_method(r, path_match, allow);
 	r->route = "unmatched";
-	return http_error(r, MHD_HTTP_NOT_FOUND, "not_found", "no such path");
+	return refuse(r, ST_NOT_FOUND, "no such path");
+}
+
+/* r's request id: the client's X-Request-Id when well formed, else random. */
+static void
+req_set_id(struct req *r)
+{
+	const char *id = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+	    "X-Request-Id");
+	unsigned char b[12];
+	char *h;
+
+	if (request_id_ok(id)) {
+		snprintf(r->request_id, sizeof(r->request_id), "%s", id);
+		return;
+	}
+	rand_bytes(b, sizeof(b));
+	h = hex_encode(b, sizeof(b));
+	snprintf(r->request_id, sizeof(r->request_id), "%s", h);
+	free(h);
+}
+
+/*
+ * The first call for a request: its state in *con_cls, and the 413 up
+ * front when Content-Length says the body is over the limit.
+ */
+static enum MHD_Result
+req_begin(void *cls, struct MHD_Connection *conn, const char *url,
+    const char *method, void **con_cls)
+{
+	struct req *r = xcalloc(1, sizeof(*r));
+	const char *cl;
+	long len;
+
+	r->ops = cls != NULL;
+	r->conn = conn;
+	r->method = method;
+	r->path = url;
+	r->start_ms = mono_ms();
+	buf_init(&r->body, HTTP_MAX_BODY);
+	req_set_id(r);
+	*con_cls = r;
+	atomic_fetch_add(&active, 1);
+	log_set_request_id(r->request_id);
+	cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+	    "Content-Length");
+	if (cl != NULL && (!parse_long(cl, 0, HTTP_MAX_BODY, &len))) {
+		r->route = "too_large";
+		return refuse_too_large(r);
+	}
+	return MHD_YES;
 }
 
 static enum MHD_Result
@@ -466,43 +560,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 {
 	struct req *r = *con_cls;
 
-	if (r == NULL) {
-		const char *id, *cl;
-		long len;
-
-		r = xcalloc(1, sizeof(*r));
-		r->ops = cls != NULL;
-		r->conn = conn;
-		r->method = method;
-		r->path = url;
-		r->start_ms = mono_ms();
-		buf_init(&r->body, HTTP_MAX_BODY);
-		id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-		    "X-Request-Id");
-		if (request_id_ok(id))
-			snprintf(r->request_id, sizeof(r->request_id), "%s", id);
-		else {
-			unsigned char b[12];
-			char *h;
-
-			rand_bytes(b, sizeof(b));
-			h = hex_encode(b, sizeof(b));
-			snprintf(r->request_id, sizeof(r->request_id), "%s", h);
-			free(h);
-		}
-		*con_cls = r;
-		atomic_fetch_add(&active, 1);
-		log_set_request_id(r->request_id);
-		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-		    "Content-Length");
-		if (cl != NULL && (!parse_long(cl, 0, HTTP_MAX_BODY, &len))) {
-			r->route = "too_large";
-			return http_error(r, MHD_HTTP_CONTENT_TOO_LARGE,
-			    "payload_too_large", "request body exceeds %d bytes",
-			    HTTP_MAX_BODY);
-		}
-		return MHD_YES;
-	}
+	if (r == NULL)
+		return req_begin(cls, conn, url, method, con_cls);
 	if (*upload_data_size != 0) {
 		if (!r->body.overflow)
 			buf_append(&r->body, upload_data, *upload_data_size);
@@ -570,6 +629,32 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
 /* cls of the operations listener's callbacks (any non-NULL marker). */
 static int ops_marker;
 
+/*
+ * Threading model: one thread per connection.  Handlers block on finX (a
+ * code exchange may take seconds) and on PostgreSQL; MHD's docs require
+ * thread-per-connection for blocking handlers, since in pool mode one
+ * slow callback stalls every connection on its thread.  So 200 callbacks
+ * waiting on finX cost 200 mostly idle threads while /healthz and /v1
+ * reads get their own.  Threads are capped by max_connections (total)
+ * and max_connections_per_ip; a callback holds no database connection
+ * while it waits on finX, so the small pool is not the bottleneck.
+ * MHD_USE_AUTO picks poll() for the listening thread (no FD_SETSIZE
+ * limit); MHD_USE_ITC lets http_stop quiesce the listener for a graceful
+ * drain.  (An epoll front with worker pools was tried and taken back;
+ * README, "Benchmarks".)
+ */
+static unsigned
+daemon_flags(const struct addrinfo *ai)
+{
+	unsigned flags = MHD_USE_THREAD_PER_CONNECTION |
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG |
+	    MHD_USE_ITC;
+
+	if (ai->ai_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	return flags;
+}
+
 /* One daemon on host:port; cls is &ops_marker for the operations one. */
 static struct MHD_Daemon *
 start_daemon(const char *host, int port_n, void *cls, unsigned max_conns,
@@ -578,7 +663,6 @@ start_daemon(const char *host, int port_n, void *cls, unsigned max_conns,
 	struct addrinfo hints = { 0 }, *ai = NULL;
 	struct MHD_Daemon *d;
 	char port[8];
-	unsigned flags;
 	int rc;
 
 	hints.ai_socktype = SOCK_STREAM;
@@ -589,26 +673,7 @@ start_daemon(const char *host, int port_n, void *cls, unsigned max_conns,
 		    gai_strerror(rc), NULL);
 		return NULL;
 	}
-	/*
-	 * Threading model: one thread per connection.  Handlers block on
-	 * finX (a code exchange may take seconds) and on PostgreSQL; MHD's
-	 * docs require thread-per-connection for blocking handlers, since in
-	 * pool mode one slow callback stalls every connection on its thread.
-	 * So 200 callbacks waiting on finX cost 200 mostly idle threads
-	 * while /healthz and /v1 reads get their own.  Threads are capped by
-	 * max_connections (total) and max_connections_per_ip; a callback
-	 * holds no database connection while it waits on finX, so the small
-	 * pool is not the bottleneck.  MHD_USE_AUTO picks poll() for the
-	 * listening thread (no FD_SETSIZE limit); MHD_USE_ITC lets
-	 * http_stop quiesce the listener for a graceful drain.  (An epoll
-	 * front with worker pools was tried and taken back; README,
-	 * "Benchmarks".)
-	 */
-	flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-	    MHD_USE_AUTO | MHD_USE_ERROR_LOG | MHD_USE_ITC;
-	if (ai->ai_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
-	d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, cls,
+	d = MHD_start_daemon(daemon_flags(ai), 0, NULL, NULL, on_request, cls,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 	    MHD_OPTION_SOCK_ADDR, ai->ai_addr,
 	    MHD_OPTION_CONNECTION_LIMIT, max_conns,
