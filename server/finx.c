@@ -306,20 +306,20 @@ finx_slist_free_secret(struct curl_slist *l)
 	curl_slist_free_all(l);
 }
 
-/* Every option of one call; the first failing setopt is returned. */
-static CURLcode
-finx_setopts(CURL *h, struct finx_call *c, const char *url,
-    struct curl_slist *hdrs, char *errbuf)
-{
-	long cto = finx_cfg->finx_connect_timeout_ms;
-	long to = finx_cfg->finx_timeout_ms;
-	CURLcode rc;
-
+/* Set one option of handle h, returning the failure from the caller. */
 #define SETOPT(opt, val)                                                       \
 	do {                                                                   \
 		if ((rc = curl_easy_setopt(h, opt, val)) != CURLE_OK)          \
 			return rc;                                             \
 	} while (0)
+
+/* Timeouts, TLS, protocols, proxy: the same for every call. */
+static CURLcode
+finx_setopts_transport(CURL *h, char *errbuf)
+{
+	long cto = finx_cfg->finx_connect_timeout_ms;
+	long to = finx_cfg->finx_timeout_ms;
+	CURLcode rc;
 
 	SETOPT(CURLOPT_ERRORBUFFER, errbuf);
 	SETOPT(CURLOPT_NOSIGNAL, 1L);
@@ -335,14 +335,15 @@ finx_setopts(CURL *h, struct finx_call *c, const char *url,
 	/* A proxy from the environment must not see loopback traffic. */
 	if (finx_url_loopback)
 		SETOPT(CURLOPT_PROXY, "");
-	SETOPT(CURLOPT_URL, url);
-	SETOPT(CURLOPT_HTTPHEADER, hdrs);
-	SETOPT(CURLOPT_USERAGENT, FINX_USER_AGENT);
-	SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)FINX_MAX_BODY);
-	SETOPT(CURLOPT_WRITEFUNCTION, finx_on_body);
-	SETOPT(CURLOPT_WRITEDATA, c);
-	SETOPT(CURLOPT_HEADERFUNCTION, finx_on_header);
-	SETOPT(CURLOPT_HEADERDATA, c);
+	return CURLE_OK;
+}
+
+/* The method of c, and its body for a POST. */
+static CURLcode
+finx_setopts_method(CURL *h, struct finx_call *c)
+{
+	CURLcode rc;
+
 	if (strcmp(c->method, "POST") == 0) {
 		/*
 		 * A POST is never sent on a reused connection: libcurl
@@ -362,9 +363,29 @@ finx_setopts(CURL *h, struct finx_call *c, const char *url,
 	} else {
 		SETOPT(CURLOPT_HTTPGET, 1L);
 	}
-#undef SETOPT
 	return CURLE_OK;
 }
+
+/* Every option of one call; the first failing setopt is returned. */
+static CURLcode
+finx_setopts(CURL *h, struct finx_call *c, const char *url,
+    struct curl_slist *hdrs, char *errbuf)
+{
+	CURLcode rc;
+
+	if ((rc = finx_setopts_transport(h, errbuf)) != CURLE_OK)
+		return rc;
+	SETOPT(CURLOPT_URL, url);
+	SETOPT(CURLOPT_HTTPHEADER, hdrs);
+	SETOPT(CURLOPT_USERAGENT, FINX_USER_AGENT);
+	SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)FINX_MAX_BODY);
+	SETOPT(CURLOPT_WRITEFUNCTION, finx_on_body);
+	SETOPT(CURLOPT_WRITEDATA, c);
+	SETOPT(CURLOPT_HEADERFUNCTION, finx_on_header);
+	SETOPT(CURLOPT_HEADERDATA, c);
+	return finx_setopts_method(h, c);
+}
+#undef SETOPT
 
 /* Fill err from a failed transfer. */
 static void
@@ -391,6 +412,38 @@ finx_transport_error(struct finx_call *c, CURLcode rc, const char *errbuf,
 }
 
 /*
+ * The request headers of c, or NULL with err set.  The list holds the
+ * credentials: free it with finx_slist_free_secret.
+ */
+static struct curl_slist *
+finx_headers(const struct finx_call *c, struct finx_error *err)
+{
+	struct curl_slist *hdrs = NULL;
+	char *auth, *ct;
+	bool ok;
+
+	if ((auth = finx_auth_header(c->bearer, err)) == NULL)
+		return NULL;
+	if (c->ctype != NULL)
+		ct = xasprintf("Content-Type: %s", c->ctype);
+	else
+		ct = xstrdup("Content-Type:"); /* no curl default type */
+	/* "Expect:" stops curl waiting for 100-continue on large bodies. */
+	ok = finx_slist_add(&hdrs, auth) &&
+	    finx_slist_add(&hdrs, "Accept: application/json") &&
+	    finx_slist_add(&hdrs, "Expect:") && finx_slist_add(&hdrs, ct);
+	free_secret(auth);
+	free(ct);
+	if (!ok) {
+		finx_slist_free_secret(hdrs);
+		finx_err_set(err, 0, "out of memory building a finX request");
+		err->never_sent = true;
+		return NULL;
+	}
+	return hdrs;
+}
+
+/*
  * Send c over a pooled handle.  True when an HTTP answer came back (any
  * status, in c->status and c->resp); false with err set otherwise.
  */
@@ -399,26 +452,14 @@ finx_perform(struct finx_call *c, struct finx_error *err)
 {
 	struct curl_slist *hdrs = NULL;
 	char errbuf[CURL_ERROR_SIZE] = "";
-	char *auth = NULL, *url = NULL, *ct = NULL;
+	char *url = NULL;
 	CURL *h = NULL;
 	CURLcode rc;
 	bool ok = false;
 
-	if ((auth = finx_auth_header(c->bearer, err)) == NULL)
+	if ((hdrs = finx_headers(c, err)) == NULL)
 		goto out;
 	url = xasprintf("%s%s", finx_cfg->finx_url, c->path);
-	if (c->ctype != NULL)
-		ct = xasprintf("Content-Type: %s", c->ctype);
-	else
-		ct = xstrdup("Content-Type:"); /* no curl default type */
-	/* "Expect:" stops curl waiting for 100-continue on large bodies. */
-	if (!finx_slist_add(&hdrs, auth) ||
-	    !finx_slist_add(&hdrs, "Accept: application/json") ||
-	    !finx_slist_add(&hdrs, "Expect:") || !finx_slist_add(&hdrs, ct)) {
-		finx_err_set(err, 0, "out of memory building a finX request");
-		err->never_sent = true;
-		goto out;
-	}
 	if ((h = finx_handle_get()) == NULL) {
 		finx_err_set(err, 0, "cannot create a curl handle");
 		err->never_sent = err->transient = true;
@@ -442,9 +483,7 @@ finx_perform(struct finx_call *c, struct finx_error *err)
 out:
 	finx_handle_put(h);
 	finx_slist_free_secret(hdrs);
-	free_secret(auth);
 	free(url);
-	free(ct);
 	return ok;
 }
 

@@ -141,6 +141,42 @@ finx_utf8_fix(char *out, size_t o)
 }
 
 /*
+ * The end of the run of token characters at s[i]; *secretish when it may
+ * be a code or a token (16+ bytes mixing letters and digits).
+ */
+static size_t
+finx_tok_run(const char *s, size_t i, size_t n, bool *secretish)
+{
+	bool alpha = false, digit = false;
+	size_t j;
+
+	for (j = i; j < n && finx_tokchar((unsigned char)s[j]); j++) {
+		alpha |= isalpha((unsigned char)s[j]) != 0;
+		digit |= isdigit((unsigned char)s[j]) != 0;
+	}
+	*secretish = j - i >= 16 && alpha && digit;
+	return j;
+}
+
+/*
+ * End the cleaned text out[0..o): valid UTF-8, no trailing space, "..."
+ * when the input was cut, NUL-terminated.  Its length.
+ */
+static size_t
+finx_clean_end(char *out, size_t o, bool cut)
+{
+	o = finx_utf8_fix(out, o);
+	while (o > 0 && out[o - 1] == ' ')
+		o--;
+	if (cut && o > 0) {
+		memcpy(out + o, "...", 3);
+		o += 3;
+	}
+	out[o] = '\0';
+	return o;
+}
+
+/*
  * Upstream text made safe to log and show: control characters become
  * single spaces, long token-like runs (16+ bytes with letters and digits)
  * become "[redacted]" in case finX echoes a code or token, at most
@@ -153,7 +189,7 @@ finx_clean_text(const char *s, size_t n)
 	static const char mark[] = "[redacted]";
 	char *out = xmalloc(FINX_MSG_MAX + 4);
 	size_t i = 0, o = 0, j, room;
-	bool alpha, digit;
+	bool secretish;
 
 	while (i < n && o < FINX_MSG_MAX) {
 		unsigned char ch = (unsigned char)s[i];
@@ -166,13 +202,9 @@ finx_clean_text(const char *s, size_t n)
 			i++;
 			continue;
 		}
-		alpha = digit = false;
-		for (j = i; j < n && finx_tokchar((unsigned char)s[j]); j++) {
-			alpha |= isalpha((unsigned char)s[j]) != 0;
-			digit |= isdigit((unsigned char)s[j]) != 0;
-		}
+		j = finx_tok_run(s, i, n, &secretish);
 		room = FINX_MSG_MAX - o;
-		if (j - i >= 16 && alpha && digit) {
+		if (secretish) {
 			if (room < sizeof(mark) - 1)
 				break;
 			memcpy(out + o, mark, sizeof(mark) - 1);
@@ -185,15 +217,7 @@ finx_clean_text(const char *s, size_t n)
 		}
 		i = j;
 	}
-	o = finx_utf8_fix(out, o);
-	while (o > 0 && out[o - 1] == ' ')
-		o--;
-	if (i < n && o > 0) {
-		memcpy(out + o, "...", 3);
-		o += 3;
-	}
-	out[o] = '\0';
-	if (o == 0) {
+	if (finx_clean_end(out, o, i < n) == 0) {
 		free(out);
 		return NULL;
 	}
@@ -339,6 +363,28 @@ finx_lifetime(json_object *o, const char *key)
 }
 
 /*
+ * The refresh_token of a token answer into out: none when absent, null or
+ * empty (the caller keeps the old token); false when it is not usable.
+ */
+static bool
+finx_decode_refresh(json_object *root, struct finx_tokens *out)
+{
+	json_object *v;
+	const char *s;
+	size_t n;
+
+	if (!json_object_object_get_ex(root, "refresh_token", &v) ||
+	    json_object_is_type(v, json_type_null))
+		return true;
+	s = finx_jstr(root, "refresh_token", &n);
+	if (s == NULL || has_ctl(s, n))
+		return false;
+	if (n > 0)
+		out->refresh_token = xstrdup(s);
+	return true;
+}
+
+/*
  * Parse a /auth/token success body into out (always initialised, so
  * finx_tokens_free(out) is safe).  Needs a header-safe access_token; the
  * other fields are optional.  False with *why (static text) otherwise.
@@ -347,7 +393,7 @@ bool
 finx_decode_tokens(const char *body, size_t len, struct finx_tokens *out,
     const char **why)
 {
-	json_object *root, *v;
+	json_object *root;
 	const char *s;
 	size_t n;
 	bool ok = false;
@@ -366,16 +412,9 @@ finx_decode_tokens(const char *body, size_t len, struct finx_tokens *out,
 		goto out;
 	}
 	out->access_token = xstrdup(s);
-	if (json_object_object_get_ex(root, "refresh_token", &v) &&
-	    !json_object_is_type(v, json_type_null)) {
-		s = finx_jstr(root, "refresh_token", &n);
-		if (s == NULL || has_ctl(s, n)) {
-			*why = "refresh_token is not a usable string";
-			goto out;
-		}
-		/* An empty one means none: the caller keeps the old token. */
-		if (n > 0)
-			out->refresh_token = xstrdup(s);
+	if (!finx_decode_refresh(root, out)) {
+		*why = "refresh_token is not a usable string";
+		goto out;
 	}
 	/* Informational fields: a wrong type is ignored, not fatal. */
 	if ((s = finx_jstr(root, "token_type", &n)) != NULL && n > 0)

@@ -37,24 +37,15 @@ finx_host_loopback(const char *host)
 	return inet_pton(AF_INET6, tmp, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
 }
 
-/* finx_url_allowed() that also says whether the host is loopback. */
-bool
-finx_url_check(const char *url, bool *loopback, const char **why)
+/* Why the parsed URL u is refused, or NULL; *loopback for its host. */
+static const char *
+finx_url_refusal(CURLU *u, bool *loopback)
 {
-	CURLU *u = NULL;
 	char *scheme = NULL, *host = NULL, *user = NULL, *query = NULL,
 	     *frag = NULL;
 	const char *bad = NULL;
 
-	*loopback = false;
-	if (url == NULL || *url == '\0' || has_ctl(url, strlen(url)) ||
-	    strchr(url, ' ') != NULL) {
-		bad = "finX URL is empty or has spaces or control characters";
-		goto out;
-	}
-	u = curl_url();
-	if (u == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
 	    *host == '\0') {
 		bad = "finX URL is not a valid absolute URL";
@@ -82,6 +73,25 @@ out:
 	curl_free(user);
 	curl_free(query);
 	curl_free(frag);
+	return bad;
+}
+
+/* finx_url_allowed() that also says whether the host is loopback. */
+bool
+finx_url_check(const char *url, bool *loopback, const char **why)
+{
+	const char *bad;
+	CURLU *u = NULL;
+
+	*loopback = false;
+	if (url == NULL || *url == '\0' || has_ctl(url, strlen(url)) ||
+	    strchr(url, ' ') != NULL)
+		bad = "finX URL is empty or has spaces or control characters";
+	else if ((u = curl_url()) == NULL ||
+	    curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+		bad = "finX URL is not a valid absolute URL";
+	else
+		bad = finx_url_refusal(u, loopback);
 	curl_url_cleanup(u);
 	if (why != NULL)
 		*why = bad;
