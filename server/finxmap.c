@@ -16,12 +16,55 @@
 
 #define MAX_TEXT (64 * 1024)
 
+/* Skip the digits at *p; how many there were. */
+static int
+skip_digits(const char **p)
+{
+	int n = 0;
+
+	while (isdigit((unsigned char)**p)) {
+		(*p)++;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * s is a plain decimal: a sign ('+' only when plus_ok), digits, maybe a
+ * fraction, maybe an exponent within +-30; at most 40 digits.
+ */
+static bool
+decimal_text(const char *s, bool plus_ok)
+{
+	const char *p = s;
+	int n;
+	long exp = 0;
+
+	if (*p == '-' || (*p == '+' && plus_ok))
+		p++;
+	if ((n = skip_digits(&p)) == 0)
+		return false;
+	if (*p == '.') {
+		p++;
+		if (!isdigit((unsigned char)*p))
+			return false;
+		n += skip_digits(&p);
+	}
+	if (*p == 'e' || *p == 'E') {
+		p++;
+		if (!parse_long(p, -30, 30, &exp) &&
+		    !(*p == '+' && parse_long(p + 1, 0, 30, &exp)))
+			return false;
+		p += strlen(p);
+	}
+	return *p == '\0' && n <= 40;
+}
+
 char *
 finxmap_decimal(json_object *v)
 {
-	const char *s, *p;
-	int digits = 0;
-	long exp = 0;
+	bool str = json_object_is_type(v, json_type_string);
+	const char *s;
 
 	if (v == NULL)
 		return NULL;
@@ -33,43 +76,15 @@ finxmap_decimal(json_object *v)
 			return NULL;
 		return xasprintf("%lld", (long long)i);
 	}
-	if (!json_object_is_type(v, json_type_double) &&
-	    !json_object_is_type(v, json_type_string))
+	if (!json_object_is_type(v, json_type_double) && !str)
 		return NULL;
 	/* For a parsed double json-c keeps the number's source text. */
-	s = json_object_is_type(v, json_type_string)
-	    ? json_object_get_string(v)
-	    : json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+	s = str ? json_object_get_string(v)
+		: json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
 	/* "1\u00002" must not read as 1. */
-	if (json_object_is_type(v, json_type_string) &&
-	    (size_t)json_object_get_string_len(v) != strlen(s))
+	if (str && (size_t)json_object_get_string_len(v) != strlen(s))
 		return NULL;
-	p = s;
-	if (*p == '-' || (*p == '+' && json_object_is_type(v, json_type_string)))
-		p++;
-	if (!isdigit((unsigned char)*p))
-		return NULL;
-	while (isdigit((unsigned char)*p)) {
-		p++;
-		digits++;
-	}
-	if (*p == '.') {
-		p++;
-		if (!isdigit((unsigned char)*p))
-			return NULL;
-		while (isdigit((unsigned char)*p)) {
-			p++;
-			digits++;
-		}
-	}
-	if (*p == 'e' || *p == 'E') {
-		p++;
-		if (!parse_long(p, -30, 30, &exp) &&
-		    !(*p == '+' && parse_long(p + 1, 0, 30, &exp)))
-			return NULL;
-		p += strlen(p);
-	}
-	if (*p != '\0' || digits > 40)
+	if (!decimal_text(s, str))
 		return NULL;
 	return xstrdup(s);
 }
@@ -249,49 +264,63 @@ finxmap_account(json_object *o, struct account_row *r, const char **why)
 	return true;
 }
 
-bool
-finxmap_transaction(json_object *o, struct txn_row *r, const char **why)
+/* The fields of transaction o into r: NULL, or why it is refused. */
+static const char *
+txn_fields(json_object *o, struct txn_row *r)
 {
-	json_object *v;
+	const char *why = NULL;
 	char *bd = NULL, *vd = NULL;
+	json_object *v;
 
-	memset(r, 0, sizeof(*r));
-	*why = NULL;
 	if (!json_object_is_type(o, json_type_object))
-		*why = "transaction is not an object";
+		why = "transaction is not an object";
 	else if (!req_id(o, "transaction_id", &r->finx_id))
-		*why = "transaction_id missing or invalid";
+		why = "transaction_id missing or invalid";
 	else if (!req_id(o, "account_id", &r->finx_account_id))
-		*why = "account_id missing or invalid";
+		why = "account_id missing or invalid";
 	else if (!json_object_object_get_ex(o, "amount", &v) ||
 	    (r->amount = finxmap_decimal(v)) == NULL)
-		*why = "amount missing or not a decimal number";
+		why = "amount missing or not a decimal number";
 	else if (!opt_text(o, "currency", &r->currency) || r->currency == NULL ||
 	    strlen(r->currency) != 3)
-		*why = "currency missing or not a 3-letter code";
+		why = "currency missing or not a 3-letter code";
 	else if (!opt_text(o, "booking_date", &bd) ||
 	    !opt_text(o, "value_date", &vd) || !opt_text(o, "name", &r->name) ||
 	    !opt_text(o, "iban", &r->iban) || !opt_text(o, "bic", &r->bic) ||
 	    !opt_text(o, "purpose", &r->purpose) ||
 	    !opt_text(o, "type", &r->type) ||
 	    !opt_text(o, "booking_text", &r->booking_text))
-		*why = "transaction has a field of the wrong type";
+		why = "transaction has a field of the wrong type";
 	else if (bd != NULL && (r->booking_date = finxmap_timestamp(bd)) == NULL)
-		*why = "booking_date is not an ISO-8601 timestamp";
+		why = "booking_date is not an ISO-8601 timestamp";
 	else if (vd != NULL && (r->value_date = finxmap_timestamp(vd)) == NULL)
-		*why = "value_date is not an ISO-8601 timestamp";
+		why = "value_date is not an ISO-8601 timestamp";
 	free(bd);
 	free(vd);
-	if (*why == NULL) {
-		/* finX: booked false means pending; absent means booked. */
-		r->booked = true;
-		if (json_object_object_get_ex(o, "booked", &v) && v != NULL) {
-			if (!json_object_is_type(v, json_type_boolean))
-				*why = "booked is not a boolean";
-			else
-				r->booked = json_object_get_boolean(v);
-		}
-	}
+	return why;
+}
+
+/* finX: booked false means pending; absent means booked. */
+static const char *
+txn_booked(json_object *o, struct txn_row *r)
+{
+	json_object *v;
+
+	r->booked = true;
+	if (!json_object_object_get_ex(o, "booked", &v) || v == NULL)
+		return NULL;
+	if (!json_object_is_type(v, json_type_boolean))
+		return "booked is not a boolean";
+	r->booked = json_object_get_boolean(v);
+	return NULL;
+}
+
+bool
+finxmap_transaction(json_object *o, struct txn_row *r, const char **why)
+{
+	memset(r, 0, sizeof(*r));
+	if ((*why = txn_fields(o, r)) == NULL)
+		*why = txn_booked(o, r);
 	if (*why == NULL && (r->raw = raw_text(o)) == NULL)
 		*why = "transaction JSON is not valid UTF-8";
 	if (*why != NULL) {
