@@ -166,53 +166,53 @@ idle_usable(PGconn *c)
 	return n == 0;
 }
 
-static PGconn *
-acquire(bool bulk)
+/*
+ * Whether a taker must wait (pool.mu held): nothing idle and no room to
+ * open a connection, or bulk work already holding its share.
+ */
+static bool
+must_wait(bool bulk)
 {
-	struct timespec until;
-	PGconn *c;
-	char *err = NULL;
+	return (pool.n_idle == 0 && pool.total >= pool.size) ||
+	    (bulk && pool.n_bulk + pool.n_bulk_opening >=
+		    pool.size - pool.reserve);
+}
 
-	if (!atomic_load(&created))
-		return NULL;
-	until = realtime_after_ms(pool.timeout_ms);
-	pthread_mutex_lock(&pool.mu);
-again:
-	while (!pool.closed &&
-	    ((pool.n_idle == 0 && pool.total >= pool.size) ||
-		(bulk && pool.n_bulk + pool.n_bulk_opening >=
-			pool.size - pool.reserve))) {
+/*
+ * With pool.mu held, wait until a connection is idle or may be opened.
+ * false, with pool.mu released, at the deadline or when the pool closes.
+ */
+static bool
+wait_turn(bool bulk, const struct timespec *until)
+{
+	while (!pool.closed && must_wait(bulk)) {
 		pool.waits++;
 		if (pthread_cond_timedwait(bulk ? &pool.cv_bulk : &pool.cv,
-			&pool.mu, &until) == ETIMEDOUT) {
+			&pool.mu, until) == ETIMEDOUT) {
 			pool.timeouts++;
 			pthread_mutex_unlock(&pool.mu);
 			log_kv(LOG_WARN, "database pool exhausted", NULL);
-			return NULL;
+			return false;
 		}
 	}
 	if (pool.closed) {
 		pthread_mutex_unlock(&pool.mu);
-		return NULL;
+		return false;
 	}
-	if (pool.n_idle > 0) {
-		c = pool.idle[--pool.n_idle];
-		if (!idle_usable(c)) {
-			PQfinish(c);
-			pool.total--;
-			goto again;
-		}
-		if (bulk)
-			pool.bulk[pool.n_bulk++] = c;
-		pthread_mutex_unlock(&pool.mu);
-		return c;
-	}
-	pool.total++;
-	if (bulk)
-		pool.n_bulk_opening++;
-	pthread_mutex_unlock(&pool.mu);
+	return true;
+}
 
-	c = connect_with(pool.conninfo, pool.options, &err);
+/*
+ * Open a connection, outside the lock, for a slot acquire has counted in
+ * pool.total (and pool.n_bulk_opening for bulk work).  NULL after a log
+ * line, the slot given back.
+ */
+static PGconn *
+open_slot(bool bulk)
+{
+	char *err = NULL;
+	PGconn *c = connect_with(pool.conninfo, pool.options, &err);
+
 	if (c != NULL)
 		db_prepare(c);
 	pthread_mutex_lock(&pool.mu);
@@ -231,6 +231,39 @@ again:
 		free(err);
 	}
 	return c;
+}
+
+static PGconn *
+acquire(bool bulk)
+{
+	struct timespec until;
+	PGconn *c;
+
+	if (!atomic_load(&created))
+		return NULL;
+	until = realtime_after_ms(pool.timeout_ms);
+	pthread_mutex_lock(&pool.mu);
+	for (;;) {
+		if (!wait_turn(bulk, &until))
+			return NULL;
+		if (pool.n_idle == 0)
+			break;
+		c = pool.idle[--pool.n_idle];
+		if (idle_usable(c)) {
+			if (bulk)
+				pool.bulk[pool.n_bulk++] = c;
+			pthread_mutex_unlock(&pool.mu);
+			return c;
+		}
+		/* Dead while idle: close it and look again. */
+		PQfinish(c);
+		pool.total--;
+	}
+	pool.total++;
+	if (bulk)
+		pool.n_bulk_opening++;
+	pthread_mutex_unlock(&pool.mu);
+	return open_slot(bulk);
 }
 
 PGconn *
