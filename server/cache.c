@@ -428,12 +428,46 @@ cache_key_add(struct buf *k, const char *s)
 	}
 }
 
+/* Append the JSON escape of c, a quote, a backslash or a control. */
+static void
+json_escape_char(struct buf *b, unsigned char c)
+{
+	static const char hex[] = "0123456789abcdef";
+	char esc[6] = { '\\', 'u', '0', '0', 0, 0 };
+
+	switch (c) {
+	case '"':
+		buf_append(b, "\\\"", 2);
+		break;
+	case '\\':
+		buf_append(b, "\\\\", 2);
+		break;
+	case '\b':
+		buf_append(b, "\\b", 2);
+		break;
+	case '\f':
+		buf_append(b, "\\f", 2);
+		break;
+	case '\n':
+		buf_append(b, "\\n", 2);
+		break;
+	case '\r':
+		buf_append(b, "\\r", 2);
+		break;
+	case '\t':
+		buf_append(b, "\\t", 2);
+		break;
+	default:
+		esc[4] = hex[c >> 4];
+		esc[5] = hex[c & 0xf];
+		buf_append(b, esc, 6);
+	}
+}
+
 void
 cache_json_str(struct buf *b, const char *s)
 {
-	static const char hex[] = "0123456789abcdef";
 	const unsigned char *p = (const unsigned char *)s, *run;
-	char esc[6] = { '\\', 'u', '0', '0', 0, 0 };
 
 	if (s == NULL) {
 		buf_append(b, "null", 4);
@@ -448,34 +482,7 @@ cache_json_str(struct buf *b, const char *s)
 			buf_append(b, run, (size_t)(p - run));
 		if (*p == '\0')
 			break;
-		switch (*p) {
-		case '"':
-			buf_append(b, "\\\"", 2);
-			break;
-		case '\\':
-			buf_append(b, "\\\\", 2);
-			break;
-		case '\b':
-			buf_append(b, "\\b", 2);
-			break;
-		case '\f':
-			buf_append(b, "\\f", 2);
-			break;
-		case '\n':
-			buf_append(b, "\\n", 2);
-			break;
-		case '\r':
-			buf_append(b, "\\r", 2);
-			break;
-		case '\t':
-			buf_append(b, "\\t", 2);
-			break;
-		default:
-			esc[4] = hex[*p >> 4];
-			esc[5] = hex[*p & 0xf];
-			buf_append(b, esc, 6);
-		}
-		p++;
+		json_escape_char(b, *p++);
 	}
 	buf_append(b, "\"", 1);
 }

@@ -74,6 +74,31 @@ crypto_seal(const char *plain, const char *aad)
 	return res;
 }
 
+/*
+ * Decrypt raw (nonce, n bytes of ciphertext, tag) with k and aad into
+ * plain (n bytes); false when the tag does not match.
+ */
+static bool
+gcm_open(const struct token_key *k, const char *aad, unsigned char *raw,
+    long n, char *plain)
+{
+	EVP_CIPHER_CTX *ctx;
+	int len, ok;
+
+	if ((ctx = EVP_CIPHER_CTX_new()) == NULL)
+		abort();
+	ok = EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, k->key, raw) &&
+	    EVP_DecryptUpdate(ctx, NULL, &len, (const unsigned char *)aad,
+		(int)strlen(aad)) &&
+	    EVP_DecryptUpdate(ctx, (unsigned char *)plain, &len,
+		raw + NONCE_LEN, (int)n) &&
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_LEN,
+		raw + NONCE_LEN + n) &&
+	    EVP_DecryptFinal_ex(ctx, (unsigned char *)plain + len, &len) > 0;
+	EVP_CIPHER_CTX_free(ctx);
+	return ok;
+}
+
 char *
 crypto_open(const char *stored, const char *aad, bool *legacy)
 {
@@ -81,9 +106,8 @@ crypto_open(const char *stored, const char *aad, bool *legacy)
 	const char *kid, *colon;
 	unsigned char *raw = NULL;
 	char *plain = NULL;
-	EVP_CIPHER_CTX *ctx;
 	long n;
-	int len, ok;
+	bool ok;
 
 	if (legacy != NULL)
 		*legacy = false;
@@ -104,17 +128,7 @@ crypto_open(const char *stored, const char *aad, bool *legacy)
 	}
 	n -= NONCE_LEN + TAG_LEN;
 	plain = xmalloc((size_t)n + 1);
-	if ((ctx = EVP_CIPHER_CTX_new()) == NULL)
-		abort();
-	ok = EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, k->key, raw) &&
-	    EVP_DecryptUpdate(ctx, NULL, &len, (const unsigned char *)aad,
-		(int)strlen(aad)) &&
-	    EVP_DecryptUpdate(ctx, (unsigned char *)plain, &len,
-		raw + NONCE_LEN, (int)n) &&
-	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_LEN,
-		raw + NONCE_LEN + n) &&
-	    EVP_DecryptFinal_ex(ctx, (unsigned char *)plain + len, &len) > 0;
-	EVP_CIPHER_CTX_free(ctx);
+	ok = gcm_open(k, aad, raw, n, plain);
 	free(raw);
 	plain[n] = '\0';
 	/* A token with a NUL inside is not one we wrote. */

@@ -397,6 +397,41 @@ pending(const sigset_t *stop)
 	return s > 0 ? s : 0;
 }
 
+/* The first line of the error of c, a connection that failed. */
+static char *
+connect_error(PGconn *c)
+{
+	const char *m = c ? PQerrorMessage(c) : "out of memory";
+	char *e = xstrndup(m, strcspn(m, "\n"));
+
+	if (*e == '\0') {
+		free(e);
+		e = xstrdup("connection failed");
+	}
+	return e;
+}
+
+/*
+ * Wait up to 100 ms (at most left) for the socket of c to be as *st
+ * wants it, then poll the connection on.  false on a poll() error.
+ */
+static bool
+connect_step(PGconn *c, PostgresPollingStatusType *st, int64_t left)
+{
+	struct pollfd p;
+	int n;
+
+	p.fd = PQsocket(c);
+	p.events = *st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+	p.revents = 0;
+	n = poll(&p, 1, left < 100 ? (int)left : 100);
+	if (n < 0 && errno != EINTR)
+		return false;
+	if (n > 0)
+		*st = PQconnectPoll(c);
+	return true;
+}
+
 /*
  * PQconnectStartParams and PQconnectPoll instead of PQconnectdb, so that
  * a SIGTERM while PostgreSQL does not answer (a dropped SYN waits out
@@ -413,8 +448,7 @@ migrate_connect(const char *conninfo, const char *options,
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 	int64_t until = mono_ms() + MIGRATE_CONNECT_MS, left;
 	PGconn *c = PQconnectStartParams(kw, vals, 1);
-	struct pollfd p;
-	int s, n;
+	int s;
 
 	if (sig != NULL)
 		*sig = 0;
@@ -435,24 +469,10 @@ migrate_connect(const char *conninfo, const char *options,
 			PQfinish(c);
 			return NULL;
 		}
-		p.fd = PQsocket(c);
-		p.events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
-		p.revents = 0;
-		n = poll(&p, 1, left < 100 ? (int)left : 100);
-		if (n < 0 && errno != EINTR)
+		if (!connect_step(c, &st, left))
 			break;
-		if (n > 0)
-			st = PQconnectPoll(c);
 	}
-	{
-		const char *m = c ? PQerrorMessage(c) : "out of memory";
-
-		*err = xstrndup(m, strcspn(m, "\n"));
-		if (**err == '\0') {
-			free(*err);
-			*err = xstrdup("connection failed");
-		}
-	}
+	*err = connect_error(c);
 	PQfinish(c);
 	return NULL;
 }
