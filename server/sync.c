@@ -1,9 +1,10 @@
 /*
  * Manual syncs: POST /v1/connections/{id}/sync asks finX to synchronise
  * the connection's bank access now; the workers follow it until it ends
- * and then pull the new data.  Requests for one connection are
- * serialised with a transaction-scoped advisory lock, so a second request
- * while a sync runs gets the running one instead of a second finX sync.
+ * and then pull the new data.  The SQL and both transactions are in
+ * store_sync.c: requests of one connection are serialised there with an
+ * advisory lock held across the finX call, so a second request while a
+ * sync runs gets the running one instead of a second finX sync.
  */
 #include "api.h"
 #include "sync.h"
@@ -18,228 +19,199 @@
 #include "mem.h"
 #include "refresh.h"
 #include "secret.h"
+#include "store_sync.h"
 #include "text.h"
 
-#define SYNC_COLS                                                             \
-	"id, connection_id, status, error::text, " SQL_TS("created_at") ", "  \
-	SQL_TS("started_at") ", " SQL_TS("ended_at") ", "                     \
-	SQL_TS("updated_at")
-
-#define SYNC_OPEN "status NOT IN ('COMPLETED', 'FAILED', 'ERROR', 'CANCELLED')"
+static void
+add_text(json_object *o, const char *key, const char *v)
+{
+	json_object_object_add(o, key, v ? json_object_new_string(v) : NULL);
+}
 
 static json_object *
-sync_json(const PGresult *r, int row)
+sync_json(const struct store_sync *s)
 {
-	static const char *const keys[] = { "sync_id", "connection_id",
-		"status", "error", "created_at", "started_at", "ended_at",
-		"updated_at" };
 	json_object *o = json_object_new_object();
-	int i;
+	char *st = s->status ? xstrdup(s->status) : NULL, *p;
 
-	for (i = 0; i < 8; i++) {
-		if (i == 3 && !PQgetisnull(r, row, 3)) {
-			json_object_object_add(o, "error",
-			    json_tokener_parse(PQgetvalue(r, row, 3)));
-			continue;
-		}
-		json_add_col(o, keys[i], r, row, i);
-	}
 	/* Our lower-case status vocabulary. */
-	if (!PQgetisnull(r, row, 2)) {
-		char *s = xstrdup(PQgetvalue(r, row, 2)), *p;
-
-		for (p = s; *p; p++)
-			*p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
-		json_object_object_add(o, "status", json_object_new_string(s));
-		free(s);
-	}
+	for (p = st; p != NULL && *p; p++)
+		*p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+	add_text(o, "sync_id", s->id);
+	add_text(o, "connection_id", s->connection_id);
+	add_text(o, "status", st);
+	json_object_object_add(o, "error",
+	    s->error ? json_tokener_parse(s->error) : NULL);
+	add_text(o, "created_at", s->created_at);
+	add_text(o, "started_at", s->started_at);
+	add_text(o, "ended_at", s->ended_at);
+	add_text(o, "updated_at", s->updated_at);
+	free(st);
 	return o;
 }
 
 static enum MHD_Result
-sync_reply(struct req *r, unsigned status, PGresult *res)
+sync_reply(struct req *r, unsigned status, const struct store_sync *s)
 {
-	json_object *o = sync_json(res, 0);
+	return http_json(r, status, sync_json(s));
+}
 
-	PQclear(res);
-	return http_json(r, status, o);
+/*
+ * What starting a sync keeps across the runs of store_sync_begin's
+ * transaction (finX is asked once) and for the answer when it failed.
+ */
+struct sync_start {
+	bool asked;
+	enum status fail;       /* ST_OK while nothing failed */
+	char *detail;           /* of fail, or NULL */
+	long retry_s;           /* Retry-After of fail, or 0 */
+	char *finx_id, *status; /* what finX answered */
+};
+
+static bool
+start_failed(struct sync_start *st, enum status s, char *detail)
+{
+	st->fail = s;
+	st->detail = detail;
+	return false;
 }
 
 /* finX refused: 1020 (too many syncs) or 429 become our 429. */
-static enum MHD_Result
-sync_refused(struct req *r, struct finx_error *err)
+static bool
+sync_refused(struct sync_start *st, struct finx_error *err)
 {
-	struct MHD_Response *resp;
-	enum MHD_Result ret;
-	char ra[24];
-
 	if (err->http_status == 429 ||
 	    (err->code != NULL && strcmp(err->code, "1020") == 0)) {
-		json_object *o = json_object_new_object(), *e;
-		const char *s;
-
-		e = json_object_new_object();
-		json_object_object_add(e, "code",
-		    json_object_new_string("too_many_syncs"));
-		json_object_object_add(e, "message",
-		    json_object_new_string("finX allows no more "
-					   "synchronisations of this "
-					   "connection right now"));
-		json_object_object_add(o, "error", e);
-		s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-		resp = MHD_create_response_from_buffer(strlen(s), (void *)s,
-		    MHD_RESPMEM_MUST_COPY);
-		json_object_put(o);
-		snprintf(ra, sizeof(ra), "%ld",
-		    err->retry_after > 0 ? err->retry_after : 3600);
-		MHD_add_response_header(resp, "Retry-After", ra);
-		MHD_add_response_header(resp, "Content-Type",
-		    "application/json; charset=utf-8");
-		ret = http_queue(r, MHD_HTTP_TOO_MANY_REQUESTS, resp);
-	} else if (err->transport || err->transient)
-		ret = http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "finx_unavailable", "finX is not available: %s",
-		    err->message ? err->message : "no answer");
-	else
-		ret = http_error(r, MHD_HTTP_BAD_GATEWAY, "finx_error",
-		    "finX refused the sync: %s",
-		    err->message ? err->message : "no detail");
+		st->retry_s = err->retry_after > 0 ? err->retry_after : 3600;
+		start_failed(st, ST_TOO_MANY_SYNCS, NULL);
+	} else
+		start_failed(st, status_of_finx(err),
+		    xstrdup(err->message ? err->message : "no answer"));
 	finx_error_free(err);
-	return ret;
+	return false;
 }
 
-/* Start a finX sync for conn_id (lock held by the caller). */
-static enum MHD_Result
-start_sync(struct req *r, PGconn *c, const char *conn_id)
+/* finX's answer to the POST: the new sync's id and status. */
+static bool
+finx_started(struct sync_start *st, json_object *res)
+{
+	json_object *v;
+	const char *id = json_object_object_get_ex(res, "id", &v)
+	    ? api_json_text(v, 255)
+	    : NULL;
+	const char *status = "QUEUED";
+
+	if (json_object_object_get_ex(res, "status", &v) &&
+	    json_object_is_type(v, json_type_string))
+		status = api_json_text(v, 32);
+	if (id == NULL || status == NULL)
+		return start_failed(st, ST_FINX_ERROR,
+		    xstrdup("finX answered a sync without an id"));
+	st->finx_id = xstrdup(id);
+	st->status = xstrdup(status);
+	return true;
+}
+
+static bool
+ask_finx(struct sync_start *st, const char *conn_id, const char *access_id)
 {
 	struct finx_error err = { 0 };
 	enum refresh_outcome o;
-	json_object *body, *res = NULL, *v;
-	char *token, *path, *access, *raw_access, *sid;
-	const char *fsid, *fstatus;
-	PGresult *q;
+	json_object *body, *res = NULL;
+	char *token, *access, *path;
+	bool ok;
 
-	q = db_exec(c,
-	    "SELECT access_id FROM accounts WHERE connection_id = $1 AND "
-	    "access_id IS NOT NULL ORDER BY created_at LIMIT 1",
-	    1, (const char *[]){ conn_id });
-	if (q == NULL || PQntuples(q) == 0) {
-		PQclear(q);
-		return http_error(r, MHD_HTTP_CONFLICT, "not_pulled_yet",
-		    "no accounts are known for this connection yet; try again "
-		    "after the first pull");
-	}
-	raw_access = xstrdup(PQgetvalue(q, 0, 0));
-	access = url_encode(raw_access);
-	PQclear(q);
-	if ((token = refresh_access_token(conn_id, 0, &o, NULL, NULL)) ==
-	    NULL) {
-		free(access);
-		free(raw_access);
-		return http_error(r, MHD_HTTP_CONFLICT, "connection_not_active",
-		    "no valid access token (%s)", refresh_outcome_name(o));
-	}
+	if ((token = refresh_access_token(conn_id, 0, &o, NULL, NULL)) == NULL)
+		return start_failed(st, ST_NOT_ACTIVE,
+		    xasprintf("no valid access token (%s)",
+		        refresh_outcome_name(o)));
+	access = url_encode(access_id);
 	path = xasprintf("/rest/accesses/%s/syncs", access);
 	body = json_object_new_object();
 	json_object_object_add(body, "disable_notifications",
 	    json_object_new_boolean(1));
-	if (!finx_rest("POST", token, path, body, &res, &err)) {
-		free_secret(token);
-		free(path);
-		free(access);
-		free(raw_access);
-		json_object_put(body);
-		return sync_refused(r, &err);
-	}
+	ok = finx_rest("POST", token, path, body, &res, &err);
 	free_secret(token);
 	free(path);
-	json_object_put(body);
-	fsid = json_object_object_get_ex(res, "id", &v) &&
-		json_object_is_type(v, json_type_string)
-	    ? json_object_get_string(v)
-	    : NULL;
-	fstatus = json_object_object_get_ex(res, "status", &v) &&
-		json_object_is_type(v, json_type_string)
-	    ? json_object_get_string(v)
-	    : "QUEUED";
-	if (fsid == NULL || !api_valid_text(fsid, 255) ||
-	    !api_valid_text(fstatus, 32)) {
-		json_object_put(res);
-		free(access);
-		free(raw_access);
-		return http_error(r, MHD_HTTP_BAD_GATEWAY, "finx_error",
-		    "finX answered a sync without an id");
-	}
-	sid = uuid_new();
-	q = db_exec(c,
-	    "INSERT INTO syncs (id, connection_id, access_id, finx_sync_id, "
-	    "status, next_poll_at) VALUES ($1, $2, $3, $4, $5, now() + "
-	    "interval '1 second') RETURNING " SYNC_COLS,
-	    5, (const char *[]){ sid, conn_id, raw_access, fsid, fstatus });
-	free(raw_access);
-	free(sid);
 	free(access);
+	json_object_put(body);
+	if (!ok)
+		return sync_refused(st, &err);
+	ok = finx_started(st, res);
 	json_object_put(res);
-	if (q == NULL)
-		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "database_unavailable", "could not record the sync");
-	log_kv(LOG_INFO, "sync started", "connection_id", conn_id, NULL);
-	return sync_reply(r, MHD_HTTP_ACCEPTED, q);
+	return ok;
+}
+
+/* store_sync_start_fn: finX starts it (once), the store records it. */
+static bool
+start_sync(PGconn *c, const char *conn_id, const char *access_id, void *arg,
+    struct store_sync *out)
+{
+	struct sync_start *st = arg;
+
+	if (!st->asked) {
+		st->asked = true;
+		if (!ask_finx(st, conn_id, access_id))
+			return false;
+	}
+	return st->finx_id != NULL &&
+	    store_sync_create(c, conn_id, access_id, st->finx_id, st->status,
+	        out);
+}
+
+static enum MHD_Result
+sync_begun(struct req *r, enum store_sync_begun b, const struct sync_start *st,
+    const struct store_sync *s)
+{
+	switch (b) {
+	case SSB_NO_CONNECTION:
+		return api_fail(r, ST_NOT_FOUND, "no such connection");
+	case SSB_NOT_ACTIVE:
+		return api_fail(r, ST_NOT_ACTIVE, NULL);
+	case SSB_NOT_PULLED:
+		return api_fail(r, ST_NOT_PULLED_YET, NULL);
+	case SSB_RUNNING:
+		return sync_reply(r, MHD_HTTP_ACCEPTED, s); /* coalesced */
+	case SSB_STARTED:
+		log_kv(LOG_INFO, "sync started", "connection_id",
+		    s->connection_id, NULL);
+		return sync_reply(r, MHD_HTTP_ACCEPTED, s);
+	case SSB_NOT_STARTED:
+		if (st->fail != ST_OK)
+			return api_fail_after(r, st->fail, st->detail,
+			    st->retry_s);
+		return api_fail(r, status_of_db(db_failure()),
+		    "could not record the sync");
+	case SSB_FAILED:
+		break;
+	}
+	return api_fail_db(r);
 }
 
 enum MHD_Result
 h_conn_sync(struct req *r)
 {
 	const char *id = r->params[0];
+	struct sync_start st = { .fail = ST_OK };
+	struct store_sync s = { 0 };
+	enum store_sync_begun b;
 	enum MHD_Result ret;
-	PGresult *q;
 	PGconn *c;
 
 	if (!uuid_valid(id))
-		return http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-		    "no such connection");
+		return api_fail(r, ST_NOT_FOUND, "no such connection");
 	/* Bulk: held across the finX call that starts the sync. */
-	if ((c = db_acquire_bulk()) == NULL)
-		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "database_unavailable", "the database is not reachable");
-	if (!db_cmd(c, "BEGIN", 0, NULL)) {
-		db_release(c);
-		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "database_unavailable", "the database is not reachable");
+	if ((c = db_acquire_bulk()) == NULL) {
+		db_fail_unavailable();
+		return api_fail_db(r);
 	}
-	/* Serialise sync requests of this connection across processes. */
-	db_cmd(c, "SELECT pg_advisory_xact_lock(hashtext('finxd.sync:' || $1))",
-	    1, (const char *[]){ id });
-	q = db_exec(c, "SELECT status FROM connections WHERE id = $1", 1,
-	    (const char *[]){ id });
-	if (q == NULL || PQntuples(q) == 0) {
-		PQclear(q);
-		PQclear(PQexec(c, "ROLLBACK"));
-		db_release(c);
-		return http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-		    "no such connection");
-	}
-	if (strcmp(PQgetvalue(q, 0, 0), "active") != 0) {
-		PQclear(q);
-		PQclear(PQexec(c, "ROLLBACK"));
-		db_release(c);
-		return http_error(r, MHD_HTTP_CONFLICT, "connection_not_active",
-		    "the connection is not active");
-	}
-	PQclear(q);
-	q = db_exec(c,
-	    "SELECT " SYNC_COLS " FROM syncs WHERE connection_id = $1 AND "
-	    SYNC_OPEN " ORDER BY created_at DESC LIMIT 1",
-	    1, (const char *[]){ id });
-	if (q != NULL && PQntuples(q) > 0)
-		ret = sync_reply(r, MHD_HTTP_ACCEPTED, q); /* coalesced */
-	else {
-		PQclear(q);
-		ret = start_sync(r, c, id);
-	}
-	if (!db_cmd(c, "COMMIT", 0, NULL))
-		PQclear(PQexec(c, "ROLLBACK"));
+	b = store_sync_begin(c, id, start_sync, &st, &s);
 	db_release(c);
+	ret = sync_begun(r, b, &st, &s);
+	free(st.detail);
+	free(st.finx_id);
+	free(st.status);
+	store_sync_clear(&s);
 	return ret;
 }
 
@@ -247,111 +219,93 @@ enum MHD_Result
 h_sync_get(struct req *r)
 {
 	const char *id = r->params[0];
+	struct store_sync s = { 0 };
 	enum MHD_Result ret;
-	PGresult *q;
 	PGconn *c;
+	bool ok;
 
 	if (!uuid_valid(id))
-		return http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-		    "no such sync");
+		return api_fail(r, ST_NOT_FOUND, "no such sync");
 	if ((c = api_db(r, &ret)) == NULL)
 		return ret;
-	q = db_exec(c, "SELECT " SYNC_COLS " FROM syncs WHERE id = $1", 1,
-	    (const char *[]){ id });
+	ok = store_sync_get(c, id, &s);
 	db_release(c);
-	if (q == NULL)
-		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "database_unavailable", "the database is not reachable");
-	if (PQntuples(q) == 0) {
-		PQclear(q);
-		return http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-		    "no such sync");
+	if (!ok)
+		return api_fail_db(r);
+	if (s.id == NULL)
+		ret = api_fail(r, ST_NOT_FOUND, "no such sync");
+	else
+		ret = sync_reply(r, MHD_HTTP_OK, &s);
+	store_sync_clear(&s);
+	return ret;
+}
+
+/* finX's answer about a sync: its status (and error) recorded. */
+static bool
+record_status(PGconn *c, const char *id, json_object *res)
+{
+	json_object *v;
+	const char *status = "UNKNOWN";
+	char *error = NULL;
+	bool ok;
+
+	if (json_object_object_get_ex(res, "status", &v) &&
+	    api_json_text(v, 32) != NULL)
+		status = json_object_get_string(v);
+	if (json_object_object_get_ex(res, "error", &v) && v != NULL)
+		error = xstrdup(
+		    json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+	ok = store_sync_finish(c, id, status, error);
+	free(error);
+	return ok;
+}
+
+/* store_sync_poll_fn: ask finX how sync d goes and record it; arg: where
+ * the id of the sync goes, for the log. */
+static bool
+poll_sync(PGconn *c, const struct store_sync_due *d, void *arg)
+{
+	struct finx_error err = { 0 };
+	enum refresh_outcome o;
+	json_object *res = NULL;
+	char *token, *a, *s, *path, **polled = arg;
+	bool ok;
+
+	free(*polled);
+	*polled = xstrdup(d->id);
+	token = refresh_access_token(d->connection_id, 0, &o, NULL, NULL);
+	if (token == NULL)
+		return store_sync_fail(c, d->id);
+	a = url_encode(d->access_id);
+	s = url_encode(d->finx_sync_id);
+	path = xasprintf("/rest/accesses/%s/syncs/%s", a, s);
+	ok = finx_rest("GET", token, path, NULL, &res, &err);
+	free(a);
+	free(s);
+	free(path);
+	free_secret(token);
+	if (!ok) {
+		/* Keep following; a finX hiccup is not the sync's failure. */
+		finx_error_free(&err);
+		return store_sync_poll_later(c, d->id);
 	}
-	return sync_reply(r, MHD_HTTP_OK, q);
+	ok = record_status(c, d->id, res);
+	json_object_put(res);
+	return ok;
 }
 
 bool
 sync_poll_one(PGconn *c)
 {
-	struct finx_error err = { 0 };
-	enum refresh_outcome o;
-	json_object *res = NULL, *v;
-	PGresult *q;
-	char *token, *path, *a, *s, *errtxt = NULL;
-	const char *id, *conn, *status;
-	bool done;
+	char *id = NULL;
+	enum store_sync_polled p = store_sync_claim_due(c, poll_sync, &id);
 
-	if (!db_cmd(c, "BEGIN", 0, NULL))
-		return false;
-	q = db_exec(c,
-	    "SELECT id, connection_id, access_id, finx_sync_id FROM syncs "
-	    "WHERE " SYNC_OPEN " AND next_poll_at <= now() ORDER BY "
-	    "next_poll_at LIMIT 1 FOR UPDATE SKIP LOCKED",
-	    0, NULL);
-	if (q == NULL || PQntuples(q) == 0) {
-		PQclear(q);
-		PQclear(PQexec(c, "ROLLBACK"));
-		return false;
-	}
-	id = PQgetvalue(q, 0, 0);
-	conn = PQgetvalue(q, 0, 1);
-	token = refresh_access_token(conn, 0, &o, NULL, NULL);
-	if (token == NULL) {
-		db_cmd(c,
-		    "UPDATE syncs SET status = 'FAILED', error = "
-		    "jsonb_build_object('message', 'connection has no valid "
-		    "access token'), ended_at = now(), updated_at = now() WHERE "
-		    "id = $1",
-		    1, (const char *[]){ id });
-		goto out;
-	}
-	a = url_encode(PQgetvalue(q, 0, 2));
-	s = url_encode(PQgetvalue(q, 0, 3));
-	path = xasprintf("/rest/accesses/%s/syncs/%s", a, s);
-	free(a);
-	free(s);
-	if (!finx_rest("GET", token, path, NULL, &res, &err)) {
-		/* Keep following; a finX hiccup is not the sync's failure. */
-		db_cmd(c,
-		    "UPDATE syncs SET next_poll_at = now() + interval "
-		    "'10 seconds', updated_at = now() WHERE id = $1",
-		    1, (const char *[]){ id });
-		finx_error_free(&err);
-	} else {
-		status = json_object_object_get_ex(res, "status", &v) &&
-			json_object_is_type(v, json_type_string) &&
-			api_valid_text(json_object_get_string(v), 32)
-		    ? json_object_get_string(v)
-		    : "UNKNOWN";
-		if (json_object_object_get_ex(res, "error", &v) && v != NULL)
-			errtxt = xstrdup(json_object_to_json_string_ext(v,
-			    JSON_C_TO_STRING_PLAIN));
-		done = strcmp(status, "COMPLETED") == 0 ||
-		    strcmp(status, "FAILED") == 0 ||
-		    strcmp(status, "ERROR") == 0 ||
-		    strcmp(status, "CANCELLED") == 0;
-		db_cmd(c,
-		    "UPDATE syncs SET status = $2, error = $3::jsonb, "
-		    "started_at = CASE WHEN $2 <> 'QUEUED' THEN "
-		    "coalesce(started_at, now()) END, ended_at = CASE WHEN $4 "
-		    "THEN now() END, next_poll_at = now() + interval '2 seconds', "
-		    "updated_at = now() WHERE id = $1",
-		    4,
-		    (const char *[]){ id, status, errtxt,
-			done ? "true" : "false" });
-		if (strcmp(status, "COMPLETED") == 0)
-			/* The user asked: this pull is attended. */
-			db_cmd(c,
-			    "UPDATE pulls SET next_pull_at = now(), attended = "
-			    "true WHERE connection_id = $1",
-			    1, (const char *[]){ conn });
-		free(errtxt);
-		json_object_put(res);
-	}
-	free(path);
-	free_secret(token);
-out:
-	PQclear(q);
-	db_cmd(c, "COMMIT", 0, NULL);
-	return true;
+	/* db.c logs nothing: this is the one place. */
+	if (p == SSP_FAILED)
+		log_kv(db_failure() == DBF_UNAVAILABLE ? LOG_WARN : LOG_ERROR,
+		    "sync poll failed", "sync_id", id, "sqlstate",
+		    db_failure_sqlstate(), "db_error", db_failure_message(),
+		    NULL);
+	free(id);
+	return p == SSP_POLLED;
 }
