@@ -66,6 +66,9 @@ record_json(const struct sbx_record *rec)
 	    json_object_new_string_len(rec->body, (int)rec->body_len));
 	json_object_object_add(o, "received_at_ms",
 	    json_object_new_int64(rec->at_ms));
+	json_object_object_add(o, "handled_us",
+	    rec->handled_us >= 0 ? json_object_new_int64(rec->handled_us)
+				 : NULL);
 	return o;
 }
 

@@ -713,14 +713,18 @@ token_latency_random(void)
 	return lo + (long)(rand_u64() % (uint64_t)(hi - lo + 1));
 }
 
-/* Closes the request's refresh log entry, if it has one. */
+/* Notes the reply in the request's record and closes its refresh log
+ * entry, if it has them. */
 static void
-refresh_answered(struct sbx_req *r, enum sbx_rf_outcome dflt)
+answered(struct sbx_req *r, enum sbx_rf_outcome dflt)
 {
-	if (r->rf_seq == 0)
+	if (r->rec_seq == 0 && r->rf_seq == 0)
 		return;
 	sbx_lock();
-	sbx_refresh_answered(r->rf_seq, r->status, dflt);
+	if (r->rec_seq != 0)
+		sbx_record_handled(r->rec_seq, mono_us() - r->t0_us);
+	if (r->rf_seq != 0)
+		sbx_refresh_answered(r->rf_seq, r->status, dflt);
 	sbx_unlock();
 }
 
@@ -735,6 +739,7 @@ dispatch(struct sbx_req *r)
 	enum MHD_Result ret;
 	char *presented = NULL;
 
+	r->t0_us = mono_us();
 	control = strncmp(r->path, CONTROL_PREFIX, strlen(CONTROL_PREFIX)) == 0;
 	if (!control) {
 		rec = record_new(r);
@@ -742,7 +747,7 @@ dispatch(struct sbx_req *r)
 	}
 	sbx_lock();
 	if (!control) {
-		sbx_record_add(rec);
+		r->rec_seq = sbx_record_add(rec);
 		sbx_count(STAT_REQUESTS, 1);
 		if (strncmp(r->path, "/rest/", 6) == 0)
 			sbx_count(STAT_REST_CALLS, 1);
@@ -764,12 +769,12 @@ dispatch(struct sbx_req *r)
 	if (faulted) {
 		ret = apply_fault(r, &f, &served);
 		if (served) {
-			refresh_answered(r, RFO_FAULT);
+			answered(r, RFO_FAULT);
 			return ret;
 		}
 	}
 	ret = route(r);
-	refresh_answered(r, RFO_REJECTED);
+	answered(r, RFO_REJECTED);
 	return ret;
 }
 

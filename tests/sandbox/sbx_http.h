@@ -41,6 +41,8 @@ struct sbx_req {
 	size_t nextra;
 	unsigned int status; /* of the reply queued; 0: none yet */
 	uint64_t rf_seq;     /* refresh log entry of this request; 0: none */
+	uint64_t rec_seq;    /* its record; 0: control, not recorded */
+	int64_t t0_us;       /* when dispatch began (mono_us) */
 };
 
 /* Decoded string parameters of a form or JSON body, or of the query. */

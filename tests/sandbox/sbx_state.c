@@ -189,7 +189,7 @@ sbx_record_free(struct sbx_record *r)
 	free(r);
 }
 
-void
+uint64_t
 sbx_record_add(struct sbx_record *r)
 {
 	size_t slot = (sbx.rec_head + sbx.rec_n) % SBX_RECORD_MAX;
@@ -202,8 +202,27 @@ sbx_record_add(struct sbx_record *r)
 		sbx.rec_n--;
 		slot = (sbx.rec_head + sbx.rec_n) % SBX_RECORD_MAX;
 	}
+	r->seq = ++sbx.rec_seq;
+	r->handled_us = -1;
 	sbx.rec[slot] = r;
 	sbx.rec_n++;
+	return r->seq;
+}
+
+/* The ring holds consecutive seqs from its head on (added in order,
+ * dropped from the head or all at once). */
+void
+sbx_record_handled(uint64_t seq, int64_t us)
+{
+	uint64_t first;
+
+	if (sbx.rec_n == 0)
+		return;
+	first = sbx.rec[sbx.rec_head]->seq;
+	if (seq < first || seq - first >= sbx.rec_n)
+		return;
+	sbx.rec[(sbx.rec_head + (size_t)(seq - first)) % SBX_RECORD_MAX]
+	    ->handled_us = us;
 }
 
 void

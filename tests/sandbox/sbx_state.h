@@ -186,6 +186,8 @@ struct sbx_record {
 	char *body;
 	size_t body_len;
 	int64_t at_ms;
+	uint64_t seq;       /* 1, 2, ... in arrival order */
+	int64_t handled_us; /* arrival to reply queued; -1 until then */
 };
 
 struct sbx_state {
@@ -209,6 +211,7 @@ struct sbx_state {
 	struct sbx_record **rec; /* ring of SBX_RECORD_MAX */
 	size_t rec_head;
 	size_t rec_n;
+	uint64_t rec_seq; /* seq of the last record added */
 
 	int64_t stats[STAT__COUNT];
 	long next_grant;
@@ -244,7 +247,10 @@ struct sbx_grant *sbx_grant_new(struct sbx_user *, const char *);
  * first reason (a static string, one of SBX_WHY_*) and time. */
 void sbx_grant_revoke(struct sbx_grant *, const char *);
 /* Takes ownership of the record. */
-void sbx_record_add(struct sbx_record *);
+/* Adds a record to the ring (lock held); returns its seq. */
+uint64_t sbx_record_add(struct sbx_record *);
+/* Sets handled_us of record seq if the ring still holds it; lock held. */
+void sbx_record_handled(uint64_t, int64_t);
 void sbx_record_free(struct sbx_record *);
 void sbx_records_clear(void);
 /*

@@ -61,6 +61,8 @@ uint64_t fnv1a(const char *, size_t);
 
 /* Milliseconds since the epoch (CLOCK_REALTIME). */
 int64_t now_ms(void);
+/* Microseconds of CLOCK_MONOTONIC, for durations. */
+int64_t mono_us(void);
 void sleep_ms(long);
 /* "2024-01-02T03:04:05.678Z" into out (at least 32 bytes). */
 void iso_ms(int64_t, char *, size_t);
