@@ -18,31 +18,19 @@
 #include "clock.h"
 #include "db.h"
 #include "encode.h"
-#include "log.h"
 #include "mem.h"
+#include "store_data.h"
 #include "text.h"
 
 /* A rendered body may grow this large (500 rows of long purposes). */
 #define BODY_MAX (256 * 1024 * 1024)
 
-#define ACCOUNT_COLS                                                          \
-	"a.id, a.connection_id, a.user_id, a.finx_account_id, a.access_id, "  \
-	"a.iban, a.bic, a.name, a.type, a.currency, a.owner, a.bank_name, "   \
-	"b.amount::text, b.currency, " SQL_TS("b.balance_date") ", "          \
-	SQL_TS("b.fetched_at") ", " SQL_TS("a.updated_at")
-
-#define ACCOUNT_FROM                                                          \
-	" FROM accounts a JOIN connections c ON c.id = a.connection_id "      \
-	"LEFT JOIN LATERAL (SELECT amount, currency, balance_date, "          \
-	"fetched_at FROM balances WHERE account_id = a.id ORDER BY id DESC "  \
-	"LIMIT 1) b ON true "
-
-/* "key":value for a text column (null when SQL NULL). */
+/* "key":value for a text (null when NULL). */
 static void
-put_col(struct buf *b, const char *key, const PGresult *r, int row, int col)
+put_str(struct buf *b, const char *key, const char *v)
 {
 	buf_append_str(b, key);
-	cache_json_str(b, db_val(r, row, col));
+	cache_json_str(b, v);
 }
 
 /*
@@ -50,26 +38,30 @@ put_col(struct buf *b, const char *key, const PGresult *r, int row, int col)
  * document (and of the json-c objects this replaced).
  */
 static void
-account_render(struct buf *b, const PGresult *r, int row)
+account_render(struct buf *b, const struct store_account *a)
 {
-	static const char *const keys[] = { "{\"account_id\":",
-		",\"connection_id\":", ",\"user_id\":", ",\"finx_account_id\":",
-		",\"access_id\":", ",\"iban\":", ",\"bic\":", ",\"name\":",
-		",\"type\":", ",\"currency\":", ",\"owner\":", ",\"bank_name\":" };
-	int i;
-
-	for (i = 0; i < 12; i++)
-		put_col(b, keys[i], r, row, i);
-	if (PQgetisnull(r, row, 12))
+	put_str(b, "{\"account_id\":", a->id);
+	put_str(b, ",\"connection_id\":", a->connection_id);
+	put_str(b, ",\"user_id\":", a->user_id);
+	put_str(b, ",\"finx_account_id\":", a->finx_account_id);
+	put_str(b, ",\"access_id\":", a->access_id);
+	put_str(b, ",\"iban\":", a->iban);
+	put_str(b, ",\"bic\":", a->bic);
+	put_str(b, ",\"name\":", a->name);
+	put_str(b, ",\"type\":", a->type);
+	put_str(b, ",\"currency\":", a->currency);
+	put_str(b, ",\"owner\":", a->owner);
+	put_str(b, ",\"bank_name\":", a->bank_name);
+	if (a->balance_amount == NULL)
 		buf_append_str(b, ",\"balance\":null");
 	else {
-		put_col(b, ",\"balance\":{\"amount\":", r, row, 12);
-		put_col(b, ",\"currency\":", r, row, 13);
-		put_col(b, ",\"balance_date\":", r, row, 14);
-		put_col(b, ",\"fetched_at\":", r, row, 15);
+		put_str(b, ",\"balance\":{\"amount\":", a->balance_amount);
+		put_str(b, ",\"currency\":", a->balance_currency);
+		put_str(b, ",\"balance_date\":", a->balance_date);
+		put_str(b, ",\"fetched_at\":", a->balance_fetched_at);
 		buf_append(b, "}", 1);
 	}
-	put_col(b, ",\"updated_at\":", r, row, 16);
+	put_str(b, ",\"updated_at\":", a->updated_at);
 	buf_append(b, "}", 1);
 }
 
@@ -114,8 +106,7 @@ reply_rendered(struct req *r, struct buf *b, const struct buf *key,
 
 	if (b->overflow) {
 		buf_free(b);
-		return http_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
-		    "internal_error", "the answer is too large");
+		return api_fail(r, ST_INTERNAL, "the answer is too large");
 	}
 	body = cache_body_new(b->data ? b->data : "", b->len);
 	buf_free(b);
@@ -161,10 +152,10 @@ enum MHD_Result
 h_user_accounts(struct req *r)
 {
 	const char *user = r->params[0];
+	struct store_rows rows;
 	bool filling = false;
 	enum MHD_Result ret;
 	struct buf key, b;
-	PGresult *res;
 	PGconn *c;
 	uint64_t ticket;
 	int i;
@@ -179,28 +170,56 @@ h_user_accounts(struct req *r)
 	ticket = cache_begin();
 	if ((c = api_db(r, &ret)) == NULL)
 		goto out;
-	res = db_exec_prepared(c, "api_user_accounts",
-	    "SELECT " ACCOUNT_COLS ACCOUNT_FROM "WHERE a.user_id = $1 AND "
-	    "c.status <> 'revoked' ORDER BY a.created_at, a.id LIMIT 1000",
-	    1, (const char *[]){ user });
-	db_release(c);
-	if (res == NULL) {
-		ret = http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "database_unavailable", "the database is not reachable");
+	if (!store_accounts_of_user(c, user, &rows)) {
+		db_release(c);
+		ret = api_fail_db(r);
 		goto out;
 	}
+	db_release(c);
 	buf_init(&b, BODY_MAX);
 	buf_append_str(&b, "{\"accounts\":[");
-	for (i = 0; i < PQntuples(res); i++) {
+	for (i = 0; i < rows.n; i++) {
 		if (i > 0)
 			buf_append(&b, ",", 1);
-		account_render(&b, res, i);
+		account_render(&b, &rows.v.accounts[i]);
 	}
 	buf_append_str(&b, "]}");
-	PQclear(res);
+	store_rows_free(&rows);
 	ret = reply_rendered(r, &b, &key, user, ticket);
 out:
 	key_done(&key, filling);
+	return ret;
+}
+
+/* The account read and answered, once the cache missed. */
+static enum MHD_Result
+account_answer(struct req *r, const char *id, const struct buf *key,
+    uint64_t ticket)
+{
+	struct store_rows rows;
+	enum MHD_Result ret;
+	struct buf b;
+	PGconn *c;
+	bool ok;
+
+	if ((c = api_db(r, &ret)) == NULL)
+		return ret;
+	ok = store_account_get(c, id, &rows);
+	db_release(c);
+	if (!ok)
+		return api_fail_db(r);
+	/* Not cached: no user's notification would clear it once the
+	 * account appears. */
+	if (rows.n == 0)
+		ret = api_fail(r, ST_NOT_FOUND, "no such account");
+	else {
+		buf_init(&b, BODY_MAX);
+		account_render(&b, &rows.v.accounts[0]);
+		/* Tagged with the account's user, whom pulls notify. */
+		ret = reply_rendered(r, &b, key, rows.v.accounts[0].user_id,
+		    ticket);
+	}
+	store_rows_free(&rows);
 	return ret;
 }
 
@@ -210,45 +229,15 @@ h_account_get(struct req *r)
 	const char *id = r->params[0];
 	bool filling = false;
 	enum MHD_Result ret;
-	struct buf key, b;
-	PGresult *res;
-	PGconn *c;
-	uint64_t ticket;
+	struct buf key;
 
 	if (!uuid_valid(id))
-		return http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-		    "no such account");
+		return api_fail(r, ST_NOT_FOUND, "no such account");
 	buf_init(&key, 4096);
 	cache_key_add(&key, "account");
 	cache_key_add(&key, id);
-	if (reply_cached(r, &key, &filling, &ret))
-		goto out;
-	ticket = cache_begin();
-	if ((c = api_db(r, &ret)) == NULL)
-		goto out;
-	res = db_exec_prepared(c, "api_account",
-	    "SELECT " ACCOUNT_COLS ACCOUNT_FROM "WHERE a.id = $1", 1,
-	    (const char *[]){ id });
-	db_release(c);
-	if (res == NULL) {
-		ret = http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "database_unavailable", "the database is not reachable");
-		goto out;
-	}
-	if (PQntuples(res) == 0) {
-		/* Not cached: no user's notification would clear it once the
-		 * account appears. */
-		PQclear(res);
-		ret = http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-		    "no such account");
-		goto out;
-	}
-	buf_init(&b, BODY_MAX);
-	account_render(&b, res, 0);
-	/* Tagged with the account's user (column 2), whom pulls notify. */
-	ret = reply_rendered(r, &b, &key, PQgetvalue(res, 0, 2), ticket);
-	PQclear(res);
-out:
+	if (!reply_cached(r, &key, &filling, &ret))
+		ret = account_answer(r, id, &key, cache_begin());
 	key_done(&key, filling);
 	return ret;
 }
@@ -340,66 +329,44 @@ date_param(const char *s, bool *is_date)
 	    ((*end == '+' || *end == '-') && strlen(end) == 6 && end[3] == ':');
 }
 
-#define TXN_COLS                                                              \
-	"t.id, t.finx_transaction_id, t.account_id, t.connection_id, "        \
-	"t.amount::text, t.currency, " SQL_TS("t.booking_date") ", "          \
-	SQL_TS("t.value_date") ", t.booked, t.counterparty_name, "            \
-	"t.counterparty_iban, t.counterparty_bic, t.purpose, t.type, "        \
-	"t.booking_text, (extract(epoch FROM t.sort_date) * 1000000)::bigint"
-
 /* One transaction as JSON into b (OpenAPI field order). */
 static void
-txn_render(struct buf *b, const PGresult *r, int row)
+txn_render(struct buf *b, const struct store_txn *t)
 {
-	put_col(b, "{\"transaction_id\":", r, row, 0);
-	put_col(b, ",\"finx_transaction_id\":", r, row, 1);
-	put_col(b, ",\"account_id\":", r, row, 2);
-	put_col(b, ",\"connection_id\":", r, row, 3);
-	put_col(b, ",\"amount\":", r, row, 4);
-	put_col(b, ",\"currency\":", r, row, 5);
-	put_col(b, ",\"booking_date\":", r, row, 6);
-	put_col(b, ",\"value_date\":", r, row, 7);
-	buf_append_str(b, PQgetvalue(r, row, 8)[0] == 't'
-		? ",\"booked\":true"
-		: ",\"booked\":false");
-	put_col(b, ",\"counterparty\":{\"name\":", r, row, 9);
-	put_col(b, ",\"iban\":", r, row, 10);
-	put_col(b, ",\"bic\":", r, row, 11);
-	put_col(b, "},\"purpose\":", r, row, 12);
-	put_col(b, ",\"type\":", r, row, 13);
-	put_col(b, ",\"booking_text\":", r, row, 14);
+	put_str(b, "{\"transaction_id\":", t->id);
+	put_str(b, ",\"finx_transaction_id\":", t->finx_transaction_id);
+	put_str(b, ",\"account_id\":", t->account_id);
+	put_str(b, ",\"connection_id\":", t->connection_id);
+	put_str(b, ",\"amount\":", t->amount);
+	put_str(b, ",\"currency\":", t->currency);
+	put_str(b, ",\"booking_date\":", t->booking_date);
+	put_str(b, ",\"value_date\":", t->value_date);
+	buf_append_str(b, t->booked ? ",\"booked\":true" : ",\"booked\":false");
+	put_str(b, ",\"counterparty\":{\"name\":", t->counterparty_name);
+	put_str(b, ",\"iban\":", t->counterparty_iban);
+	put_str(b, ",\"bic\":", t->counterparty_bic);
+	put_str(b, "},\"purpose\":", t->purpose);
+	put_str(b, ",\"type\":", t->type);
+	put_str(b, ",\"booking_text\":", t->booking_text);
 	buf_append(b, "}", 1);
-}
-
-/* s (malloc'd, freed) with fmt (up to two %d) appended. */
-static char *
-sql_append(char *s, const char *fmt, int a, int b)
-{
-	char part[256], *out;
-
-	snprintf(part, sizeof(part), fmt, a, b);
-	out = xasprintf("%s%s", s, part);
-	free(s);
-	return out;
 }
 
 /* {"transactions":[...],"next_cursor":...} of the first limit rows. */
 static void
-txns_render(struct buf *b, const PGresult *res, long limit)
+txns_render(struct buf *b, const struct store_rows *rows, long limit)
 {
-	int i, n = PQntuples(res);
+	int i;
 
 	buf_append_str(b, "{\"transactions\":[");
-	for (i = 0; i < n && i < limit; i++) {
+	for (i = 0; i < rows->n && i < limit; i++) {
 		if (i > 0)
 			buf_append(b, ",", 1);
-		txn_render(b, res, i);
+		txn_render(b, &rows->v.txns[i]);
 	}
 	buf_append_str(b, "],\"next_cursor\":");
-	if (n > limit) {
-		char *next = cursor_encode(
-		    strtoll(PQgetvalue(res, (int)limit - 1, 15), NULL, 10),
-		    strtoll(PQgetvalue(res, (int)limit - 1, 0), NULL, 10));
+	if (rows->n > limit) {
+		const struct store_txn *last = &rows->v.txns[limit - 1];
+		char *next = cursor_encode(last->sort_micros, last->id_num);
 
 		cache_json_str(b, next);
 		free(next);
@@ -408,156 +375,126 @@ txns_render(struct buf *b, const PGresult *res, long limit)
 	buf_append(b, "}", 1);
 }
 
+/* A transaction listing's query, parsed. */
+struct txn_args {
+	const char *from, *to, *booked, *cursor; /* as sent */
+	long limit;
+	struct store_txn_query q;
+	char micros_s[24], id_s[24], rows_s[24]; /* parsed, as text */
+};
+
+/* Parse the query into *a; false queues the 400 in *ret. */
+static bool
+txn_args_parse(struct req *r, struct txn_args *a, enum MHD_Result *ret)
+{
+	const char *limit_s = http_query(r, "limit"), *bad = NULL;
+
+	memset(a, 0, sizeof(*a));
+	a->from = a->q.from = http_query(r, "from");
+	a->to = a->q.to = http_query(r, "to");
+	a->booked = http_query(r, "booked");
+	a->cursor = http_query(r, "cursor");
+	a->limit = 100;
+	if (a->from != NULL && !date_param(a->from, &a->q.from_is_date))
+		bad = "from must be a date (YYYY-MM-DD) or an RFC 3339 timestamp";
+	else if (a->to != NULL && !date_param(a->to, &a->q.to_is_date))
+		bad = "to must be a date (YYYY-MM-DD) or an RFC 3339 timestamp";
+	else if (a->booked != NULL && strcmp(a->booked, "true") != 0 &&
+	    strcmp(a->booked, "false") != 0)
+		bad = "booked must be true or false";
+	else if (limit_s != NULL && !parse_long(limit_s, 1, 500, &a->limit))
+		bad = "limit must be a whole number from 1 to 500";
+	else if (a->cursor != NULL &&
+	    !cursor_decode(a->cursor, &a->q.cursor_micros, &a->q.cursor_id))
+		bad = "cursor is not valid";
+	if (bad != NULL) {
+		*ret = api_fail(r, ST_INVALID_PARAMETER, bad);
+		return false;
+	}
+	a->q.booked = a->booked == NULL ? SB_ANY
+	    : a->booked[0] == 't'        ? SB_BOOKED
+					 : SB_PENDING;
+	a->q.after_cursor = a->cursor != NULL;
+	a->q.rows = a->limit + 1; /* one more tells whether a page follows */
+	snprintf(a->micros_s, sizeof(a->micros_s), "%" PRId64,
+	    a->q.cursor_micros);
+	snprintf(a->id_s, sizeof(a->id_s), "%" PRId64, a->q.cursor_id);
+	snprintf(a->rows_s, sizeof(a->rows_s), "%ld", a->q.rows);
+	return true;
+}
+
+/* The cache key: what the statement and the rendering depend on, with
+ * values as parsed (limit 100 and no limit are one page). */
+static void
+txn_key(struct buf *key, bool per_account, const char *scope,
+    const struct txn_args *a)
+{
+	buf_init(key, 4096);
+	cache_key_add(key, per_account ? "a" : "u");
+	cache_key_add(key, scope);
+	cache_key_add(key, a->from);
+	cache_key_add(key, a->to);
+	cache_key_add(key, a->booked);
+	cache_key_add(key, a->rows_s);
+	cache_key_add(key, a->cursor != NULL ? a->micros_s : NULL);
+	cache_key_add(key, a->cursor != NULL ? a->id_s : NULL);
+}
+
 /*
- * Shared by the per-account and per-user listings; scope_sql restricts
- * rows by $1; stmt names the listing's prepared statements.  owner_sql
- * answers the user_id that owns $1, or no row (404); NULL when $1 is the
- * user itself (an unknown user has no rows, not a 404).  The owner tags
- * the cached page: the user whose pulls notify.
+ * The page read and answered, once the cache missed.  Of an account,
+ * who owns it is read too when the page is empty (an unknown account is
+ * a 404, an unknown user is no rows) or the cache may keep it: the owner
+ * tags it, the user whose pulls notify.
  */
 static enum MHD_Result
-list_txns(struct req *r, const char *stmt, const char *scope_sql,
-    const char *owner_sql)
+txns_answer(struct req *r, bool per_account, const struct txn_args *a,
+    const struct buf *key, uint64_t ticket)
 {
-	const char *from = http_query(r, "from"), *to = http_query(r, "to");
-	const char *booked = http_query(r, "booked");
-	const char *limit_s = http_query(r, "limit");
-	const char *cursor = http_query(r, "cursor");
-	char micros_s[24] = "", id_s[24] = "", limit_p[24];
-	int64_t micros, cid;
-	bool from_date = false, to_date = false, filling = false;
-	long limit = 100;
+	const char *scope = r->params[0];
+	enum store_found f = SF_FOUND;
+	struct store_rows rows;
 	enum MHD_Result ret;
-	struct buf key, b;
-	PGresult *res, *own = NULL;
+	char *owner = NULL;
+	struct buf b;
 	PGconn *c;
-	const char *params[8], *user = r->params[0];
-	char *sql, *full, name[48];
-	uint64_t ticket;
-	int np = 0, mask = 0;
+	bool ok;
 
-	if (from != NULL && !date_param(from, &from_date))
-		return http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter",
-		    "from must be a date (YYYY-MM-DD) or an RFC 3339 timestamp");
-	if (to != NULL && !date_param(to, &to_date))
-		return http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter",
-		    "to must be a date (YYYY-MM-DD) or an RFC 3339 timestamp");
-	if (booked != NULL && strcmp(booked, "true") && strcmp(booked, "false"))
-		return http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter",
-		    "booked must be true or false");
-	if (limit_s != NULL && !parse_long(limit_s, 1, 500, &limit))
-		return http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter",
-		    "limit must be a whole number from 1 to 500");
-	if (cursor != NULL) {
-		if (!cursor_decode(cursor, &micros, &cid))
-			return http_error(r, MHD_HTTP_BAD_REQUEST,
-			    "invalid_parameter", "cursor is not valid");
-		snprintf(micros_s, sizeof(micros_s), "%" PRId64, micros);
-		snprintf(id_s, sizeof(id_s), "%" PRId64, cid);
-	}
-	snprintf(limit_p, sizeof(limit_p), "%ld", limit + 1);
-	/* The key: what the statement and the rendering depend on, with
-	 * values as parsed (limit 100 and no limit are one page). */
-	buf_init(&key, 4096);
-	cache_key_add(&key, stmt);
-	cache_key_add(&key, r->params[0]);
-	cache_key_add(&key, from);
-	cache_key_add(&key, to);
-	cache_key_add(&key, booked);
-	cache_key_add(&key, limit_p);
-	cache_key_add(&key, cursor != NULL ? micros_s : NULL);
-	cache_key_add(&key, cursor != NULL ? id_s : NULL);
-	if (reply_cached(r, &key, &filling, &ret)) {
-		key_done(&key, filling);
+	if ((c = api_db(r, &ret)) == NULL)
 		return ret;
-	}
-	ticket = cache_begin();
-	/*
-	 * Only the conditions asked for go into the statement, one prepared
-	 * statement per combination: "$n IS NULL OR ..." would leave a
-	 * generic plan unable to seek the keyset index to the cursor.
-	 */
-	params[np++] = r->params[0];
-	sql = xstrdup(scope_sql);
-	if (from != NULL) {
-		params[np++] = from;
-		sql = sql_append(sql, from_date
-			? " AND t.sort_date >= ($%d::date::timestamp AT TIME "
-			  "ZONE 'UTC')"
-			: " AND t.sort_date >= $%d::timestamptz",
-		    np, 0);
-		mask |= from_date ? 1 : 2;
-	}
-	if (to != NULL) {
-		params[np++] = to;
-		sql = sql_append(sql, to_date
-			? " AND t.sort_date < (($%d::date + 1)::timestamp AT "
-			  "TIME ZONE 'UTC')"
-			: " AND t.sort_date < $%d::timestamptz",
-		    np, 0);
-		mask |= to_date ? 4 : 8;
-	}
-	if (booked != NULL) {
-		params[np++] = booked;
-		sql = sql_append(sql, " AND t.booked = $%d::boolean", np, 0);
-		mask |= 16;
-	}
-	if (cursor != NULL) {
-		params[np++] = micros_s;
-		params[np++] = id_s;
-		sql = sql_append(sql, " AND (t.sort_date, t.id) < ('epoch'::"
-				      "timestamptz + $%d::bigint * interval "
-				      "'1 microsecond', $%d::bigint)",
-		    np - 1, np);
-		mask |= 32;
-	}
-	params[np++] = limit_p;
-	full = xasprintf("SELECT " TXN_COLS " FROM transactions t WHERE %s "
-			 "ORDER BY t.sort_date DESC, t.id DESC LIMIT $%d::int",
-	    sql, np);
-	free(sql);
-	snprintf(name, sizeof(name), "api_txns_%s_%d", stmt, mask);
-	if ((c = api_db(r, &ret)) == NULL) {
-		free(full);
-		key_done(&key, filling);
-		return ret;
-	}
-	res = db_exec_prepared(c, name, full, np, params);
-	free(full);
-	/* Who owns $1: for the 404 of an empty page, and for the tag of a
-	 * page the cache may keep. */
-	if (res != NULL && owner_sql != NULL &&
-	    (PQntuples(res) == 0 || ticket != 0)) {
-		snprintf(name, sizeof(name), "api_txns_%s_owner", stmt);
-		own = db_exec_prepared(c, name, owner_sql, 1,
-		    (const char *[]){ r->params[0] });
-		if (own == NULL || PQntuples(own) == 0) {
-			db_release(c);
-			PQclear(res);
-			ret = own == NULL
-			    ? http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-				  "database_unavailable",
-				  "the database is not reachable")
-			    : http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-				  "no such account or user");
-			PQclear(own);
-			key_done(&key, filling);
-			return ret;
-		}
-		user = PQgetvalue(own, 0, 0);
-	} else if (owner_sql != NULL)
-		user = NULL; /* not needed: nothing will be stored */
+	ok = per_account ? store_txns_of_account(c, scope, &a->q, &rows)
+			 : store_txns_of_user(c, scope, &a->q, &rows);
+	if (ok && per_account && (rows.n == 0 || ticket != 0))
+		f = store_account_owner(c, scope, &owner);
 	db_release(c);
-	if (res == NULL) {
-		key_done(&key, filling);
-		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "database_unavailable", "the database is not reachable");
+	if (!ok || f == SF_DB_ERROR)
+		ret = api_fail_db(r);
+	else if (f == SF_NONE)
+		ret = api_fail(r, ST_NOT_FOUND, "no such account or user");
+	else {
+		buf_init(&b, BODY_MAX);
+		txns_render(&b, &rows, a->limit);
+		ret = reply_rendered(r, &b, key, per_account ? owner : scope,
+		    ticket);
 	}
-	buf_init(&b, BODY_MAX);
-	txns_render(&b, res, limit);
-	PQclear(res);
-	ret = reply_rendered(r, &b, &key, user, ticket);
-	PQclear(own);
+	store_rows_free(&rows);
+	free(owner);
+	return ret;
+}
+
+/* Shared by the per-account and the per-user listing (r->params[0]). */
+static enum MHD_Result
+list_txns(struct req *r, bool per_account)
+{
+	bool filling = false;
+	struct txn_args a;
+	enum MHD_Result ret;
+	struct buf key;
+
+	if (!txn_args_parse(r, &a, &ret))
+		return ret;
+	txn_key(&key, per_account, r->params[0], &a);
+	if (!reply_cached(r, &key, &filling, &ret))
+		ret = txns_answer(r, per_account, &a, &key, cache_begin());
 	key_done(&key, filling);
 	return ret;
 }
@@ -566,10 +503,8 @@ enum MHD_Result
 h_account_txns(struct req *r)
 {
 	if (!uuid_valid(r->params[0]))
-		return http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-		    "no such account");
-	return list_txns(r, "a", "t.account_id = $1::uuid",
-	    "SELECT user_id FROM accounts WHERE id = $1::uuid");
+		return api_fail(r, ST_NOT_FOUND, "no such account");
+	return list_txns(r, true);
 }
 
 enum MHD_Result
@@ -577,9 +512,5 @@ h_user_txns(struct req *r)
 {
 	if (!user_id_valid(r->params[0]))
 		return api_bad_user_id(r);
-	return list_txns(r, "u",
-	    "t.account_id IN (SELECT a.id FROM accounts a JOIN connections c "
-	    "ON c.id = a.connection_id WHERE a.user_id = $1 AND c.status <> "
-	    "'revoked')",
-	    NULL);
+	return list_txns(r, false);
 }

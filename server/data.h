@@ -19,7 +19,8 @@ bool pull_one(PGconn *c);
  * Its claim ($1 PULLS_PER_DAY): the pulls row due first, whatever its
  * connection's status (pull_one parks the row of one that is not active
  * at 'infinity'), so rows of deleted connections never pile up at the
- * head of pulls_due_idx.  Exported for bench_sched.
+ * head of pulls_due_idx.  A statement of store_data.c, exported for
+ * bench_sched.
  */
 extern const char pull_claim_sql[];
 

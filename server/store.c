@@ -13,6 +13,7 @@
 #include "store_int.h"
 
 static const struct db_stmt *const tables[] = {
+	store_data_stmts,
 	store_ops_stmts,
 	store_sync_stmts,
 };

@@ -5,9 +5,19 @@
  * to follow, pulls.  It is the top of the work layer: it calls refresh,
  * sync and data; none of them calls it (a read that finds its
  * connection due wakes a worker through refresh_set_kick).
+ *
+ * A wake says what it is for, and a woken worker runs only that scan
+ * (again while it finds work), then naps again: a callback's
+ * worker_wake_pull costs one pull scan, a kick of refresh_set_kick one
+ * refresh scan.  Every scan that finds nothing is a BEGIN, a SELECT ...
+ * SKIP LOCKED and a ROLLBACK; running all four for each callback was most
+ * of PostgreSQL's cost per callback.  Only a nap that ends on its timer
+ * runs every scan, tokens first, which also finds all the work other
+ * processes created: the wakes are a shortcut, the timer the guarantee.
  */
 #include "worker.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -35,32 +45,61 @@ static struct {
 	atomic_int pulling;
 	int max_pulls;
 	/*
-	 * A pull was announced by refresher_wake.  A wake while every pull
+	 * A pull was announced by worker_wake_pull.  A wake while every pull
 	 * slot is busy signals no one (a burst of callbacks would otherwise
 	 * send a worker through an empty scan per callback); the flag makes
 	 * the puller that is finishing look once more instead of napping.
 	 */
 	atomic_bool pull_pending;
+	/* A refresh was asked for by worker_kick; under mu. */
+	bool refresh_pending;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	const struct config *cfg;
 } bg = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
-static void
+/* What a worker runs next: the scan it was woken for, or all. */
+enum wake { WAKE_NONE, WAKE_TIMER, WAKE_PULL, WAKE_REFRESH };
+
+/*
+ * Under mu: a pending wake.  A refresh is taken (cleared) here; a pull
+ * only when a pull slot is free, and left set for try_pull to clear
+ * when it holds a slot, so it cannot get lost between here and there.
+ */
+static enum wake
+wanted(void)
+{
+	if (bg.refresh_pending) {
+		bg.refresh_pending = false;
+		return WAKE_REFRESH;
+	}
+	if (atomic_load(&bg.pull_pending) &&
+	    atomic_load(&bg.pulling) < bg.max_pulls)
+		return WAKE_PULL;
+	return WAKE_NONE;
+}
+
+/* Wait up to ms for a wake: what it is for, WAKE_TIMER when none came. */
+static enum wake
 nap(long ms)
 {
 	struct timespec until = realtime_after_ms(ms);
+	enum wake w = WAKE_NONE;
+	int rc = 0;
 
 	pthread_mutex_lock(&bg.mu);
-	if (!atomic_load(&bg.stop))
-		pthread_cond_timedwait(&bg.cv, &bg.mu, &until);
+	while (!atomic_load(&bg.stop) && (w = wanted()) == WAKE_NONE &&
+	    rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&bg.cv, &bg.mu, &until);
 	pthread_mutex_unlock(&bg.mu);
+	return w == WAKE_NONE ? WAKE_TIMER : w;
 }
 
 void
 worker_kick(void)
 {
 	pthread_mutex_lock(&bg.mu);
+	bg.refresh_pending = true;
 	pthread_cond_signal(&bg.cv);
 	pthread_mutex_unlock(&bg.mu);
 }
@@ -98,44 +137,62 @@ try_pull(PGconn *c)
 	return did || (slot && atomic_load(&bg.pull_pending));
 }
 
+/* One round of what w is for; true when it found work. */
+static bool
+scan(PGconn *c, enum wake w)
+{
+	switch (w) {
+	case WAKE_PULL:
+		return try_pull(c);
+	case WAKE_REFRESH:
+		return refresh_one(c);
+	default:
+		/* Tokens first: a refresh missed is a connection lost. */
+		return refresh_one(c) || revocations_one(c) ||
+		    sync_poll_one(c) || try_pull(c);
+	}
+}
+
+/* The worker's connection, opened again when lost; NULL when it cannot. */
+static PGconn *
+connection(PGconn *c)
+{
+	char *err = NULL;
+
+	if (c != NULL && PQstatus(c) == CONNECTION_OK)
+		return c;
+	PQfinish(c);
+	if ((c = db_open(bg.cfg->database_url, &err)) == NULL) {
+		log_kv(LOG_WARN, "refresher cannot connect", "error", err, NULL);
+		free(err);
+	}
+	return c;
+}
+
 static void *
 worker(void *arg)
 {
 	PGconn *c = NULL;
 	long idle_ms = bg.cfg->refresh_interval_s * 1000;
+	enum wake w = WAKE_TIMER;
 
 	(void)arg;
 	while (!atomic_load(&bg.stop)) {
-		bool did;
-
-		if (c == NULL || PQstatus(c) != CONNECTION_OK) {
-			char *err = NULL;
-
-			PQfinish(c);
-			if ((c = db_open(bg.cfg->database_url, &err)) == NULL) {
-				log_kv(LOG_WARN, "refresher cannot connect",
-				    "error", err, NULL);
-				free(err);
-				nap(2000);
-				continue;
-			}
+		if ((c = connection(c)) == NULL) {
+			nap(2000);
+			w = WAKE_TIMER; /* a wake taken meanwhile: scan all */
+			continue;
 		}
 		/* Rotations still waiting for PostgreSQL are stored before
 		 * anything else is refreshed (the rescue thread has them). */
 		if (rescue_holds_workers()) {
 			nap(250);
+			w = WAKE_TIMER;
 			continue;
 		}
-		/* Tokens first: a refresh missed is a connection lost. */
-		did = refresh_one(c);
-		if (!did)
-			did = revocations_one(c);
-		if (!did)
-			did = sync_poll_one(c);
-		if (!did)
-			did = try_pull(c);
-		if (!did)
-			nap(idle_ms);
+		/* Found work: the same again, else wait for the next wake. */
+		if (!scan(c, w))
+			w = nap(idle_ms);
 	}
 	PQfinish(c);
 	return NULL;
