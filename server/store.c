@@ -14,6 +14,7 @@
 
 static const struct db_stmt *const tables[] = {
 	store_ops_stmts,
+	store_conns_stmts,
 };
 
 void

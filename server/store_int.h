@@ -8,5 +8,6 @@
 #include "db.h"
 
 extern const struct db_stmt store_ops_stmts[];
+extern const struct db_stmt store_conns_stmts[];
 
 #endif
