@@ -1,12 +1,15 @@
 /*
- * Store: connections as the API reads and deletes them (store_conns.h).
+ * Store: connections as the API reads and deletes them, and rekey's
+ * re-sealing (store_conns.h).
  */
 #include "store_conns.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api.h" /* SQL_TS */
+#include "crypto.h"
 #include "mem.h"
 #include "secret.h"
 #include "store.h"
@@ -23,12 +26,24 @@
 	"last_error, consecutive_failures, " SQL_TS("created_at") ", "        \
 	SQL_TS("connected_at") ", " SQL_TS("revoked_at")
 
+/* Rows rekey locks and re-seals per transaction. */
+#define REKEY_BATCH "200"
+#define REKEY_AFTER                                                           \
+	" WHERE id > $1::uuid ORDER BY id LIMIT " REKEY_BATCH " FOR UPDATE"
+
 enum {
 	S_GET,
 	S_LIST_USER,
 	S_DEL_LOCK,
 	S_DEL_REVOKE,
 	S_REAUTH,
+	S_RK_CONNS,
+	S_RK_CONN_ACCESS,
+	S_RK_CONN_REFRESH,
+	S_RK_LINKS,
+	S_RK_LINK_LOCATION,
+	S_RK_REVOCATIONS,
+	S_RK_REVOCATION_TOKEN,
 };
 
 const struct db_stmt store_conns_stmts[] = {
@@ -52,6 +67,21 @@ const struct db_stmt store_conns_stmts[] = {
 	[S_REAUTH] = { "conn_reauth_check",
 	    "SELECT user_id, status = 'revoked' FROM connections "
 	    "WHERE id = $1" },
+	[S_RK_CONNS] = { "conn_rekey_connections",
+	    "SELECT id, access_token, refresh_token FROM connections"
+	    REKEY_AFTER },
+	[S_RK_CONN_ACCESS] = { "conn_rekey_access_token",
+	    "UPDATE connections SET access_token = $2 WHERE id = $1" },
+	[S_RK_CONN_REFRESH] = { "conn_rekey_refresh_token",
+	    "UPDATE connections SET refresh_token = $2 WHERE id = $1" },
+	[S_RK_LINKS] = { "conn_rekey_links",
+	    "SELECT id, location FROM links" REKEY_AFTER },
+	[S_RK_LINK_LOCATION] = { "conn_rekey_link_location",
+	    "UPDATE links SET location = $2 WHERE id = $1" },
+	[S_RK_REVOCATIONS] = { "conn_rekey_revocations",
+	    "SELECT id, token FROM revocations" REKEY_AFTER },
+	[S_RK_REVOCATION_TOKEN] = { "conn_rekey_revocation_token",
+	    "UPDATE revocations SET token = $2 WHERE id = $1" },
 	{ NULL, NULL },
 };
 
@@ -192,5 +222,115 @@ store_conn_reauth_check(PGconn *c, const char *id, char **user_id,
 		*revoked = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
 	}
 	PQclear(r);
+	return true;
+}
+
+/* The sealed columns of each table, with their statements. */
+static const struct rekey_target {
+	const char *table;
+	int batch;
+	const char *columns[2];
+	int update[2];
+} rekey_targets[STORE_REKEY_NTABLES] = {
+	{ "connections", S_RK_CONNS, { "access_token", "refresh_token" },
+	    { S_RK_CONN_ACCESS, S_RK_CONN_REFRESH } },
+	{ "links", S_RK_LINKS, { "location", NULL }, { S_RK_LINK_LOCATION } },
+	{ "revocations", S_RK_REVOCATIONS, { "token", NULL },
+	    { S_RK_REVOCATION_TOKEN } },
+};
+
+const char *
+store_rekey_table(int table)
+{
+	return rekey_targets[table].table;
+}
+
+/* One batch's effects, kept until it commits (db_tx may run it again). */
+struct rekey_tx {
+	const struct rekey_target *t;
+	const char *after;
+	long changed, bad;
+	int rows;
+	char last[40];
+};
+
+/* Re-seal one value; NULL when it need not or cannot change. */
+static char *
+reseal(const char *table, const char *id, const char *col, const char *v,
+    long *bad)
+{
+	char *plain, *out;
+
+	if (v == NULL || !crypto_needs_rekey(v))
+		return NULL;
+	if ((plain = store_open(table, id, col, v)) == NULL) {
+		(*bad)++;
+		return NULL;
+	}
+	out = store_seal(table, id, col, plain);
+	free_secret(plain);
+	return out;
+}
+
+static bool
+rekey_row(PGconn *c, struct rekey_tx *x, const PGresult *r, int row)
+{
+	const char *id = PQgetvalue(r, row, 0);
+	int k;
+
+	for (k = 0; k < 2 && x->t->columns[k] != NULL; k++) {
+		char *nv = reseal(x->t->table, id, x->t->columns[k],
+		    db_val(r, row, k + 1), &x->bad);
+		bool ok;
+
+		if (nv == NULL)
+			continue;
+		ok = db_do(c, &store_conns_stmts[x->t->update[k]], 2,
+		    (const char *[]){ id, nv });
+		free(nv);
+		if (!ok)
+			return false;
+		x->changed++;
+	}
+	return true;
+}
+
+static bool
+rekey_body(PGconn *c, void *arg)
+{
+	struct rekey_tx *x = arg;
+	PGresult *r = db_run(c, &store_conns_stmts[x->t->batch], 1, &x->after);
+	int i;
+
+	x->changed = x->bad = 0;
+	x->rows = r != NULL ? PQntuples(r) : 0;
+	for (i = 0; i < x->rows; i++) {
+		if (!rekey_row(c, x, r, i)) {
+			PQclear(r);
+			return false;
+		}
+	}
+	if (x->rows > 0)
+		snprintf(x->last, sizeof(x->last), "%s",
+		    PQgetvalue(r, x->rows - 1, 0));
+	PQclear(r);
+	return r != NULL;
+}
+
+bool
+store_rekey_batch(PGconn *c, struct store_rekey *k)
+{
+	struct rekey_tx x = { &rekey_targets[k->table],
+		k->after[0] != '\0' ? k->after
+				    : "00000000-0000-0000-0000-000000000000",
+		0, 0, 0, "" };
+
+	if (!db_tx(c, rekey_body, &x))
+		return false;
+	k->changed += x.changed;
+	k->bad += x.bad;
+	k->done = x.rows == 0;
+	if (x.rows > 0)
+		memcpy(k->after, x.last, sizeof(k->after));
 	return true;
 }

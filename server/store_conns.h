@@ -1,8 +1,9 @@
 /*
  * Store: connections as the API shows them (never a token), their
- * deletion and the read that starts a re-authentication.  Conventions
- * of store.h: the caller brings the connection; false means a database
- * failure, db_failure() telling which; nothing is logged here.
+ * deletion, the read that starts a re-authentication, and rekey's
+ * re-sealing of every sealed column.  Conventions of store.h: the
+ * caller brings the connection; false means a database failure,
+ * db_failure() telling which; nothing is logged here.
  */
 #ifndef FINXD_STORE_CONNS_H
 #define FINXD_STORE_CONNS_H
@@ -70,5 +71,27 @@ bool store_conn_queue_revocations(PGconn *c, const char *id,
  */
 bool store_conn_reauth_check(PGconn *c, const char *id, char **user_id,
     bool *revoked);
+
+/*
+ * finxd rekey: re-seal with the current key every sealed value that is
+ * sealed with another, table by table, a batch of rows per transaction.
+ * Each batch locks its rows (FOR UPDATE), so a refresh in another
+ * process either finishes first (and its new tokens are re-sealed) or
+ * waits.  Start with a zeroed struct store_rekey naming the table (0 to
+ * STORE_REKEY_NTABLES - 1) and call store_rekey_batch until done or
+ * false.  On a connection of db_connect the statements run unprepared.
+ */
+#define STORE_REKEY_NTABLES 3
+/* The name of a table, for messages. */
+const char *store_rekey_table(int table);
+
+struct store_rekey {
+	int table;      /* which table */
+	char after[40]; /* the last row id done ("": none yet) */
+	long changed;   /* values re-sealed so far */
+	long bad;       /* values that open with no configured key */
+	bool done;      /* no rows left */
+};
+bool store_rekey_batch(PGconn *c, struct store_rekey *k);
 
 #endif
