@@ -7,156 +7,127 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypto.h"
 #include "db.h"
 #include "log.h"
 #include "mem.h"
 #include "refresh.h"
 #include "secret.h"
+#include "store_conns.h"
 #include "text.h"
-#include "tokens.h"
 
-#define CONN_COLS                                                             \
-	"id, user_id, status, status_reason, scope, "                         \
-	SQL_TS("access_expires_at") ", " SQL_TS("refresh_obtained_at") ", "   \
-	SQL_TS("refresh_expires_at") ", " SQL_TS("consent_expires_at") ", "   \
-	SQL_TS("least(refresh_expires_at, consent_expires_at)") ", "          \
-	SQL_TS("last_refresh_at") ", " SQL_TS("last_sync_at") ", "            \
-	"last_error, consecutive_failures, " SQL_TS("created_at") ", "        \
-	SQL_TS("connected_at") ", " SQL_TS("revoked_at")
-
-static const char *const conn_keys[] = { "connection_id", "user_id",
-	"status", "status_reason", "scope", "access_expires_at",
-	"refresh_obtained_at", "refresh_expires_at", "consent_expires_at",
-	"reauth_required_by", "last_refresh_at", "last_sync_at", "last_error",
-	"consecutive_failures", "created_at", "connected_at", "revoked_at",
-	NULL };
+static void
+add_text(json_object *o, const char *key, const char *v)
+{
+	json_object_object_add(o, key, v ? json_object_new_string(v) : NULL);
+}
 
 static json_object *
-conn_json(const PGresult *res, int row)
+conn_json(const struct store_conn *k)
 {
 	json_object *o = json_object_new_object();
-	int i;
 
-	for (i = 0; conn_keys[i] != NULL; i++) {
-		if (strcmp(conn_keys[i], "consecutive_failures") == 0)
-			json_object_object_add(o, conn_keys[i],
-			    json_object_new_int64(db_long(res, row, i, 0)));
-		else
-			json_add_col(o, conn_keys[i], res, row, i);
-	}
+	add_text(o, "connection_id", k->id);
+	add_text(o, "user_id", k->user_id);
+	add_text(o, "status", k->status);
+	add_text(o, "status_reason", k->status_reason);
+	add_text(o, "scope", k->scope);
+	add_text(o, "access_expires_at", k->access_expires_at);
+	add_text(o, "refresh_obtained_at", k->refresh_obtained_at);
+	add_text(o, "refresh_expires_at", k->refresh_expires_at);
+	add_text(o, "consent_expires_at", k->consent_expires_at);
+	add_text(o, "reauth_required_by", k->reauth_required_by);
+	add_text(o, "last_refresh_at", k->last_refresh_at);
+	add_text(o, "last_sync_at", k->last_sync_at);
+	add_text(o, "last_error", k->last_error);
+	json_object_object_add(o, "consecutive_failures",
+	    json_object_new_int64(k->consecutive_failures));
+	add_text(o, "created_at", k->created_at);
+	add_text(o, "connected_at", k->connected_at);
+	add_text(o, "revoked_at", k->revoked_at);
 	return o;
 }
 
-/* Fetch one connection as JSON; NULL with *ret queued on 404/503. */
-static json_object *
-load_conn(struct req *r, const char *id, enum MHD_Result *ret)
+static enum MHD_Result
+no_such_conn(struct req *r)
 {
-	PGresult *res;
-	PGconn *c;
-	json_object *o;
+	return api_fail(r, ST_NOT_FOUND, "no such connection");
+}
 
-	if (!uuid_valid(id)) {
-		*ret = http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-		    "no such connection");
-		return NULL;
-	}
-	if ((c = api_db(r, ret)) == NULL)
-		return NULL;
-	res = db_exec(c, "SELECT " CONN_COLS " FROM connections WHERE id = $1",
-	    1, (const char *[]){ id });
+/* Answer with connection id, read on c, which is released. */
+static enum MHD_Result
+answer_conn(struct req *r, PGconn *c, const char *id)
+{
+	struct store_conns l;
+	enum MHD_Result ret;
+	bool ok = store_conn_get(c, id, &l);
+
 	db_release(c);
-	if (res == NULL) {
-		*ret = http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "database_unavailable", "the database is not reachable");
-		return NULL;
-	}
-	if (PQntuples(res) == 0) {
-		PQclear(res);
-		*ret = http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-		    "no such connection");
-		return NULL;
-	}
-	o = conn_json(res, 0);
-	PQclear(res);
-	return o;
+	if (!ok)
+		ret = api_fail_db(r);
+	else if (l.n == 0)
+		ret = no_such_conn(r);
+	else
+		ret = http_json(r, MHD_HTTP_OK, conn_json(&l.v[0]));
+	store_conns_free(&l);
+	return ret;
+}
+
+/* Answer with connection id, on a connection of the pool. */
+static enum MHD_Result
+load_conn(struct req *r, const char *id)
+{
+	enum MHD_Result ret;
+	PGconn *c;
+
+	if (!uuid_valid(id))
+		return no_such_conn(r);
+	if ((c = api_db(r, &ret)) == NULL)
+		return ret;
+	return answer_conn(r, c, id);
 }
 
 enum MHD_Result
 h_conn_get(struct req *r)
 {
-	enum MHD_Result ret;
-	json_object *o = load_conn(r, r->params[0], &ret);
-
-	return o ? http_json(r, MHD_HTTP_OK, o) : ret;
+	return load_conn(r, r->params[0]);
 }
 
 enum MHD_Result
 h_user_conns(struct req *r)
 {
 	const char *user = r->params[0];
+	struct store_conns l;
 	enum MHD_Result ret;
 	json_object *o, *arr;
-	PGresult *res;
 	PGconn *c;
+	bool ok;
 	int i;
 
 	if (!user_id_valid(user))
 		return api_bad_user_id(r);
 	if ((c = api_db(r, &ret)) == NULL)
 		return ret;
-	res = db_exec(c,
-	    "SELECT " CONN_COLS " FROM connections WHERE user_id = $1 "
-	    "ORDER BY created_at, id LIMIT 1000",
-	    1, (const char *[]){ user });
+	ok = store_conn_list_user(c, user, &l);
 	db_release(c);
-	if (res == NULL)
-		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "database_unavailable", "the database is not reachable");
+	if (!ok)
+		return api_fail_db(r);
 	arr = json_object_new_array();
-	for (i = 0; i < PQntuples(res); i++)
-		json_object_array_add(arr, conn_json(res, i));
-	PQclear(res);
+	for (i = 0; i < l.n; i++)
+		json_object_array_add(arr, conn_json(&l.v[i]));
+	store_conns_free(&l);
 	o = json_object_new_object();
 	json_object_object_add(o, "connections", arr);
 	return http_json(r, MHD_HTTP_OK, o);
 }
 
-/* Map a refresh outcome that prevents an answer to an error reply. */
+/* Answer a refresh outcome that prevents an answer; frees msg. */
 static enum MHD_Result
-refresh_error(struct req *r, enum refresh_outcome o, const char *msg)
+refresh_fail(struct req *r, enum refresh_outcome o, char *msg)
 {
-	switch (o) {
-	case RF_NOT_FOUND:
-		return http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-		    "no such connection");
-	case RF_INACTIVE:
-		return http_error(r, MHD_HTTP_CONFLICT, "connection_not_active",
-		    "the connection is not active; see its status");
-	case RF_INVALID_GRANT:
-		return http_error(r, MHD_HTTP_CONFLICT, "reauth_required",
-		    "finX rejected the refresh token; the user must "
-		    "re-authenticate (POST /v1/connections/{id}/reauth)");
-	case RF_TRANSIENT:
-		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "finx_unavailable", "finX is not available: %s",
-		    msg ? msg : "no answer");
-	case RF_DECRYPT:
-		return http_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
-		    "decrypt_failed", "the stored token cannot be decrypted "
-				      "with the configured keys "
-				      "(FINXD_TOKEN_KEYS)");
-	case RF_BUSY:
-		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "refresh_in_progress", "a refresh of this connection is "
-					   "still in progress; try again");
-	case RF_REJECTED:
-		return http_error(r, MHD_HTTP_BAD_GATEWAY, "finx_error",
-		    "finX refused the refresh: %s", msg ? msg : "no detail");
-	default:
-		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "database_unavailable", "the database is not reachable");
-	}
+	enum MHD_Result ret = api_fail(r, refresh_status(o), msg);
+
+	free(msg);
+	return ret;
 }
 
 enum MHD_Result
@@ -164,20 +135,15 @@ h_conn_token(struct req *r)
 {
 	const char *id = r->params[0];
 	enum refresh_outcome o;
-	enum MHD_Result ret;
 	char *msg = NULL, *plain, *expires_at = NULL;
 	json_object *out;
 
 	if (!uuid_valid(id))
-		return http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-		    "no such connection");
+		return no_such_conn(r);
 	/* Refreshed first when inside the margin, under the shared lock. */
 	plain = refresh_access_token(id, RT_HANDOUT, &o, &expires_at, &msg);
-	if (plain == NULL) {
-		ret = refresh_error(r, o, msg);
-		free(msg);
-		return ret;
-	}
+	if (plain == NULL)
+		return refresh_fail(r, o, msg);
 	free(msg);
 	out = json_object_new_object();
 	json_object_object_add(out, "access_token",
@@ -198,151 +164,86 @@ h_conn_refresh(struct req *r)
 {
 	const char *id = r->params[0];
 	enum refresh_outcome o;
-	enum MHD_Result ret;
 	char *msg = NULL;
-	json_object *c;
 
 	if (!uuid_valid(id))
-		return http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-		    "no such connection");
+		return no_such_conn(r);
 	o = refresh_now(id, true, &msg);
-	if (o != RF_OK && o != RF_NOT_DUE) {
-		ret = refresh_error(r, o, msg);
-		free(msg);
-		return ret;
-	}
+	if (o != RF_OK && o != RF_NOT_DUE)
+		return refresh_fail(r, o, msg);
 	free(msg);
-	if ((c = load_conn(r, id, &ret)) == NULL)
-		return ret;
-	return http_json(r, MHD_HTTP_OK, c);
+	return load_conn(r, id);
 }
 
-/* Queue finX revocations for the connection's tokens (refresh first). */
 bool
 queue_revocations(PGconn *c, const char *id, const PGresult *row)
 {
-	static const char *const kinds[] = { "refresh", "access" };
-	static const char *const cols[] = { "refresh_token", "access_token" };
-	int i;
-
-	for (i = 0; i < 2; i++) {
-		char *aad, *plain;
-		bool ok;
-
-		if (PQgetisnull(row, 0, i))
-			continue;
-		aad = crypto_aad("connections", id, cols[i]);
-		plain = crypto_open(PQgetvalue(row, 0, i), aad, NULL);
-		free(aad);
-		if (plain == NULL)
-			continue; /* unreadable: nothing we could revoke */
-		ok = tokens_queue_revocation(c, id, kinds[i], plain);
-		free_secret(plain);
-		if (!ok)
-			return false;
-	}
-	return true;
+	return store_conn_queue_revocations(c, id, db_val(row, 0, 0),
+	    db_val(row, 0, 1));
 }
 
 enum MHD_Result
 h_conn_delete(struct req *r)
 {
 	const char *id = r->params[0];
+	enum store_conn_del d;
 	enum MHD_Result ret;
-	json_object *o;
-	PGresult *res;
 	PGconn *c;
-	bool ok;
 
 	if (!uuid_valid(id))
-		return http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-		    "no such connection");
+		return no_such_conn(r);
 	if ((c = api_db(r, &ret)) == NULL)
 		return ret;
-	/* The stored tokens are revoked; a refresh still in flight finds
-	 * the connection revoked and sends its rotation to revocation too
-	 * (REFRESH.md, "Storing a rotation"). */
-	ok = db_cmd(c, "BEGIN", 0, NULL);
-	res = ok ? db_exec(c,
-		       "SELECT refresh_token, access_token, status FROM "
-		       "connections WHERE id = $1 FOR NO KEY UPDATE",
-		       1, (const char *[]){ id })
-		 : NULL;
-	if (res == NULL || PQntuples(res) == 0) {
-		PQclear(PQexec(c, "ROLLBACK"));
+	if ((d = store_conn_delete(c, id)) != SCD_DELETED) {
 		db_release(c);
-		if (res == NULL)
-			return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-			    "database_unavailable",
-			    "the database is not reachable");
-		PQclear(res);
-		return http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-		    "no such connection");
-	}
-	if (strcmp(PQgetvalue(res, 0, 2), "revoked") != 0) {
-		ok = queue_revocations(c, id, res) &&
-		    db_cmd(c,
-			"UPDATE connections SET access_token = NULL, "
-			"refresh_token = NULL, status = 'revoked', "
-			"lease_holder = NULL, lease_until = NULL, "
-			"lease_generation = NULL, "
-			"status_reason = 'deleted', revoked_at = now(), "
-			"updated_at = now() WHERE id = $1",
-			1, (const char *[]){ id }) &&
-		    db_cmd(c,
-			"INSERT INTO events (kind, outcome, connection_id) "
-			"VALUES ('delete', 'revoked', $1)",
-			1, (const char *[]){ id });
-	}
-	PQclear(res);
-	ok = ok && db_cmd(c, "COMMIT", 0, NULL);
-	if (!ok) {
-		PQclear(PQexec(c, "ROLLBACK"));
-		db_release(c);
-		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "database_unavailable", "could not delete the connection");
+		return d == SCD_NOT_FOUND ? no_such_conn(r) : api_fail_db(r);
 	}
 	/* Revoke at finX now; failures stay queued for the workers. */
 	revocations_try(c, id);
-	db_release(c);
 	log_kv(LOG_INFO, "connection deleted", "connection_id", id, NULL);
-	if ((o = load_conn(r, id, &ret)) == NULL)
-		return ret;
-	return http_json(r, MHD_HTTP_OK, o);
+	return answer_conn(r, c, id);
+}
+
+/* The body of a reauth request: its return_url and finX's fields
+ * (*fields: the caller puts it).  false queues an error in *ret. */
+static bool
+reauth_body(struct req *r, json_object **body, const char **return_url,
+    json_object **fields, enum MHD_Result *ret)
+{
+	if (r->body.len == 0) {
+		*fields = json_object_new_object();
+		return true;
+	}
+	if ((*body = http_body_object(r, ret)) == NULL)
+		return false;
+	return api_link_body(r, *body, return_url, fields, ret);
 }
 
 enum MHD_Result
 h_conn_reauth(struct req *r)
 {
-	const char *id = r->params[0];
+	const char *id = r->params[0], *return_url = NULL;
+	json_object *body = NULL, *fields = NULL;
+	char *user_id = NULL;
 	enum MHD_Result ret;
-	json_object *body = NULL, *fields = NULL, *c;
-	const char *return_url = NULL, *user, *status;
-	char *user_id;
+	bool revoked, ok;
+	PGconn *c;
 
-	if ((c = load_conn(r, id, &ret)) == NULL)
+	if (!uuid_valid(id))
+		return no_such_conn(r);
+	if ((c = api_db(r, &ret)) == NULL)
 		return ret;
-	status = json_object_get_string(json_object_object_get(c, "status"));
-	if (strcmp(status, "revoked") == 0) {
-		json_object_put(c);
-		return http_error(r, MHD_HTTP_CONFLICT, "connection_revoked",
-		    "a deleted connection cannot be renewed; create a new "
-		    "link");
-	}
-	user = json_object_get_string(json_object_object_get(c, "user_id"));
-	user_id = xstrdup(user);
-	json_object_put(c);
-	if (r->body.len > 0) {
-		if ((body = http_body_object(r, &ret)) == NULL) {
-			free(user_id);
-			return ret;
-		}
-		if (!api_link_body(r, body, &return_url, &fields, &ret))
-			goto out;
-	} else
-		fields = json_object_new_object();
-	ret = api_open_link(r, user_id, return_url, fields, "reauth", id);
-out:
+	ok = store_conn_reauth_check(c, id, &user_id, &revoked);
+	db_release(c);
+	if (!ok)
+		return api_fail_db(r);
+	if (user_id == NULL)
+		return no_such_conn(r);
+	if (revoked)
+		ret = api_fail(r, ST_REVOKED, NULL);
+	else if (reauth_body(r, &body, &return_url, &fields, &ret))
+		ret = api_open_link(r, user_id, return_url, fields, "reauth",
+		    id);
 	json_object_put(fields);
 	json_object_put(body);
 	free(user_id);

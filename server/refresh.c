@@ -795,3 +795,26 @@ refresh_shutdown(void)
 	lease_heartbeat_stop(!rescue_left_in_journal());
 	rinit = false;
 }
+
+enum status
+refresh_status(enum refresh_outcome o)
+{
+	switch (o) {
+	case RF_INVALID_GRANT:
+		return ST_REAUTH_REQUIRED;
+	case RF_INACTIVE:
+		return ST_NOT_ACTIVE;
+	case RF_NOT_FOUND:
+		return ST_NOT_FOUND;
+	case RF_TRANSIENT:
+		return ST_FINX_UNAVAILABLE;
+	case RF_REJECTED:
+		return ST_FINX_ERROR;
+	case RF_DECRYPT:
+		return ST_DECRYPT_FAILED;
+	case RF_BUSY:
+		return ST_REFRESH_IN_PROGRESS;
+	default:
+		return ST_DB_UNAVAILABLE;
+	}
+}

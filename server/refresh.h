@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <libpq-fe.h>
 
+#include "status.h"
+
 struct config;
 
 enum refresh_outcome {
@@ -29,6 +31,10 @@ enum refresh_outcome {
 	RF_BUSY,          /* another holder's refresh is still running */
 };
 const char *refresh_outcome_name(enum refresh_outcome o);
+/* The answer to a request whose refresh ended with o (not RF_OK or
+ * RF_NOT_DUE): reauth_required, connection_not_active, finX's failure,
+ * ...; the database unavailable for anything else. */
+enum status refresh_status(enum refresh_outcome o);
 
 /*
  * Refresh connection id now: when force is set, or its access token is

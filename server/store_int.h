@@ -9,6 +9,7 @@
 
 extern const struct db_stmt store_data_stmts[];
 extern const struct db_stmt store_ops_stmts[];
+extern const struct db_stmt store_conns_stmts[];
 extern const struct db_stmt store_sync_stmts[];
 
 #endif

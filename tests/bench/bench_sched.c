@@ -155,7 +155,7 @@ env_long(const char *name, long def)
 }
 
 static PGconn *
-db_open(const char *conninfo)
+bench_connect(const char *conninfo)
 {
 	PGconn *c = PQconnectdb(conninfo);
 
@@ -280,7 +280,7 @@ static void *
 seed_thread(void *arg)
 {
 	struct db *d = arg;
-	PGconn *c = db_open(d->conninfo);
+	PGconn *c = bench_connect(d->conninfo);
 	long t0 = h_now_ms();
 	char *a = seed_active_sql(d), *r = seed_revoked_sql(d);
 	/* Superuser: skip the FK triggers (the rows are consistent by
@@ -767,7 +767,7 @@ main(void)
 		h_env_set("FINXD_DATABASE_URL", dbs[i].conninfo);
 		if (h_finxd_run(migrate, 60) != 0)
 			h_bail("finxd migrate (%s) failed", dbs[i].name);
-		dbs[i].c = db_open(dbs[i].conninfo);
+		dbs[i].c = bench_connect(dbs[i].conninfo);
 		/* a pathological claim must not stall the bench */
 		exec_steps(&dbs[i], (const char *const[]){
 		    "SET statement_timeout = '20s'", NULL });
