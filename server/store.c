@@ -14,6 +14,8 @@
 
 static const struct db_stmt *const tables[] = {
 	store_ops_stmts,
+	store_tokens_stmts,
+	store_lease_stmts,
 };
 
 void

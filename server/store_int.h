@@ -8,5 +8,7 @@
 #include "db.h"
 
 extern const struct db_stmt store_ops_stmts[];
+extern const struct db_stmt store_tokens_stmts[];
+extern const struct db_stmt store_lease_stmts[];
 
 #endif
