@@ -42,6 +42,33 @@ refresh_outcome_name(enum refresh_outcome o)
 	return outcome_names[o];
 }
 
+enum status
+refresh_status(enum refresh_outcome o)
+{
+	switch (o) {
+	case RF_OK:
+	case RF_NOT_DUE:
+		return ST_OK;
+	case RF_INVALID_GRANT:
+		return ST_REAUTH_REQUIRED;
+	case RF_INACTIVE:
+		return ST_NOT_ACTIVE;
+	case RF_NOT_FOUND:
+		return ST_NOT_FOUND;
+	case RF_TRANSIENT:
+		return ST_FINX_UNAVAILABLE;
+	case RF_REJECTED:
+		return ST_FINX_ERROR;
+	case RF_DECRYPT:
+		return ST_DECRYPT_FAILED;
+	case RF_BUSY:
+		return ST_REFRESH_IN_PROGRESS;
+	case RF_DB_ERROR:
+		break;
+	}
+	return ST_DB_UNAVAILABLE;
+}
+
 /* The configuration, and whether refresh_init ran (leases, heartbeat,
  * rescue); the kick wakes a worker when a read finds its connection due. */
 static const struct config *rcfg;

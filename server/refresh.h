@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <libpq-fe.h>
 
+#include "status.h"
+
 struct config;
 
 enum refresh_outcome {
@@ -29,6 +31,9 @@ enum refresh_outcome {
 	RF_BUSY,          /* another holder's refresh is still running */
 };
 const char *refresh_outcome_name(enum refresh_outcome o);
+/* The answer to a request whose refresh ended in o (ST_OK for RF_OK and
+ * RF_NOT_DUE): for api_fail. */
+enum status refresh_status(enum refresh_outcome o);
 
 /*
  * Refresh connection id now: when force is set, or its access token is
