@@ -20,6 +20,7 @@
 #include "log.h"
 #include "mem.h"
 #include "secret.h"
+#include "store_lease.h"
 #include "text.h"
 
 #ifndef FINXD_VERSION
@@ -121,54 +122,63 @@ lease_may_take_over(void)
 static bool
 beat(PGconn *c)
 {
-	char pid[16], host[256] = "";
+	char host[256] = "";
 
 	if (gethostname(host, sizeof(host) - 1) != 0)
 		snprintf(host, sizeof(host), "unknown");
-	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
-	return db_cmd(c,
-	    "INSERT INTO finxd_processes (id, host, pid, version) VALUES "
-	    "($1, $2, $3::int, $4) ON CONFLICT (id) DO UPDATE SET "
-	    "live_since = CASE WHEN finxd_processes.heartbeat_at < now() - "
-	    "interval '5 s' THEN now() ELSE finxd_processes.live_since END, "
-	    "heartbeat_at = now(), pid = EXCLUDED.pid, version = "
-	    "EXCLUDED.version",
-	    4, (const char *[]){ ls.id, host, pid, FINXD_VERSION });
+	return store_process_beat(c, ls.id, host, (long)getpid(),
+	    FINXD_VERSION);
+}
+
+static void
+log_db(const char *what)
+{
+	log_kv(LOG_WARN, what, "sqlstate", db_failure_sqlstate(), "db_error",
+	    db_failure_message(), NULL);
+}
+
+/* The heartbeat's own connection: c while it works, else a new one
+ * (NULL when PostgreSQL cannot be reached). */
+static PGconn *
+heartbeat_conn(PGconn *c)
+{
+	char *err = NULL;
+
+	if (c != NULL && PQstatus(c) == CONNECTION_OK)
+		return c;
+	PQfinish(c);
+	if ((c = db_open(ls.cfg->database_url, &err)) == NULL)
+		free(err);
+	/* Rows of processes gone for a week: their leases have long been
+	 * free for the taking. */
+	else if (!store_process_prune(c))
+		log_db("processes gone for a week not forgotten");
+	return c;
 }
 
 static void *
 heartbeat(void *arg)
 {
 	PGconn *c = NULL;
+	bool failing = false;
 
 	(void)arg;
 	while (!atomic_load(&ls.stop)) {
 		struct timespec until;
+		int64_t zero = 0;
 
-		if (c != NULL && PQstatus(c) != CONNECTION_OK) {
-			PQfinish(c);
-			c = NULL;
-		}
-		if (c == NULL) {
-			char *err = NULL;
-
-			if ((c = db_open(ls.cfg->database_url, &err)) == NULL)
-				free(err);
-			else
-				/* Rows of processes gone for a week: their
-				 * leases have long been free for the taking. */
-				db_cmd(c,
-				    "DELETE FROM finxd_processes WHERE "
-				    "heartbeat_at < now() - interval '7 days'",
-				    0, NULL);
-		}
+		c = heartbeat_conn(c);
 		if (c != NULL && beat(c)) {
-			int64_t zero = 0;
-
 			atomic_compare_exchange_strong(&ls.connected_since,
 			    &zero, mono_ms());
-		} else
+			failing = false;
+		} else {
+			/* Once per break: a lost connection says so itself. */
+			if (c != NULL && !failing)
+				log_db("heartbeat failed");
+			failing = c != NULL;
 			atomic_store(&ls.connected_since, 0);
+		}
 		until = realtime_after_ms(LEASE_HEARTBEAT_MS);
 		pthread_mutex_lock(&ls.mu);
 		if (!atomic_load(&ls.stop))
@@ -204,9 +214,8 @@ lease_heartbeat_stop(bool forget)
 		char *err = NULL;
 		PGconn *c = db_open(ls.cfg->database_url, &err);
 
-		if (c != NULL)
-			db_cmd(c, "DELETE FROM finxd_processes WHERE id = $1", 1,
-			    (const char *[]){ ls.id });
+		if (c != NULL && !store_process_forget(c, ls.id))
+			log_db("this process's heartbeat row not removed");
 		free(err);
 		PQfinish(c);
 	}

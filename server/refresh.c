@@ -18,7 +18,6 @@
 
 #include "clock.h"
 #include "config.h"
-#include "crypto.h"
 #include "db.h"
 #include "finx.h"
 #include "lease.h"
@@ -27,6 +26,9 @@
 #include "metrics.h"
 #include "rescue.h"
 #include "secret.h"
+#include "store.h"
+#include "store_lease.h"
+#include "store_tokens.h"
 #include "text.h"
 #include "tokens.h"
 
@@ -38,6 +40,33 @@ const char *
 refresh_outcome_name(enum refresh_outcome o)
 {
 	return outcome_names[o];
+}
+
+enum status
+refresh_status(enum refresh_outcome o)
+{
+	switch (o) {
+	case RF_OK:
+	case RF_NOT_DUE:
+		return ST_OK;
+	case RF_INVALID_GRANT:
+		return ST_REAUTH_REQUIRED;
+	case RF_INACTIVE:
+		return ST_NOT_ACTIVE;
+	case RF_NOT_FOUND:
+		return ST_NOT_FOUND;
+	case RF_TRANSIENT:
+		return ST_FINX_UNAVAILABLE;
+	case RF_REJECTED:
+		return ST_FINX_ERROR;
+	case RF_DECRYPT:
+		return ST_DECRYPT_FAILED;
+	case RF_BUSY:
+		return ST_REFRESH_IN_PROGRESS;
+	case RF_DB_ERROR:
+		break;
+	}
+	return ST_DB_UNAVAILABLE;
 }
 
 /* The configuration, and whether refresh_init ran (leases, heartbeat,
@@ -52,48 +81,16 @@ refresh_set_kick(void (*fn)(void))
 	kick = fn;
 }
 
+/*
+ * A statement of a refresh path failed where nobody else answers for
+ * it: logged here, once (db.c logs nothing).
+ */
 static void
-rollback(PGconn *c)
+log_db(const char *what, const char *id)
 {
-	PQclear(PQexec(c, "ROLLBACK"));
+	log_kv(LOG_ERROR, what, "connection_id", id, "sqlstate",
+	    db_failure_sqlstate(), "db_error", db_failure_message(), NULL);
 }
-
-/*
- * Who may take a lease (k is the row).  Never on a connection this
- * process still works on ($3: its in-flight set, a refresh running or a
- * rotation the rescue has not stored; the on-demand path, which holds
- * the id in that set itself, passes none).  Then: nobody holds one; or
- * it ran out and its holder is this process ($1); or it ran out and its
- * holder is gone, judged by its heartbeat ($5 seconds), and only once
- * this process has been connected long enough to judge ($4).
- */
-#define LEASE_FREE                                                         \
-	"NOT k.id = ANY($3::uuid[]) AND (k.lease_holder IS NULL OR "        \
-	"(k.lease_until < now() AND (k.lease_holder = $1::uuid OR "         \
-	"($4::bool AND " LEASE_TAKER_LIVE " AND NOT EXISTS (SELECT 1 FROM " \
-	"finxd_processes p WHERE p.id = k.lease_holder AND "                \
-	"p.heartbeat_at > now() - make_interval(secs => $5::int))))))"
-/*
- * The taker's own heartbeat, as PostgreSQL sees it when the statement
- * runs (not when the process decided to send it): fresh, and unbroken
- * for longer than the stale bound.
- */
-#define LEASE_TAKER_LIVE                                                   \
-	"EXISTS (SELECT 1 FROM finxd_processes me WHERE me.id = $1::uuid "  \
-	"AND me.heartbeat_at > now() - interval '5 s' AND me.live_since < " \
-	"now() - make_interval(secs => $5::int))"
-/* Committing a lease moves the due time past its deadline. */
-#define LEASE_SET                                                          \
-	"UPDATE connections c SET lease_holder = $1::uuid, lease_until = "  \
-	"now() + make_interval(secs => $2::int), lease_generation = "       \
-	"c.token_generation, refresh_due_at = now() + make_interval(secs "  \
-	"=> $2::int), updated_at = now() "
-#define LEASE_RETURNING                                                    \
-	"RETURNING c.id, c.refresh_token, c.token_generation, o.prev, "     \
-	"c.consecutive_failures, c.last_handout_at > now() - "              \
-	"make_interval(secs => coalesce(c.access_lifetime_s, 300)), "       \
-	"extract(epoch FROM c.refresh_expires_at - now())::bigint, "        \
-	"c.connected_at::text"
 
 /*
  * A connection id as finxd uses it everywhere: lower case.  PostgreSQL
@@ -113,93 +110,27 @@ id_lower(const char *in, char out[UUID_LEN + 1])
 	return true;
 }
 
-/* A lease this process holds on one connection. */
-struct lease {
-	char *id;
-	char *sealed; /* the refresh token it presents, as stored */
-	long gen;
-	int failures; /* consecutive failures before this attempt */
-	bool hot;     /* handed out within the last access lifetime */
-	long refresh_left;
-	char *grant;  /* connected_at: which grant the token belongs to */
-};
-
+/* This process's terms for a lease; inflight: the ids it still works
+ * on ("{}" on the on-demand path, which holds its id itself). */
 static void
-lease_free(struct lease *l)
+lease_terms(struct lease_terms *w, const char *inflight)
 {
-	free(l->id);
-	free(l->sealed);
-	free(l->grant);
-	memset(l, 0, sizeof(*l));
+	w->holder = lease_process_id();
+	w->secs = lease_seconds();
+	w->inflight = inflight;
+	w->may_take_over = lease_may_take_over();
+	w->stale_s = LEASE_STALE_S;
 }
 
-/* Fill l from row 0 of a LEASE_RETURNING result. */
+/* A lease just taken: say so when it was taken over from a process
+ * that is gone. */
 static void
-lease_read(const PGresult *r, struct lease *l)
+lease_taken(const struct conn_lease *l)
 {
-	const char *prev = db_val(r, 0, 3);
-
-	l->id = xstrdup(PQgetvalue(r, 0, 0));
-	l->sealed = xstrdup(PQgetvalue(r, 0, 1));
-	l->gen = db_long(r, 0, 2, 0);
-	l->failures = (int)db_long(r, 0, 4, 0);
-	l->hot = db_val(r, 0, 5) != NULL && strcmp(PQgetvalue(r, 0, 5), "t") == 0;
-	l->refresh_left = db_long(r, 0, 6, 0);
-	l->grant = db_val(r, 0, 7) ? xstrdup(PQgetvalue(r, 0, 7)) : NULL;
-	if (prev != NULL && strcmp(prev, lease_process_id()) != 0)
+	if (l->prev != NULL && strcmp(l->prev, lease_process_id()) != 0)
 		log_kv(LOG_WARN, "took over the refresh lease of a process that "
 				 "is gone",
-		    "connection_id", l->id, "holder", prev, NULL);
-}
-
-/* The parameters $1..$5 shared by both lease statements. */
-struct lease_args {
-	char secs[16], stale[16];
-	const char *p[7];
-};
-
-static void
-lease_args(struct lease_args *a, const char *inflight)
-{
-	snprintf(a->secs, sizeof(a->secs), "%d", lease_seconds());
-	snprintf(a->stale, sizeof(a->stale), "%d", LEASE_STALE_S);
-	a->p[0] = lease_process_id();
-	a->p[1] = a->secs;
-	a->p[2] = inflight;
-	a->p[3] = lease_may_take_over() ? "true" : "false";
-	a->p[4] = a->stale;
-}
-
-/*
- * Take the lease on id while it still holds generation gen; the caller
- * has the id in this process's in-flight set.  1 taken, 0 not (held by
- * someone, or changed), -1 database error.
- */
-static int
-lease_take(PGconn *c, const char *id, long gen, struct lease *l)
-{
-	struct lease_args a;
-	char g[24];
-	PGresult *r;
-	int got;
-
-	lease_args(&a, "{}");
-	snprintf(g, sizeof(g), "%ld", gen);
-	a.p[5] = id;
-	a.p[6] = g;
-	r = db_exec_prepared(c, "rf_lease",
-	    LEASE_SET "FROM (SELECT id, lease_holder AS prev FROM connections k "
-		      "WHERE k.id = $6 AND k.token_generation = $7::bigint AND "
-		      "k.status = 'active' AND k.refresh_token IS NOT NULL AND " LEASE_FREE
-	    " FOR NO KEY UPDATE) o WHERE c.id = o.id " LEASE_RETURNING,
-	    7, a.p);
-	if (r == NULL)
-		return -1;
-	got = PQntuples(r) == 1;
-	if (got)
-		lease_read(r, l);
-	PQclear(r);
-	return got;
+		    "connection_id", l->id, "holder", l->prev, NULL);
 }
 
 /* A pooled connection unless the caller owns one (the workers). */
@@ -222,25 +153,18 @@ conn_put(PGconn *own, PGconn *c)
  * cap).  The connection stays due: something still needs the refresh.
  */
 static void
-lease_fail(PGconn *c, const struct lease *l, const char *msg, long retry_after)
+lease_fail(PGconn *c, const struct conn_lease *l, const char *msg,
+    long retry_after)
 {
-	char backoff[24], g[24];
 	long b = tokens_backoff_s(l->failures + 1, (unsigned)random());
 
 	if (retry_after > b)
 		b = retry_after < 900 ? retry_after : 900;
-	snprintf(backoff, sizeof(backoff), "%ld", b);
-	snprintf(g, sizeof(g), "%ld", l->gen);
 	if (c == NULL)
 		return; /* the lease runs out by itself */
-	db_cmd(c,
-	    "UPDATE connections SET consecutive_failures = "
-	    "consecutive_failures + 1, last_error = $3, next_attempt_at = "
-	    "now() + make_interval(secs => $4::int), refresh_due_at = now(), "
-	    "lease_holder = NULL, lease_until = NULL, lease_generation = NULL, "
-	    "updated_at = now() WHERE id = $1 AND lease_holder = $2::uuid AND "
-	    "lease_generation = $5::bigint",
-	    5, (const char *[]){ l->id, lease_process_id(), msg, backoff, g });
+	if (!store_conn_lease_fail(c, l, lease_process_id(), msg, b))
+		log_db("refresh lease not given back; it runs out by itself",
+		    l->id);
 }
 
 /*
@@ -248,120 +172,117 @@ lease_fail(PGconn *c, const struct lease *l, const char *msg, long retry_after)
  * the generation refused is condemned (LESSONS.md failure 5): a store
  * that landed meanwhile means the refusal concerned a token nobody needs.
  */
-static int
-lease_condemn(PGconn *c, const struct lease *l, const char *why)
+static enum refresh_outcome
+lease_condemn(PGconn *c, const struct conn_lease *l,
+    const struct finx_error *err)
 {
-	char g[24];
-	PGresult *r;
-	int done;
+	char *why = xasprintf("invalid_grant: %s",
+	    err->message ? err->message : "refused by finX");
+	int done = c != NULL ? store_conn_condemn(c, l, why) : -1;
 
-	snprintf(g, sizeof(g), "%ld", l->gen);
-	if (c == NULL)
-		return -1;
-	r = db_exec(c,
-	    "WITH u AS (UPDATE connections SET status = 'reauth_required', "
-	    "status_reason = $3, last_error = $3, lease_holder = NULL, "
-	    "lease_until = NULL, lease_generation = NULL, updated_at = now() "
-	    "WHERE id = $1 AND token_generation = $2::bigint AND status = "
-	    "'active' RETURNING id) INSERT INTO events (kind, outcome, "
-	    "connection_id, detail) SELECT 'refresh', 'reauth_required', id, "
-	    "$3 FROM u",
-	    3, (const char *[]){ l->id, g, why });
-	done = r == NULL ? -1 : strcmp(PQcmdTuples(r), "1") == 0;
-	PQclear(r);
-	return done;
+	free(why);
+	if (done < 0) {
+		log_db("refused connection not marked reauth_required", l->id);
+		return RF_DB_ERROR;
+	}
+	/* 0: renewed or refreshed meanwhile */
+	return done == 1 ? RF_INVALID_GRANT : RF_NOT_DUE;
 }
 
-/*
- * The heart of it: present the leased refresh token to finX with no
- * transaction open, then store the rotation through the rescue (journal
- * first, compare-and-set on the generation).  own: the worker's
- * connection, or NULL to use the pool around (never across) the call.
- * Ends the caller's hold on l->id in the in-flight set.
- */
+/* The stored refresh token does not open with the configured keys. */
 static enum refresh_outcome
-refresh_leased(PGconn *own, struct lease *l, char **msg)
+leased_undecryptable(PGconn *own, const struct conn_lease *l, char **msg)
 {
-	struct finx_tokens t = { 0 };
-	struct finx_error err = { 0 };
-	char *aad = crypto_aad("connections", l->id, "refresh_token");
-	char *plain = crypto_open(l->sealed, aad, NULL);
+	PGconn *c = conn_get(own);
+
+	lease_fail(c, l, "stored refresh token cannot be decrypted with the "
+			 "configured keys",
+	    0);
+	conn_put(own, c);
+	lease_inflight_del(l->id);
+	if (msg)
+		*msg = xstrdup("stored refresh token cannot be decrypted");
+	metrics_refresh(refresh_outcome_name(RF_DECRYPT));
+	return RF_DECRYPT;
+}
+
+/* finX rotated: store through the rescue (journal first,
+ * compare-and-set on the generation), which takes over the id's hold. */
+static enum refresh_outcome
+leased_store(PGconn *own, const struct conn_lease *l, struct finx_tokens *t)
+{
+	long due = tokens_due_after(t, l->hot, l->refresh_left);
+	PGconn *c = conn_get(own);
+	enum tokens_cas res = rescue_store(c, l->id, l->grant, l->gen, t, due);
+	enum refresh_outcome o = res == TOK_STORED ? RF_OK
+	    : res == TOK_GONE			   ? RF_NOT_FOUND
+	    : res == TOK_REVOKED		   ? RF_INACTIVE
+						   : RF_DB_ERROR;
+
+	conn_put(own, c);
+	metrics_refresh(refresh_outcome_name(o));
+	log_kv(o == RF_OK ? LOG_INFO : LOG_WARN,
+	    o == RF_OK ? "refreshed" : "refreshed, not stored",
+	    "connection_id", l->id, "outcome", refresh_outcome_name(o), NULL);
+	return o;
+}
+
+/* finX refused: condemn the connection or back off. */
+static enum refresh_outcome
+leased_refused(PGconn *own, const struct conn_lease *l,
+    const struct finx_error *err, char **msg)
+{
+	const char *why = err->message ? err->message : "finX error";
+	PGconn *c = conn_get(own);
 	enum refresh_outcome o;
-	PGconn *c;
 
-	free(aad);
-	if (plain == NULL) {
-		c = conn_get(own);
-		lease_fail(c, l, "stored refresh token cannot be decrypted with "
-				 "the configured keys",
-		    0);
-		conn_put(own, c);
-		lease_inflight_del(l->id);
-		if (msg)
-			*msg = xstrdup("stored refresh token cannot be "
-				       "decrypted");
-		metrics_refresh(refresh_outcome_name(RF_DECRYPT));
-		return RF_DECRYPT;
-	}
-	if (finx_refresh(plain, &t, &err)) {
-		long due = tokens_due_after(&t, l->hot, l->refresh_left);
-		enum tokens_cas res;
-
-		free_secret(plain);
-		c = conn_get(own);
-		res = rescue_store(c, l->id, l->grant, l->gen, &t, due);
-		conn_put(own, c);
-		o = res == TOK_STORED  ? RF_OK
-		    : res == TOK_GONE  ? RF_NOT_FOUND
-		    : res == TOK_REVOKED ? RF_INACTIVE
-					 : RF_DB_ERROR;
-		metrics_refresh(refresh_outcome_name(o));
-		log_kv(o == RF_OK ? LOG_INFO : LOG_WARN,
-		    o == RF_OK ? "refreshed" : "refreshed, not stored",
-		    "connection_id", l->id, "outcome", refresh_outcome_name(o),
-		    NULL);
-		return o;
-	}
-	free_secret(plain);
-	c = conn_get(own);
-	if (err.invalid_grant) {
-		char *why = xasprintf("invalid_grant: %s",
-		    err.message ? err.message : "refused by finX");
-
-		switch (lease_condemn(c, l, why)) {
-		case 1:
-			o = RF_INVALID_GRANT;
-			break;
-		case 0: /* renewed or refreshed meanwhile */
-			o = RF_NOT_DUE;
-			break;
-		default:
-			o = RF_DB_ERROR;
-		}
-		free(why);
-	} else {
-		lease_fail(c, l, err.message ? err.message : "finX error",
-		    err.retry_after);
-		o = err.transient ? RF_TRANSIENT : RF_REJECTED;
+	if (err->invalid_grant)
+		o = lease_condemn(c, l, err);
+	else {
+		lease_fail(c, l, why, err->retry_after);
+		o = err->transient ? RF_TRANSIENT : RF_REJECTED;
 	}
 	conn_put(own, c);
 	lease_inflight_del(l->id);
 	metrics_refresh(refresh_outcome_name(o));
 	log_kv(LOG_WARN, "refresh failed", "connection_id", l->id, "outcome",
-	    refresh_outcome_name(o), "error", err.message, NULL);
+	    refresh_outcome_name(o), "error", err->message, NULL);
 	if (msg)
-		*msg = xstrdup(err.message ? err.message : "finX error");
+		*msg = xstrdup(why);
+	return o;
+}
+
+/*
+ * The heart of it: present the leased refresh token to finX with no
+ * transaction open, then store the rotation.  own: the worker's
+ * connection, or NULL to use the pool around (never across) the call.
+ * Ends the caller's hold on l->id in the in-flight set.
+ */
+static enum refresh_outcome
+refresh_leased(PGconn *own, const struct conn_lease *l, char **msg)
+{
+	struct finx_tokens t = { 0 };
+	struct finx_error err = { 0 };
+	char *plain = store_open("connections", l->id, "refresh_token",
+	    l->sealed);
+	enum refresh_outcome o;
+	bool rotated;
+
+	if (plain == NULL)
+		return leased_undecryptable(own, l, msg);
+	rotated = finx_refresh(plain, &t, &err);
+	free_secret(plain);
+	o = rotated ? leased_store(own, l, &t)
+		    : leased_refused(own, l, &err, msg);
 	finx_error_free(&err);
 	return o;
 }
 
-/* What a caller needs to know of a connection before refreshing it. */
-struct conn_state {
-	long gen;
-	double access_left; /* seconds; negative: expired or none */
-	long lifetime;
-	bool backing_off;   /* a failed refresh's backoff still runs */
-};
+static bool
+needs_refresh(double access_left, long lifetime)
+{
+	return tokens_need_refresh(access_left, lifetime, tokens_margin());
+}
 
 /*
  * Read id's state: RF_OK when it is active with a refresh token, else
@@ -370,42 +291,78 @@ struct conn_state {
 static enum refresh_outcome
 state_read(PGconn *c, const char *id, struct conn_state *st, char **msg)
 {
-	PGresult *r = db_exec_prepared(c, "rf_state",
-	    "SELECT status, status_reason, refresh_token IS NOT NULL, "
-	    "token_generation, coalesce(extract(epoch FROM access_expires_at - "
-	    "now()), -1), coalesce(access_lifetime_s, 300), "
-	    "coalesce(next_attempt_at > now(), false) FROM connections "
-	    "WHERE id = $1",
-	    1, (const char *[]){ id });
 	enum refresh_outcome o = RF_OK;
+	int got = store_conn_state(c, id, st);
 
-	if (r == NULL)
-		return RF_DB_ERROR;
-	if (PQntuples(r) == 0)
-		o = RF_NOT_FOUND;
-	else if (strcmp(PQgetvalue(r, 0, 0), "reauth_required") == 0) {
+	if (got <= 0)
+		return got < 0 ? RF_DB_ERROR : RF_NOT_FOUND;
+	if (st->reauth) {
 		/* Already found dead (perhaps by another process): say so. */
 		o = RF_INVALID_GRANT;
-		if (msg != NULL && *msg == NULL && !PQgetisnull(r, 0, 1))
-			*msg = xstrdup(PQgetvalue(r, 0, 1));
-	} else if (strcmp(PQgetvalue(r, 0, 0), "active") != 0 ||
-	    strcmp(PQgetvalue(r, 0, 2), "t") != 0)
+		if (msg != NULL && *msg == NULL && st->reason != NULL)
+			*msg = xstrdup(st->reason);
+	} else if (!st->active || !st->has_refresh)
 		o = RF_INACTIVE;
-	else {
-		st->gen = db_long(r, 0, 3, 0);
-		st->access_left = strtod(PQgetvalue(r, 0, 4), NULL);
-		st->lifetime = db_long(r, 0, 5, 300);
-		st->backing_off = strcmp(PQgetvalue(r, 0, 6), "t") == 0;
-	}
-	PQclear(r);
+	store_conn_state_free(st);
 	return o;
 }
 
-static bool
-needs_refresh(const struct conn_state *st)
+/*
+ * Whether refresh_now goes on with a connection in state st: RF_OK, or
+ * its answer.  The first look (*gen0 < 0) decides and keeps the
+ * generation; a later one only sees whether the holder it waited for
+ * refreshed meanwhile.
+ */
+static enum refresh_outcome
+refresh_wanted(const struct conn_state *st, bool force, long *gen0,
+    char **msg)
 {
-	return tokens_need_refresh(st->access_left, st->lifetime,
-	    tokens_margin());
+	if (*gen0 >= 0)
+		return st->gen != *gen0 ? RF_NOT_DUE : RF_OK;
+	*gen0 = st->gen;
+	if (!force && !needs_refresh(st->access_left, st->lifetime))
+		return RF_NOT_DUE;
+	/* Readers do not hammer finX through a failure's backoff
+	 * (LESSONS.md failure 7); an admin may. */
+	if (!force && st->backing_off) {
+		if (msg != NULL && *msg == NULL)
+			*msg = xstrdup("the last refresh failed; retrying "
+				       "after its backoff");
+		return RF_TRANSIENT;
+	}
+	return RF_OK;
+}
+
+/*
+ * One look of refresh_now at id: the lease taken (*got 1), or RF_OK
+ * with none taken yet (someone else holds it: wait), or the answer.
+ */
+static enum refresh_outcome
+refresh_try(const char *id, bool force, long *gen0, struct conn_lease *l,
+    int *got, char **msg)
+{
+	struct conn_state st;
+	struct lease_terms w;
+	enum refresh_outcome o;
+	PGconn *c = db_acquire();
+
+	*got = 0;
+	if (c == NULL)
+		return RF_DB_ERROR;
+	if ((o = state_read(c, id, &st, msg)) == RF_OK)
+		o = refresh_wanted(&st, force, gen0, msg);
+	if (o == RF_OK && lease_inflight_add(id)) {
+		lease_terms(&w, "{}");
+		*got = store_conn_lease(c, &w, id, *gen0, l);
+		if (*got == 1)
+			lease_taken(l);
+		else
+			lease_inflight_del(id);
+		if (*got < 0)
+			o = RF_DB_ERROR;
+	}
+	db_release(c);
+	return o;
 }
 
 enum refresh_outcome
@@ -413,58 +370,24 @@ refresh_now(const char *raw_id, bool force, char **msg)
 {
 	/* A holder's finX call ends within its timeout; wait that long. */
 	int64_t deadline = mono_ms() + rcfg->finx_timeout_ms + 2000;
-	struct conn_state st;
 	long gen0 = -1;
 	char id[UUID_LEN + 1];
 
 	if (!id_lower(raw_id, id))
 		return RF_NOT_FOUND;
-
 	for (;;) {
+		struct conn_lease l = { 0 };
 		enum refresh_outcome o;
-		struct lease l = { 0 };
-		PGconn *c = db_acquire();
-		int got = 0;
+		int got;
 
-		if (c == NULL)
-			return RF_DB_ERROR;
-		if ((o = state_read(c, id, &st, msg)) != RF_OK) {
-			db_release(c);
-			return o;
-		}
-		if (gen0 < 0) {
-			gen0 = st.gen;
-			if (!force && !needs_refresh(&st)) {
-				db_release(c);
-				return RF_NOT_DUE;
-			}
-			/* Readers do not hammer finX through a failure's
-			 * backoff (LESSONS.md failure 7); an admin may. */
-			if (!force && st.backing_off) {
-				db_release(c);
-				if (msg != NULL && *msg == NULL)
-					*msg = xstrdup("the last refresh failed; "
-						       "retrying after its backoff");
-				return RF_TRANSIENT;
-			}
-		} else if (st.gen != gen0) {
-			/* Refreshed by the holder we waited for. */
-			db_release(c);
-			return RF_NOT_DUE;
-		}
-		if (lease_inflight_add(id)) {
-			got = lease_take(c, id, gen0, &l);
-			if (got != 1)
-				lease_inflight_del(id);
-		}
-		db_release(c);
+		o = refresh_try(id, force, &gen0, &l, &got, msg);
 		if (got == 1) {
 			o = refresh_leased(NULL, &l, msg);
-			lease_free(&l);
+			store_conn_lease_free(&l);
 			return o;
 		}
-		if (got < 0)
-			return RF_DB_ERROR;
+		if (o != RF_OK)
+			return o;
 		if (mono_ms() > deadline)
 			return RF_BUSY;
 		usleep(100 * 1000);
@@ -480,16 +403,44 @@ refresh_now(const char *raw_id, bool force, char **msg)
 static void
 mark_handout(PGconn *c, const char *id, long lifetime)
 {
-	char ahead[24];
+	long ahead = lifetime -
+	    tokens_due_in(lifetime, tokens_margin(), LONG_MAX);
 
-	snprintf(ahead, sizeof(ahead), "%ld",
-	    lifetime - tokens_due_in(lifetime, tokens_margin(), LONG_MAX));
-	db_cmd(c,
-	    "UPDATE connections SET last_handout_at = now(), refresh_due_at = "
-	    "CASE WHEN lease_holder IS NULL THEN least(refresh_due_at, "
-	    "access_expires_at - make_interval(secs => $2::int)) ELSE "
-	    "refresh_due_at END WHERE id = $1",
-	    2, (const char *[]){ id, ahead });
+	if (!store_conn_mark_handout(c, id, ahead))
+		log_db("token hand-out not recorded", id);
+}
+
+/*
+ * Read id's stored access token into *tk: 1 usable, 0 not (*need: too
+ * close to expiry, expired, missing or not active: refresh first, and
+ * the caller finds out why), -1 database error.  A hand-out marks the
+ * connection hot and wakes a worker when it is due.
+ */
+static int
+token_look(const char *id, unsigned flags, bool check_need,
+    struct conn_token *tk, bool *need)
+{
+	PGconn *c = db_acquire();
+	bool handout = (flags & RT_HANDOUT) != 0;
+	int got;
+
+	*need = false;
+	if (c == NULL)
+		return -1;
+	got = store_conn_token(c, id, tk);
+	*need = got == 0;
+	if (got == 1 && check_need &&
+	    ((flags & RT_FORCE) || needs_refresh(tk->access_left, tk->lifetime))) {
+		store_conn_token_free(tk);
+		*need = true;
+		got = 0;
+	}
+	if (got == 1 && handout && tk->stale)
+		mark_handout(c, id, tk->lifetime);
+	db_release(c);
+	if (got == 1 && handout && (tk->due || tk->stale) && kick != NULL)
+		kick();
+	return got;
 }
 
 /*
@@ -501,54 +452,15 @@ static char *
 token_read(const char *id, unsigned flags, bool check_need,
     enum refresh_outcome *o, char **expires_at, char **msg, bool *need)
 {
-	PGconn *c = db_acquire();
-	PGresult *r;
-	struct conn_state st = { 0 };
-	char *aad, *plain;
-	bool stale, due;
+	struct conn_token tk;
+	int got = token_look(id, flags, check_need, &tk, need);
+	char *plain;
 
-	*need = false;
-	if (c == NULL) {
-		*o = RF_DB_ERROR;
+	if (got <= 0) {
+		*o = got < 0 ? RF_DB_ERROR : RF_OK;
 		return NULL;
 	}
-	r = db_exec_prepared(c, "rf_token",
-	    "SELECT access_token, to_char(access_expires_at AT TIME ZONE "
-	    "'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-	    "extract(epoch FROM access_expires_at - now()), "
-	    "coalesce(access_lifetime_s, 300), last_handout_at IS NULL OR "
-	    "last_handout_at < now() - make_interval(secs => "
-	    "coalesce(access_lifetime_s, 300) / 4.0), refresh_due_at <= now() "
-	    "AND lease_holder IS NULL FROM connections WHERE id = $1 AND "
-	    "status = 'active' AND access_token IS NOT NULL AND "
-	    "access_expires_at > now()",
-	    1, (const char *[]){ id });
-	if (r == NULL || PQntuples(r) == 0) {
-		/* Expired, missing, or not active: the caller finds out why. */
-		*o = r == NULL ? RF_DB_ERROR : RF_OK;
-		*need = r != NULL;
-		PQclear(r);
-		db_release(c);
-		return NULL;
-	}
-	st.access_left = strtod(PQgetvalue(r, 0, 2), NULL);
-	st.lifetime = db_long(r, 0, 3, 300);
-	stale = strcmp(PQgetvalue(r, 0, 4), "t") == 0;
-	due = strcmp(PQgetvalue(r, 0, 5), "t") == 0;
-	if (check_need && ((flags & RT_FORCE) || needs_refresh(&st))) {
-		*need = true;
-		PQclear(r);
-		db_release(c);
-		return NULL;
-	}
-	if ((flags & RT_HANDOUT) && stale)
-		mark_handout(c, id, st.lifetime);
-	db_release(c);
-	if ((flags & RT_HANDOUT) && (due || stale) && kick != NULL)
-		kick();
-	aad = crypto_aad("connections", id, "access_token");
-	plain = crypto_open(PQgetvalue(r, 0, 0), aad, NULL);
-	free(aad);
+	plain = store_open("connections", id, "access_token", tk.sealed);
 	if (plain == NULL) {
 		log_kv(LOG_ERROR, "cannot decrypt access token",
 		    "connection_id", id, NULL);
@@ -558,9 +470,9 @@ token_read(const char *id, unsigned flags, bool check_need,
 	} else {
 		*o = RF_NOT_DUE;
 		if (expires_at != NULL)
-			*expires_at = xstrdup(PQgetvalue(r, 0, 1));
+			*expires_at = xstrdup(tk.expires_at);
 	}
-	PQclear(r);
+	store_conn_token_free(&tk);
 	return plain;
 }
 
@@ -597,12 +509,6 @@ refresh_access_token(const char *raw_id, unsigned flags,
 	return plain;
 }
 
-const char refresh_claim_sql[] =
-    LEASE_SET "FROM (SELECT id, lease_holder AS prev FROM connections k "
-	      "WHERE k.next_due_at <= now() AND " LEASE_FREE
-    " ORDER BY k.next_due_at LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED) o "
-    "WHERE c.id = o.id " LEASE_RETURNING;
-
 /*
  * The claim committed a lease before this thread held the id in the
  * in-flight set.  Another thread of this process may be looking at the
@@ -613,149 +519,123 @@ const char refresh_claim_sql[] =
  * So: take the id (briefly waiting), then check the lease still stands.
  */
 static bool
-lease_hold(PGconn *c, const struct lease *l)
+lease_hold(PGconn *c, const struct conn_lease *l)
 {
 	int64_t end = mono_ms() + 2000;
-	char g[24];
-	PGresult *r;
-	bool mine;
+	int mine;
 
 	while (!lease_inflight_add(l->id)) {
 		if (mono_ms() > end)
 			return false; /* it runs out; the row stays due */
 		usleep(10 * 1000);
 	}
-	snprintf(g, sizeof(g), "%ld", l->gen);
-	r = db_exec_prepared(c, "rf_hold",
-	    "SELECT 1 FROM connections WHERE id = $1 AND lease_holder = "
-	    "$2::uuid AND lease_generation = $3::bigint AND token_generation "
-	    "= $3::bigint AND lease_until > now()",
-	    3, (const char *[]){ l->id, lease_process_id(), g });
-	mine = r != NULL && PQntuples(r) == 1;
-	PQclear(r);
-	if (!mine)
+	mine = store_conn_lease_holds(c, l, lease_process_id());
+	if (mine < 0)
+		log_db("refresh lease not checked; it runs out by itself",
+		    l->id);
+	if (mine != 1)
 		lease_inflight_del(l->id);
-	return mine;
+	return mine == 1;
 }
 
 bool
 refresh_one(PGconn *c)
 {
-	struct lease_args a;
-	struct lease l = { 0 };
+	struct lease_terms w;
+	struct conn_lease l = { 0 };
 	char *inflight = lease_inflight_literal();
-	PGresult *r;
+	int got;
 
-	lease_args(&a, inflight);
-	r = db_exec_prepared(c, "rf_claim", refresh_claim_sql, 5, a.p);
+	lease_terms(&w, inflight);
+	got = store_conn_claim_due(c, &w, &l);
 	free(inflight);
-	if (r == NULL || PQntuples(r) == 0) {
-		PQclear(r);
+	if (got < 0)
+		log_db("refresh claim failed", NULL);
+	if (got != 1)
 		return false;
-	}
-	lease_read(r, &l);
-	PQclear(r);
+	lease_taken(&l);
 	if (lease_hold(c, &l))
 		refresh_leased(c, &l, NULL);
-	lease_free(&l);
+	store_conn_lease_free(&l);
 	return true;
 }
 
+/* One revocation: the connection it is limited to (NULL: any), and
+ * whether one was claimed. */
+struct revoke {
+	const char *connection_id;
+	bool claimed;
+};
+
 /*
- * Revoke one pending token at finX; false when none was due.  With
- * connection_id, only that connection's tokens are considered (DELETE
- * revokes its own tokens at once; other due rows are the workers').
+ * The transaction of revoke_one: claim the token, present it to finX's
+ * /auth/revoke, then delete it (revoked, or unreadable: nothing could
+ * revoke it) or schedule its retry.  A second run (a deadlock) presents
+ * it again, which finX answers alike.
+ */
+static bool
+revoke_tx(PGconn *c, void *arg)
+{
+	struct revoke *a = arg;
+	struct finx_error err = { 0 };
+	struct revocation rv;
+	char *plain;
+	bool ok;
+
+	a->claimed = store_revocation_claim(c, a->connection_id, &rv) == 1;
+	if (!a->claimed)
+		return false;
+	plain = store_open("revocations", rv.id, "token", rv.sealed);
+	if (plain != NULL && !finx_revoke(plain, &err)) {
+		log_kv(LOG_WARN, "revocation failed; will retry", "error",
+		    err.message, NULL);
+		ok = store_revocation_retry(c, &rv, err.message,
+		    tokens_backoff_s(rv.attempts, (unsigned)random()));
+	} else
+		ok = store_revocation_done(c, &rv);
+	free_secret(plain);
+	finx_error_free(&err);
+	store_revocation_free(&rv);
+	return ok;
+}
+
+/*
+ * Revoke one pending token at finX; false when none was due (or it could
+ * not be settled).  With connection_id, only that connection's tokens
+ * are considered (DELETE revokes its own tokens at once; other due rows
+ * are the workers').
+ *
+ * A connection's refresh tokens go before its access tokens (RFC 7009:
+ * revoking the refresh token ends the grant), even when a worker and
+ * DELETE's own attempt run at once: an access token is queued due a
+ * little after its refresh token, and a refresh token that failed pushes
+ * its access tokens past its own backoff, so the workers' claim stays one
+ * range scan on revocations_due_idx.  DELETE's own attempt takes its
+ * connection's fresh rows at once, refresh token first.
  */
 static bool
 revoke_one(PGconn *c, const char *connection_id)
 {
-	struct finx_error err = { 0 };
-	PGresult *r;
-	char *aad, *plain;
-	const char *rid;
-	bool ok;
+	struct revoke a = { connection_id, false };
 
-	if (!db_cmd(c, "BEGIN", 0, NULL))
-		return false;
-	/*
-	 * A connection's refresh tokens go before its access tokens (RFC
-	 * 7009: revoking the refresh token ends the grant), even when a
-	 * worker and DELETE's own attempt run at once: an access token is
-	 * queued due a little after its refresh token, and a refresh token
-	 * that failed pushes its access tokens past its own backoff, so the
-	 * workers' claim stays one range scan on revocations_due_idx.
-	 * DELETE's own attempt takes its connection's fresh rows at once,
-	 * refresh token first.
-	 */
-	if (connection_id != NULL)
-		r = db_exec(c,
-		    "SELECT id, token, attempts + 1, kind FROM revocations WHERE "
-		    "connection_id = $1 AND next_attempt_at <= now() + "
-		    "interval '" REVOKE_ACCESS_AFTER "' ORDER BY kind DESC, "
-		    "next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED",
-		    1, (const char *[]){ connection_id });
-	else
-		r = db_exec(c,
-		    "SELECT id, token, attempts + 1, kind FROM revocations WHERE "
-		    "next_attempt_at <= now() ORDER BY next_attempt_at LIMIT 1 "
-		    "FOR UPDATE SKIP LOCKED",
-		    0, NULL);
-	if (r == NULL || PQntuples(r) == 0) {
-		PQclear(r);
-		rollback(c);
-		return false;
-	}
-	rid = PQgetvalue(r, 0, 0);
-	aad = crypto_aad("revocations", rid, "token");
-	plain = crypto_open(PQgetvalue(r, 0, 1), aad, NULL);
-	free(aad);
-	ok = plain != NULL && finx_revoke(plain, &err);
-	free_secret(plain);
-	if (ok || plain == NULL)
-		db_cmd(c, "DELETE FROM revocations WHERE id = $1", 1,
-		    (const char *[]){ rid });
-	else {
-		char backoff[24];
-
-		snprintf(backoff, sizeof(backoff), "%ld",
-		    tokens_backoff_s((int)db_long(r, 0, 2, 1),
-			(unsigned)random()));
-		db_cmd(c,
-		    "UPDATE revocations SET attempts = attempts + 1, "
-		    "last_error = $2, next_attempt_at = now() + "
-		    "make_interval(secs => $3::int) WHERE id = $1",
-		    3, (const char *[]){ rid, err.message, backoff });
-		if (strcmp(PQgetvalue(r, 0, 3), "refresh") == 0)
-			db_cmd(c,
-			    "UPDATE revocations SET next_attempt_at = "
-			    "greatest(next_attempt_at, now() + make_interval("
-			    "secs => $2::int) + interval '"
-			    REVOKE_ACCESS_AFTER "') WHERE connection_id = "
-			    "(SELECT connection_id FROM revocations WHERE id = "
-			    "$1) AND kind = 'access'",
-			    2, (const char *[]){ rid, backoff });
-		log_kv(LOG_WARN, "revocation failed; will retry", "error",
-		    err.message, NULL);
-	}
-	finx_error_free(&err);
-	PQclear(r);
-	db_cmd(c, "COMMIT", 0, NULL);
-	return true;
+	if (db_tx(c, revoke_tx, &a))
+		return true;
+	if (db_failure() != DBF_NONE)
+		log_db("revocation not settled; it is retried", connection_id);
+	return false;
 }
 
 void
 revocations_try(PGconn *c, const char *connection_id)
 {
-	PGresult *r = db_exec(c,
-	    "SELECT id FROM revocations WHERE connection_id = $1 ORDER BY "
-	    "kind DESC",
-	    1, (const char *[]){ connection_id });
-	int i, n = r ? PQntuples(r) : 0;
+	int i, n = store_revocation_count(c, connection_id);
 
-	PQclear(r);
-	/* Oldest first: the refresh token was queued before the access
-	 * token.  Only this connection's rows: other due rows (a reauth's
-	 * old grant, earlier failures) belong to the background workers. */
+	if (n < 0)
+		log_db("revocations not tried; the workers will",
+		    connection_id);
+	/* Refresh tokens first (revoke_one).  Only this connection's rows:
+	 * other due rows (a reauth's old grant, earlier failures) belong to
+	 * the background workers. */
 	for (i = 0; i < n; i++)
 		if (!revoke_one(c, connection_id))
 			break;
@@ -794,27 +674,4 @@ refresh_shutdown(void)
 	rescue_stop(rcfg->drain_timeout_s);
 	lease_heartbeat_stop(!rescue_left_in_journal());
 	rinit = false;
-}
-
-enum status
-refresh_status(enum refresh_outcome o)
-{
-	switch (o) {
-	case RF_INVALID_GRANT:
-		return ST_REAUTH_REQUIRED;
-	case RF_INACTIVE:
-		return ST_NOT_ACTIVE;
-	case RF_NOT_FOUND:
-		return ST_NOT_FOUND;
-	case RF_TRANSIENT:
-		return ST_FINX_UNAVAILABLE;
-	case RF_REJECTED:
-		return ST_FINX_ERROR;
-	case RF_DECRYPT:
-		return ST_DECRYPT_FAILED;
-	case RF_BUSY:
-		return ST_REFRESH_IN_PROGRESS;
-	default:
-		return ST_DB_UNAVAILABLE;
-	}
 }

@@ -31,9 +31,8 @@ enum refresh_outcome {
 	RF_BUSY,          /* another holder's refresh is still running */
 };
 const char *refresh_outcome_name(enum refresh_outcome o);
-/* The answer to a request whose refresh ended with o (not RF_OK or
- * RF_NOT_DUE): reauth_required, connection_not_active, finX's failure,
- * ...; the database unavailable for anything else. */
+/* The answer to a request whose refresh ended in o (ST_OK for RF_OK and
+ * RF_NOT_DUE): for api_fail. */
 enum status refresh_status(enum refresh_outcome o);
 
 /*
@@ -68,20 +67,11 @@ char *refresh_access_token(const char *id, unsigned flags,
 bool refresh_init(const struct config *cfg);
 
 /*
- * The background claim: takes the refresh lease on the connection due
- * first, in one statement on one index (connections_next_due_idx), so
- * its cost does not grow with the connections waiting in backoff.
- * Parameters: $1 this process's id, $2 lease seconds, $3 ids whose
- * refresh this process itself still has in flight (a uuid[] literal),
- * $4 whether this process may take over a dead holder's lease, $5 the
- * heartbeat age (seconds) after which a holder counts as gone.
- * Exported for bench_sched, which measures it against a backlog.
- */
-extern const char refresh_claim_sql[];
-
-/*
  * For the workers (worker.c): claim and refresh the connection due
- * first, and revoke one pending token at finX; false when none was due.
+ * first (store_conn_claim_due: the lease on the connection due first, in
+ * one statement on one index, connections_next_due_idx, so its cost does
+ * not grow with the connections waiting in backoff), and revoke one
+ * pending token at finX; false when none was due.
  */
 bool refresh_one(PGconn *c);
 bool revocations_one(PGconn *c);

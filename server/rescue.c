@@ -27,12 +27,13 @@
 
 #include "clock.h"
 #include "config.h"
-#include "crypto.h"
 #include "db.h"
 #include "lease.h"
 #include "log.h"
 #include "mem.h"
 #include "secret.h"
+#include "store.h"
+#include "store_tokens.h"
 #include "text.h"
 
 #define JOURNAL_MAX (64 * 1024)
@@ -91,11 +92,7 @@ fsync_dir(void)
 static char *
 seal_col(const char *id, const char *column, const char *plain)
 {
-	char *aad = crypto_aad("rescue", id, column);
-	char *s = crypto_seal(plain, aad);
-
-	free(aad);
-	return s;
+	return store_seal("rescue", id, column, plain);
 }
 
 static bool
@@ -114,22 +111,16 @@ write_all(int fd, const char *p, size_t n)
 	return true;
 }
 
-/* Write e's journal file; false (logged) when the disk refuses. */
-static bool
-journal_write(struct entry *e)
+/* The journal text of e: its tokens sealed, never in plain text. */
+static json_object *
+journal_json(const struct entry *e)
 {
 	json_object *o = json_object_new_object();
 	char *access = seal_col(e->id, "access_token", e->t.access_token);
 	char *refresh = e->t.refresh_token
 	    ? seal_col(e->id, "refresh_token", e->t.refresh_token)
 	    : NULL;
-	char *path = xasprintf("%s/rescue-%s-%ld.json", rs.dir, e->id, e->gen);
-	char *tmp = xasprintf("%s.tmp", path);
-	const char *text;
-	int fd, err;
-	bool ok;
 
-	errno = 0;
 	json_object_object_add(o, "v", json_object_new_int(1));
 	json_object_object_add(o, "connection_id", json_object_new_string(e->id));
 	json_object_object_add(o, "generation", json_object_new_int64(e->gen));
@@ -148,43 +139,64 @@ journal_write(struct entry *e)
 	json_object_object_add(o, "access", json_object_new_string(access));
 	json_object_object_add(o, "refresh",
 	    refresh ? json_object_new_string(refresh) : NULL);
-	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	free(access);
+	free(refresh);
+	return o;
+}
+
+/*
+ * Write text to path so that a file under that name is complete: a .tmp
+ * name, fsynced, renamed, the directory fsynced.  0, or the errno.
+ */
+static int
+write_durably(const char *path, const char *text)
+{
+	char *tmp = xasprintf("%s.tmp", path);
+	int fd, err;
+	bool ok;
+
+	errno = 0;
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	ok = fd >= 0 && write_all(fd, text, strlen(text)) && fsync(fd) == 0;
 	err = errno;
 	if (fd >= 0 && close(fd) != 0)
 		ok = false;
 	ok = ok && rename(tmp, path) == 0 && fsync_dir();
-	if (ok) {
-		e->path = path;
-		path = NULL;
-	} else {
-		if (err == 0)
-			err = errno;
+	if (!ok && err == 0)
+		err = errno != 0 ? errno : EIO;
+	if (!ok)
+		unlink(tmp);
+	free(tmp);
+	return ok ? 0 : err;
+}
+
+/* Write e's journal file; false (logged) when the disk refuses. */
+static bool
+journal_write(struct entry *e)
+{
+	json_object *o = journal_json(e);
+	char *path = xasprintf("%s/rescue-%s-%ld.json", rs.dir, e->id, e->gen);
+	int err = write_durably(path,
+	    json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+
+	json_object_put(o);
+	if (err != 0) {
 		log_kv(LOG_ERROR, "rescue journal not written; the rotated "
 				  "tokens are kept in memory only",
 		    "connection_id", e->id, "error", strerror(err), NULL);
-		unlink(tmp);
+		free(path);
+		return false;
 	}
-	json_object_put(o);
-	free(access);
-	free(refresh);
-	free(path);
-	free(tmp);
-	return ok;
+	e->path = path;
+	return true;
 }
 
 static char *
 open_col(const char *id, const char *column, json_object *v)
 {
-	char *aad, *plain;
-
 	if (!json_object_is_type(v, json_type_string))
 		return NULL;
-	aad = crypto_aad("rescue", id, column);
-	plain = crypto_open(json_object_get_string(v), aad, NULL);
-	free(aad);
-	return plain;
+	return store_open("rescue", id, column, json_object_get_string(v));
 }
 
 static long
@@ -281,6 +293,58 @@ load_entry(struct entry *e, int *loaded)
 	(*loaded)++;
 }
 
+/* The entry of journal file path, to be known as as_path; NULL when it
+ * is unusable. */
+static struct entry *
+journal_read(const char *path, const char *as_path)
+{
+	char *text = slurp(path);
+	struct entry *e = text ? journal_parse(as_path, text) : NULL;
+
+	free_secret(text);
+	return e;
+}
+
+/*
+ * A .json.tmp file, never renamed, so its store was never tried: the
+ * only copy when it is complete (fsynced before the crash), rubbish
+ * when it is not.
+ */
+static void
+load_tmp(const char *path, int *loaded)
+{
+	char *final = xstrndup(path, strlen(path) - 4);
+	struct entry *e = journal_read(path, final);
+
+	if (e != NULL && rename(path, final) == 0 && fsync_dir())
+		load_entry(e, loaded);
+	else {
+		if (e != NULL)
+			entry_free(e);
+		unlink(path);
+	}
+	free(final);
+}
+
+static void
+load_json(const char *path, int *loaded)
+{
+	struct entry *e = journal_read(path, path);
+	char *bad;
+
+	if (e != NULL) {
+		load_entry(e, loaded);
+		return;
+	}
+	/* Kept for the operator: perhaps a key that was removed from
+	 * FINXD_TOKEN_KEYS too early. */
+	bad = xasprintf("%s.bad", path);
+	log_kv(LOG_ERROR, "rescue journal file unusable; moved aside", "file",
+	    bad, NULL);
+	rename(path, bad);
+	free(bad);
+}
+
 /* Load what an earlier process left: each rotation becomes pending. */
 static void
 journal_load(void)
@@ -288,67 +352,31 @@ journal_load(void)
 	DIR *d = opendir(rs.dir);
 	struct dirent *de;
 	int loaded = 0;
+	char nbuf[16];
 
 	if (d == NULL)
 		return;
 	while ((de = readdir(d)) != NULL) {
-		size_t n = strlen(de->d_name);
-		char *path, *text;
-		struct entry *e;
+		const char *name = de->d_name;
+		size_t n = strlen(name);
+		char *path;
 
-		if (strncmp(de->d_name, "rescue-", 7) != 0)
+		if (strncmp(name, "rescue-", 7) != 0)
 			continue;
-		path = xasprintf("%s/%s", rs.dir, de->d_name);
-		if (n > 9 && strcmp(de->d_name + n - 9, ".json.tmp") == 0) {
-			/* Never renamed, so its store was never tried: the
-			 * only copy when it is complete (fsynced before the
-			 * crash), rubbish when it is not. */
-			char *final = xstrndup(path, strlen(path) - 4);
-
-			text = slurp(path);
-			e = text ? journal_parse(final, text) : NULL;
-			free_secret(text);
-			if (e != NULL && rename(path, final) == 0 && fsync_dir())
-				load_entry(e, &loaded);
-			else {
-				if (e != NULL)
-					entry_free(e);
-				unlink(path);
-			}
-			free(final);
-			free(path);
-			continue;
-		}
-		if (n < 5 || strcmp(de->d_name + n - 5, ".json") != 0) {
-			free(path);
-			continue;
-		}
-		text = slurp(path);
-		e = text ? journal_parse(path, text) : NULL;
-		free_secret(text);
-		if (e == NULL) {
-			char *bad = xasprintf("%s.bad", path);
-
-			/* Kept for the operator: perhaps a key that was
-			 * removed from FINXD_TOKEN_KEYS too early. */
-			log_kv(LOG_ERROR, "rescue journal file unusable; moved "
-					  "aside",
-			    "file", bad, NULL);
-			rename(path, bad);
-			free(bad);
-		} else
-			load_entry(e, &loaded);
+		path = xasprintf("%s/%s", rs.dir, name);
+		if (n > 9 && strcmp(name + n - 9, ".json.tmp") == 0)
+			load_tmp(path, &loaded);
+		else if (n >= 5 && strcmp(name + n - 5, ".json") == 0)
+			load_json(path, &loaded);
 		free(path);
 	}
 	closedir(d);
-	if (loaded > 0) {
-		char nbuf[16];
-
-		snprintf(nbuf, sizeof(nbuf), "%d", loaded);
-		log_kv(LOG_WARN, "rescue journal replayed: rotated tokens from an "
-				 "earlier run are being stored",
-		    "count", nbuf, NULL);
-	}
+	if (loaded == 0)
+		return;
+	snprintf(nbuf, sizeof(nbuf), "%d", loaded);
+	log_kv(LOG_WARN, "rescue journal replayed: rotated tokens from an "
+			 "earlier run are being stored",
+	    "count", nbuf, NULL);
 }
 
 bool
@@ -421,14 +449,16 @@ rescue_store(PGconn *c, const char *id, const char *grant, long gen,
 	if (rs.dir != NULL)
 		journal_write(e);
 	if (c != NULL)
-		res = tokens_rotate(c, e->id, e->grant, e->gen, &e->t, e->due_s);
+		res = store_conn_rotate(c, e->id, e->grant, e->gen, &e->t, e->due_s);
 	if (res != TOK_DB_ERROR) {
 		settle(e, res);
 		return res;
 	}
 	log_kv(LOG_WARN, "refreshed tokens could not be stored yet; rescue "
 			 "keeps trying",
-	    "connection_id", id, "journal", e->path ? "yes" : "no", NULL);
+	    "connection_id", id, "journal", e->path ? "yes" : "no",
+	    "sqlstate", c ? db_failure_sqlstate() : NULL, "db_error",
+	    c ? db_failure_message() : NULL, NULL);
 	atomic_store(&rs.tried_on_db, false);
 	atomic_fetch_add(&rs.pending, 1);
 	push(e);
@@ -467,7 +497,7 @@ drain(PGconn *c)
 		enum tokens_cas res;
 
 		list = e->next;
-		res = c ? tokens_rotate(c, e->id, e->grant, e->gen, &e->t, e->due_s)
+		res = c ? store_conn_rotate(c, e->id, e->grant, e->gen, &e->t, e->due_s)
 			: TOK_DB_ERROR;
 		if (res == TOK_DB_ERROR) {
 			e->next = keep;
@@ -490,6 +520,39 @@ drain(PGconn *c)
 	return rescue_pending() == 0;
 }
 
+/* The rescue's own connection: c while it works, else a new one (NULL
+ * when PostgreSQL cannot be reached). */
+static PGconn *
+rescue_conn(PGconn *c)
+{
+	char *err = NULL;
+
+	if (c != NULL && PQstatus(c) == CONNECTION_OK)
+		return c;
+	PQfinish(c);
+	c = db_open(rs.cfg->database_url, &err);
+	free(err);
+	return c;
+}
+
+/* A drain left rotations behind: say so once PostgreSQL answers, and
+ * drop c when a failed statement left it broken or mid-way. */
+static PGconn *
+rescue_failed(PGconn *c)
+{
+	if (c != NULL && PQstatus(c) == CONNECTION_OK &&
+	    !atomic_exchange(&rs.tried_on_db, true))
+		log_kv(LOG_ERROR, "rotated tokens could not be stored although "
+				  "PostgreSQL answers; still trying",
+		    "sqlstate", db_failure_sqlstate(), "db_error",
+		    db_failure_message(), NULL);
+	if (c != NULL && PQtransactionStatus(c) != PQTRANS_IDLE) {
+		PQfinish(c);
+		c = NULL;
+	}
+	return c;
+}
+
 static void *
 rescue_loop(void *arg)
 {
@@ -506,32 +569,12 @@ rescue_loop(void *arg)
 		pthread_mutex_unlock(&rs.mu);
 		if (atomic_load(&rs.stop))
 			break;
-		if (c != NULL && PQstatus(c) != CONNECTION_OK) {
-			PQfinish(c);
-			c = NULL;
-		}
-		if (c == NULL) {
-			char *err = NULL;
-
-			c = db_open(rs.cfg->database_url, &err);
-			free(err);
-		}
+		c = rescue_conn(c);
 		if (drain(c)) {
 			backoff = BACKOFF_MIN_MS;
 			continue;
 		}
-		if (c != NULL && PQstatus(c) == CONNECTION_OK) {
-			if (!atomic_exchange(&rs.tried_on_db, true))
-				log_kv(LOG_ERROR, "rotated tokens could not be "
-						  "stored although PostgreSQL "
-						  "answers; still trying",
-				    NULL);
-		}
-		/* A failed statement may have left c broken or mid-way. */
-		if (c != NULL && PQtransactionStatus(c) != PQTRANS_IDLE) {
-			PQfinish(c);
-			c = NULL;
-		}
+		c = rescue_failed(c);
 		until = realtime_after_ms(backoff);
 		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
 						       : backoff * 2;

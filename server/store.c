@@ -16,7 +16,9 @@ static const struct db_stmt *const tables[] = {
 	store_data_stmts,
 	store_ops_stmts,
 	store_conns_stmts,
+	store_lease_stmts,
 	store_sync_stmts,
+	store_tokens_stmts,
 };
 
 void

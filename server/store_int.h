@@ -10,6 +10,8 @@
 extern const struct db_stmt store_data_stmts[];
 extern const struct db_stmt store_ops_stmts[];
 extern const struct db_stmt store_conns_stmts[];
+extern const struct db_stmt store_lease_stmts[];
 extern const struct db_stmt store_sync_stmts[];
+extern const struct db_stmt store_tokens_stmts[];
 
 #endif

@@ -1,11 +1,14 @@
 /*
  * Token storage and lifetimes for connections.  Every write of tokens
- * goes through tokens_rotate (a refresh) or tokens_store_grant (a new
- * grant) so the rules live in one place: sealed per row and column, a new
- * refresh token replaces the old one in the same statement as the new
- * access token, an answer without a refresh token keeps the old one
- * (LESSONS.md 3, 9), and a rotation is a compare-and-set on the token
- * generation.  The refresh policy's arithmetic lives here too.
+ * goes through store_conn_rotate (a refresh, store_tokens.h) or
+ * tokens_store_grant (a new grant), both from the one mapping of tokens
+ * to columns, tokens_prepare, so the rules live in one place: sealed per
+ * row and column, a new refresh token replaces the old one in the same
+ * statement as the new access token, an answer without a refresh token
+ * keeps the old one (LESSONS.md 3, 9), and a rotation is a
+ * compare-and-set on the token generation.  The refresh policy's
+ * arithmetic (tokens.c) lives here too; the statements are in
+ * store_tokens.c.
  */
 #ifndef FINXD_TOKENS_H
 #define FINXD_TOKENS_H
@@ -76,7 +79,8 @@ long tokens_margin(void);
  * from the moment the request was sent to finX (t->sent_ms), never from
  * the store: the access token's time left, the refresh token's, the
  * consent's, how long ago the request was sent, and when the refresher
- * is due (due_s after the request).  Free with tokens_cols_free.
+ * is due (due_s after the request).  Free with tokens_cols_free.  This
+ * and the writes below are in store_tokens.c.
  */
 struct token_cols {
 	char *access, *refresh;
@@ -97,12 +101,7 @@ void tokens_cols_free(struct token_cols *cols);
 bool tokens_store_grant(PGconn *c, const char *conn_id,
     const struct finx_tokens *t);
 
-/*
- * Store a rotation obtained with the refresh token of generation gen of
- * the grant that began at grant (connections.connected_at as text; NULL
- * unknown): a compare-and-set, written only while the row still holds
- * generation gen and is active (server/REFRESH.md, "Storing a rotation").
- */
+/* The outcome of a rotation's compare-and-set (store_conn_rotate). */
 enum tokens_cas {
 	TOK_STORED,   /* written, or the same grant is already past it: a
 			 replay of a rotation that landed */
@@ -112,12 +111,11 @@ enum tokens_cas {
 	TOK_GONE,     /* the connection row no longer exists */
 	TOK_DB_ERROR, /* nothing known: keep them and try again */
 };
-enum tokens_cas tokens_rotate(PGconn *c, const char *conn_id,
-    const char *grant, long gen, const struct finx_tokens *t, long due_s);
 
 /* Queue one token of connection conn_id for /auth/revoke (kind
  * "refresh" or "access"), sealed for the revocations table.  Access
- * tokens come due REVOKE_ACCESS_AFTER later: refresh tokens go first. */
+ * tokens come due REVOKE_ACCESS_AFTER later: refresh tokens go first
+ * (revoke_one in refresh.c). */
 #define REVOKE_ACCESS_AFTER "2 s"
 bool tokens_queue_revocation(PGconn *c, const char *conn_id,
     const char *kind, const char *plain);

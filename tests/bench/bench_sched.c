@@ -12,7 +12,7 @@
  *
  *   refresh-old  the background refresh claim of main (refresh_one)
  *   old-seqscan  the same with index scans off: the plan the issue saw
- *   refresh-new  refresh_claim_sql (server/refresh.c, next_due_at)
+ *   refresh-new  refresh_claim_sql (server/store_lease.c, next_due_at)
  *   pulls-old    data.c pull_one on main (status filtered in the join)
  *   pulls        pull_claim_sql (server/data.c: no status filter; a row
  *                of a connection that is not active is parked)
@@ -78,7 +78,7 @@
 #include <string.h>
 
 #include "data.h"
-#include "refresh.h"
+#include "store_lease.h"
 
 /* refresh_one on main, the baseline. */
 static const char old_refresh_sql[] =
