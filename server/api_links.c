@@ -65,9 +65,23 @@ check_sync_period(json_object *v)
 	return NULL;
 }
 
-/* accounts and account_types: arrays of short strings. */
+/* An entry of accounts: an IBAN, or {"id": IBAN}; NULL when neither. */
+static json_object *
+account_id(json_object *e)
+{
+	json_object *id;
+
+	if (!json_object_is_type(e, json_type_object))
+		return e;
+	if (json_object_object_length(e) != 1 ||
+	    !json_object_object_get_ex(e, "id", &id))
+		return NULL;
+	return id;
+}
+
+/* accounts (accounts true) or account_types: arrays of short strings. */
 static const char *
-check_list(json_object *v)
+check_list(json_object *v, bool accounts)
 {
 	size_t i, n;
 
@@ -75,11 +89,46 @@ check_list(json_object *v)
 	    (n = json_object_array_length(v)) > 100)
 		return "accounts and account_types must be arrays of at most "
 		       "100 entries";
-	for (i = 0; i < n; i++)
-		if (api_json_text(json_object_array_get_idx(v, i), 64) == NULL)
+	for (i = 0; i < n; i++) {
+		json_object *e = json_object_array_get_idx(v, i);
+
+		if (accounts && (e = account_id(e)) == NULL)
+			return "accounts entries must be {\"id\": \"<IBAN>\"}";
+		if (api_json_text(e, 64) == NULL)
 			return "accounts and account_types entries must be "
 			       "strings of 1 to 64 characters";
+	}
 	return NULL;
+}
+
+static const char *
+check_accounts(json_object *v)
+{
+	return check_list(v, true);
+}
+
+static const char *
+check_account_types(json_object *v)
+{
+	return check_list(v, false);
+}
+
+/* finX wants accounts as objects; plain IBAN strings are accepted too. */
+static json_object *
+accounts_to_finx(json_object *v)
+{
+	json_object *arr = json_object_new_array();
+	size_t i, n = json_object_array_length(v);
+
+	for (i = 0; i < n; i++) {
+		json_object *e = account_id(json_object_array_get_idx(v, i));
+		json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "id",
+		    json_object_new_string(json_object_get_string(e)));
+		json_object_array_add(arr, o);
+	}
+	return arr;
 }
 
 /* The widget fields a link request may carry, and how each goes to
@@ -91,8 +140,8 @@ static const struct widget_field {
 } widget_fields[] = {
 	{ "language", check_language, NULL },
 	{ "provider_id", check_id_text, NULL },
-	{ "accounts", check_list, NULL },
-	{ "account_types", check_list, NULL },
+	{ "accounts", check_accounts, accounts_to_finx },
+	{ "account_types", check_account_types, NULL },
 	{ "allow_multi_selection", check_bool, NULL },
 	{ "sync_period", check_sync_period, NULL },
 	{ "save_secrets", check_bool, NULL },
