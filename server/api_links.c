@@ -9,177 +9,215 @@
 
 #include <openssl/crypto.h>
 
-#include "crypto.h"
 #include "db.h"
 #include "encode.h"
 #include "finx.h"
 #include "log.h"
 #include "mem.h"
 #include "secret.h"
+#include "store_links.h"
 #include "text.h"
 
 static const char *const languages[] = { "de", "en", "es", "fr", "ar", NULL };
 
-/* Check one optional widget field and copy it into the finX request. */
+/* The checks of the optional widget fields: NULL when v will do, else
+ * why not. */
 static const char *
-copy_field(json_object *body, const char *key, json_object *out)
+check_language(json_object *v)
 {
-	json_object *v;
-	size_t i, n;
+	const char *s = api_json_text(v, 8);
+	size_t i;
 
-	if (!json_object_object_get_ex(body, key, &v) || v == NULL)
-		return NULL;
-	if (strcmp(key, "language") == 0) {
-		const char *s = api_json_text(v, 8);
-
-		if (s == NULL)
-			return "language must be a string";
-		for (i = 0; languages[i] && strcmp(languages[i], s); i++)
-			;
-		if (languages[i] == NULL)
-			return "language must be one of de, en, es, fr, ar";
-	} else if (strcmp(key, "provider_id") == 0 ||
-	    strcmp(key, "tracking_id") == 0) {
-		if (api_json_text(v, 255) == NULL)
-			return "provider_id and tracking_id must be strings of "
-			       "1 to 255 characters";
-	} else if (strcmp(key, "allow_multi_selection") == 0 ||
-	    strcmp(key, "save_secrets") == 0) {
-		if (!json_object_is_type(v, json_type_boolean))
-			return "allow_multi_selection and save_secrets must be "
-			       "booleans";
-	} else if (strcmp(key, "sync_period") == 0) {
-		int64_t p = json_object_get_int64(v);
-
-		if (!json_object_is_type(v, json_type_int) || p < 1 || p > 730)
-			return "sync_period must be a whole number of days "
-			       "from 1 to 730";
-	} else if (strcmp(key, "account_types") == 0 ||
-	    strcmp(key, "accounts") == 0) {
-		bool accounts = key[7] == '\0';
-
-		if (!json_object_is_type(v, json_type_array) ||
-		    (n = json_object_array_length(v)) > 100)
-			return "accounts and account_types must be arrays of at "
-			       "most 100 entries";
-		for (i = 0; i < n; i++) {
-			json_object *e = json_object_array_get_idx(v, i), *id;
-
-			if (accounts && json_object_is_type(e, json_type_object)) {
-				if (json_object_object_length(e) != 1 ||
-				    !json_object_object_get_ex(e, "id", &id))
-					return "accounts entries must be "
-					       "{\"id\": \"<IBAN>\"}";
-				e = id;
-			}
-			if (api_json_text(e, 64) == NULL)
-				return "accounts and account_types entries must "
-				       "be strings of 1 to 64 characters";
-		}
-		if (accounts) {
-			/* finX wants objects; accept plain IBAN strings too. */
-			json_object *arr = json_object_new_array();
-
-			for (i = 0; i < n; i++) {
-				json_object *e = json_object_array_get_idx(v, i);
-				json_object *o = json_object_new_object(), *id;
-
-				if (json_object_is_type(e, json_type_object) &&
-				    json_object_object_get_ex(e, "id", &id))
-					e = id;
-				json_object_object_add(o, "id",
-				    json_object_new_string(
-					json_object_get_string(e)));
-				json_object_array_add(arr, o);
-			}
-			json_object_object_add(out, key, arr);
-			return NULL;
-		}
-	}
-	json_object_object_add(out, key, json_object_get(v));
+	if (s == NULL)
+		return "language must be a string";
+	for (i = 0; languages[i] && strcmp(languages[i], s); i++)
+		;
+	if (languages[i] == NULL)
+		return "language must be one of de, en, es, fr, ar";
 	return NULL;
 }
 
-static const char *const widget_fields[] = { "language", "provider_id",
-	"accounts", "account_types", "allow_multi_selection", "sync_period",
-	"save_secrets", "tracking_id", NULL };
+static const char *
+check_id_text(json_object *v)
+{
+	if (api_json_text(v, 255) == NULL)
+		return "provider_id and tracking_id must be strings of 1 to 255 "
+		       "characters";
+	return NULL;
+}
+
+static const char *
+check_bool(json_object *v)
+{
+	if (!json_object_is_type(v, json_type_boolean))
+		return "allow_multi_selection and save_secrets must be booleans";
+	return NULL;
+}
+
+static const char *
+check_sync_period(json_object *v)
+{
+	int64_t p = json_object_get_int64(v);
+
+	if (!json_object_is_type(v, json_type_int) || p < 1 || p > 730)
+		return "sync_period must be a whole number of days from 1 to "
+		       "730";
+	return NULL;
+}
+
+/* An entry of accounts: an IBAN, or {"id": IBAN}; NULL when neither. */
+static json_object *
+account_id(json_object *e)
+{
+	json_object *id;
+
+	if (!json_object_is_type(e, json_type_object))
+		return e;
+	if (json_object_object_length(e) != 1 ||
+	    !json_object_object_get_ex(e, "id", &id))
+		return NULL;
+	return id;
+}
+
+/* accounts (accounts true) or account_types: arrays of short strings. */
+static const char *
+check_list(json_object *v, bool accounts)
+{
+	size_t i, n;
+
+	if (!json_object_is_type(v, json_type_array) ||
+	    (n = json_object_array_length(v)) > 100)
+		return "accounts and account_types must be arrays of at most "
+		       "100 entries";
+	for (i = 0; i < n; i++) {
+		json_object *e = json_object_array_get_idx(v, i);
+
+		if (accounts && (e = account_id(e)) == NULL)
+			return "accounts entries must be {\"id\": \"<IBAN>\"}";
+		if (api_json_text(e, 64) == NULL)
+			return "accounts and account_types entries must be "
+			       "strings of 1 to 64 characters";
+	}
+	return NULL;
+}
+
+static const char *
+check_accounts(json_object *v)
+{
+	return check_list(v, true);
+}
+
+static const char *
+check_account_types(json_object *v)
+{
+	return check_list(v, false);
+}
+
+/* finX wants accounts as objects; plain IBAN strings are accepted too. */
+static json_object *
+accounts_to_finx(json_object *v)
+{
+	json_object *arr = json_object_new_array();
+	size_t i, n = json_object_array_length(v);
+
+	for (i = 0; i < n; i++) {
+		json_object *e = account_id(json_object_array_get_idx(v, i));
+		json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "id",
+		    json_object_new_string(json_object_get_string(e)));
+		json_object_array_add(arr, o);
+	}
+	return arr;
+}
+
+/* The widget fields a link request may carry, and how each goes to
+ * finX (to_finx NULL: as given). */
+static const struct widget_field {
+	const char *key;
+	const char *(*check)(json_object *v);
+	json_object *(*to_finx)(json_object *v);
+} widget_fields[] = {
+	{ "language", check_language, NULL },
+	{ "provider_id", check_id_text, NULL },
+	{ "accounts", check_accounts, accounts_to_finx },
+	{ "account_types", check_account_types, NULL },
+	{ "allow_multi_selection", check_bool, NULL },
+	{ "sync_period", check_sync_period, NULL },
+	{ "save_secrets", check_bool, NULL },
+	{ "tracking_id", check_id_text, NULL },
+	{ NULL, NULL, NULL },
+};
+
+/* Check one widget field of the body (v: its value, NULL for JSON null,
+ * which is left out) and copy it into the finX request out. */
+static const char *
+copy_field(const char *key, json_object *v, json_object *out)
+{
+	const struct widget_field *f;
+	const char *why;
+
+	for (f = widget_fields; f->key && strcmp(f->key, key); f++)
+		;
+	if (f->key == NULL)
+		return "unknown field in request body";
+	if (v == NULL)
+		return NULL;
+	if ((why = f->check(v)) != NULL)
+		return why;
+	json_object_object_add(out, key,
+	    f->to_finx ? f->to_finx(v) : json_object_get(v));
+	return NULL;
+}
+
+/* return_url of the body, when there: a string under an allowed prefix. */
+static bool
+check_return_url(struct req *r, json_object *body, const char **return_url,
+    enum MHD_Result *ret)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(body, "return_url", &v) || v == NULL)
+		return true;
+	if ((*return_url = api_json_text(v, 2048)) == NULL) {
+		*ret = api_fail(r, ST_INVALID_REQUEST,
+		    "return_url must be a string");
+		return false;
+	}
+	if (strlen(*return_url) > 2048 || strchr(*return_url, '#') ||
+	    !config_return_url_allowed(api_cfg, *return_url)) {
+		*ret = api_fail(r, ST_RETURN_URL_NOT_ALLOWED, NULL);
+		return false;
+	}
+	return true;
+}
 
 bool
 api_link_body(struct req *r, json_object *body, const char **return_url,
     json_object **fields, enum MHD_Result *ret)
 {
 	const char *why;
-	json_object *v;
-	size_t i;
 
 	*fields = json_object_new_object();
-	if (json_object_object_get_ex(body, "return_url", &v) && v != NULL) {
-		if ((*return_url = api_json_text(v, 2048)) == NULL) {
-			*ret = http_error(r, MHD_HTTP_BAD_REQUEST,
-			    "invalid_request", "return_url must be a string");
-			return false;
-		}
-		if (strlen(*return_url) > 2048 || strchr(*return_url, '#') ||
-		    !config_return_url_allowed(api_cfg, *return_url)) {
-			*ret = http_error(r, MHD_HTTP_BAD_REQUEST,
-			    "return_url_not_allowed",
-			    "return_url is not under an allowed prefix "
-			    "(FINXD_RETURN_URLS)");
-			return false;
-		}
-	}
+	if (!check_return_url(r, body, return_url, ret))
+		return false;
 	json_object_object_foreach(body, key, val) {
-		(void)val;
 		if (strcmp(key, "user_id") == 0 ||
 		    strcmp(key, "return_url") == 0)
 			continue;
-		for (i = 0; widget_fields[i] && strcmp(widget_fields[i], key);
-		     i++)
-			;
-		if (widget_fields[i] == NULL) {
-			*ret = http_error(r, MHD_HTTP_BAD_REQUEST,
-			    "invalid_request", "unknown field in request body");
-			return false;
-		}
-		if ((why = copy_field(body, key, *fields)) != NULL) {
-			*ret = http_error(r, MHD_HTTP_BAD_REQUEST,
-			    "invalid_request", "%s", why);
+		if ((why = copy_field(key, val, *fields)) != NULL) {
+			*ret = api_fail(r, ST_INVALID_REQUEST, why);
 			return false;
 		}
 	}
 	return true;
 }
 
-static enum MHD_Result
-finx_failure(struct req *r, struct finx_error *err)
+/* The finX flow request: the widget fields, the state, where to return. */
+static json_object *
+flow_request(json_object *fields, const char *state, const char *user_id)
 {
-	enum MHD_Result ret;
-
-	if (err->transport || err->http_status == 503 ||
-	    err->http_status == 429)
-		ret = http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "finx_unavailable", "finX is not available: %s",
-		    err->message ? err->message : "no answer");
-	else
-		ret = http_error(r, MHD_HTTP_BAD_GATEWAY, "finx_error",
-		    "finX refused the request: %s",
-		    err->message ? err->message : "no detail");
-	finx_error_free(err);
-	return ret;
-}
-
-enum MHD_Result
-api_open_link(struct req *r, const char *user_id, const char *return_url,
-    json_object *fields, const char *kind, const char *connection_id)
-{
-	struct finx_error err = { 0 };
-	json_object *freq = json_object_new_object(), *o;
-	char *state = state_new(), *link_id = uuid_new(), *flow_id = NULL;
-	char *location = NULL, *sealed, *aad, *start_url, ttl[24];
-	unsigned char hash[32];
-	enum MHD_Result ret;
-	PGconn *c;
-	PGresult *res = NULL;
+	json_object *freq = json_object_new_object();
 
 	json_object_object_foreach(fields, k, v)
 	    json_object_object_add(freq, k, json_object_get(v));
@@ -187,75 +225,84 @@ api_open_link(struct req *r, const char *user_id, const char *return_url,
 	json_object_object_add(freq, "redirect_uri",
 	    json_object_new_string(api_cfg->redirect_uri));
 	json_object_object_add(freq, "user_id", json_object_new_string(user_id));
-	sha256(state, strlen(state), hash);
+	return freq;
+}
+
+static void
+add_str(json_object *o, const char *key, const char *v)
+{
+	json_object_object_add(o, key, v ? json_object_new_string(v) : NULL);
+}
+
+/* 201 for the link stored as l, expiring at expires_at. */
+static enum MHD_Result
+link_created(struct req *r, const struct store_link_new *l,
+    const char *expires_at)
+{
+	json_object *o = json_object_new_object();
+	char *start_url = xasprintf("%s/start/%s", api_cfg->public_url, l->id);
+
+	add_str(o, "link_id", l->id);
+	add_str(o, "status", "pending");
+	add_str(o, "location", l->location);
+	add_str(o, "start_url", start_url);
+	add_str(o, "flow_id", l->flow_id);
+	add_str(o, "expires_at", expires_at);
+	if (l->connection_id != NULL)
+		add_str(o, "connection_id", l->connection_id);
+	free(start_url);
+	log_kv(LOG_INFO, "link created", "link_id", l->id, "kind", l->kind,
+	    NULL);
+	return http_json(r, MHD_HTTP_CREATED, o);
+}
+
+/* Store link l (finX's flow made) on a bulk connection, and answer. */
+static enum MHD_Result
+link_store(struct req *r, const struct store_link_new *l)
+{
+	PGconn *c = db_acquire_bulk();
+	char *expires_at = NULL;
+	enum MHD_Result ret;
+	bool ok;
+
+	if (c == NULL)
+		db_fail_unavailable();
+	ok = c != NULL && store_link_create(c, l, &expires_at);
+	db_release(c);
+	ret = ok ? link_created(r, l, expires_at) : api_fail_db(r);
+	free(expires_at);
+	return ret;
+}
+
+enum MHD_Result
+api_open_link(struct req *r, const char *user_id, const char *return_url,
+    json_object *fields, const char *kind, const char *connection_id)
+{
+	struct store_link_new l = { .user_id = user_id,
+		.api_key_id = r->key ? r->key->id : "",
+		.return_url = return_url, .kind = kind,
+		.connection_id = connection_id, .ttl_s = api_cfg->state_ttl };
+	struct finx_error err = { 0 };
+	char *state = state_new(), *id, *flow_id = NULL, *location = NULL;
+	json_object *freq = flow_request(fields, state, user_id);
+	enum MHD_Result ret;
+
+	sha256(state, strlen(state), l.state_hash);
 	free_secret(state);
 	if (!finx_create_flow(freq, &flow_id, &location, &err)) {
 		json_object_put(freq);
-		free(link_id);
-		log_kv(LOG_WARN, "finX flow creation failed", "error",
-		    err.message, NULL);
-		return finx_failure(r, &err);
+		ret = api_fail(r, status_of_finx(&err), err.message);
+		finx_error_free(&err);
+		return ret;
 	}
 	json_object_put(freq);
-	aad = crypto_aad("links", link_id, "location");
-	sealed = crypto_seal(location, aad);
-	free(aad);
-	snprintf(ttl, sizeof(ttl), "%ld", api_cfg->state_ttl);
-	if ((c = db_acquire_bulk()) == NULL)
-		ret = http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "database_unavailable", "the database is not reachable");
-	else {
-		char hash_hex[2 * 32 + 3] = "\\x";
-		char *hx = hex_encode(hash, 32);
-		const char *p[9] = { link_id, hash_hex, user_id,
-			r->key ? r->key->id : "", return_url, kind, flow_id,
-			sealed, ttl };
-		const char *p2[10];
-
-		memcpy(hash_hex + 2, hx, 65);
-		free(hx);
-		memcpy(p2, p, sizeof(p));
-		p2[9] = connection_id;
-		res = db_exec(c,
-		    "INSERT INTO links (id, state_hash, user_id, api_key_id, "
-		    "return_url, kind, flow_id, location, expires_at, "
-		    "connection_id) VALUES ($1, $2::bytea, $3, $4, $5, $6, $7, "
-		    "$8, now() + make_interval(secs => $9::int), $10) "
-		    "RETURNING " SQL_TS("expires_at"),
-		    10, p2);
-		db_release(c);
-		if (res == NULL)
-			ret = http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-			    "database_unavailable", "could not store the link");
-	}
-	if (res != NULL) {
-		o = json_object_new_object();
-		start_url = xasprintf("%s/start/%s", api_cfg->public_url,
-		    link_id);
-		json_object_object_add(o, "link_id",
-		    json_object_new_string(link_id));
-		json_object_object_add(o, "status",
-		    json_object_new_string("pending"));
-		json_object_object_add(o, "location",
-		    json_object_new_string(location));
-		json_object_object_add(o, "start_url",
-		    json_object_new_string(start_url));
-		json_object_object_add(o, "flow_id",
-		    json_object_new_string(flow_id));
-		json_add_col(o, "expires_at", res, 0, 0);
-		if (connection_id != NULL)
-			json_object_object_add(o, "connection_id",
-			    json_object_new_string(connection_id));
-		free(start_url);
-		PQclear(res);
-		log_kv(LOG_INFO, "link created", "link_id", link_id, "kind",
-		    kind, NULL);
-		ret = http_json(r, MHD_HTTP_CREATED, o);
-	}
-	free(sealed);
+	l.id = id = uuid_new();
+	l.flow_id = flow_id;
+	l.location = location;
+	ret = link_store(r, &l);
 	free_secret(location);
 	free(flow_id);
-	free(link_id);
+	free(id);
 	return ret;
 }
 
@@ -271,7 +318,7 @@ h_links_create(struct req *r)
 	if (!json_object_object_get_ex(body, "user_id", &v) ||
 	    (user_id = api_json_text(v, 255)) == NULL ||
 	    !user_id_valid(user_id)) {
-		ret = http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_request",
+		ret = api_fail(r, ST_INVALID_REQUEST,
 		    "user_id must be a string of 1 to 255 bytes of UTF-8 "
 		    "without control characters");
 		goto out;
@@ -285,47 +332,43 @@ out:
 	return ret;
 }
 
+static void
+add_view(json_object *o, const struct store_link_view *v)
+{
+	add_str(o, "link_id", v->id);
+	add_str(o, "user_id", v->user_id);
+	add_str(o, "status", v->status);
+	add_str(o, "connection_id", v->connection_id);
+	add_str(o, "reason", v->reason);
+	add_str(o, "kind", v->kind);
+	add_str(o, "created_at", v->created_at);
+	add_str(o, "expires_at", v->expires_at);
+	add_str(o, "completed_at", v->completed_at);
+}
+
 enum MHD_Result
 h_links_get(struct req *r)
 {
 	const char *id = r->params[0];
+	struct store_link_view v;
+	enum store_link_res k;
 	enum MHD_Result ret;
 	json_object *o;
-	PGresult *res;
 	PGconn *c;
 
 	if (!uuid_valid(id))
-		return http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-		    "no such link");
+		return api_fail(r, ST_NOT_FOUND, "no such link");
 	if ((c = api_db(r, &ret)) == NULL)
 		return ret;
-	res = db_exec_prepared(c, "links_get",
-	    "SELECT id, user_id, CASE WHEN status = 'pending' AND "
-	    "expires_at <= now() THEN 'expired' ELSE status END, "
-	    "connection_id, reason, kind, " SQL_TS("created_at") ", "
-	    SQL_TS("expires_at") ", " SQL_TS("completed_at")
-	    " FROM links WHERE id = $1",
-	    1, (const char *[]){ id });
+	k = store_link_get(c, id, &v);
 	db_release(c);
-	if (res == NULL)
-		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "database_unavailable", "the database is not reachable");
-	if (PQntuples(res) == 0) {
-		PQclear(res);
-		return http_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-		    "no such link");
-	}
+	if (k == SL_DB_ERROR)
+		return api_fail_db(r);
+	if (k != SL_OK)
+		return api_fail(r, ST_NOT_FOUND, "no such link");
 	o = json_object_new_object();
-	json_add_col(o, "link_id", res, 0, 0);
-	json_add_col(o, "user_id", res, 0, 1);
-	json_add_col(o, "status", res, 0, 2);
-	json_add_col(o, "connection_id", res, 0, 3);
-	json_add_col(o, "reason", res, 0, 4);
-	json_add_col(o, "kind", res, 0, 5);
-	json_add_col(o, "created_at", res, 0, 6);
-	json_add_col(o, "expires_at", res, 0, 7);
-	json_add_col(o, "completed_at", res, 0, 8);
-	PQclear(res);
+	add_view(o, &v);
+	store_link_view_free(&v);
 	return http_json(r, MHD_HTTP_OK, o);
 }
 
@@ -342,14 +385,54 @@ link_cookie_name(const char *link_id)
 	return n;
 }
 
+/* A fresh binding cookie: its value (free_secret) and its header, set
+ * on the redirect (free_secret). */
+static char *
+binding_cookie_new(const char *id, char **header)
+{
+	unsigned char rnd[32];
+	char *name = link_cookie_name(id), *value;
+
+	rand_bytes(rnd, sizeof(rnd));
+	value = b64url_encode(rnd, sizeof(rnd));
+	OPENSSL_cleanse(rnd, sizeof(rnd));
+	*header = xasprintf("%s=%s; Path=/callback; HttpOnly; SameSite=Lax; "
+			    "Max-Age=%ld%s",
+	    name, value, api_cfg->state_ttl,
+	    api_cfg->public_https ? "; Secure" : "");
+	free(name);
+	return value;
+}
+
+/* The page for a link /start could not use. */
+static enum MHD_Result
+start_refused(struct req *r, const char *id, enum store_link_res k)
+{
+	if (k == SL_DB_ERROR) {
+		log_kv(LOG_WARN, "start: database failed", "link_id", id,
+		    "sqlstate", db_failure_sqlstate(), "db_error",
+		    db_failure_message(), NULL);
+		return http_page(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+		    "Please try again", "The service is busy.");
+	}
+	if (k == SL_UNSEALED) {
+		log_kv(LOG_ERROR, "cannot decrypt link location", "link_id", id,
+		    NULL);
+		return http_page(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
+		    "Something went wrong", "Please start again.");
+	}
+	return http_page(r, MHD_HTTP_NOT_FOUND, "Link not usable",
+	    "This link is unknown, expired, already used, or was "
+	    "opened in another browser. Please start again.");
+}
+
 enum MHD_Result
 h_link_start(struct req *r)
 {
 	const char *id = r->params[0];
-	char *location = NULL, *aad, *cookie = NULL, *name, *value = NULL;
-	unsigned char rnd[32], h[32];
+	char *location = NULL, *header = NULL, *value = NULL;
+	enum store_link_res k;
 	enum MHD_Result ret;
-	PGresult *res;
 	PGconn *c;
 
 	if (!uuid_valid(id))
@@ -358,61 +441,16 @@ h_link_start(struct req *r)
 	if ((c = db_acquire()) == NULL)
 		return http_page(r, MHD_HTTP_SERVICE_UNAVAILABLE,
 		    "Please try again", "The service is busy.");
-	name = link_cookie_name(id);
-	rnd[0] = 0;
-	if (api_cfg->browser_binding) {
-		char hx[67] = "\\x", *hexs;
-
-		rand_bytes(rnd, sizeof(rnd));
-		value = b64url_encode(rnd, sizeof(rnd));
-		sha256(value, strlen(value), h);
-		hexs = hex_encode(h, 32);
-		memcpy(hx + 2, hexs, 65);
-		free(hexs);
-		/* Bind once: the first browser through start_url owns it. */
-		res = db_exec(c,
-		    "UPDATE links SET binding_hash = $2::bytea WHERE id = $1 "
-		    "AND status = 'pending' AND used_at IS NULL AND "
-		    "expires_at > now() AND binding_hash IS NULL "
-		    "RETURNING location",
-		    2, (const char *[]){ id, hx });
-	} else
-		res = db_exec(c,
-		    "SELECT location FROM links WHERE id = $1 AND "
-		    "status = 'pending' AND used_at IS NULL AND "
-		    "expires_at > now()",
-		    1, (const char *[]){ id });
+	if (api_cfg->browser_binding)
+		value = binding_cookie_new(id, &header);
+	k = store_link_start(c, id, value, &location);
 	db_release(c);
-	OPENSSL_cleanse(rnd, sizeof(rnd));
-	if (res == NULL || PQntuples(res) == 0) {
-		PQclear(res);
-		free(name);
-		free_secret(value);
-		return http_page(r, MHD_HTTP_NOT_FOUND, "Link not usable",
-		    "This link is unknown, expired, already used, or was "
-		    "opened in another browser. Please start again.");
-	}
-	aad = crypto_aad("links", id, "location");
-	location = crypto_open(PQgetvalue(res, 0, 0), aad, NULL);
-	free(aad);
-	PQclear(res);
-	if (location == NULL) {
-		free(name);
-		free_secret(value);
-		log_kv(LOG_ERROR, "cannot decrypt link location", "link_id", id,
-		    NULL);
-		return http_page(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
-		    "Something went wrong", "Please start again.");
-	}
-	if (value != NULL)
-		cookie = xasprintf("%s=%s; Path=/callback; HttpOnly; "
-				   "SameSite=Lax; Max-Age=%ld%s",
-		    name, value, api_cfg->state_ttl,
-		    api_cfg->public_https ? "; Secure" : "");
-	ret = http_redirect(r, location, cookie);
-	free_secret(cookie);
 	free_secret(value);
+	if (k == SL_OK)
+		ret = http_redirect(r, location, header);
+	else
+		ret = start_refused(r, id, k);
+	free_secret(header);
 	free_secret(location);
-	free(name);
 	return ret;
 }

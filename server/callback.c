@@ -1,17 +1,16 @@
 /*
  * GET /callback: the widget sends the browser here.  Order matters
- * (LESSONS.md rule 2): the state is looked up and consumed atomically,
- * under a row lock, before the code is touched; only then is the code
- * exchanged, with no database connection held while finX answers.
- * The callback URL carries the code, so it is never logged.
+ * (LESSONS.md rule 2): the state is consumed atomically before the code
+ * is touched; only then is the code exchanged, with no database
+ * connection held while finX answers.  One pooled connection before the
+ * exchange, one after it (store_links.h).  The callback URL carries the
+ * code, so it is never logged.
  */
 #include "api.h"
 
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
-
-#include <openssl/crypto.h>
 
 #include "buf.h"
 #include "db.h"
@@ -20,34 +19,9 @@
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
-#include "refresh.h"
-#include "worker.h"
 #include "secret.h"
-#include "tokens.h"
-
-struct link {
-	char *id;
-	char *return_url;
-	char *kind;
-	char *connection_id;
-	char *user_id;
-};
-
-static void
-link_free(struct link *l)
-{
-	free(l->id);
-	free(l->return_url);
-	free(l->kind);
-	free(l->connection_id);
-	free(l->user_id);
-}
-
-static char *
-dup_or_null(const char *s)
-{
-	return s ? xstrdup(s) : NULL;
-}
+#include "store_links.h"
+#include "worker.h"
 
 static const char *const cb_names[CB_NPARAMS] = { "state", "flow_id",
 	"success", "code", "abort", "cancel" };
@@ -118,156 +92,64 @@ reject(struct req *r, const char *why)
 	    "and start connecting your bank again.");
 }
 
-static void
-event(PGconn *c, const char *outcome, const char *link_id,
-    const char *conn_id, const char *detail)
+static enum MHD_Result
+busy(struct req *r)
 {
-	db_cmd(c,
-	    "INSERT INTO events (kind, outcome, link_id, connection_id, "
-	    "detail) VALUES ('callback', $1, $2, $3, $4)",
-	    4, (const char *[]){ outcome, link_id, conn_id, detail });
+	metrics_callback("error");
+	return http_page(r, MHD_HTTP_SERVICE_UNAVAILABLE, "Please try again",
+	    "The service is temporarily busy.");
 }
 
-/* Mark a consumed link failed/expired with a reason (own transaction). */
+/* A database failure of the callback, logged once, here. */
 static void
-link_finish(const char *link_id, const char *status, const char *reason,
-    const char *detail)
+db_trouble(const char *what, const char *link_id)
 {
-	PGconn *c = db_acquire_bulk();
+	log_kv(LOG_WARN, what, "link_id", link_id, "sqlstate",
+	    db_failure_sqlstate(), "db_error", db_failure_message(), NULL);
+}
 
+/* A consumed link ends without a grant, on the caller's connection. */
+static void
+end_link(PGconn *c, const char *link_id, const char *status,
+    const char *reason, const char *detail)
+{
 	if (c == NULL)
-		return;
-	db_cmd(c, "BEGIN", 0, NULL);
-	db_cmd(c,
-	    "UPDATE links SET status = $2, reason = $3, completed_at = now() "
-	    "WHERE id = $1",
-	    3, (const char *[]){ link_id, status, reason });
-	event(c, reason ? reason : status, link_id, NULL, detail);
-	db_cmd(c, "COMMIT", 0, NULL);
-	db_release(c);
+		db_fail_unavailable();
+	if (c == NULL ||
+	    !store_link_finish(c, link_id, status, reason, detail))
+		db_trouble("callback: link not marked ended", link_id);
 }
 
-/*
- * Look the state up and consume it.  Returns 1 with *l filled when the
- * link may proceed, 0 when rejected (reason in *why), -1 on a database
- * failure.
- */
-static int
-consume_state(struct req *r, const char *state, const char *flow_id,
-    struct link *l, const char **why)
+/* The binding cookie of link_id on request arg (store_consume_in). */
+static const char *
+binding_cookie(void *arg, const char *link_id)
 {
-	unsigned char h[32];
-	char hx[67] = "\\x", *hexs;
-	PGresult *res;
-	PGconn *c;
-	const char *bind, *stored_flow;
-	int rc = 0;
+	char *name = link_cookie_name(link_id);
+	const char *v = http_cookie(arg, name);
 
-	sha256(state, strlen(state), h);
-	hexs = hex_encode(h, 32);
-	memcpy(hx + 2, hexs, 65);
-	free(hexs);
-	if ((c = db_acquire_bulk()) == NULL)
-		return -1;
-	if (!api_cfg->browser_binding) {
-		/* The usual case in one statement: a live, unused state whose
-		 * flow matches is consumed atomically; anything else takes the
-		 * slow path below to find out why and record it. */
-		res = db_exec_prepared(c, "cb_consume",
-		    "UPDATE links SET used_at = now() WHERE state_hash = "
-		    "$1::bytea AND used_at IS NULL AND expires_at > now() AND "
-		    "flow_id = $2 RETURNING id, return_url, kind, "
-		    "connection_id, user_id",
-		    2, (const char *[]){ hx, flow_id });
-		if (res != NULL && PQntuples(res) == 1) {
-			l->id = xstrdup(PQgetvalue(res, 0, 0));
-			l->return_url = dup_or_null(db_val(res, 0, 1));
-			l->kind = xstrdup(PQgetvalue(res, 0, 2));
-			l->connection_id = dup_or_null(db_val(res, 0, 3));
-			l->user_id = xstrdup(PQgetvalue(res, 0, 4));
-			PQclear(res);
-			db_release(c);
-			return 1;
-		}
-		PQclear(res);
-	}
-	if (!db_cmd(c, "BEGIN", 0, NULL)) {
-		db_release(c);
-		return -1;
-	}
-	res = db_exec(c,
-	    "SELECT id, flow_id, return_url, kind, connection_id, user_id, "
-	    "encode(binding_hash, 'hex'), used_at IS NULL, "
-	    "expires_at > now(), status FROM links WHERE state_hash = "
-	    "$1::bytea FOR UPDATE",
-	    1, (const char *[]){ hx });
-	if (res == NULL) {
-		rc = -1;
-		goto out;
-	}
-	if (PQntuples(res) == 0) {
-		*why = "unknown_state";
-		goto out;
-	}
-	l->id = xstrdup(PQgetvalue(res, 0, 0));
-	stored_flow = PQgetvalue(res, 0, 1);
-	if (strcmp(PQgetvalue(res, 0, 7), "t") != 0) {
-		*why = "state_already_used";
-		goto out;
-	}
-	if (strcmp(PQgetvalue(res, 0, 8), "t") != 0) {
-		*why = "state_expired";
-		db_cmd(c,
-		    "UPDATE links SET used_at = now(), status = 'expired', "
-		    "completed_at = now() WHERE id = $1",
-		    1, (const char *[]){ l->id });
-		event(c, "state_expired", l->id, NULL, NULL);
-		goto out;
-	}
-	if (api_cfg->browser_binding) {
-		char *name = link_cookie_name(l->id);
-		const char *cookie = http_cookie(r, name);
-		char *chx = NULL;
+	free(name);
+	return v;
+}
 
-		free(name);
-		bind = db_val(res, 0, 6);
-		if (cookie != NULL) {
-			sha256(cookie, strlen(cookie), h);
-			chx = hex_encode(h, 32);
+/* Why the link ends without an exchange (and *status), or NULL when the
+ * browser brought a code. */
+static const char *
+no_code_reason(const struct cb_params *p, const char **status)
+{
+	const char *success = p->v[CB_SUCCESS];
+	const char *abort_ = p->v[CB_ABORT];
+	const char *cancel = p->v[CB_CANCEL];
+
+	*status = "failed";
+	if (success == NULL || strcmp(success, "true") != 0) {
+		if ((abort_ && strcmp(abort_, "true") == 0) ||
+		    (cancel && strcmp(cancel, "true") == 0)) {
+			*status = "cancelled";
+			return "user_cancelled";
 		}
-		/* Not consumed: the browser that owns the link may still come. */
-		if (bind == NULL || chx == NULL ||
-		    !ct_equal(bind, strlen(bind), chx, strlen(chx))) {
-			free(chx);
-			*why = "browser_binding_mismatch";
-			event(c, "browser_binding_mismatch", l->id, NULL, NULL);
-			goto out;
-		}
-		free(chx);
+		return "finx_flow_failed";
 	}
-	/* The state is spent whatever happens next. */
-	db_cmd(c, "UPDATE links SET used_at = now() WHERE id = $1", 1,
-	    (const char *[]){ l->id });
-	if (strcmp(stored_flow, flow_id) != 0) {
-		*why = "flow_id_mismatch";
-		db_cmd(c,
-		    "UPDATE links SET status = 'failed', reason = "
-		    "'flow_id_mismatch', completed_at = now() WHERE id = $1",
-		    1, (const char *[]){ l->id });
-		event(c, "flow_id_mismatch", l->id, NULL, NULL);
-		goto out;
-	}
-	l->return_url = dup_or_null(db_val(res, 0, 2));
-	l->kind = xstrdup(PQgetvalue(res, 0, 3));
-	l->connection_id = dup_or_null(db_val(res, 0, 4));
-	l->user_id = xstrdup(PQgetvalue(res, 0, 5));
-	rc = 1;
-out:
-	PQclear(res);
-	if (rc < 0 || !db_cmd(c, "COMMIT", 0, NULL))
-		rc = -1;
-	db_release(c);
-	return rc;
+	return p->v[CB_CODE] == NULL ? "missing_code" : NULL;
 }
 
 /* Exchange the code; retry only when the request never reached finX. */
@@ -289,116 +171,8 @@ exchange(const char *code, struct finx_tokens *t, struct finx_error *err)
 	return false;
 }
 
-/* Store the new grant; returns the connection id or NULL. */
-static char *
-store_grant(const struct link *l, const struct finx_tokens *t)
-{
-	bool reauth = strcmp(l->kind, "reauth") == 0 && l->connection_id;
-	char *conn_id = reauth ? xstrdup(l->connection_id) : uuid_new();
-	PGconn *c = db_acquire_bulk();
-	PGresult *res;
-	bool ok;
-
-	if (c == NULL) {
-		free(conn_id);
-		return NULL;
-	}
-	if (!reauth) {
-		struct token_cols k;
-
-		/*
-		 * A new connection in one statement (the callback is the hot
-		 * path in a burst): the connection with its first tokens,
-		 * its first pull (at once, attended: the user just passed
-		 * SCA), the link and the event.  Foreign keys are checked at
-		 * the end of the statement.
-		 */
-		/* Lifetimes count from the code exchange's request; the
-		 * connection starts idle (refreshed when something needs a
-		 * token, or for keep-alive). */
-		tokens_prepare(conn_id, t, tokens_due_after(t, false, 0), &k);
-		res = db_exec_prepared(c, "cb_store",
-		    "WITH c AS (INSERT INTO connections (id, user_id, scope, "
-		    "access_token, access_expires_at, access_lifetime_s, "
-		    "refresh_due_at, refresh_token, refresh_obtained_at, "
-		    "refresh_expires_at, consent_expires_at) VALUES ($1, $2, $6, "
-		    "$4, now() + make_interval(secs => $7::float8), $11::int, "
-		    "now() + make_interval(secs => $10::float8), $5::text, CASE "
-		    "WHEN $5::text IS NOT NULL THEN now() END, CASE WHEN $5::text "
-		    "IS NOT NULL THEN now() + make_interval(secs => $8::float8) "
-		    "END, now() + make_interval(secs => $9::float8)) RETURNING "
-		    "id), "
-		    "p AS (INSERT INTO pulls (connection_id, next_pull_at, "
-		    "attended) SELECT id, now(), true FROM c), "
-		    "l AS (UPDATE links SET status = 'connected', connection_id "
-		    "= $1, reason = NULL, completed_at = now() WHERE id = $3) "
-		    "INSERT INTO events (kind, outcome, link_id, connection_id) "
-		    "VALUES ('callback', 'connected', $3, $1)",
-		    11,
-		    (const char *[]){ conn_id, l->user_id, l->id, k.access,
-			k.refresh, k.scope, k.left, k.rleft, k.cleft, k.due,
-			k.ttl });
-		ok = res != NULL;
-		PQclear(res);
-		tokens_cols_free(&k);
-		db_release(c);
-		if (!ok) {
-			free(conn_id);
-			return NULL;
-		}
-		return conn_id;
-	}
-	ok = db_cmd(c, "BEGIN", 0, NULL);
-	/*
-	 * A pull at once, attended: the user just passed SCA.  The pulls row
-	 * first, the connection's row second, the order every writer of both
-	 * keeps: a running pull holds its pulls row and may wait for the
-	 * connection's row (a lease for a fresh token), so taking them the
-	 * other way round would wait in a cycle PostgreSQL cannot see (the
-	 * pull waits over a second connection).
-	 */
-	ok = ok && db_cmd(c,
-		       "INSERT INTO pulls (connection_id, next_pull_at, "
-		       "attended) VALUES ($1, now(), true) ON CONFLICT "
-		       "(connection_id) DO UPDATE SET next_pull_at = "
-		       "now(), attended = true, failures = 0",
-		       1, (const char *[]){ conn_id });
-	if (ok) {
-		/*
-		 * Renewing: lock the row, refuse a connection deleted
-		 * meanwhile, and queue the old grant's tokens for revocation
-		 * so no stale grant outlives it.  A refresh of the old grant
-		 * still in flight finds the generation bumped and sends its
-		 * rotation to revocation too.
-		 */
-		PGresult *old = db_exec(c,
-		    "SELECT refresh_token, access_token FROM connections WHERE "
-		    "id = $1 AND status <> 'revoked' FOR NO KEY UPDATE",
-		    1, (const char *[]){ conn_id });
-
-		ok = old != NULL && PQntuples(old) == 1 &&
-		    queue_revocations(c, conn_id, old);
-		PQclear(old);
-		ok = ok && tokens_store_grant(c, conn_id, t) &&
-		    db_cmd(c,
-			"UPDATE links SET status = 'connected', connection_id = "
-			"$2, reason = NULL, completed_at = now() WHERE id = $1",
-			2, (const char *[]){ l->id, conn_id });
-		if (ok)
-			event(c, "connected", l->id, conn_id, NULL);
-	}
-	ok = ok && db_cmd(c, "COMMIT", 0, NULL);
-	if (!ok) {
-		PQclear(PQexec(c, "ROLLBACK"));
-		free(conn_id);
-		conn_id = NULL;
-	}
-	db_release(c);
-	return conn_id;
-}
-
 static enum MHD_Result
-finish(struct req *r, const struct link *l, const char *status,
+finish(struct req *r, const struct store_link *l, const char *status,
     const char *reason, const char *conn_id)
 {
 	struct buf b;
@@ -436,79 +210,121 @@ finish(struct req *r, const struct link *l, const char *status,
 	return ret;
 }
 
+/*
+ * Before the exchange, on one connection: consume the state, and end the
+ * link when the browser brought no code.  True when the code may be
+ * exchanged for *l; else *ret holds the answer.
+ */
+static bool
+callback_before(struct req *r, const struct cb_params *p,
+    struct store_link *l, enum MHD_Result *ret)
+{
+	struct store_consume_in in = { p->v[CB_STATE], p->v[CB_FLOW_ID],
+		api_cfg->browser_binding ? binding_cookie : NULL, r };
+	const char *status = NULL, *reason = NULL;
+	enum store_consume k = SC_DB_ERROR;
+	PGconn *c = db_acquire_bulk();
+
+	if (c == NULL)
+		db_fail_unavailable();
+	else
+		k = store_link_consume(c, &in, l);
+	if (k == SC_OK && (reason = no_code_reason(p, &status)) != NULL)
+		end_link(c, l->id, status, reason, NULL);
+	db_release(c);
+	if (k == SC_OK && reason == NULL)
+		return true;
+	if (k == SC_DB_ERROR) {
+		db_trouble("callback: state not consumed", NULL);
+		*ret = busy(r);
+	} else if (k != SC_OK)
+		*ret = reject(r, store_consume_reason(k));
+	else
+		*ret = finish(r, l, status, reason, NULL);
+	return false;
+}
+
+/* Store the grant on c: a new connection, or a renewal for reauth.  The
+ * connection id (caller frees) or NULL. */
+static char *
+store_grant(PGconn *c, const struct store_link *l,
+    const struct finx_tokens *t)
+{
+	if (c == NULL) {
+		db_fail_unavailable();
+		return NULL;
+	}
+	if (strcmp(l->kind, "reauth") != 0 || l->connection_id == NULL)
+		return store_grant_new(c, l->id, l->user_id, t);
+	if (!store_grant_renew(c, l->id, l->connection_id, t))
+		return NULL;
+	return xstrdup(l->connection_id);
+}
+
+/* After the exchange, on one connection, released before finX is called
+ * again: the grant stored, or the link failed and the grant revoked. */
+static enum MHD_Result
+callback_grant(struct req *r, const struct store_link *l,
+    const struct finx_tokens *t)
+{
+	PGconn *c = db_acquire_bulk();
+	char *conn_id = store_grant(c, l, t);
+	struct finx_error err = { 0 };
+	enum MHD_Result ret;
+
+	if (conn_id == NULL) {
+		db_trouble("callback: grant not stored", l->id);
+		if (c != NULL)
+			end_link(c, l->id, "failed", "storage_failed", NULL);
+	}
+	db_release(c);
+	if (conn_id == NULL) {
+		/* Do not leave a grant at finX that nobody holds. */
+		if (t->refresh_token != NULL)
+			finx_revoke(t->refresh_token, &err);
+		finx_error_free(&err);
+		return finish(r, l, "failed", "storage_failed", NULL);
+	}
+	worker_wake_pull(); /* the first pull, without waiting for a scan */
+	ret = finish(r, l, "connected", NULL, conn_id);
+	free(conn_id);
+	return ret;
+}
+
+/* The exchange failed: the link fails, on one connection. */
+static enum MHD_Result
+exchange_failed(struct req *r, const struct store_link *l,
+    struct finx_error *err)
+{
+	PGconn *c = db_acquire_bulk();
+
+	log_kv(LOG_WARN, "code exchange failed", "link_id", l->id, "error",
+	    err->message, NULL);
+	end_link(c, l->id, "failed", "token_exchange_failed", err->message);
+	db_release(c);
+	finx_error_free(err);
+	return finish(r, l, "failed", "token_exchange_failed", NULL);
+}
+
 /* The callback once its parameters passed callback_params_check. */
 static enum MHD_Result
 callback_run(struct req *r, const struct cb_params *p)
 {
-	const char *state = p->v[CB_STATE];
-	const char *flow_id = p->v[CB_FLOW_ID];
-	const char *success = p->v[CB_SUCCESS];
-	const char *code = p->v[CB_CODE];
-	const char *abort_ = p->v[CB_ABORT];
-	const char *cancel = p->v[CB_CANCEL];
-	struct link l = { 0 };
+	struct store_link l = { 0 };
 	struct finx_tokens t = { 0 };
 	struct finx_error err = { 0 };
-	const char *why = NULL;
 	enum MHD_Result ret;
-	char *conn_id;
-	int rc;
 
-	rc = consume_state(r, state, flow_id, &l, &why);
-	if (rc < 0) {
-		link_free(&l);
-		metrics_callback("error");
-		return http_page(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "Please try again", "The service is temporarily busy.");
-	}
-	if (rc == 0) {
-		link_free(&l);
-		return reject(r, why);
-	}
-	if (success == NULL || strcmp(success, "true") != 0) {
-		bool cancelled = (abort_ && strcmp(abort_, "true") == 0) ||
-		    (cancel && strcmp(cancel, "true") == 0);
-		const char *st = cancelled ? "cancelled" : "failed";
-		const char *reason = cancelled ? "user_cancelled"
-					       : "finx_flow_failed";
-
-		link_finish(l.id, st, reason, NULL);
-		ret = finish(r, &l, st, reason, NULL);
-		link_free(&l);
+	if (!callback_before(r, p, &l, &ret)) {
+		store_link_free(&l);
 		return ret;
 	}
-	if (code == NULL) {
-		link_finish(l.id, "failed", "missing_code", NULL);
-		ret = finish(r, &l, "failed", "missing_code", NULL);
-		link_free(&l);
-		return ret;
-	}
-	if (!exchange(code, &t, &err)) {
-		log_kv(LOG_WARN, "code exchange failed", "link_id", l.id,
-		    "error", err.message, NULL);
-		link_finish(l.id, "failed", "token_exchange_failed",
-		    err.message);
-		finx_error_free(&err);
-		ret = finish(r, &l, "failed", "token_exchange_failed", NULL);
-		link_free(&l);
-		return ret;
-	}
-	if ((conn_id = store_grant(&l, &t)) == NULL) {
-		/* Do not leave a grant at finX that nobody holds. */
-		if (t.refresh_token != NULL)
-			finx_revoke(t.refresh_token, &err);
-		finx_error_free(&err);
-		finx_tokens_free(&t);
-		link_finish(l.id, "failed", "storage_failed", NULL);
-		ret = finish(r, &l, "failed", "storage_failed", NULL);
-		link_free(&l);
-		return ret;
-	}
+	if (!exchange(p->v[CB_CODE], &t, &err))
+		ret = exchange_failed(r, &l, &err);
+	else
+		ret = callback_grant(r, &l, &t);
 	finx_tokens_free(&t);
-	worker_wake_pull(); /* the first pull, without waiting for a scan */
-	ret = finish(r, &l, "connected", NULL, conn_id);
-	free(conn_id);
-	link_free(&l);
+	store_link_free(&l);
 	return ret;
 }
 

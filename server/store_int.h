@@ -8,6 +8,7 @@
 #include "db.h"
 
 extern const struct db_stmt store_data_stmts[];
+extern const struct db_stmt store_links_stmts[];
 extern const struct db_stmt store_ops_stmts[];
 extern const struct db_stmt store_conns_stmts[];
 extern const struct db_stmt store_lease_stmts[];
