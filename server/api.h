@@ -14,10 +14,6 @@
 #include "http.h"
 #include "status.h"
 
-/* RFC 3339 UTC text of a timestamptz column, for SELECT lists. */
-#define SQL_TS(col)                                                          \
-	"to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-
 extern const struct config *api_cfg;
 
 /* The OpenAPI document (server/openapi.json), served at /openapi.json. */
@@ -101,13 +97,6 @@ char *link_cookie_name(const char *link_id);
 /* Opaque keyset cursor of the transaction listings. */
 char *cursor_encode(int64_t micros, int64_t id);
 bool cursor_decode(const char *s, int64_t *micros, int64_t *id);
-
-/*
- * Queue finX revocations of the sealed tokens of connection id found in
- * row 0 of res (column 0 refresh token, column 1 access token), inside the
- * caller's transaction.  The background workers revoke them.
- */
-bool queue_revocations(PGconn *c, const char *id, const PGresult *res);
 
 /* Handlers. */
 enum MHD_Result h_links_create(struct req *r);

@@ -175,13 +175,6 @@ h_conn_refresh(struct req *r)
 	return load_conn(r, id);
 }
 
-bool
-queue_revocations(PGconn *c, const char *id, const PGresult *row)
-{
-	return store_conn_queue_revocations(c, id, db_val(row, 0, 0),
-	    db_val(row, 0, 1));
-}
-
 enum MHD_Result
 h_conn_delete(struct req *r)
 {

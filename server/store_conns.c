@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h" /* SQL_TS */
 #include "crypto.h"
 #include "mem.h"
 #include "secret.h"

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
 #include "cache.h"
 #include "data.h"
 #include "mem.h"

@@ -7,6 +7,10 @@
 
 #include "db.h"
 
+/* RFC 3339 UTC text of a timestamptz column, for SELECT lists. */
+#define SQL_TS(col)                                                          \
+	"to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
 extern const struct db_stmt store_data_stmts[];
 extern const struct db_stmt store_links_stmts[];
 extern const struct db_stmt store_ops_stmts[];

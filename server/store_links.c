@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h" /* SQL_TS */
 #include "encode.h"
 #include "mem.h"
 #include "secret.h"

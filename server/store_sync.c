@@ -11,15 +11,11 @@
 #include "secret.h"
 #include "store_int.h"
 
-/* RFC 3339 UTC text of a timestamptz column (api.h's SQL_TS). */
-#define SYNC_TS(col)                                                           \
-	"to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-
 /* The columns of struct store_sync, in its order; t: the table's alias. */
 #define SYNC_COLS(t)                                                           \
 	t "id, " t "connection_id, " t "status, " t "error::text, "            \
-	  SYNC_TS(t "created_at") ", " SYNC_TS(t "started_at") ", "            \
-	  SYNC_TS(t "ended_at") ", " SYNC_TS(t "updated_at")
+	  SQL_TS(t "created_at") ", " SQL_TS(t "started_at") ", "            \
+	  SQL_TS(t "ended_at") ", " SQL_TS(t "updated_at")
 #define SYNC_NCOLS 8
 
 #define SYNC_OPEN "status NOT IN ('COMPLETED', 'FAILED', 'ERROR', 'CANCELLED')"
