@@ -41,14 +41,6 @@ struct result {
 	bool ok;
 };
 
-static long
-env_long(const char *name, long def)
-{
-	const char *v = getenv(name);
-
-	return v != NULL && *v != '\0' ? strtol(v, NULL, 10) : def;
-}
-
 /* "635.00us", "2.52ms", "1.01s" -> milliseconds */
 static double
 wrk_ms(const char *s)
@@ -108,8 +100,8 @@ static void
 run_wrk(const char *label, const char *url, int auth_fd, long secs,
     struct result *res)
 {
-	long threads = env_long("BENCH_THREADS", 2);
-	long conns = env_long("BENCH_CONNECTIONS", 64);
+	long threads = h_env_long("BENCH_THREADS", 2);
+	long conns = h_env_long("BENCH_CONNECTIONS", 64);
 	char t_s[24], c_s[24], d_s[24], script[64], buf[8192];
 	size_t len = 0;
 	ssize_t n;
@@ -237,16 +229,15 @@ print_row(const char *label, const struct result *r)
 int
 main(void)
 {
-	const char *migrate[] = { "migrate", NULL };
-	long txns = env_long("BENCH_TXNS", 5000);
-	long secs = env_long("BENCH_DURATION", 10);
-	long conns = env_long("BENCH_CONNECTIONS", 64);
-	char txns_s[24], *cid, *acct, *url_acc, *url_txn, *url_bare, *v, *path;
+	long txns = h_env_long("BENCH_TXNS", 5000);
+	long secs = h_env_long("BENCH_DURATION", 10);
+	long conns = h_env_long("BENCH_CONNECTIONS", 64);
+	char txns_s[24], *cid, *acct, *url_acc, *url_txn, *url_bare, *path;
 	const char *sbx_args[] = { "--transactions", txns_s, NULL };
 	const char *conninfo, *log_level;
 	struct result bare, accs, page;
 	struct h_resp r;
-	long t0, stored, end;
+	long t0, stored;
 	int f, auth_fd, port, rc = 0;
 	double ratio;
 	pid_t bare_pid;
@@ -254,9 +245,7 @@ main(void)
 
 	h_init("bench_api", 900);
 	snprintf(txns_s, sizeof(txns_s), "%ld", txns);
-	conninfo = h_pg_start();
-	h_sandbox_start(sbx_args);
-	h_env_defaults(conninfo);
+	conninfo = h_setup(sbx_args);
 	log_level = getenv("BENCH_LOG_LEVEL") ? getenv("BENCH_LOG_LEVEL")
 					       : "info";
 	h_env_set("FINXD_LOG_LEVEL", log_level);
@@ -268,53 +257,17 @@ main(void)
 		h_env_set("FINXD_READ_CACHE", getenv("BENCH_READ_CACHE"));
 	if (getenv("BENCH_DB_POOL_SIZE") != NULL)
 		h_env_set("FINXD_DB_POOL_SIZE", getenv("BENCH_DB_POOL_SIZE"));
-	if (h_finxd_run(migrate, 60) != 0)
-		h_bail("finxd migrate failed");
 	f = h_finxd_start();
 
 	/* connect one user through the widget, then wait for the pull */
-	{
-		struct h_resp lr;
-		char *loc, *cb;
-
-		h_link_create(f, "u-bench", "https://partner.example/return",
-		    &lr);
-		loc = h_jstr(h_resp_json(&lr), "location")
-		    ? strdup(h_jstr(h_resp_json(&lr), "location"))
-		    : NULL;
-		h_resp_free(&lr);
-		cb = loc ? h_widget(loc, "approve") : NULL;
-		if (cb == NULL)
-			h_bail("no callback URL from the widget");
-		h_http("GET", cb, NULL, NULL, 0, &lr);
-		cid = h_qparam(h_resp_header(&lr, "Location"),
-		    "connection_id");
-		h_resp_free(&lr);
-		free(loc);
-		free(cb);
-		if (cid == NULL)
-			h_bail("connecting u-bench failed");
-	}
+	cid = h_connect(f, "u-bench");
+	if (cid == NULL)
+		h_bail("connecting u-bench failed");
 	t0 = h_now_ms();
-	end = t0 + 600 * 1000L;
-	stored = 0;
-	while (h_now_ms() < end) {
-		v = h_sql_value(conninfo,
-		    "SELECT last_pull_at IS NOT NULL FROM pulls WHERE "
-		    "connection_id = $1",
-		    (const char *const[]){ cid, NULL });
-		if (v != NULL && strcmp(v, "t") == 0) {
-			free(v);
-			break;
-		}
-		free(v);
-		h_sleep_ms(250);
-	}
-	v = h_sql_value(conninfo,
+	h_wait_pull_after(conninfo, cid, "", 600);
+	stored = h_sql_long(conninfo,
 	    "SELECT count(*) FROM transactions WHERE connection_id = $1",
 	    (const char *const[]){ cid, NULL });
-	stored = v ? atol(v) : 0;
-	free(v);
 	printf("# pulled %ld transactions in %ld ms\n", stored,
 	    h_now_ms() - t0);
 	if (stored != 2 * txns)
@@ -371,7 +324,7 @@ main(void)
 	ratio = bare.rps > 0 ? accs.rps / bare.rps : 0;
 	printf("bench_api: %ld transactions stored, wrk -t%ld -c%ld -d%lds "
 	       "--latency\n",
-	    stored, env_long("BENCH_THREADS", 2), conns, secs);
+	    stored, h_env_long("BENCH_THREADS", 2), conns, secs);
 	printf("  finxd log level %s%s; read cache %s\n", log_level,
 	    strcmp(log_level, "debug") == 0 || strcmp(log_level, "info") == 0
 		? " (an access-log line per request)"
@@ -390,7 +343,7 @@ main(void)
 	    page.p99_ms >= 0 && page.p99_ms < 20;
 	if (!bare.ok || !accs.ok || !page.ok)
 		rc = 1;
-	if (!targets && env_long("BENCH_STRICT", 0))
+	if (!targets && h_env_long("BENCH_STRICT", 0))
 		rc = 1;
 	free(cid);
 	free(acct);

@@ -32,8 +32,6 @@
 
 #include "harness.h"
 
-#define RETURN_URL "https://partner.example/return"
-
 struct flow {
 	char *callback; /* the widget's redirect to finxd /callback */
 	long status;
@@ -50,14 +48,6 @@ struct probe {
 };
 
 static atomic_bool burst_done;
-
-static long
-env_long(const char *name, long def)
-{
-	const char *v = getenv(name);
-
-	return v != NULL && *v != '\0' ? strtol(v, NULL, 10) : def;
-}
 
 static int
 cmp_long(const void *a, const void *b)
@@ -89,20 +79,10 @@ static bool
 prepare(int fx, int i, struct flow *f, char **link_id)
 {
 	char user[32];
-	struct h_resp r;
-	bool ok;
 
 	snprintf(user, sizeof(user), "bench-%04d", i);
-	if (h_link_create(fx, user, RETURN_URL, &r) != 201) {
-		h_resp_free(&r);
-		return false;
-	}
-	if (i == 0)
-		*link_id = h_dup(h_jstr(h_resp_json(&r), "link_id"));
-	f->callback = h_widget(h_jstr(h_resp_json(&r), "location"), "approve");
-	ok = f->callback != NULL;
-	h_resp_free(&r);
-	return ok;
+	f->callback = h_link_approve(fx, user, i == 0 ? link_id : NULL);
+	return f->callback != NULL;
 }
 
 static size_t
@@ -256,26 +236,15 @@ print_pool(int fx)
 {
 	static const char *const names[] = { "waits_total", "timeouts_total",
 		"open" };
-	char url[128], name[64];
-	struct h_resp r;
-	size_t i, n;
+	char name[64];
+	size_t i;
 
-	snprintf(url, sizeof(url), "%s/metrics", h_finxd_url(fx));
-	h_http("GET", url, NULL, NULL, 0, &r);
 	printf("  finxd database pool after the bursts:");
 	for (i = 0; i < 3; i++) {
-		const char *p = r.body;
-
-		n = (size_t)snprintf(name, sizeof(name), "finxd_db_pool_%s",
-		    names[i]);
-		while ((p = strstr(p, name)) != NULL &&
-		    !((p == r.body || p[-1] == '\n') && p[n] == ' '))
-			p += n;
-		printf("%s %s %.*s", i ? "," : "", names[i],
-		    p ? (int)strcspn(p + n + 1, "\n") : 1, p ? p + n + 1 : "?");
+		snprintf(name, sizeof(name), "finxd_db_pool_%s", names[i]);
+		printf("%s %s %ld", i ? "," : "", names[i], h_metric(fx, name));
 	}
 	printf("\n");
-	h_resp_free(&r);
 }
 
 /* Run the probes while one burst of n callbacks is fired; wall ms. */
@@ -297,25 +266,22 @@ round_run(struct flow *flows, int n, struct probe *const *pr, int npr)
 	return wall;
 }
 
+static bool
+all_pulled(void *conninfo)
+{
+	return h_sql_long(conninfo,
+	           "SELECT count(*) FROM pulls WHERE last_pull_at IS NULL",
+	           NULL) == 0;
+}
+
 /* Wait (up to 120 s) until every connection had its first pull; ms
  * since t0, or -1. */
 static long
 pulls_done(const char *conninfo, long t0)
 {
-	long end = h_now_ms() + 120000;
-
-	while (h_now_ms() < end) {
-		char *v = h_sql_value(conninfo,
-		    "SELECT count(*) FROM pulls WHERE last_pull_at IS NULL",
-		    NULL);
-		bool done = v != NULL && strcmp(v, "0") == 0;
-
-		free(v);
-		if (done)
-			return h_now_ms() - t0;
-		h_sleep_ms(50);
-	}
-	return -1;
+	return h_wait_every(all_pulled, (void *)conninfo, 120000, 50)
+	    ? h_now_ms() - t0
+	    : -1;
 }
 
 /* The largest of v[from..n), unsorted. */
@@ -333,11 +299,10 @@ max_from(const long *v, int from, int n)
 int
 main(void)
 {
-	const char *migrate[] = { "migrate", NULL };
-	long flows_n = env_long("BENCH_FLOWS", 500);
-	long rounds = env_long("BENCH_ROUNDS", 3);
-	long lat = env_long("BENCH_TOKEN_LATENCY_MS", 200);
-	long target = env_long("BENCH_TARGET_MS", 20);
+	long flows_n = h_env_long("BENCH_FLOWS", 500);
+	long rounds = h_env_long("BENCH_ROUNDS", 3);
+	long lat = h_env_long("BENCH_TOKEN_LATENCY_MS", 200);
+	long target = h_env_long("BENCH_TARGET_MS", 20);
 	char lat_s[24], *link_id = NULL, *auth, *ops_listen, *pool;
 	const char *sbx_args[] = { "--token-latency-ms", lat_s, NULL };
 	const char *auth_h[2], *conninfo;
@@ -353,10 +318,7 @@ main(void)
 	total = n * (int)rounds;
 	h_init("bench_callback", 900);
 	snprintf(lat_s, sizeof(lat_s), "%ld", lat);
-	conninfo = h_pg_start();
-	h_sandbox_start(sbx_args);
-	h_env_defaults(conninfo);
-	h_env_set("FINXD_RETURN_URLS", RETURN_URL);
+	conninfo = h_setup(sbx_args);
 	h_env_set("FINXD_LOG_LEVEL",
 	    getenv("BENCH_LOG_LEVEL") ? getenv("BENCH_LOG_LEVEL") : "warn");
 	ops_port = h_free_port();
@@ -376,8 +338,6 @@ main(void)
 		? getenv("BENCH_DB_POOL_SIZE")
 		: "4");
 	h_env_set("FINXD_DB_POOL_SIZE", pool);
-	if (h_finxd_run(migrate, 60) != 0)
-		h_bail("finxd migrate failed");
 	fx = h_finxd_start();
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 
@@ -464,7 +424,7 @@ main(void)
 	if (ok != total || ph.errors || pa.errors || pv.errors || ph.n == 0 ||
 	    pa.n == 0 || pv.n == 0)
 		rc = 1;
-	if (!met && env_long("BENCH_STRICT", 0))
+	if (!met && h_env_long("BENCH_STRICT", 0))
 		rc = 1;
 
 	for (i = 0; i < total; i++)

@@ -31,14 +31,6 @@
 
 static const char *db;
 
-static long
-env_long(const char *name, long def)
-{
-	const char *v = getenv(name);
-
-	return v != NULL && *v != '\0' ? strtol(v, NULL, 10) : def;
-}
-
 static void
 crypto_setup(void)
 {
@@ -137,6 +129,34 @@ struct result {
 	double rate;
 };
 
+/* Refreshed since t0 so far, printed every 5 s. */
+struct progress {
+	const char *like, *t0;
+	long n, start, done, last_print;
+};
+
+static bool
+all_refreshed(void *arg)
+{
+	struct progress *p = arg;
+	char *v = h_sql_value(db,
+	    "SELECT count(*) FROM connections WHERE user_id LIKE $1 AND "
+	    "last_refresh_at >= $2::timestamptz",
+	    (const char *[]){ p->like, p->t0, NULL });
+
+	p->done = v ? atol(v) : 0;
+	free(v);
+	if (p->done >= p->n)
+		return true;
+	if (h_now_ms() - p->last_print >= 5000) {
+		p->last_print = h_now_ms();
+		printf("#   %5.1f s: %ld of %ld refreshed\n",
+		    (double)(p->last_print - p->start) / 1000.0, p->done, p->n);
+		fflush(stdout);
+	}
+	return false;
+}
+
 /* Make prefix's connections due and wait until all have a new
  * last_refresh_at (or timeout_s passed). */
 static struct result
@@ -144,9 +164,9 @@ run(const char *prefix, long n, int timeout_s)
 {
 	struct result res = { .n = n };
 	char like[128], *t0, *v, done_s[32];
-	long start, end, ref0 = h_sbx_stat("refreshes"),
-	    reuse0 = h_sbx_stat("refresh_reuse"),
-	    inv0 = h_sbx_stat("invalid_grants"), last_print = 0;
+	long start, ref0 = h_sbx_stat("refreshes"),
+	            reuse0 = h_sbx_stat("refresh_reuse"),
+	            inv0 = h_sbx_stat("invalid_grants");
 
 	snprintf(like, sizeof(like), "%s-%%", prefix);
 	t0 = h_sql_value(db, "SELECT clock_timestamp()::text", NULL);
@@ -155,23 +175,11 @@ run(const char *prefix, long n, int timeout_s)
 	    "UPDATE connections SET refresh_due_at = now() WHERE user_id "
 	    "LIKE $1",
 	    (const char *[]){ like, NULL }));
-	end = start + (long)timeout_s * 1000;
-	while (h_now_ms() < end) {
-		v = h_sql_value(db,
-		    "SELECT count(*) FROM connections WHERE user_id LIKE $1 "
-		    "AND last_refresh_at >= $2::timestamptz",
-		    (const char *[]){ like, t0, NULL });
-		res.done = v ? atol(v) : 0;
-		free(v);
-		if (res.done >= n)
-			break;
-		if (h_now_ms() - last_print >= 5000) {
-			last_print = h_now_ms();
-			printf("#   %5.1f s: %ld of %ld refreshed\n",
-			    (double)(last_print - start) / 1000.0, res.done, n);
-			fflush(stdout);
-		}
-		h_sleep_ms(100);
+	{
+		struct progress pr = { like, t0, n, start, 0, 0 };
+
+		h_wait_every(all_refreshed, &pr, (long)timeout_s * 1000, 100);
+		res.done = pr.done;
 	}
 	/* the exact end: the newest last_refresh_at */
 	snprintf(done_s, sizeof(done_s), "%ld", res.done);
@@ -206,28 +214,23 @@ report(const char *what, const struct result *r)
 int
 main(void)
 {
-	const char *migrate[] = { "migrate", NULL };
-	long n = env_long("BENCH_N", 10000),
-	     lat = env_long("BENCH_LATENCY_MS", 50),
-	     conc1 = env_long("BENCH_CONCURRENCY", 32),
-	     conc3 = env_long("BENCH_CONCURRENCY3", 0), maxconn, pool = 2;
+	long n = h_env_long("BENCH_N", 10000),
+	     lat = h_env_long("BENCH_LATENCY_MS", 50),
+	     conc1 = h_env_long("BENCH_CONCURRENCY", 32),
+	     conc3 = h_env_long("BENCH_CONCURRENCY3", 0), maxconn, pool = 2;
 	char lat_s[24], buf[32], *v;
 	const char *sbx_args[6];
 	struct result r1, r3;
 	int i, p[4], ok = 1;
 
 	h_init("bench_refresh", 840);
-	db = h_pg_start();
 	snprintf(lat_s, sizeof(lat_s), "%ld", lat);
 	sbx_args[0] = "--token-latency-ms";
 	sbx_args[1] = lat_s;
 	sbx_args[2] = "--transactions";
 	sbx_args[3] = "0";
 	sbx_args[4] = NULL;
-	h_sandbox_start(sbx_args);
-	h_env_defaults(db);
-	if (h_finxd_run(migrate, 60) != 0)
-		h_bail("finxd migrate failed");
+	db = h_setup(sbx_args);
 	crypto_setup();
 	v = h_sql_value(db, "SHOW max_connections", NULL);
 	maxconn = v ? atol(v) : 100;

@@ -146,14 +146,6 @@ static long sizes[2];
 static long reps_max, case_ms;
 static int failures;
 
-static long
-env_long(const char *name, long def)
-{
-	const char *v = getenv(name);
-
-	return v != NULL && *v != '\0' ? h_long(v, def) : def;
-}
-
 static PGconn *
 bench_connect(const char *conninfo)
 {
@@ -419,29 +411,20 @@ jdouble(json_object *o, const char *key)
 						     : 0.0;
 }
 
-static const char *
-jstring(json_object *o, const char *key)
-{
-	json_object *v;
-
-	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v)
-						     : NULL;
-}
-
 /* Compact plan tree: Type[index or relation](children). */
 static void
 plan_str(json_object *n, char *buf, size_t sz, size_t *len)
 {
-	const char *t = jstring(n, "Node Type"), *x = jstring(n, "Index Name");
+	const char *t = h_jstr(n, "Node Type"), *x = h_jstr(n, "Index Name");
 	json_object *kids;
 	size_t i, k;
 
 	if (x == NULL)
-		x = jstring(n, "Relation Name");
+		x = h_jstr(n, "Relation Name");
 	if (x == NULL)
-		x = jstring(n, "Function Name");
+		x = h_jstr(n, "Function Name");
 	if (x == NULL && t != NULL && strcmp(t, "ModifyTable") == 0)
-		x = jstring(n, "Operation");
+		x = h_jstr(n, "Operation");
 	if (*len < sz)
 		*len += (size_t)snprintf(buf + *len, sz - *len, "%s%s%s%s",
 		    t ? t : "?", x ? "[" : "", x ? x : "", x ? "]" : "");
@@ -462,7 +445,7 @@ plan_str(json_object *n, char *buf, size_t sz, size_t *len)
 static double
 visited(json_object *n)
 {
-	const char *t = jstring(n, "Node Type");
+	const char *t = h_jstr(n, "Node Type");
 	json_object *kids;
 	double v = 0.0;
 	size_t i;
@@ -483,14 +466,14 @@ visited(json_object *n)
 static void
 scans(json_object *n, char *buf, size_t sz, size_t *len)
 {
-	const char *t = jstring(n, "Node Type"), *x = jstring(n, "Index Name");
+	const char *t = h_jstr(n, "Node Type"), *x = h_jstr(n, "Index Name");
 	json_object *kids;
 	size_t i;
 
 	if (x == NULL)
-		x = jstring(n, "Relation Name");
+		x = h_jstr(n, "Relation Name");
 	if (x == NULL)
-		x = jstring(n, "Function Name");
+		x = h_jstr(n, "Function Name");
 	if (t != NULL && strstr(t, "Scan") != NULL &&
 	    strcmp(t, "Subquery Scan") != 0 && *len < sz)
 		*len += (size_t)snprintf(buf + *len, sz - *len, "%s%s[%s]",
@@ -747,14 +730,14 @@ main(void)
 	long t0;
 	int i;
 
-	sizes[0] = env_long("BENCH_N_SMALL", 10000);
-	sizes[1] = env_long("BENCH_N", 1000000);
-	reps_max = env_long("BENCH_REPS", 200);
-	case_ms = env_long("BENCH_CASE_S", 5) * 1000;
+	sizes[0] = h_env_long("BENCH_N_SMALL", 10000);
+	sizes[1] = h_env_long("BENCH_N", 1000000);
+	reps_max = h_env_long("BENCH_REPS", 200);
+	case_ms = h_env_long("BENCH_CASE_S", 5) * 1000;
 	if (sizes[0] < 20 || sizes[1] <= sizes[0] || reps_max < 20)
 		h_bail("BENCH_N_SMALL >= 20, BENCH_N > BENCH_N_SMALL and "
 		       "BENCH_REPS >= 20, please");
-	h_init("bench_sched", (int)env_long("BENCH_TIMEOUT_S", 330));
+	h_init("bench_sched", (int)h_env_long("BENCH_TIMEOUT_S", 330));
 	t0 = h_now_ms();
 	dbs[0].conninfo = (char *)h_pg_start();
 	dbs[1].conninfo = h_pg_create_db("outage");

@@ -1,6 +1,7 @@
 /*
- * finxd processes: their environment, h_finxd_run (one command),
- * h_finxd_start/stop (servers) and h_run for other programs.
+ * finxd processes: their environment, h_setup (the usual start of a
+ * test), h_finxd_run (one command), h_finxd_start/stop (servers) and
+ * h_run for other programs.
  */
 #include "harness_int.h"
 
@@ -29,7 +30,7 @@ h_env_set(const char *name, const char *value)
 			if (value == NULL) {
 				hs_env_list[i] = hs_env_list[--hs_env_n];
 			} else {
-				hs_env_list[i] = h_xasprintf("%s=%s", name, value);
+				hs_env_list[i] = h_fmt("%s=%s", name, value);
 			}
 			return;
 		}
@@ -39,7 +40,7 @@ h_env_set(const char *name, const char *value)
 	hs_env_list = realloc(hs_env_list, sizeof(char *) * (size_t)(hs_env_n + 1));
 	if (hs_env_list == NULL)
 		h_bail("out of memory");
-	hs_env_list[hs_env_n++] = h_xasprintf("%s=%s", name, value);
+	hs_env_list[hs_env_n++] = h_fmt("%s=%s", name, value);
 }
 
 void
@@ -67,8 +68,8 @@ h_finxd_envp(int port, char **ret_a, char **ret_b)
 		n++;
 	for (i = 0; i < hs_env_n; i++)
 		e[n++] = hs_env_list[i];
-	*ret_a = h_xasprintf("FINXD_LISTEN=127.0.0.1:%d", port);
-	*ret_b = h_xasprintf("FINXD_PUBLIC_URL=http://127.0.0.1:%d", port);
+	*ret_a = h_fmt("FINXD_LISTEN=127.0.0.1:%d", port);
+	*ret_b = h_fmt("FINXD_PUBLIC_URL=http://127.0.0.1:%d", port);
 	e[n++] = *ret_a;
 	e[n++] = *ret_b;
 	e[n] = NULL;
@@ -83,6 +84,19 @@ h_finxd_exe(void)
 	if (exe == NULL)
 		h_bail("FINXD_EXE is not set (run through meson test)");
 	return exe;
+}
+
+const char *
+h_setup(const char *const *sbx_args)
+{
+	const char *migrate[] = { "migrate", NULL };
+	const char *db = h_pg_start();
+
+	h_sandbox_start(sbx_args);
+	h_env_defaults(db);
+	if (h_finxd_run(migrate, 60) != 0)
+		h_bail("finxd migrate failed");
+	return db;
 }
 
 int
@@ -150,7 +164,7 @@ h_finxd_url(int i)
 static void
 h_finxd_poll(struct h_proc *p, const char *path, long limit_ms)
 {
-	char *url = h_xasprintf("%s%s", p->url, path);
+	char *url = h_fmt("%s%s", p->url, path);
 	long end = h_now_ms() + limit_ms;
 	int st;
 

@@ -1,6 +1,7 @@
 /*
  * The HTTP client (libcurl): h_http, h_resp, JSON helpers, h_api calls to
- * finxd, URL query helpers and the link/widget flow helpers.
+ * finxd (the connection calls, /readyz, /metrics), URL query helpers and
+ * the link/widget flow helpers up to a connection (h_connect).
  */
 #include "harness_int.h"
 
@@ -99,6 +100,26 @@ h_header_cb(char *p, size_t size, size_t n, void *ud)
 	return len;
 }
 
+/* A handle for url over plain HTTP, no proxy, the body into b; NULL when
+ * libcurl cannot make one. */
+static CURL *
+h_curl(const char *url, long timeout_ms, struct h_buf *b)
+{
+	CURL *c = curl_easy_init();
+
+	if (c == NULL)
+		return NULL;
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
+	curl_easy_setopt(c, CURLOPT_PROXY, "");
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, h_write_cb);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
+	return c;
+}
+
 int
 h_http(const char *method, const char *url, const char *const *headers,
     const char *body, size_t body_len, struct h_resp *r)
@@ -117,23 +138,15 @@ h_http(const char *method, const char *url, const char *const *headers,
 		r->body = h_xstrdup("");
 		return -1;
 	}
-	c = curl_easy_init();
+	c = h_curl(url, 10000L, &b);
 	if (c == NULL)
 		h_bail("curl_easy_init failed");
 	hl = curl_slist_append(hl, "Expect:");
 	for (i = 0; headers != NULL && headers[i] != NULL; i++)
 		hl = curl_slist_append(hl, headers[i]);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
-	curl_easy_setopt(c, CURLOPT_PROXY, "");
-	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, h_write_cb);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, h_header_cb);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
 	if (strcmp(method, "GET") == 0) {
@@ -211,15 +224,44 @@ h_jnull(struct json_object *o, const char *key)
 	return o != NULL && json_object_object_get_ex(o, key, &v) && v == NULL;
 }
 
-const char *
-h_err_code(struct h_resp *r)
+/* A string member of the error object of a JSON error body, or NULL. */
+static const char *
+h_err_field(struct h_resp *r, const char *name)
 {
 	struct json_object *o = h_resp_json(r), *e;
 
 	if (o == NULL || !json_object_object_get_ex(o, "error", &e) ||
 	    !json_object_is_type(e, json_type_object))
 		return NULL;
-	return h_jstr(e, "code");
+	return h_jstr(e, name);
+}
+
+const char *
+h_err_code(struct h_resp *r)
+{
+	return h_err_field(r, "code");
+}
+
+bool
+h_err_is(struct h_resp *r, const char *want)
+{
+	return h_streq(h_err_code(r), want);
+}
+
+const char *
+h_err_message(struct h_resp *r)
+{
+	return h_err_field(r, "message");
+}
+
+long
+h_jlong(struct json_object *o, const char *key, long dflt)
+{
+	struct json_object *v;
+
+	if (o == NULL || !json_object_object_get_ex(o, key, &v) || v == NULL)
+		return dflt;
+	return (long)json_object_get_int64(v);
 }
 
 long
@@ -233,8 +275,8 @@ long
 h_api_key_call(int i, const char *key, const char *method, const char *path,
     const char *body, struct h_resp *r)
 {
-	char *auth = h_xasprintf("Authorization: Bearer %s", key);
-	char *url = h_xasprintf("%s%s", h_finxd_url(i), path);
+	char *auth = h_fmt("Authorization: Bearer %s", key);
+	char *url = h_fmt("%s%s", h_finxd_url(i), path);
 	const char *hdrs[] = { auth, "Content-Type: application/json", NULL };
 
 	if (body == NULL)
@@ -245,24 +287,200 @@ h_api_key_call(int i, const char *key, const char *method, const char *path,
 	return r->status;
 }
 
+/* Hand the answer to the caller, or free it when r is NULL. */
+static long
+h_keep(struct h_resp *got, struct h_resp *r)
+{
+	long st = got->status;
+
+	if (r != NULL)
+		*r = *got;
+	else
+		h_resp_free(got);
+	return st;
+}
+
+long
+h_finxd_get(int i, const char *path, struct h_resp *r)
+{
+	char *url = h_fmt("%s%s", h_finxd_url(i), path);
+	struct h_resp got;
+
+	h_http("GET", url, NULL, NULL, 0, &got);
+	free(url);
+	return h_keep(&got, r);
+}
+
+struct h_status_wait {
+	int i;
+	const char *path;
+	long want;
+};
+
+static bool
+h_status_is(void *arg)
+{
+	struct h_status_wait *w = arg;
+
+	return h_finxd_get(w->i, w->path, NULL) == w->want;
+}
+
+bool
+h_finxd_wait_status(int i, const char *path, long want, long timeout_ms)
+{
+	struct h_status_wait w = { i, path, want };
+
+	return h_wait_every(h_status_is, &w, timeout_ms, 200);
+}
+
+long
+h_readyz(int i, char **code, char **msg)
+{
+	struct h_resp r;
+	long st = h_finxd_get(i, "/readyz", &r);
+
+	if (code != NULL)
+		*code = h_dup(h_err_code(&r));
+	if (msg != NULL)
+		*msg = h_dup(h_err_message(&r));
+	h_resp_free(&r);
+	return st;
+}
+
+long
+h_metric(int i, const char *series)
+{
+	char *needle = h_fmt("%s ", series);
+	struct h_resp r;
+	const char *p;
+	long n = 0;
+
+	if (h_finxd_get(i, "/metrics", &r) != 200) {
+		n = -1;
+	} else {
+		for (p = r.body; (p = strstr(p, needle)) != NULL; p++)
+			if (p == r.body || p[-1] == '\n')
+				break;
+		if (p != NULL)
+			n = strtol(p + strlen(needle), NULL, 10);
+	}
+	h_resp_free(&r);
+	free(needle);
+	return n;
+}
+
+long
+h_links_post_raw(int i, const char *auth, const char *ctype, const char *body,
+    size_t len, struct h_resp *r)
+{
+	char *url = h_fmt("%s/v1/links", h_finxd_url(i));
+	char *a = auth ? h_fmt("Authorization: %s", auth) : NULL;
+	char *c = ctype ? h_fmt("Content-Type: %s", ctype) : NULL;
+	const char *hdrs[3] = { NULL, NULL, NULL };
+	int n = 0;
+
+	if (a != NULL)
+		hdrs[n++] = a;
+	if (c != NULL)
+		hdrs[n++] = c;
+	h_http("POST", url, hdrs, body, len, r);
+	free(url);
+	free(a);
+	free(c);
+	return r->status;
+}
+
+long
+h_conn_api(int i, const char *method, const char *cid, const char *what,
+    struct h_resp *r)
+{
+	char *path = what ? h_fmt("/v1/connections/%s/%s", cid, what)
+	                  : h_fmt("/v1/connections/%s", cid);
+	struct h_resp got;
+
+	h_api(i, method, path, NULL, &got);
+	free(path);
+	return h_keep(&got, r);
+}
+
+long
+h_conn_post(int i, const char *cid, const char *what, char **code)
+{
+	struct h_resp r;
+	long st = h_conn_api(i, "POST", cid, what, &r);
+
+	if (code != NULL)
+		*code = h_dup(h_err_code(&r));
+	h_resp_free(&r);
+	return st;
+}
+
+long
+h_token_get(int i, const char *cid, char **tok, long *ms)
+{
+	struct h_resp r;
+	long st = h_conn_api(i, "GET", cid, "token", &r);
+
+	if (tok != NULL)
+		*tok = h_dup(h_jstr(h_resp_json(&r), "access_token"));
+	if (ms != NULL)
+		*ms = r.ms;
+	h_resp_free(&r);
+	return st;
+}
+
+long
+h_reauth(int i, const char *cid, struct h_resp *r)
+{
+	char *path = h_fmt("/v1/connections/%s/reauth", cid);
+
+	h_api(i, "POST", path, "{\"return_url\":\"" H_RETURN_URL "\"}", r);
+	free(path);
+	return r->status;
+}
+
+struct json_object *
+h_conn_get(int i, const char *cid)
+{
+	struct h_resp r;
+	struct json_object *o = NULL;
+
+	if (h_conn_api(i, "GET", cid, NULL, &r) == 200)
+		o = json_object_get(h_resp_json(&r));
+	h_resp_free(&r);
+	return o;
+}
+
+char *
+h_conn_status(int i, const char *cid)
+{
+	struct json_object *o = h_conn_get(i, cid);
+	char *st = h_dup(h_jstr(o, "status"));
+
+	json_object_put(o);
+	return st;
+}
+
+bool
+h_conn_status_is(int i, const char *cid, const char *want)
+{
+	char *st = h_conn_status(i, cid);
+	bool ok = h_streq(st, want);
+
+	free(st);
+	return ok;
+}
+
 /* GET url quietly (refused connections are expected); the status or 0. */
 long
 h_probe(const char *url)
 {
 	struct h_buf b = { NULL, 0, 0 };
-	CURL *c = curl_easy_init();
+	CURL *c = h_curl(url, 2000L, &b);
 	long status = 0;
 
 	if (c == NULL)
 		return 0;
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
-	curl_easy_setopt(c, CURLOPT_PROXY, "");
-	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, h_write_cb);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 	if (curl_easy_perform(c) == CURLE_OK)
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_cleanup(c);
@@ -354,10 +572,9 @@ h_qreplace(const char *url, const char *name, const char *value)
 	const char *end, *p = h_qfind(url, name, &end);
 
 	if (p == NULL)
-		return h_xasprintf("%s%c%s=%s", url,
-		    strchr(url, '?') ? '&' : '?', name, value);
-	return h_xasprintf("%.*s%s=%s%s", (int)(p - url), url, name, value,
-	    end);
+		return h_fmt("%s%c%s=%s", url, strchr(url, '?') ? '&' : '?',
+		    name, value);
+	return h_fmt("%.*s%s=%s%s", (int)(p - url), url, name, value, end);
 }
 
 /* ---- flows ------------------------------------------------------------- */
@@ -388,7 +605,7 @@ h_widget(const char *location, const char *decision)
 
 	if (location == NULL)
 		return NULL;
-	url = h_xasprintf("%s%cdecision=%s", location,
+	url = h_fmt("%s%cdecision=%s", location,
 	    strchr(location, '?') ? '&' : '?', decision);
 	h_http("GET", url, NULL, NULL, 0, &r);
 	free(url);
@@ -399,4 +616,54 @@ h_widget(const char *location, const char *decision)
 		    decision, r.status);
 	h_resp_free(&r);
 	return cb;
+}
+
+char *
+h_link_approve(int i, const char *user, char **link_id)
+{
+	struct h_resp r;
+	char *cb = NULL;
+
+	if (h_link_create(i, user, H_RETURN_URL, &r) == 201) {
+		cb = h_widget(h_jstr(h_resp_json(&r), "location"), "approve");
+		if (link_id != NULL)
+			*link_id = h_dup(h_jstr(h_resp_json(&r), "link_id"));
+	} else {
+		printf("# POST /v1/links answered %ld (error %s)\n", r.status,
+		    h_err_code(&r) ? h_err_code(&r) : "-");
+	}
+	h_resp_free(&r);
+	return cb;
+}
+
+char *
+h_connect(int i, const char *user)
+{
+	char *cb = h_link_approve(i, user, NULL), *cid = NULL, *status;
+	struct h_resp r;
+
+	if (cb == NULL)
+		return NULL;
+	h_http("GET", cb, NULL, NULL, 0, &r);
+	free(cb);
+	status = h_qparam(h_resp_header(&r, "Location"), "status");
+	if (r.status == 303 && h_streq(status, "connected"))
+		cid = h_qparam(h_resp_header(&r, "Location"), "connection_id");
+	else
+		printf("# callback answered %ld\n", r.status);
+	free(status);
+	h_resp_free(&r);
+	return cid;
+}
+
+char *
+h_connect_retry(int i, const char *user)
+{
+	char *cid = h_connect(i, user);
+
+	if (cid == NULL) {
+		printf("# connecting %s failed; trying once more\n", user);
+		cid = h_connect(i, user);
+	}
+	return cid;
 }

@@ -1,6 +1,7 @@
 /*
  * The test's private PostgreSQL: initdb, pg_ctl (through runuser when
- * root), extra databases and the h_sql helpers (libpq).
+ * root), extra databases, the h_sql helpers (libpq) and the peeks and
+ * waits at finxd's tables (h_conn_col, h_wait_pull_after, ...).
  */
 #include "harness_int.h"
 
@@ -115,7 +116,7 @@ h_pg_tool(const char *const *args, const char *log, long timeout_ms)
 		argv[a++] = "postgres";
 		argv[a++] = "--";
 	}
-	bin = h_xasprintf("%s/%s", pg_bindir, args[0]);
+	bin = h_fmt("%s/%s", pg_bindir, args[0]);
 	argv[a++] = bin;
 	for (i = 1; args[i] != NULL && a < 31; i++)
 		argv[a++] = (char *)args[i];
@@ -153,7 +154,7 @@ pg_ctl(const char *action, long timeout_ms)
 static void
 h_pg_append_conf(const char *sockdir)
 {
-	char *conf = h_xasprintf("%s/postgresql.conf", pg_datadir);
+	char *conf = h_fmt("%s/postgresql.conf", pg_datadir);
 	FILE *f = fopen(conf, "a");
 
 	if (f == NULL)
@@ -177,7 +178,7 @@ h_pg_append_conf(const char *sockdir)
 static pid_t
 h_pg_read_pid(void)
 {
-	char *path = h_xasprintf("%s/postmaster.pid", pg_datadir);
+	char *path = h_fmt("%s/postmaster.pid", pg_datadir);
 	char *s = h_read_file(path, NULL);
 	long v = 0;
 
@@ -192,7 +193,7 @@ h_pg_read_pid(void)
 static PGconn *
 h_pg_connect(const char *conninfo)
 {
-	char *ci = h_xasprintf("%s connect_timeout=10", conninfo);
+	char *ci = h_fmt("%s connect_timeout=10", conninfo);
 	PGconn *c = PQconnectdb(ci);
 
 	free(ci);
@@ -208,8 +209,8 @@ h_pg_connect(const char *conninfo)
 char *
 h_pg_create_db(const char *name)
 {
-	char *admin = h_xasprintf("host=127.0.0.1 port=%d dbname=postgres "
-	                          "user=postgres",
+	char *admin = h_fmt("host=127.0.0.1 port=%d dbname=postgres "
+	                    "user=postgres",
 	    pg_port);
 	PGconn *c = h_pg_connect(admin);
 	char *q;
@@ -218,15 +219,15 @@ h_pg_create_db(const char *name)
 	free(admin);
 	if (c == NULL)
 		h_bail("cannot connect to the test PostgreSQL");
-	q = h_xasprintf("CREATE DATABASE \"%s\"", name);
+	q = h_fmt("CREATE DATABASE \"%s\"", name);
 	res = PQexec(c, q);
 	free(q);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		h_bail("CREATE DATABASE %s: %s", name, PQerrorMessage(c));
 	PQclear(res);
 	PQfinish(c);
-	return h_xasprintf("host=127.0.0.1 port=%d dbname=%s user=postgres",
-	    pg_port, name);
+	return h_fmt("host=127.0.0.1 port=%d dbname=%s user=postgres", pg_port,
+	    name);
 }
 
 const char *
@@ -389,11 +390,130 @@ h_db_dump(const char *conninfo)
 
 		if (v == NULL)
 			continue;
-		n = h_xasprintf("%s%s\n", out, v);
+		n = h_fmt("%s%s\n", out, v);
 		free(out);
 		free(v);
 		out = n;
 	}
 	PQclear(tabs);
 	return out;
+}
+
+long
+h_sql_long(const char *conninfo, const char *query, const char *const *params)
+{
+	char *v = h_sql_value(conninfo, query, params);
+	long n = v != NULL ? strtol(v, NULL, 10) : -1;
+
+	free(v);
+	return n;
+}
+
+bool
+h_sql_do(const char *conninfo, const char *query, const char *const *params)
+{
+	PGresult *res = h_sql(conninfo, query, params);
+
+	PQclear(res);
+	return res != NULL;
+}
+
+bool
+h_sql_true(const char *conninfo, const char *query, const char *const *params)
+{
+	char *v = h_sql_value(conninfo, query, params);
+	bool t = v != NULL && strcmp(v, "t") == 0;
+
+	free(v);
+	return t;
+}
+
+struct h_count_wait {
+	const char *conninfo, *query;
+	const char *const *params;
+	long want, last;
+};
+
+static bool
+h_count_reached(void *arg)
+{
+	struct h_count_wait *w = arg;
+	char *v = h_sql_value(w->conninfo, w->query, w->params);
+
+	w->last = v != NULL ? strtol(v, NULL, 10) : 0;
+	free(v);
+	return w->last >= w->want;
+}
+
+long
+h_sql_wait_count(const char *conninfo, const char *query,
+    const char *const *params, long want, long timeout_ms)
+{
+	struct h_count_wait w = { conninfo, query, params, want, 0 };
+
+	h_wait_every(h_count_reached, &w, timeout_ms, 500);
+	return w.last;
+}
+
+bool
+h_revocations_gone(void *cid)
+{
+	return h_sql_long(hs_pg_conninfo,
+	           "SELECT count(*) FROM revocations WHERE connection_id = $1",
+	           (const char *[]){ cid, NULL }) == 0;
+}
+
+char *
+h_conn_col(const char *conninfo, const char *cid, const char *col)
+{
+	char *q = h_fmt("SELECT %s::text FROM connections WHERE id = $1", col);
+	char *v = h_sql_value(conninfo, q, (const char *[]){ cid, NULL });
+
+	free(q);
+	return v;
+}
+
+long
+h_conn_long(const char *conninfo, const char *cid, const char *col)
+{
+	char *v = h_conn_col(conninfo, cid, col);
+	long n = v != NULL ? strtol(v, NULL, 10) : -1;
+
+	free(v);
+	return n;
+}
+
+char *
+h_last_pull(const char *conninfo, const char *cid)
+{
+	char *v = h_sql_value(conninfo,
+	    "SELECT coalesce(to_char(last_pull_at, 'YYYY-MM-DD "
+	    "HH24:MI:SS.US'), '') FROM pulls WHERE connection_id = $1",
+	    (const char *[]){ cid, NULL });
+
+	return v != NULL ? v : h_xstrdup("");
+}
+
+struct h_pull_wait {
+	const char *conninfo, *cid, *before;
+};
+
+static bool
+h_pull_moved(void *arg)
+{
+	struct h_pull_wait *w = arg;
+	char *now = h_last_pull(w->conninfo, w->cid);
+	bool moved = now[0] != '\0' && strcmp(now, w->before) != 0;
+
+	free(now);
+	return moved;
+}
+
+bool
+h_wait_pull_after(const char *conninfo, const char *cid, const char *before,
+    int secs)
+{
+	struct h_pull_wait w = { conninfo, cid, before };
+
+	return h_wait_every(h_pull_moved, &w, secs * 1000L, 50);
 }

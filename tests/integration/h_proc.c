@@ -1,7 +1,8 @@
 /*
  * Harness core (see harness.h, harness_int.h): allocation, time and file
- * helpers, spawning, waiting and killing process groups, h_init, h_bail
- * and the cleanup that runs from atexit, the alarm and SIGINT/SIGTERM.
+ * helpers, polling (h_wait_until), spawning, waiting and killing process
+ * groups, h_init, h_bail and the cleanup that runs from atexit, the alarm
+ * and SIGINT/SIGTERM.
  */
 #include "harness_int.h"
 
@@ -57,25 +58,6 @@ h_xstrdup(const char *s)
 
 	memcpy(p, s, n);
 	return p;
-}
-
-char *
-h_xasprintf(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		h_bail("vsnprintf failed");
-	s = h_xmalloc((size_t)n + 1);
-	va_start(ap, fmt);
-	vsnprintf(s, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	return s;
 }
 
 char *
@@ -147,6 +129,40 @@ h_realtime_ms(void)
 	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+bool
+h_streq(const char *a, const char *b)
+{
+	return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+long
+h_env_long(const char *name, long dflt)
+{
+	const char *v = getenv(name);
+
+	return v != NULL && *v != '\0' ? h_long(v, dflt) : dflt;
+}
+
+bool
+h_wait_every(h_pred pred, void *arg, long timeout_ms, long every_ms)
+{
+	long end = h_now_ms() + timeout_ms;
+
+	for (;;) {
+		if (pred(arg))
+			return true;
+		if (h_now_ms() >= end)
+			return false;
+		h_sleep_ms(every_ms);
+	}
+}
+
+bool
+h_wait_until(h_pred pred, void *arg, long timeout_ms)
+{
+	return h_wait_every(pred, arg, timeout_ms, 20);
+}
+
 /* Whole file into a malloc'd NUL-terminated string; NULL when unreadable. */
 char *
 h_read_file(const char *path, size_t *ret_len)
@@ -195,7 +211,7 @@ h_tmpdir(void)
 char *
 h_path(const char *name)
 {
-	return h_xasprintf("%s/%s", hs_tmpdir, name);
+	return h_fmt("%s/%s", hs_tmpdir, name);
 }
 
 int
@@ -315,29 +331,16 @@ h_wait(pid_t pid, long timeout_ms)
 int
 h_kill_wait_ms(pid_t pid, int sig, long wait_ms)
 {
-	long end;
-	int st;
+	int rc;
 
 	if (pid <= 0)
 		return -1;
 	kill(-pid, sig);
 	kill(pid, sig);
-	end = h_now_ms() + wait_ms;
-	while (h_now_ms() < end) {
-		pid_t r = waitpid(pid, &st, WNOHANG);
-
-		if (r == pid) {
-			kill(-pid, SIGKILL); /* stragglers of the group */
-			return h_status_code(st);
-		}
-		if (r < 0 && errno != EINTR)
-			return -1;
-		h_sleep_ms(10);
-	}
-	kill(-pid, SIGKILL);
-	kill(pid, SIGKILL);
-	waitpid(pid, &st, 0);
-	return -1;
+	rc = h_wait(pid, wait_ms);
+	if (rc != -1)
+		kill(-pid, SIGKILL); /* stragglers of the group */
+	return rc;
 }
 
 int

@@ -24,7 +24,7 @@ static long
 h_sbx_call(const char *method, const char *path, const char *json,
     struct h_resp *r)
 {
-	char *url = h_xasprintf("%s%s", hs_sbx.url, path);
+	char *url = h_fmt("%s%s", hs_sbx.url, path);
 	const char *hdrs[] = { "Content-Type: application/json", NULL };
 
 	h_http(method, url, json ? hdrs : NULL, json, json ? strlen(json) : 0,
@@ -154,11 +154,7 @@ h_sbx_config(const char *json)
 long
 h_stat_of(struct json_object *st, const char *name)
 {
-	struct json_object *v;
-
-	if (st == NULL || !json_object_object_get_ex(st, name, &v))
-		return -1;
-	return (long)json_object_get_int64(v);
+	return h_jlong(st, name, -1);
 }
 
 long
@@ -171,6 +167,18 @@ h_sbx_stat(const char *name)
 	return v;
 }
 
+long
+h_sbx_grants(const char *user, const char *which)
+{
+	char *path = h_fmt("/_sandbox/grants?user_id=%s", user);
+	struct json_object *g = h_sbx_get(path);
+	long v = h_stat_of(g, which);
+
+	json_object_put(g);
+	free(path);
+	return v;
+}
+
 bool
 h_token_works(const char *tok)
 {
@@ -180,8 +188,8 @@ h_token_works(const char *tok)
 
 	if (tok == NULL)
 		return false;
-	url = h_xasprintf("%s/rest/accounts", h_sandbox_url());
-	auth = h_xasprintf("Authorization: Bearer %s", tok);
+	url = h_fmt("%s/rest/accounts", h_sandbox_url());
+	auth = h_fmt("Authorization: Bearer %s", tok);
 	{
 		const char *hdrs[] = { auth, NULL };
 

@@ -222,6 +222,18 @@ h_secret_new(size_t n)
 	return hs_extra_secrets[hs_nextra_secrets - 1];
 }
 
+char *
+h_token_key_new(const char *id)
+{
+	unsigned char key[32];
+	char b64[48];
+
+	h_random(key, sizeof(key));
+	h_base64(key, sizeof(key), b64);
+	h_strv_add(&hs_extra_secrets, &hs_nextra_secrets, b64);
+	return h_fmt("%s:%s", id, b64);
+}
+
 /* ---- logs -------------------------------------------------------------- */
 
 char *

@@ -53,6 +53,20 @@ long h_now_ms(void);
 /* Milliseconds since the epoch (CLOCK_REALTIME): the sandbox's clock for
  * received_at_ms and the like. */
 long h_realtime_ms(void);
+/* True when a and b are both strings and equal. */
+bool h_streq(const char *a, const char *b);
+/* The environment variable name as a whole number; dflt when unset or
+ * empty, h_bail() when it is not a number. */
+long h_env_long(const char *name, long dflt);
+
+/*
+ * Poll pred(arg) every 20 ms (h_wait_every: every every_ms) until it is
+ * true, for up to timeout_ms.  True when it became true in time.  pred is
+ * always asked at least once.
+ */
+typedef bool (*h_pred)(void *arg);
+bool h_wait_until(h_pred pred, void *arg, long timeout_ms);
+bool h_wait_every(h_pred pred, void *arg, long timeout_ms, long every_ms);
 
 /* The test's generated secrets (never print them). */
 const char *h_client_secret(void);
@@ -61,6 +75,9 @@ const char *h_token_key(void); /* "k1:<base64 of 32 bytes>" */
 /* A new random secret of n alphanumerics (owned by the harness), added to
  * the values h_leaks() looks for and the log redaction hides. */
 char *h_secret_new(size_t n);
+/* A new token key "<id>:<base64 of 32 random bytes>" (caller frees),
+ * added to the values h_leaks() looks for like h_secret_new. */
+char *h_token_key_new(const char *id);
 
 /*
  * PostgreSQL: initdb + pg_ctl start a private cluster in the temp dir on a
@@ -87,6 +104,34 @@ char *
 h_sql_value(const char *conninfo, const char *query, const char *const *params);
 /* Text of every row of every table in the database (malloc'd). */
 char *h_db_dump(const char *conninfo);
+/* First column of the first row as a whole number, -1 when none. */
+long
+h_sql_long(const char *conninfo, const char *query, const char *const *params);
+/* Run a statement for its effect; true when it succeeded. */
+bool
+h_sql_do(const char *conninfo, const char *query, const char *const *params);
+/* True when the first column of the first row is boolean true. */
+bool
+h_sql_true(const char *conninfo, const char *query, const char *const *params);
+/* Poll query (a count: SQL NULL and no row are 0) every 500 ms until it
+ * is at least want, for up to timeout_ms; returns the last count. */
+long h_sql_wait_count(const char *conninfo, const char *query,
+    const char *const *params, long want, long timeout_ms);
+/* An h_pred: no revocation of connection cid (a char *) is left in the
+ * revocations table of the test's database (h_pg_start's). */
+bool h_revocations_gone(void *cid);
+/* Column col of connection cid as text (malloc'd), NULL for SQL NULL or
+ * no such row. */
+char *h_conn_col(const char *conninfo, const char *cid, const char *col);
+/* The same as a whole number, -1 for NULL or no such row. */
+long h_conn_long(const char *conninfo, const char *cid, const char *col);
+/* pulls.last_pull_at of connection cid with microseconds, "" when it was
+ * never pulled (malloc'd, never NULL). */
+char *h_last_pull(const char *conninfo, const char *cid);
+/* Wait up to secs until cid's last_pull_at is set and differs from
+ * before (h_last_pull's text; "" for the first pull). */
+bool h_wait_pull_after(const char *conninfo, const char *cid,
+    const char *before, int secs);
 
 /*
  * finx-sandbox ($SANDBOX_EXE): start it with --listen 127.0.0.1:0, the test
@@ -115,6 +160,9 @@ bool h_sbx_config(const char *json);
 long h_stat_of(struct json_object *st, const char *name);
 /* One counter of GET /_sandbox/stats, -1 on error. */
 long h_sbx_stat(const char *name);
+/* A counter of GET /_sandbox/grants?user_id=<user>: how many of the
+ * user's grants are "active" or "revoked"; -1 on error. */
+long h_sbx_grants(const char *user, const char *which);
 /* The access token works at finX right now (GET /rest/accounts). */
 bool h_token_works(const char *tok);
 
@@ -126,6 +174,12 @@ bool h_token_works(const char *tok);
  */
 void h_env_defaults(const char *conninfo);
 void h_env_set(const char *name, const char *value);
+/*
+ * The usual start of a test: h_pg_start(), h_sandbox_start(sbx_args),
+ * h_env_defaults() and `finxd migrate` (h_bail() when it fails).
+ * Returns the database's conninfo (owned by the harness).
+ */
+const char *h_setup(const char *const *sbx_args);
 
 /*
  * Run "finxd <args...>" (NULL-terminated) with the current environment
@@ -187,10 +241,16 @@ const char *h_resp_header(const struct h_resp *r, const char *name);
 struct json_object *h_resp_json(struct h_resp *r);
 /* error.code of a JSON error body (borrowed) or NULL. */
 const char *h_err_code(struct h_resp *r);
+/* True when the error.code of r is want. */
+bool h_err_is(struct h_resp *r, const char *want);
+/* error.message of a JSON error body (borrowed) or NULL. */
+const char *h_err_message(struct h_resp *r);
 /* A string member of o (borrowed) or NULL when absent or not a string. */
 const char *h_jstr(struct json_object *o, const char *key);
 /* True when o has key and its value is JSON null. */
 bool h_jnull(struct json_object *o, const char *key);
+/* A member of o as an integer; dflt when absent or JSON null. */
+long h_jlong(struct json_object *o, const char *key, long dflt);
 
 /*
  * Call finxd instance i: /v1 with "Authorization: Bearer <api key>" and
@@ -203,6 +263,48 @@ long h_api(int i, const char *method, const char *path, const char *body,
 long h_api_key_call(int i, const char *key, const char *method,
     const char *path, const char *body, struct h_resp *r);
 
+/* GET path on finxd instance i without an API key (/healthz, /readyz,
+ * /metrics...); returns the status.  r may be NULL (answer discarded). */
+long h_finxd_get(int i, const char *path, struct h_resp *r);
+/* Poll GET path on instance i every 200 ms until it answers want; true
+ * when it did within timeout_ms. */
+bool h_finxd_wait_status(int i, const char *path, long want, long timeout_ms);
+/* GET /readyz on instance i: the status; error.code and error.message in
+ * *code and *msg (malloc'd or NULL), each when not NULL. */
+long h_readyz(int i, char **code, char **msg);
+/* The value of the sample `series` (name and labels, exactly as in the
+ * exposition) on instance i's /metrics; 0 when absent, -1 when /metrics
+ * did not answer 200. */
+long h_metric(int i, const char *series);
+
+/* POST raw bytes to /v1/links on instance i with "Authorization: <auth>"
+ * and "Content-Type: <ctype>" (each left out when NULL). */
+long h_links_post_raw(int i, const char *auth, const char *ctype,
+    const char *body, size_t len, struct h_resp *r);
+
+/* The connection calls on instance i: method on /v1/connections/{cid},
+ * plus "/<what>" unless what is NULL.  Returns the status; r may be NULL
+ * (answer discarded). */
+long h_conn_api(int i, const char *method, const char *cid, const char *what,
+    struct h_resp *r);
+/* POST /v1/connections/{cid}/<what> (refresh, reauth...) without a body;
+ * the status, error.code in *code (malloc'd or NULL) when code != NULL. */
+long h_conn_post(int i, const char *cid, const char *what, char **code);
+/* GET /v1/connections/{cid}/token: the status; the access token in *tok
+ * (malloc'd, NULL when none) and the request's wall time in *ms, each
+ * when not NULL. */
+long h_token_get(int i, const char *cid, char **tok, long *ms);
+/* POST /v1/connections/{cid}/reauth with return_url H_RETURN_URL; the
+ * status (a link to approve in the widget on 201). */
+long h_reauth(int i, const char *cid, struct h_resp *r);
+/* GET /v1/connections/{cid}: the answer (caller json_object_put()s) on
+ * 200, else NULL. */
+struct json_object *h_conn_get(int i, const char *cid);
+/* Its "status" (malloc'd) or NULL. */
+char *h_conn_status(int i, const char *cid);
+/* True when its "status" is want. */
+bool h_conn_status_is(int i, const char *cid, const char *want);
+
 /* URL query helpers: decoded value of a parameter (malloc'd) or NULL;
  * url with one parameter replaced (malloc'd). */
 char *h_qparam(const char *url, const char *name);
@@ -211,9 +313,21 @@ char *h_qreplace(const char *url, const char *name, const char *value);
 /* POST /v1/links on instance i; returns the status. */
 long h_link_create(int i, const char *user_id, const char *return_url,
     struct h_resp *r);
+/* The return URL of the tests' links (h_env_defaults allows it). */
+#define H_RETURN_URL "https://partner.example/return?x=1"
 /* GET <location>&decision=<decision> on the sandbox; returns the callback
  * URL from its 302 (malloc'd) or NULL. */
 char *h_widget(const char *location, const char *decision);
+/* A link for user (H_RETURN_URL) on instance i, approved in the widget:
+ * the callback URL (malloc'd) or NULL; the link id in *link_id
+ * (malloc'd) when link_id != NULL. */
+char *h_link_approve(int i, const char *user, char **link_id);
+/* A whole approved flow on instance i: link, widget approval and the
+ * callback; the connection id (malloc'd) or NULL. */
+char *h_connect(int i, const char *user);
+/* h_connect, and once more when that failed (a stall of a shared
+ * machine is not what the tests test); NULL when both failed. */
+char *h_connect_retry(int i, const char *user);
 
 /* Every token and code the sandbox issued (caller frees with
  * h_strv_free); count in *n. */

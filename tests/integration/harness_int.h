@@ -48,8 +48,6 @@ extern int hs_known_nissued;
 /* h_proc.c */
 void *h_xmalloc(size_t n);
 char *h_xstrdup(const char *s);
-char *h_xasprintf(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
 char *h_read_file(const char *path, size_t *ret_len);
 bool h_memmem(const char *hay, size_t len, const char *needle);
 pid_t h_spawn(char *const argv[], char *const envp[], const char *out,

@@ -17,24 +17,6 @@ static const char *db;
 static int fa, fb, fc;
 static const char *user = "u-cache";
 
-static char *
-sqlv(const char *q, const char *p1)
-{
-	const char *params[2] = { p1, NULL };
-
-	return h_sql_value(db, q, p1 ? params : NULL);
-}
-
-static bool
-sql_do(const char *q, const char *p1)
-{
-	const char *params[2] = { p1, NULL };
-	PGresult *r = h_sql(db, q, p1 ? params : NULL);
-
-	PQclear(r);
-	return r != NULL;
-}
-
 /* GET path on instance i: the body (malloc'd) of a 200, else NULL. */
 static char *
 get_body(int i, const char *path)
@@ -99,14 +81,15 @@ api_view(int i)
 static char *
 db_view(void)
 {
-	return sqlv("SELECT coalesce((SELECT string_agg(a.name || ',', '' "
-		    "ORDER BY a.created_at, a.id) FROM accounts a JOIN "
-		    "connections c ON c.id = a.connection_id WHERE a.user_id = "
-		    "$1 AND c.status <> 'revoked'), '') || '|' || (SELECT "
-		    "count(*) FROM transactions t JOIN accounts a ON a.id = "
-		    "t.account_id JOIN connections c ON c.id = a.connection_id "
-		    "WHERE a.user_id = $1 AND c.status <> 'revoked')",
-	    user);
+	return h_sql_value(db,
+	    "SELECT coalesce((SELECT string_agg(a.name || ',', '' "
+	    "ORDER BY a.created_at, a.id) FROM accounts a JOIN "
+	    "connections c ON c.id = a.connection_id WHERE a.user_id = "
+	    "$1 AND c.status <> 'revoked'), '') || '|' || (SELECT "
+	    "count(*) FROM transactions t JOIN accounts a ON a.id = "
+	    "t.account_id JOIN connections c ON c.id = a.connection_id "
+	    "WHERE a.user_id = $1 AND c.status <> 'revoked')",
+	    (const char *[]){ user, NULL });
 }
 
 static bool
@@ -119,18 +102,27 @@ view_is(int i, const char *want)
 	return ok;
 }
 
+struct view_wait {
+	int i;
+	const char *want;
+};
+
+static bool
+view_shows(void *arg)
+{
+	struct view_wait *w = arg;
+
+	return view_is(w->i, w->want);
+}
+
 /* Milliseconds until instance i shows want (polled), -1 after limit_ms. */
 static long
 until_view(int i, const char *want, long limit_ms)
 {
+	struct view_wait w = { i, want };
 	long t0 = h_now_ms();
 
-	while (h_now_ms() - t0 <= limit_ms) {
-		if (view_is(i, want))
-			return h_now_ms() - t0;
-		h_sleep_ms(20);
-	}
-	return -1;
+	return h_wait_until(view_shows, &w, limit_ms) ? h_now_ms() - t0 : -1;
 }
 
 /* n reads on A and B in turn all show want. */
@@ -145,57 +137,24 @@ stays(const char *want, int n)
 	return true;
 }
 
-static char *
-last_pull(const char *cid)
-{
-	char *v = sqlv("SELECT coalesce(to_char(last_pull_at, "
-		       "'YYYY-MM-DD HH24:MI:SS.US'), '') FROM pulls WHERE "
-		       "connection_id = $1",
-	    cid);
-
-	return v ? v : strdup("");
-}
-
-static bool
-wait_pull_after(const char *cid, const char *before, int secs)
-{
-	long end = h_now_ms() + secs * 1000L;
-
-	while (h_now_ms() < end) {
-		char *now = last_pull(cid);
-		bool moved = now[0] != '\0' && strcmp(now, before) != 0;
-
-		free(now);
-		if (moved)
-			return true;
-		h_sleep_ms(20);
-	}
-	return false;
-}
-
 static long
 listeners(void)
 {
-	char *v = sqlv("SELECT count(*) FROM pg_stat_activity WHERE query "
-		       "LIKE 'LISTEN%'",
+	return h_sql_long(db,
+	    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'",
 	    NULL);
-	long n = v ? strtol(v, NULL, 10) : -1;
+}
 
-	free(v);
-	return n;
+static bool
+listeners_are(void *want)
+{
+	return listeners() == *(long *)want;
 }
 
 static bool
 wait_listeners(long want, int secs)
 {
-	long end = h_now_ms() + secs * 1000L;
-
-	while (h_now_ms() < end) {
-		if (listeners() == want)
-			return true;
-		h_sleep_ms(50);
-	}
-	return false;
+	return h_wait_every(listeners_are, &want, secs * 1000L, 50);
 }
 
 /* ---- 1. hits are the bytes and headers of a fresh read ---- */
@@ -270,14 +229,16 @@ test_silent_and_notify(void)
 	before = db_view();
 	CHECK(until_view(fa, before, 0) >= 0 && until_view(fb, before, 0) >= 0,
 	    "A and B read the data (now cached)");
-	sql_do("UPDATE accounts SET name = name || ' (silent)' WHERE "
-	       "user_id = $1",
-	    user);
+	h_sql_do(db,
+	    "UPDATE accounts SET name = name || ' (silent)' WHERE "
+	    "user_id = $1",
+	    (const char *[]){ user, NULL });
 	after = db_view();
 	CHECK(view_is(fc, after), "C (cache off) sees a silent SQL change");
 	CHECK(view_is(fa, before) && view_is(fb, before),
 	    "A and B still serve their cached answer (the cache works)");
-	sql_do("SELECT pg_notify('finxd_data', $1)", user);
+	h_sql_do(db, "SELECT pg_notify('finxd_data', $1)",
+	    (const char *[]){ user, NULL });
 	ms = until_view(fb, after, FRESH_MS);
 	CHECK(ms >= 0, "B shows it within %d ms of a notification (%ld ms)",
 	    FRESH_MS, ms);
@@ -300,11 +261,12 @@ test_repull(const char *cid)
 	snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"add\":2}", user);
 	CHECK(sbx_ok(h_sbx_post("/_sandbox/transactions", body)),
 	    "the sandbox has 2 new transactions per account");
-	before = last_pull(cid);
-	sql_do("UPDATE pulls SET next_pull_at = now(), attended = true WHERE "
-	       "connection_id = $1",
-	    cid);
-	CHECK(wait_pull_after(cid, before, 20), "a worker pulled again");
+	before = h_last_pull(db, cid);
+	h_sql_do(db,
+	    "UPDATE pulls SET next_pull_at = now(), attended = true WHERE "
+	    "connection_id = $1",
+	    (const char *[]){ cid, NULL });
+	CHECK(h_wait_pull_after(db, cid, before, 20), "a worker pulled again");
 	want = db_view();
 	CHECK(strcmp(want, before_view) != 0, "the pull changed the data "
 					      "(%s)",
@@ -331,22 +293,19 @@ test_listener_killed(void)
 
 	cached = db_view();
 	CHECK(stays(cached, 4), "A and B cached the data");
-	sql_do("UPDATE accounts SET name = name || ' (while cached)' WHERE "
-	       "user_id = $1",
-	    user);
+	h_sql_do(db,
+	    "UPDATE accounts SET name = name || ' (while cached)' WHERE "
+	    "user_id = $1",
+	    (const char *[]){ user, NULL });
 	silent = db_view();
 	CHECK(view_is(fa, cached) && view_is(fb, cached),
 	    "a silent change is not seen while cached");
 	CHECK(listeners() == 2, "two listening backends (A and B)");
 	n = 0;
-	{
-		char *v = sqlv("SELECT count(pg_terminate_backend(pid)) FROM "
-			       "pg_stat_activity WHERE query LIKE 'LISTEN%'",
-		    NULL);
-
-		n = v ? strtol(v, NULL, 10) : -1;
-		free(v);
-	}
+	n = h_sql_long(db,
+	    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+	    "WHERE query LIKE 'LISTEN%'",
+	    NULL);
 	CHECK(n == 2, "both listening backends terminated (%ld)", n);
 	/* The lost connection empties the cache: the silent change shows
 	 * as soon as the listeners notice, and every read after is right. */
@@ -361,10 +320,12 @@ test_listener_killed(void)
 	}
 	CHECK(ok, "reads stay correct while the listeners reconnect");
 	CHECK(wait_listeners(2, 10), "both listen again");
-	sql_do("UPDATE accounts SET name = name || ' (after)' WHERE "
-	       "user_id = $1",
-	    user);
-	sql_do("SELECT pg_notify('finxd_data', $1)", user);
+	h_sql_do(db,
+	    "UPDATE accounts SET name = name || ' (after)' WHERE "
+	    "user_id = $1",
+	    (const char *[]){ user, NULL });
+	h_sql_do(db, "SELECT pg_notify('finxd_data', $1)",
+	    (const char *[]){ user, NULL });
 	after = db_view();
 	CHECK(until_view(fb, after, FRESH_MS) >= 0 &&
 		until_view(fa, after, FRESH_MS) >= 0,
@@ -386,8 +347,7 @@ test_delete(const char *cid, const char *acct)
 
 	cached = db_view();
 	CHECK(stays(cached, 4), "A and B cached the data before the DELETE");
-	snprintf(path, sizeof(path), "/v1/connections/%s", cid);
-	CHECK(h_api(fa, "DELETE", path, NULL, &r) == 200,
+	CHECK(h_conn_api(fa, "DELETE", cid, NULL, &r) == 200,
 	    "DELETE through A: 200 (%ld)", r.status);
 	h_resp_free(&r);
 	want = db_view();
@@ -412,18 +372,13 @@ test_delete(const char *cid, const char *acct)
 int
 main(void)
 {
-	const char *migrate[] = { "migrate", NULL };
 	const char *sbx_args[] = { "--transactions", "6", NULL };
 	char *cid, *acct;
 
 	h_init("it_cache", 200);
-	db = h_pg_start();
-	h_sandbox_start(sbx_args);
-	h_env_defaults(db);
+	db = h_setup(sbx_args);
 	h_env_set("FINXD_REFRESH_INTERVAL", "1");
 	h_env_set("FINXD_SYNC_INTERVAL", "3600");
-	if (h_finxd_run(migrate, 60) != 0)
-		h_bail("finxd migrate failed");
 	fa = h_finxd_start();
 	fb = h_finxd_start();
 	h_env_set("FINXD_READ_CACHE", "off");
@@ -432,13 +387,14 @@ main(void)
 	CHECK(wait_listeners(2, 10), "A and B listen on finxd_data; C does "
 				     "not");
 
-	cid = connect_user(fa, user);
+	cid = h_connect(fa, user);
 	if (cid == NULL)
 		h_bail("cannot connect %s", user);
-	CHECK(wait_pull_after(cid, "", 30), "the first pull ran");
-	acct = sqlv("SELECT id FROM accounts WHERE connection_id = $1 ORDER "
-		    "BY created_at, id LIMIT 1",
-	    cid);
+	CHECK(h_wait_pull_after(db, cid, "", 30), "the first pull ran");
+	acct = h_sql_value(db,
+	    "SELECT id FROM accounts WHERE connection_id = $1 ORDER "
+	    "BY created_at, id LIMIT 1",
+	    (const char *[]){ cid, NULL });
 	if (acct == NULL)
 		h_bail("no account");
 	{

@@ -24,93 +24,27 @@ static char *k_links, *k_read, *k_tokens, *k_admin, *k_rt;
 
 /* ---- SQL ---- */
 
-static char *
-sqlv(const char *q, const char *p1, const char *p2)
-{
-	const char *params[3] = { p1, p2, NULL };
-
-	return h_sql_value(db, q, p1 ? params : NULL);
-}
-
-static long
-sql_long(const char *q, const char *p1, const char *p2)
-{
-	char *v = sqlv(q, p1, p2);
-	long n = v ? strtol(v, NULL, 10) : -1;
-
-	free(v);
-	return n;
-}
-
-static bool
-sql_true(const char *q, const char *p1, const char *p2)
-{
-	char *v = sqlv(q, p1, p2);
-	bool t = v && strcmp(v, "t") == 0;
-
-	free(v);
-	return t;
-}
-
-static bool
-sql_do(const char *q, const char *p1, const char *p2)
-{
-	const char *params[3] = { p1, p2, NULL };
-	PGresult *r = h_sql(db, q, p1 ? params : NULL);
-
-	PQclear(r);
-	return r != NULL;
-}
-
 static long
 txn_count(const char *cid)
 {
-	return sql_long("SELECT count(*) FROM transactions WHERE "
-			"connection_id = $1",
-	    cid, NULL);
-}
-
-/* last_pull_at with microseconds, "" when never pulled (malloc'd). */
-static char *
-last_pull(const char *cid)
-{
-	char *v = sqlv("SELECT coalesce(to_char(last_pull_at, "
-		       "'YYYY-MM-DD HH24:MI:SS.US'), '') FROM pulls WHERE "
-		       "connection_id = $1",
-	    cid, NULL);
-
-	return v ? v : strdup("");
-}
-
-/* Wait until last_pull_at differs from before. */
-static bool
-wait_pull_after(const char *cid, const char *before, int secs)
-{
-	long end = h_now_ms() + secs * 1000L;
-
-	while (h_now_ms() < end) {
-		char *now = last_pull(cid);
-		bool moved = now[0] != '\0' && strcmp(now, before) != 0;
-
-		free(now);
-		if (moved)
-			return true;
-		h_sleep_ms(100);
-	}
-	return false;
+	return h_sql_long(db,
+	    "SELECT count(*) FROM transactions WHERE "
+	    "connection_id = $1",
+	    (const char *[]){ cid, NULL });
 }
 
 /* Make the connection due now (attended: not counted) and wait. */
 static bool
 repull(const char *cid)
 {
-	char *before = last_pull(cid);
+	char *before = h_last_pull(db, cid);
 	bool ok;
 
-	sql_do("UPDATE pulls SET next_pull_at = now(), attended = true WHERE "
-	       "connection_id = $1",
-	    cid, NULL);
-	ok = wait_pull_after(cid, before, 20);
+	h_sql_do(db,
+	    "UPDATE pulls SET next_pull_at = now(), attended = true WHERE "
+	    "connection_id = $1",
+	    (const char *[]){ cid, NULL });
+	ok = h_wait_pull_after(db, cid, before, 20);
 	if (!ok)
 		printf("# no pull within 20 s\n");
 	free(before);
@@ -124,20 +58,16 @@ sbx_rest(const char *cid, const char *path)
 {
 	struct json_object *o = NULL;
 	struct h_resp r;
-	char p[256], *url, *auth;
+	char *url, *auth, *tok = NULL;
+	long st = h_token_get(f, cid, &tok, NULL);
 
-	snprintf(p, sizeof(p), "/v1/connections/%s/token", cid);
-	if (h_api(f, "GET", p, NULL, &r) != 200 ||
-	    h_jstr(h_resp_json(&r), "access_token") == NULL) {
-		printf("# no access token (%ld)\n", r.status);
-		h_resp_free(&r);
+	if (st != 200 || tok == NULL) {
+		printf("# no access token (%ld)\n", st);
+		free(tok);
 		return NULL;
 	}
-	auth = NULL;
-	if (asprintf(&auth, "Authorization: Bearer %s",
-		h_jstr(h_resp_json(&r), "access_token")) < 0)
-		h_bail("asprintf");
-	h_resp_free(&r);
+	auth = h_fmt("Authorization: Bearer %s", tok);
+	free(tok);
 	if (asprintf(&url, "%s%s", h_sandbox_url(), path) < 0)
 		h_bail("asprintf");
 	h_http("GET", url, (const char *const[]){ auth, NULL }, NULL, 0, &r);
@@ -191,12 +121,6 @@ jbool(struct json_object *o, const char *key, bool *out)
 		return false;
 	*out = json_object_get_boolean(v);
 	return true;
-}
-
-static bool
-streq(const char *a, const char *b)
-{
-	return a != NULL && b != NULL && strcmp(a, b) == 0;
 }
 
 /* ---- walking the listings ---- */
@@ -336,12 +260,13 @@ sorted_desc(struct json_object *arr)
 static char *
 connect_and_pull(const char *user)
 {
-	char *cid = connect_user(f, user);
+	char *cid = h_connect(f, user);
 
 	CHECK(cid != NULL, "%s: connected", user);
 	if (cid == NULL)
 		h_bail("cannot connect %s", user);
-	CHECK(wait_pull_after(cid, "", 30), "%s: the first pull ran", user);
+	CHECK(h_wait_pull_after(db, cid, "", 30), "%s: the first pull ran",
+	    user);
 	return cid;
 }
 
@@ -376,35 +301,35 @@ test_full_pull(const char *cid, const char *user)
 		struct json_object *a = NULL, *b = NULL, *sb = NULL;
 
 		for (j = 0; j < alen(accs); j++)
-			if (streq(h_jstr(json_object_array_get_idx(accs, j),
-					  "finx_account_id"),
-				h_jstr(s, "account_id")))
+			if (h_streq(h_jstr(json_object_array_get_idx(accs, j),
+			                "finx_account_id"),
+			        h_jstr(s, "account_id")))
 				a = json_object_array_get_idx(accs, j);
 		CHECK(a != NULL, "account %s stored", h_jstr(s, "account_id"));
 		if (a == NULL)
 			continue;
-		CHECK(streq(jtext(a, "iban"), jtext(s, "iban")) &&
-		        streq(jtext(a, "bic"), jtext(s, "bic")) &&
-		        streq(jtext(a, "name"), jtext(s, "name")) &&
-		        streq(jtext(a, "type"), jtext(s, "type")) &&
-		        streq(jtext(a, "currency"), jtext(s, "currency")) &&
-		        streq(jtext(a, "owner"), jtext(s, "owner")) &&
-		        streq(jtext(a, "access_id"), jtext(s, "access_id")) &&
-		        streq(jtext(a, "bank_name"), jtext(s, "bank_name")),
+		CHECK(h_streq(jtext(a, "iban"), jtext(s, "iban")) &&
+		        h_streq(jtext(a, "bic"), jtext(s, "bic")) &&
+		        h_streq(jtext(a, "name"), jtext(s, "name")) &&
+		        h_streq(jtext(a, "type"), jtext(s, "type")) &&
+		        h_streq(jtext(a, "currency"), jtext(s, "currency")) &&
+		        h_streq(jtext(a, "owner"), jtext(s, "owner")) &&
+		        h_streq(jtext(a, "access_id"), jtext(s, "access_id")) &&
+		        h_streq(jtext(a, "bank_name"), jtext(s, "bank_name")),
 		    "account %s: iban, bic, name, type, currency, owner, "
 		    "access_id as finX has them",
 		    h_jstr(s, "account_id"));
 		json_object_object_get_ex(a, "balance", &b);
 		json_object_object_get_ex(s, "balance", &sb);
-		CHECK(b != NULL && streq(h_jstr(b, "amount"),
-				       jtext(sb, "balance")) &&
-		        streq(h_jstr(b, "currency"), "EUR") &&
+		CHECK(b != NULL &&
+		        h_streq(h_jstr(b, "amount"), jtext(sb, "balance")) &&
+		        h_streq(h_jstr(b, "currency"), "EUR") &&
 		        h_jstr(b, "balance_date") != NULL,
 		    "account %s: balance %s EUR exactly (got %s)",
 		    h_jstr(s, "account_id"), jtext(sb, "balance"),
 		    b ? jtext(b, "amount") : "none");
-		CHECK(streq(h_jstr(a, "connection_id"), cid) &&
-		        streq(h_jstr(a, "user_id"), user),
+		CHECK(h_streq(h_jstr(a, "connection_id"), cid) &&
+		        h_streq(h_jstr(a, "user_id"), user),
 		    "account %s: connection and user", h_jstr(s, "account_id"));
 	}
 	if (alen(accs) > 0) {
@@ -415,9 +340,9 @@ test_full_pull(const char *cid, const char *user)
 		snprintf(path, sizeof(path), "/v1/accounts/%s", id ? id : "x");
 		h_api(f, "GET", path, NULL, &r2);
 		CHECK(r2.status == 200 &&
-		        streq(h_jstr(h_resp_json(&r2), "account_id"), id) &&
+		        h_streq(h_jstr(h_resp_json(&r2), "account_id"), id) &&
 		        json_object_object_get_ex(h_resp_json(&r2), "balance",
-			    NULL),
+		            NULL),
 		    "GET /v1/accounts/{id}: 200, the account with its balance");
 		h_resp_free(&r2);
 	}
@@ -441,14 +366,14 @@ test_full_pull(const char *cid, const char *user)
 		bool sb = true, tb = false;
 
 		for (j = 0; j < alen(ours); j++)
-			if (streq(h_jstr(json_object_array_get_idx(ours, j),
-					  "finx_transaction_id"),
-				h_jstr(s, "transaction_id")))
+			if (h_streq(h_jstr(json_object_array_get_idx(ours, j),
+			                "finx_transaction_id"),
+			        h_jstr(s, "transaction_id")))
 				t = json_object_array_get_idx(ours, j);
 		if (t == NULL)
 			continue;
-		if (streq(h_jstr(t, "amount"), jtext(s, "amount")) &&
-		    streq(h_jstr(t, "currency"), "EUR"))
+		if (h_streq(h_jstr(t, "amount"), jtext(s, "amount")) &&
+		    h_streq(h_jstr(t, "currency"), "EUR"))
 			amount_ok++;
 		else
 			printf("# %s: amount %s, finX %s\n",
@@ -473,16 +398,18 @@ test_full_pull(const char *cid, const char *user)
 	CHECK(pending == 2 * NPENDING, "the %d pending ones are booked=false",
 	    2 * NPENDING);
 	CHECK(date_ok == 2 * NTX, "every booking date as finX has it");
-	CHECK(sql_long("SELECT count(*) FROM transactions WHERE "
-		       "connection_id = $1 AND raw ? 'categories' AND "
-		       "raw ? 'creation_timestamp'",
-		  cid, NULL) == 2 * NTX,
+	CHECK(h_sql_long(db,
+	          "SELECT count(*) FROM transactions WHERE "
+	          "connection_id = $1 AND raw ? 'categories' AND "
+	          "raw ? 'creation_timestamp'",
+	          (const char *[]){ cid, NULL }) == 2 * NTX,
 	    "the raw finX JSON is kept for every transaction");
-	CHECK(sql_long("SELECT count(*) FROM transactions WHERE "
-		       "connection_id = $1 AND counterparty_name IS NOT NULL "
-		       "AND counterparty_iban IS NOT NULL AND purpose IS NOT "
-		       "NULL AND type IS NOT NULL AND value_date IS NOT NULL",
-		  cid, NULL) == 2 * NTX,
+	CHECK(h_sql_long(db,
+	          "SELECT count(*) FROM transactions WHERE "
+	          "connection_id = $1 AND counterparty_name IS NOT NULL "
+	          "AND counterparty_iban IS NOT NULL AND purpose IS NOT "
+	          "NULL AND type IS NOT NULL AND value_date IS NOT NULL",
+	          (const char *[]){ cid, NULL }) == 2 * NTX,
 	    "counterparty, purpose, type and value date stored");
 	if (alen(ours) > 0) {
 		struct json_object *t = json_object_array_get_idx(ours, 0), *cp;
@@ -691,22 +618,25 @@ test_errors(const char *acct)
 static char *
 id_list(const char *cid)
 {
-	return sqlv("SELECT string_agg(id::text || '=' || finx_transaction_id "
-		    "|| '=' || amount::text, ',' ORDER BY id) FROM transactions "
-		    "WHERE connection_id = $1",
-	    cid, NULL);
+	return h_sql_value(db,
+	    "SELECT string_agg(id::text || '=' || finx_transaction_id "
+	    "|| '=' || amount::text, ',' ORDER BY id) FROM transactions "
+	    "WHERE connection_id = $1",
+	    (const char *[]){ cid, NULL });
 }
 
 static void
 test_repull(const char *cid)
 {
 	char *before = id_list(cid), *after;
-	long nb = sql_long("SELECT count(*) FROM balances b JOIN accounts a ON "
-			   "a.id = b.account_id WHERE a.connection_id = $1",
-	    cid, NULL);
-	long na = sql_long("SELECT count(*) FROM accounts WHERE "
-			   "connection_id = $1",
-	    cid, NULL);
+	long nb = h_sql_long(db,
+	    "SELECT count(*) FROM balances b JOIN accounts a ON "
+	    "a.id = b.account_id WHERE a.connection_id = $1",
+	    (const char *[]){ cid, NULL });
+	long na = h_sql_long(db,
+	    "SELECT count(*) FROM accounts WHERE "
+	    "connection_id = $1",
+	    (const char *[]){ cid, NULL });
 
 	CHECK(repull(cid), "a re-pull ran");
 	after = id_list(cid);
@@ -714,12 +644,15 @@ test_repull(const char *cid)
 	    "re-pull: the same rows with the same ids, no duplicate");
 	CHECK(txn_count(cid) == 2 * NTX, "re-pull: still %d transactions",
 	    2 * NTX);
-	CHECK(sql_long("SELECT count(*) FROM accounts WHERE connection_id = $1",
-		  cid, NULL) == na && na == 2,
+	CHECK(h_sql_long(db,
+	          "SELECT count(*) FROM accounts WHERE connection_id = $1",
+	          (const char *[]){ cid, NULL }) == na &&
+	        na == 2,
 	    "re-pull: still 2 accounts");
-	CHECK(sql_long("SELECT count(*) FROM balances b JOIN accounts a ON "
-		       "a.id = b.account_id WHERE a.connection_id = $1",
-		  cid, NULL) == nb,
+	CHECK(h_sql_long(db,
+	          "SELECT count(*) FROM balances b JOIN accounts a ON "
+	          "a.id = b.account_id WHERE a.connection_id = $1",
+	          (const char *[]){ cid, NULL }) == nb,
 	    "re-pull: an unchanged balance adds no history row");
 	free(before);
 	free(after);
@@ -742,12 +675,13 @@ test_repeated_in_page(const char *cid)
 	    "sandbox lists a transaction twice in each page");
 	CHECK(repull(cid), "a pull with a transaction twice in its page ran");
 	CHECK(txn_count(cid) == 2 * NTX, "still %d transactions", 2 * NTX);
-	CHECK(sql_long(repeated, cid, NULL) == 1,
+	CHECK(h_sql_long(db, repeated, (const char *[]){ cid, NULL }) == 1,
 	    "the later of the two entries was stored");
 	CHECK(sbx_ok(h_sbx_post("/_sandbox/config",
 		  "{\"repeat_transaction\":false}")),
 	    "sandbox back to one entry each");
-	CHECK(repull(cid) && sql_long(repeated, cid, NULL) == 0,
+	CHECK(repull(cid) &&
+	        h_sql_long(db, repeated, (const char *[]){ cid, NULL }) == 0,
 	    "the next pull stores the entry as finX now lists it");
 }
 
@@ -759,32 +693,38 @@ test_pending_booked(const char *cid, const char *user)
 	struct json_object *sa;
 	struct h_resp r;
 
-	pend = sqlv("SELECT string_agg(id::text, ',' ORDER BY id) FROM "
-		    "transactions WHERE connection_id = $1 AND NOT booked",
-	    cid, NULL);
-	CHECK(pend != NULL && sql_long("SELECT count(*) FROM transactions "
-				       "WHERE connection_id = $1 AND NOT "
-				       "booked",
-				  cid, NULL) == 2 * NPENDING,
+	pend = h_sql_value(db,
+	    "SELECT string_agg(id::text, ',' ORDER BY id) FROM "
+	    "transactions WHERE connection_id = $1 AND NOT booked",
+	    (const char *[]){ cid, NULL });
+	CHECK(pend != NULL &&
+	        h_sql_long(db,
+	            "SELECT count(*) FROM transactions "
+	            "WHERE connection_id = $1 AND NOT "
+	            "booked",
+	            (const char *[]){ cid, NULL }) == 2 * NPENDING,
 	    "%d pending transactions before", 2 * NPENDING);
-	nb = sql_long("SELECT count(*) FROM balances b JOIN accounts a ON "
-		      "a.id = b.account_id WHERE a.connection_id = $1",
-	    cid, NULL);
+	nb = h_sql_long(db,
+	    "SELECT count(*) FROM balances b JOIN accounts a ON "
+	    "a.id = b.account_id WHERE a.connection_id = $1",
+	    (const char *[]){ cid, NULL });
 	snprintf(body, sizeof(body),
 	    "{\"user_id\":\"%s\",\"add\":0,\"book_pending\":true}", user);
 	CHECK(sbx_ok(h_sbx_post("/_sandbox/transactions", body)),
 	    "sandbox books the pending ones");
 	CHECK(repull(cid), "re-pull after booking");
-	after = sqlv("SELECT string_agg(id::text, ',' ORDER BY id) FROM "
-		     "transactions WHERE connection_id = $1 AND id = ANY "
-		     "(string_to_array($2, ',')::bigint[]) AND booked",
-	    cid, pend ? pend : "");
+	after = h_sql_value(db,
+	    "SELECT string_agg(id::text, ',' ORDER BY id) FROM "
+	    "transactions WHERE connection_id = $1 AND id = ANY "
+	    "(string_to_array($2, ',')::bigint[]) AND booked",
+	    (const char *[]){ cid, pend ? pend : "", NULL });
 	CHECK(pend && after && strcmp(pend, after) == 0,
 	    "the same rows (same transaction_id) are now booked");
 	CHECK(txn_count(cid) == 2 * NTX &&
-	        sql_long("SELECT count(*) FROM transactions WHERE "
-		         "connection_id = $1 AND NOT booked",
-		    cid, NULL) == 0,
+	        h_sql_long(db,
+	            "SELECT count(*) FROM transactions WHERE "
+	            "connection_id = $1 AND NOT booked",
+	            (const char *[]){ cid, NULL }) == 0,
 	    "no duplicate and nothing pending left");
 	if (pend != NULL) {
 		char first[32];
@@ -802,7 +742,7 @@ test_pending_booked(const char *cid, const char *user)
 			struct json_object *t = json_object_array_get_idx(all,
 			    i);
 
-			if (streq(h_jstr(t, "transaction_id"), first)) {
+			if (h_streq(h_jstr(t, "transaction_id"), first)) {
 				found = true;
 				jbool(t, "booked", &b);
 			}
@@ -810,9 +750,10 @@ test_pending_booked(const char *cid, const char *user)
 		CHECK(found && b, "API: transaction %s booked=true", first);
 		json_object_put(all);
 	}
-	nb2 = sql_long("SELECT count(*) FROM balances b JOIN accounts a ON "
-		       "a.id = b.account_id WHERE a.connection_id = $1",
-	    cid, NULL);
+	nb2 = h_sql_long(db,
+	    "SELECT count(*) FROM balances b JOIN accounts a ON "
+	    "a.id = b.account_id WHERE a.connection_id = $1",
+	    (const char *[]){ cid, NULL });
 	CHECK(nb2 > nb, "the changed balances add history rows (%ld -> %ld)",
 	    nb, nb2);
 	sa = sbx_rest(cid, "/rest/accounts");
@@ -832,12 +773,12 @@ test_pending_booked(const char *cid, const char *user)
 				struct json_object *a =
 				    json_object_array_get_idx(accs, j);
 
-				if (streq(h_jstr(a, "finx_account_id"),
-					h_jstr(s, "account_id")) &&
+				if (h_streq(h_jstr(a, "finx_account_id"),
+				        h_jstr(s, "account_id")) &&
 				    json_object_object_get_ex(a, "balance",
-					&b) &&
-				    streq(h_jstr(b, "amount"),
-					jtext(sb, "balance")))
+				        &b) &&
+				    h_streq(h_jstr(b, "amount"),
+				        jtext(sb, "balance")))
 					ok++;
 			}
 		}
@@ -923,18 +864,6 @@ test_walk(const char *cid, const char *user, const char *acct)
 /* ---- manual sync ---- */
 
 static long
-syncs_created(void)
-{
-	struct json_object *o = h_sbx_get("/_sandbox/stats"), *v;
-	long n = -1;
-
-	if (o && json_object_object_get_ex(o, "syncs_created", &v))
-		n = json_object_get_int64(v);
-	json_object_put(o);
-	return n;
-}
-
-static long
 post_sync(const char *key, const char *cid, char **sync_id, char **status)
 {
 	struct h_resp r;
@@ -945,39 +874,45 @@ post_sync(const char *key, const char *cid, char **sync_id, char **status)
 	st = key ? h_api_key_call(f, key, "POST", path, NULL, &r)
 		 : h_api(f, "POST", path, NULL, &r);
 	if (sync_id)
-		*sync_id = dup_or_null(h_jstr(h_resp_json(&r), "sync_id"));
+		*sync_id = h_dup(h_jstr(h_resp_json(&r), "sync_id"));
 	if (status)
-		*status = dup_or_null(h_jstr(h_resp_json(&r), "status"));
+		*status = h_dup(h_jstr(h_resp_json(&r), "status"));
 	h_resp_free(&r);
 	return st;
+}
+
+struct sync_follow {
+	char *path, *st;
+	struct json_object **last;
+};
+
+static bool
+sync_ended(void *arg)
+{
+	struct sync_follow *w = arg;
+	struct h_resp r;
+	bool end;
+
+	free(w->st);
+	w->st = NULL;
+	if (h_api(f, "GET", w->path, NULL, &r) == 200)
+		w->st = h_dup(h_jstr(h_resp_json(&r), "status"));
+	end = h_streq(w->st, "completed") || h_streq(w->st, "failed");
+	if (end && w->last != NULL)
+		*w->last = json_object_get(r.json);
+	h_resp_free(&r);
+	return end;
 }
 
 /* Follow GET /v1/syncs/{id} until it ends; the final status (malloc'd). */
 static char *
 follow_sync(const char *sid, struct json_object **last)
 {
-	long end = h_now_ms() + 20000;
-	char path[256], *st = NULL;
+	struct sync_follow w = { h_fmt("/v1/syncs/%s", sid), NULL, last };
 
-	snprintf(path, sizeof(path), "/v1/syncs/%s", sid);
-	while (h_now_ms() < end) {
-		struct h_resp r;
-
-		free(st);
-		st = NULL;
-		if (h_api(f, "GET", path, NULL, &r) == 200)
-			st = dup_or_null(h_jstr(h_resp_json(&r), "status"));
-		if (st && (strcmp(st, "completed") == 0 ||
-			      strcmp(st, "failed") == 0)) {
-			if (last)
-				*last = json_object_get(r.json);
-			h_resp_free(&r);
-			return st;
-		}
-		h_resp_free(&r);
-		h_sleep_ms(200);
-	}
-	return st;
+	h_wait_every(sync_ended, &w, 20000, 200);
+	free(w.path);
+	return w.st;
 }
 
 struct racer {
@@ -1000,14 +935,10 @@ race(void *arg)
 static char *
 conn_last_sync(const char *cid)
 {
-	struct h_resp r;
-	char path[256];
-	char *v = NULL;
+	struct json_object *o = h_conn_get(f, cid);
+	char *v = h_dup(h_jstr(o, "last_sync_at"));
 
-	snprintf(path, sizeof(path), "/v1/connections/%s", cid);
-	if (h_api(f, "GET", path, NULL, &r) == 200)
-		v = dup_or_null(h_jstr(h_resp_json(&r), "last_sync_at"));
-	h_resp_free(&r);
+	json_object_put(o);
 	return v;
 }
 
@@ -1022,33 +953,34 @@ test_sync(const char *cid, const char *user)
 	long n0, n1, st1, st2;
 	int i, same = 0, ok202 = 0;
 
-	n0 = syncs_created();
+	n0 = h_sbx_stat("syncs_created");
 	ls0 = conn_last_sync(cid);
-	before = last_pull(cid);
+	before = h_last_pull(db, cid);
 	/* new data at finX that only a pull after the sync brings */
 	snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"add\":2}", user);
 	h_sbx_post("/_sandbox/transactions", body);
 	st1 = post_sync(NULL, cid, &s1, &st);
 	CHECK(st1 == 202 && s1 != NULL, "POST sync: 202 with a sync_id (%ld)",
 	    st1);
-	CHECK(streq(st, "queued") || streq(st, "running"),
+	CHECK(h_streq(st, "queued") || h_streq(st, "running"),
 	    "a new sync is queued (%s)", st ? st : "-");
 	st2 = post_sync(NULL, cid, &s2, NULL);
-	CHECK(st2 == 202 && streq(s1, s2),
+	CHECK(st2 == 202 && h_streq(s1, s2),
 	    "a second POST while it runs: the same sync_id (%ld)", st2);
-	n1 = syncs_created();
+	n1 = h_sbx_stat("syncs_created");
 	CHECK(n1 == n0 + 1, "finX saw one sync (%ld)", n1 - n0);
 	free(st);
 	st = s1 ? follow_sync(s1, &last) : NULL;
-	CHECK(streq(st, "completed"), "GET /v1/syncs/{id} follows it to "
-				      "completed (%s)",
+	CHECK(h_streq(st, "completed"),
+	    "GET /v1/syncs/{id} follows it to "
+	    "completed (%s)",
 	    st ? st : "-");
 	CHECK(last && h_jstr(last, "started_at") && h_jstr(last, "ended_at") &&
 	        h_jstr(last, "created_at") &&
-	        streq(h_jstr(last, "connection_id"), cid),
+	        h_streq(h_jstr(last, "connection_id"), cid),
 	    "the sync shows created, started, ended and its connection");
 	json_object_put(last);
-	CHECK(wait_pull_after(cid, before, 20),
+	CHECK(h_wait_pull_after(db, cid, before, 20),
 	    "a pull follows the completed sync");
 	CHECK(txn_count(cid) >= 2 * NTX + 4,
 	    "the sync's new transactions are stored");
@@ -1064,7 +996,7 @@ test_sync(const char *cid, const char *user)
 	free(s2);
 
 	/* five at once: one finX sync */
-	n0 = syncs_created();
+	n0 = h_sbx_stat("syncs_created");
 	pthread_barrier_init(&bar, NULL, 5);
 	for (i = 0; i < 5; i++) {
 		rc[i] = (struct racer){ cid, &bar, 0, NULL };
@@ -1075,15 +1007,16 @@ test_sync(const char *cid, const char *user)
 	pthread_barrier_destroy(&bar);
 	for (i = 0; i < 5; i++) {
 		ok202 += rc[i].status == 202;
-		same += streq(rc[i].sync_id, rc[0].sync_id);
+		same += h_streq(rc[i].sync_id, rc[0].sync_id);
 	}
 	CHECK(ok202 == 5 && same == 5,
 	    "5 concurrent POSTs: all 202 with one sync_id (%d, %d)", ok202,
 	    same);
-	CHECK(syncs_created() == n0 + 1, "finX saw exactly one sync (%ld)",
-	    syncs_created() - n0);
+	CHECK(h_sbx_stat("syncs_created") == n0 + 1,
+	    "finX saw exactly one sync (%ld)",
+	    h_sbx_stat("syncs_created") - n0);
 	st = rc[0].sync_id ? follow_sync(rc[0].sync_id, NULL) : NULL;
-	CHECK(streq(st, "completed"), "that sync completed");
+	CHECK(h_streq(st, "completed"), "that sync completed");
 	free(st);
 	for (i = 0; i < 5; i++)
 		free(rc[i].sync_id);
@@ -1093,7 +1026,7 @@ test_sync(const char *cid, const char *user)
 		s1 = NULL;
 		st1 = post_sync(NULL, cid, &s1, NULL);
 		st = s1 ? follow_sync(s1, NULL) : NULL;
-		CHECK(st1 == 202 && streq(st, "completed"),
+		CHECK(st1 == 202 && h_streq(st, "completed"),
 		    "sync %d of the day: 202, completed", i);
 		free(st);
 		free(s1);
@@ -1107,7 +1040,8 @@ test_sync(const char *cid, const char *user)
 		snprintf(path, sizeof(path), "/v1/connections/%s/sync", cid);
 		h_api(f, "POST", path, NULL, &r);
 		ra = h_resp_header(&r, "Retry-After");
-		CHECK(r.status == 429 && streq(h_err_code(&r), "too_many_syncs"),
+		CHECK(r.status == 429 &&
+		        h_streq(h_err_code(&r), "too_many_syncs"),
 		    "the 5th sync in 24 h: 429 too_many_syncs (%ld, %s)",
 		    r.status, h_err_code(&r) ? h_err_code(&r) : "-");
 		CHECK(ra != NULL && atol(ra) > 0 &&
@@ -1161,7 +1095,7 @@ scope_call(const char *method, const char *path, const char *body,
 			    h_err_code(&r) ? h_err_code(&r) : "");
 		else
 			CHECK(r.status == 403 &&
-			        streq(h_err_code(&r), "forbidden"),
+			        h_streq(h_err_code(&r), "forbidden"),
 			    "key %s: %s %s 403 (got %ld)", keys[i].name, method,
 			    path, r.status);
 		h_resp_free(&r);
@@ -1173,18 +1107,19 @@ test_scopes(const char *cid, const char *user)
 {
 	char p[256], *acct, *link = NULL, *sid = NULL, body[256];
 	struct h_resp r;
-	long n0 = syncs_created();
+	long n0 = h_sbx_stat("syncs_created");
 
-	acct = sqlv("SELECT id FROM accounts WHERE connection_id = $1 LIMIT 1",
-	    cid, NULL);
-	h_link_create(f, user, RETURN_URL, &r);
-	link = dup_or_null(h_jstr(h_resp_json(&r), "link_id"));
+	acct = h_sql_value(db,
+	    "SELECT id FROM accounts WHERE connection_id = $1 LIMIT 1",
+	    (const char *[]){ cid, NULL });
+	h_link_create(f, user, H_RETURN_URL, &r);
+	link = h_dup(h_jstr(h_resp_json(&r), "link_id"));
 	h_resp_free(&r);
 	if (acct == NULL || link == NULL)
 		h_bail("scopes: no account or link");
 
 	snprintf(body, sizeof(body),
-	    "{\"user_id\":\"%s\",\"return_url\":\"%s\"}", user, RETURN_URL);
+	    "{\"user_id\":\"%s\",\"return_url\":\"%s\"}", user, H_RETURN_URL);
 	scope_call("POST", "/v1/links", body, S_LINKS);
 	snprintf(p, sizeof(p), "/v1/links/%s", link);
 	scope_call("GET", p, NULL, S_LINKS | S_READ);
@@ -1207,9 +1142,9 @@ test_scopes(const char *cid, const char *user)
 	/* sync: admin starts it (the others' 403 must not start one) */
 	snprintf(p, sizeof(p), "/v1/connections/%s/sync", cid);
 	scope_call("POST", p, NULL, S_ADMIN);
-	CHECK(syncs_created() == n0 + 1,
+	CHECK(h_sbx_stat("syncs_created") == n0 + 1,
 	    "only the admin key's sync reached finX (%ld)",
-	    syncs_created() - n0);
+	    h_sbx_stat("syncs_created") - n0);
 	post_sync(k_admin, cid, &sid, NULL);
 	if (sid != NULL) {
 		snprintf(p, sizeof(p), "/v1/syncs/%s", sid);
@@ -1243,44 +1178,49 @@ test_psd2(const char *cid, const char *user)
 	/* 4 in the last 24 h: no pull, next_pull_at = oldest + 24 h */
 	h_sbx_post("/_sandbox/transactions", body);
 	n0 = txn_count(cid);
-	before = last_pull(cid);
+	before = h_last_pull(db, cid);
 	reqs0 = h_sbx_count("/rest/accounts");
-	CHECK(sql_do("UPDATE pulls SET recent = ARRAY[now() - interval "
-		     "'1 hour', now() - interval '2 hours', now() - interval "
-		     "'3 hours', now() - interval '20 hours'], next_pull_at = "
-		     "now(), attended = false WHERE connection_id = $1",
-		  cid, NULL),
+	CHECK(h_sql_do(db,
+	          "UPDATE pulls SET recent = ARRAY[now() - interval "
+	          "'1 hour', now() - interval '2 hours', now() - interval "
+	          "'3 hours', now() - interval '20 hours'], next_pull_at = "
+	          "now(), attended = false WHERE connection_id = $1",
+	          (const char *[]){ cid, NULL }),
 	    "4 unattended pulls within 24 h recorded");
 	h_sleep_ms(4000);
 	{
-		char *now = last_pull(cid);
+		char *now = h_last_pull(db, cid);
 
 		CHECK(strcmp(now, before) == 0 && txn_count(cid) == n0 &&
 		        h_sbx_count("/rest/accounts") == reqs0,
 		    "a 5th unattended pull does not happen (finX not asked)");
 		free(now);
 	}
-	CHECK(sql_true("SELECT next_pull_at = (SELECT min(t) FROM unnest("
-		       "recent) t) + interval '24 hours' AND next_pull_at > "
-		       "now() + interval '3 hours' FROM pulls WHERE "
-		       "connection_id = $1",
-		  cid, NULL),
+	CHECK(h_sql_true(db,
+	          "SELECT next_pull_at = (SELECT min(t) FROM unnest("
+	          "recent) t) + interval '24 hours' AND next_pull_at > "
+	          "now() + interval '3 hours' FROM pulls WHERE "
+	          "connection_id = $1",
+	          (const char *[]){ cid, NULL }),
 	    "next_pull_at moved to the oldest pull + 24 h");
 
 	/* an attended pull (manual sync completed) still runs */
 	free(before);
-	before = last_pull(cid);
+	before = h_last_pull(db, cid);
 	CHECK(post_sync(NULL, cid, &sid, NULL) == 202 && sid != NULL,
 	    "a manual sync while capped: 202");
 	st = sid ? follow_sync(sid, NULL) : NULL;
-	CHECK(streq(st, "completed"), "it completes");
-	CHECK(wait_pull_after(cid, before, 20) && txn_count(cid) == n0 + 2,
+	CHECK(h_streq(st, "completed"), "it completes");
+	CHECK(h_wait_pull_after(db, cid, before, 20) &&
+	        txn_count(cid) == n0 + 2,
 	    "the attended pull after it runs and stores the new rows");
-	CHECK(sql_long("SELECT cardinality(recent) FROM pulls WHERE "
-		       "connection_id = $1",
-		  cid, NULL) == 4 &&
-	        !sql_true("SELECT attended FROM pulls WHERE connection_id = $1",
-		    cid, NULL),
+	CHECK(h_sql_long(db,
+	          "SELECT cardinality(recent) FROM pulls WHERE "
+	          "connection_id = $1",
+	          (const char *[]){ cid, NULL }) == 4 &&
+	        !h_sql_true(db,
+	            "SELECT attended FROM pulls WHERE connection_id = $1",
+	            (const char *[]){ cid, NULL }),
 	    "the attended pull is not counted (still 4), attended reset");
 	free(st);
 	free(sid);
@@ -1289,21 +1229,25 @@ test_psd2(const char *cid, const char *user)
 	/* 3 in the window: the 4th unattended pull runs and is counted */
 	h_sbx_post("/_sandbox/transactions", body);
 	n0 = txn_count(cid);
-	before = last_pull(cid);
-	sql_do("UPDATE pulls SET recent = ARRAY[now() - interval '1 hour', "
-	       "now() - interval '2 hours', now() - interval '30 hours'], "
-	       "next_pull_at = now(), attended = false WHERE connection_id = "
-	       "$1",
-	    cid, NULL);
-	CHECK(wait_pull_after(cid, before, 20) && txn_count(cid) == n0 + 2,
+	before = h_last_pull(db, cid);
+	h_sql_do(db,
+	    "UPDATE pulls SET recent = ARRAY[now() - interval '1 hour', "
+	    "now() - interval '2 hours', now() - interval '30 hours'], "
+	    "next_pull_at = now(), attended = false WHERE connection_id = "
+	    "$1",
+	    (const char *[]){ cid, NULL });
+	CHECK(h_wait_pull_after(db, cid, before, 20) &&
+	        txn_count(cid) == n0 + 2,
 	    "with 3 in 24 h an unattended pull runs");
-	CHECK(sql_long("SELECT cardinality(recent) FROM pulls WHERE "
-		       "connection_id = $1",
-		  cid, NULL) == 3,
+	CHECK(h_sql_long(db,
+	          "SELECT cardinality(recent) FROM pulls WHERE "
+	          "connection_id = $1",
+	          (const char *[]){ cid, NULL }) == 3,
 	    "it is counted; the one older than 24 h is dropped (3 left)");
-	CHECK(sql_true("SELECT next_pull_at > now() + interval '50 minutes' "
-		       "FROM pulls WHERE connection_id = $1",
-		  cid, NULL),
+	CHECK(h_sql_true(db,
+	          "SELECT next_pull_at > now() + interval '50 minutes' "
+	          "FROM pulls WHERE connection_id = $1",
+	          (const char *[]){ cid, NULL }),
 	    "the next pull is FINXD_SYNC_INTERVAL away");
 	free(before);
 }
@@ -1328,11 +1272,11 @@ test_first_pull_wake(void)
 	g = h_finxd_start();
 	for (i = 0; i < 6; i++) {
 		snprintf(user, sizeof(user), "u-wake-%d", i);
-		cid[i] = connect_user(g, user);
+		cid[i] = h_connect(g, user);
 		CHECK(cid[i] != NULL, "%s: connected", user);
 	}
 	for (i = 0; i < 6; i++) {
-		CHECK(cid[i] != NULL && wait_pull_after(cid[i], "", 30),
+		CHECK(cid[i] != NULL && h_wait_pull_after(db, cid[i], "", 30),
 		    "u-wake-%d: the first pull ran without a scan", i);
 		free(cid[i]);
 	}
@@ -1341,15 +1285,12 @@ test_first_pull_wake(void)
 int
 main(void)
 {
-	const char *migrate[] = { "migrate", NULL };
 	const char *sbx_args[] = { "--transactions", "40", "--sync-step-ms",
 		"300", NULL };
 	char *keys, *cid, *cid_scope, *cid_cap, *giro;
 
 	h_init("it_data", 280);
-	db = h_pg_start();
-	h_sandbox_start(sbx_args);
-	h_env_defaults(db);
+	db = h_setup(sbx_args);
 	k_links = h_secret_new(32);
 	k_read = h_secret_new(32);
 	k_tokens = h_secret_new(32);
@@ -1363,15 +1304,14 @@ main(void)
 	free(keys);
 	h_env_set("FINXD_REFRESH_INTERVAL", "1");
 	h_env_set("FINXD_SYNC_INTERVAL", "3600");
-	if (h_finxd_run(migrate, 60) != 0)
-		h_bail("finxd migrate failed");
 	f = h_finxd_start();
 
 	cid = connect_and_pull("u-data");
 	test_full_pull(cid, "u-data");
-	giro = sqlv("SELECT id FROM accounts WHERE connection_id = $1 AND "
-		    "type = 'Giro account'",
-	    cid, NULL);
+	giro = h_sql_value(db,
+	    "SELECT id FROM accounts WHERE connection_id = $1 AND "
+	    "type = 'Giro account'",
+	    (const char *[]){ cid, NULL });
 	if (giro == NULL)
 		h_bail("no giro account");
 	test_filters(giro);

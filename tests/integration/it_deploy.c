@@ -214,72 +214,26 @@ build_old(const char *src)
 
 /* ---- checks on one finxd instance ---------------------------------- */
 
-static long
-readyz(int f, char **msg)
-{
-	char *url = h_fmt("%s/readyz", h_finxd_url(f));
-	struct h_resp r;
-	struct json_object *e;
-	long st;
-
-	h_http("GET", url, NULL, NULL, 0, &r);
-	st = r.status;
-	if (msg != NULL) {
-		*msg = NULL;
-		if (h_resp_json(&r) != NULL &&
-		    json_object_object_get_ex(h_resp_json(&r), "error", &e))
-			*msg = dup_or_null(h_jstr(e, "message"));
-	}
-	h_resp_free(&r);
-	free(url);
-	return st;
-}
-
-/* The access token works at finX (GET /rest/accounts with it). */
-static bool
-token_works(const char *tok)
-{
-	char *url = h_fmt("%s/rest/accounts", h_sandbox_url());
-	char *auth = h_fmt("Authorization: Bearer %s", tok ? tok : "");
-	const char *hdrs[] = { auth, NULL };
-	struct h_resp r;
-	bool ok;
-
-	h_http("GET", url, hdrs, NULL, 0, &r);
-	ok = tok != NULL && r.status == 200;
-	h_resp_free(&r);
-	free(url);
-	free(auth);
-	return ok;
-}
-
 /* GET .../token on f: true when 200 and the token works at finX. */
 static bool
 token_ok(int f, const char *cid)
 {
-	char *path = h_fmt("/v1/connections/%s/token", cid);
-	struct h_resp r;
-	bool ok;
+	char *tok = NULL;
+	bool ok = h_token_get(f, cid, &tok, NULL) == 200 && h_token_works(tok);
 
-	ok = h_api(f, "GET", path, NULL, &r) == 200 &&
-	    token_works(h_jstr(h_resp_json(&r), "access_token"));
-	h_resp_free(&r);
-	free(path);
+	free(tok);
 	return ok;
 }
 
 static long
 refresh(int f, const char *cid)
 {
-	char *path = h_fmt("/v1/connections/%s/refresh", cid);
-	struct h_resp r;
-	long st = h_api(f, "POST", path, NULL, &r);
+	char *code = NULL;
+	long st = h_conn_post(f, cid, "refresh", &code);
 
 	if (st != 200)
-		printf("# refresh answered %ld (%s)\n", st,
-		    h_err_code(&r) ? h_err_code(&r) : "-");
-	h_resp_free(&r);
-	free(path);
+		printf("# refresh answered %ld (%s)\n", st, code ? code : "-");
+	free(code);
 	return st;
 }
 
@@ -287,32 +241,8 @@ refresh(int f, const char *cid)
 static bool
 grant_active(const char *user)
 {
-	char *q = h_fmt("/_sandbox/grants?user_id=%s", user);
-	struct json_object *g = h_sbx_get(q), *v;
-	long active = -1, revoked = -1;
-
-	if (g != NULL && json_object_object_get_ex(g, "active", &v))
-		active = (long)json_object_get_int64(v);
-	if (g != NULL && json_object_object_get_ex(g, "revoked", &v))
-		revoked = (long)json_object_get_int64(v);
-	json_object_put(g);
-	free(q);
-	return active == 1 && revoked == 0;
-}
-
-static bool
-conn_active(int f, const char *cid)
-{
-	char *path = h_fmt("/v1/connections/%s", cid);
-	struct h_resp r;
-	bool ok;
-
-	ok = h_api(f, "GET", path, NULL, &r) == 200 &&
-	    h_jstr(h_resp_json(&r), "status") &&
-	    strcmp(h_jstr(h_resp_json(&r), "status"), "active") == 0;
-	h_resp_free(&r);
-	free(path);
-	return ok;
+	return h_sbx_grants(user, "active") == 1 &&
+	    h_sbx_grants(user, "revoked") == 0;
 }
 
 /*
@@ -323,13 +253,14 @@ conn_active(int f, const char *cid)
 static char *
 whole_flow(int f, const char *who, const char *user)
 {
-	char *cid = connect_user(f, user);
+	char *cid = h_connect(f, user);
 
 	CHECK(cid != NULL, "%s: link, widget approve and callback connect %s",
 	    who, user);
 	if (cid == NULL)
 		return NULL;
-	CHECK(conn_active(f, cid), "%s: GET the connection: active", who);
+	CHECK(h_conn_status_is(f, cid, "active"),
+	    "%s: GET the connection: active", who);
 	CHECK(token_ok(f, cid), "%s: GET .../token: a token that works at finX",
 	    who);
 	CHECK(refresh(f, cid) == 200 && refresh(f, cid) == 200,
@@ -350,7 +281,7 @@ main(void)
 	const char *src = getenv("FINXD_SOURCE_ROOT");
 	const char *newest;
 	char *old_exe, *out, *msg = NULL, *v, *a, *b, *c;
-	long st, end;
+	long st;
 	int o, n, rc;
 
 	h_init("it_deploy", 840);
@@ -371,7 +302,7 @@ main(void)
 	CHECK(rc == 0, "the old finxd migrates an empty database (exit %d)",
 	    rc);
 	o = h_finxd_start_exe(old_exe, true);
-	a = connect_user(o, "deploy-a");
+	a = h_connect(o, "deploy-a");
 	CHECK(a != NULL, "old finxd: a connection made before the deploy");
 
 	/* expand: the new finxd migrates while the old one serves */
@@ -388,11 +319,10 @@ main(void)
 	    v ? v : "none");
 	free(v);
 
-	end = h_now_ms() + 10000;
-	while ((st = readyz(o, NULL)) != 200 && h_now_ms() < end)
-		h_sleep_ms(200);
+	st = h_finxd_wait_status(o, "/readyz", 200, 10000)
+	    ? 200
+	    : h_readyz(o, NULL, &msg);
 	if (st != 200) {
-		readyz(o, &msg);
 		h_bail("the finxd of %.12s (schema %d) does not serve schema %d "
 		       "although it is declared compatible: its /readyz "
 		       "answers %ld (%s).  It predates the compatible_from "
@@ -414,7 +344,7 @@ main(void)
 
 	/* both serve side by side on the same database */
 	n = h_finxd_start();
-	CHECK(readyz(n, NULL) == 200 && readyz(o, NULL) == 200,
+	CHECK(h_readyz(n, NULL, NULL) == 200 && h_readyz(o, NULL, NULL) == 200,
 	    "new and old finxd: /readyz 200 side by side");
 	b = whole_flow(o, "old finxd", "deploy-b");
 	c = whole_flow(n, "new finxd", "deploy-c");

@@ -13,36 +13,6 @@ static int f_timeout; /* FINXD_FINX_TIMEOUT_MS=2000 */
 static int f_ttl;     /* FINXD_STATE_TTL=1 */
 static int f_down;    /* FINXD_FINX_URL points at a closed port */
 
-static bool
-code_is(struct h_resp *r, const char *want)
-{
-	const char *c = h_err_code(r);
-
-	return c != NULL && strcmp(c, want) == 0;
-}
-
-/* POST raw bytes to /v1/links with the given auth and content type. */
-static long
-post_links(int f, const char *auth, const char *ctype, const char *body,
-    size_t len, struct h_resp *r)
-{
-	char url[128], a[256], c[128];
-	const char *hdrs[3] = { NULL, NULL, NULL };
-	int n = 0;
-
-	snprintf(url, sizeof(url), "%s/v1/links", h_finxd_url(f));
-	if (auth != NULL) {
-		snprintf(a, sizeof(a), "Authorization: %s", auth);
-		hdrs[n++] = a;
-	}
-	if (ctype != NULL) {
-		snprintf(c, sizeof(c), "Content-Type: %s", ctype);
-		hdrs[n++] = c;
-	}
-	h_http("POST", url, hdrs, body, len, r);
-	return r->status;
-}
-
 static void
 test_auth(void)
 {
@@ -53,33 +23,36 @@ test_auth(void)
 	snprintf(bearer, sizeof(bearer), "Bearer %s", h_api_key());
 	snprintf(wrong, sizeof(wrong), "Bearer %sx", h_api_key());
 
-	post_links(f_main, NULL, "application/json", body, strlen(body), &r);
-	CHECK(r.status == 401 && code_is(&r, "unauthorized"),
+	h_links_post_raw(f_main, NULL, "application/json", body, strlen(body),
+	    &r);
+	CHECK(r.status == 401 && h_err_is(&r, "unauthorized"),
 	    "no Authorization: 401 unauthorized (got %ld)", r.status);
 	CHECK(h_leaks(r.body, r.body_len) == 0, "401 body holds no secret");
 	h_resp_free(&r);
-	post_links(f_main, wrong, "application/json", body, strlen(body), &r);
-	CHECK(r.status == 401 && code_is(&r, "unauthorized"),
+	h_links_post_raw(f_main, wrong, "application/json", body, strlen(body),
+	    &r);
+	CHECK(r.status == 401 && h_err_is(&r, "unauthorized"),
 	    "wrong key: 401 unauthorized (got %ld)", r.status);
 	h_resp_free(&r);
-	post_links(f_main, "Bearer ", "application/json", body, strlen(body),
-	    &r);
+	h_links_post_raw(f_main, "Bearer ", "application/json", body,
+	    strlen(body), &r);
 	CHECK(r.status == 401, "empty bearer: 401 (got %ld)", r.status);
 	h_resp_free(&r);
 	{
 		char basic[160];
 
 		snprintf(basic, sizeof(basic), "Basic %s", h_api_key());
-		post_links(f_main, basic, "application/json", body,
+		h_links_post_raw(f_main, basic, "application/json", body,
 		    strlen(body), &r);
 		CHECK(r.status == 401, "Basic scheme: 401 (got %ld)", r.status);
 		h_resp_free(&r);
 	}
-	post_links(f_main, bearer, "text/plain", body, strlen(body), &r);
+	h_links_post_raw(f_main, bearer, "text/plain", body, strlen(body), &r);
 	CHECK(r.status == 415, "text/plain body: 415 (got %ld)", r.status);
 	h_resp_free(&r);
 	/* the positive control: the same request with the right key */
-	post_links(f_main, bearer, "application/json", body, strlen(body), &r);
+	h_links_post_raw(f_main, bearer, "application/json", body, strlen(body),
+	    &r);
 	CHECK(r.status == 201, "right key: 201 (got %ld)", r.status);
 	h_resp_free(&r);
 }
@@ -96,7 +69,8 @@ test_bad_bodies(void)
 		{ "truncated JSON", "{\"user_id\":\"u1\"", 0 },
 		{ "not an object", "[\"u1\"]", 0 },
 		{ "a bare string", "\"u1\"", 0 },
-		{ "missing user_id", "{\"return_url\":\"" RETURN_URL "\"}", 0 },
+		{ "missing user_id", "{\"return_url\":\"" H_RETURN_URL "\"}",
+		    0 },
 		{ "user_id not a string", "{\"user_id\":42}", 0 },
 		{ "user_id null", "{\"user_id\":null}", 0 },
 		{ "empty user_id", "{\"user_id\":\"\"}", 0 },
@@ -120,9 +94,9 @@ test_bad_bodies(void)
 		size_t len =
 		    cases[i].len ? cases[i].len : strlen(cases[i].body);
 
-		post_links(f_main, bearer, "application/json", cases[i].body,
-		    len, &r);
-		CHECK(r.status == 400 && code_is(&r, "invalid_request"),
+		h_links_post_raw(f_main, bearer, "application/json",
+		    cases[i].body, len, &r);
+		CHECK(r.status == 400 && h_err_is(&r, "invalid_request"),
 		    "%s: 400 invalid_request (got %ld, %s)", cases[i].what,
 		    r.status, h_err_code(&r) ? h_err_code(&r) : "-");
 		h_resp_free(&r);
@@ -135,8 +109,9 @@ test_bad_bodies(void)
 	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
-	post_links(f_main, bearer, "application/json", big, strlen(big), &r);
-	CHECK(r.status == 400 && code_is(&r, "invalid_request"),
+	h_links_post_raw(f_main, bearer, "application/json", big, strlen(big),
+	    &r);
+	CHECK(r.status == 400 && h_err_is(&r, "invalid_request"),
 	    "user_id of 256 bytes: 400 invalid_request (got %ld)", r.status);
 	h_resp_free(&r);
 	snprintf(big, sizeof(big), "{\"user_id\":\"%.*s\"}", 255,
@@ -144,12 +119,13 @@ test_bad_bodies(void)
 	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
-	post_links(f_main, bearer, "application/json", big, strlen(big), &r);
+	h_links_post_raw(f_main, bearer, "application/json", big, strlen(big),
+	    &r);
 	CHECK(r.status == 201, "user_id of 255 bytes: 201 (got %ld)", r.status);
 	h_resp_free(&r);
 	/* multi-byte UTF-8 is fine and reaches finX unchanged */
 	h_sbx_reset();
-	post_links(f_main, bearer, "application/json",
+	h_links_post_raw(f_main, bearer, "application/json",
 	    "{\"user_id\":\"Zo\xc3\xab \xe2\x82\xac\"}",
 	    strlen("{\"user_id\":\"Zo\xc3\xab \xe2\x82\xac\"}"), &r);
 	CHECK(r.status == 201, "UTF-8 user_id: 201 (got %ld)", r.status);
@@ -184,7 +160,7 @@ test_return_urls(void)
 
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		h_link_create(f_main, "u-ret", bad[i], &r);
-		CHECK(r.status == 400 && code_is(&r, "return_url_not_allowed"),
+		CHECK(r.status == 400 && h_err_is(&r, "return_url_not_allowed"),
 		    "return_url \"%s\": 400 return_url_not_allowed (got %ld, "
 		    "%s)",
 		    bad[i], r.status, h_err_code(&r) ? h_err_code(&r) : "-");
@@ -202,8 +178,8 @@ test_finx_down(void)
 {
 	struct h_resp r;
 
-	h_link_create(f_down, "u-down", RETURN_URL, &r);
-	CHECK(r.status == 503 && code_is(&r, "finx_unavailable"),
+	h_link_create(f_down, "u-down", H_RETURN_URL, &r);
+	CHECK(r.status == 503 && h_err_is(&r, "finx_unavailable"),
 	    "finX unreachable: 503 finx_unavailable (got %ld, %s)", r.status,
 	    h_err_code(&r) ? h_err_code(&r) : "-");
 	CHECK(h_leaks(r.body, r.body_len) == 0,
@@ -216,8 +192,8 @@ test_finx_down(void)
 	          "{\"path\":\"/ongoing/access\","
 	          "\"mode\":\"status\",\"status\":500,\"count\":1}")),
 	    "sandbox fault: /ongoing/access 500");
-	h_link_create(f_main, "u-down", RETURN_URL, &r);
-	CHECK(r.status == 502 && code_is(&r, "finx_error"),
+	h_link_create(f_main, "u-down", H_RETURN_URL, &r);
+	CHECK(r.status == 502 && h_err_is(&r, "finx_error"),
 	    "finX 500: 502 finx_error (got %ld, %s)", r.status,
 	    h_err_code(&r) ? h_err_code(&r) : "-");
 	CHECK(h_leaks(r.body, r.body_len) == 0,
@@ -229,9 +205,9 @@ test_finx_down(void)
 	h_sbx_post("/_sandbox/faults",
 	    "{\"path\":\"/ongoing/access\","
 	    "\"mode\":\"close\",\"count\":1}");
-	h_link_create(f_main, "u-down", RETURN_URL, &r);
-	CHECK((r.status == 503 && code_is(&r, "finx_unavailable")) ||
-	        (r.status == 502 && code_is(&r, "finx_error")),
+	h_link_create(f_main, "u-down", H_RETURN_URL, &r);
+	CHECK((r.status == 503 && h_err_is(&r, "finx_unavailable")) ||
+	        (r.status == 502 && h_err_is(&r, "finx_error")),
 	    "finX closes the connection: 502/503 (got %ld, %s)", r.status,
 	    h_err_code(&r) ? h_err_code(&r) : "-");
 	h_resp_free(&r);
@@ -244,8 +220,8 @@ test_finx_down(void)
 	h_sbx_post("/_sandbox/faults",
 	    "{\"path\":\"/ongoing/access\","
 	    "\"mode\":\"badjson\",\"count\":1}");
-	h_link_create(f_main, "u-down", RETURN_URL, &r);
-	CHECK(r.status == 502 && code_is(&r, "finx_error"),
+	h_link_create(f_main, "u-down", H_RETURN_URL, &r);
+	CHECK(r.status == 502 && h_err_is(&r, "finx_error"),
 	    "finX answers bad JSON: 502 finx_error (got %ld, %s)", r.status,
 	    h_err_code(&r) ? h_err_code(&r) : "-");
 	h_resp_free(&r);
@@ -254,8 +230,8 @@ test_finx_down(void)
 	h_sbx_post("/_sandbox/faults",
 	    "{\"path\":\"/ongoing/access\","
 	    "\"mode\":\"delay\",\"delay_ms\":5000,\"count\":1}");
-	h_link_create(f_timeout, "u-down", RETURN_URL, &r);
-	CHECK(r.status == 503 && code_is(&r, "finx_unavailable"),
+	h_link_create(f_timeout, "u-down", H_RETURN_URL, &r);
+	CHECK(r.status == 503 && h_err_is(&r, "finx_unavailable"),
 	    "finX too slow: 503 finx_unavailable (got %ld, %s)", r.status,
 	    h_err_code(&r) ? h_err_code(&r) : "-");
 	CHECK(r.ms < 4000, "finX too slow: answered in %ld ms (< 4000)", r.ms);
@@ -263,7 +239,7 @@ test_finx_down(void)
 	h_sbx_reset();
 
 	/* and the positive control: finX healthy again */
-	h_link_create(f_main, "u-down", RETURN_URL, &r);
+	h_link_create(f_main, "u-down", H_RETURN_URL, &r);
 	CHECK(r.status == 201, "finX healthy again: 201 (got %ld)", r.status);
 	h_resp_free(&r);
 }
@@ -276,7 +252,7 @@ test_token_exchange(const char *fault, int f, const char *what)
 	struct h_resp r;
 
 	h_sbx_reset();
-	if (!flow_widget(f, "u-tok", RETURN_URL, "approve", &fl)) {
+	if (!flow_widget(f, "u-tok", H_RETURN_URL, "approve", &fl)) {
 		CHECK(0, "%s: could not open a flow", what);
 		flow_free(&fl);
 		return;
@@ -310,7 +286,7 @@ test_expired_state(void)
 	struct h_resp r;
 
 	h_sbx_reset();
-	if (!flow_widget(f_ttl, "u-ttl", RETURN_URL, "approve", &fl)) {
+	if (!flow_widget(f_ttl, "u-ttl", H_RETURN_URL, "approve", &fl)) {
 		CHECK(0, "expired state: could not open a flow");
 		flow_free(&fl);
 		return;
@@ -335,7 +311,7 @@ test_scopes(const char *links_key, const char *read_key)
 	static const char body[] = "{\"user_id\":\"u-scope\"}";
 	char conn[256], tok[256];
 	struct h_resp r;
-	char *cid = connect_user(f_main, "u-scope");
+	char *cid = h_connect(f_main, "u-scope");
 
 	CHECK(cid != NULL, "scopes: connected with the full key");
 	if (cid == NULL)
@@ -375,37 +351,19 @@ test_scopes(const char *links_key, const char *read_key)
 	free(cid);
 }
 
-static void
-test_no_leaks(void)
-{
-	size_t len;
-	char *log = h_log_read(&len);
-	int n;
-
-	CHECK(len > 1000, "finxd wrote a log (%zu bytes)", len);
-	n = h_leaks(log, len);
-	CHECK(n == 0, "no secret, token or code in finxd's log (%d found)", n);
-	free(log);
-}
-
 int
 main(void)
 {
-	const char *migrate[] = { "migrate", NULL };
 	char closed[64], keys[256];
 	char *links_key, *read_key;
 
 	h_init("it_errors", 240);
-	db = h_pg_start();
-	h_sandbox_start(NULL);
-	h_env_defaults(db);
+	db = h_setup(NULL);
 	links_key = h_secret_new(40);
 	read_key = h_secret_new(40);
 	snprintf(keys, sizeof(keys), "%s,%s:links,%s:read", h_api_key(),
 	    links_key, read_key);
 	h_env_set("FINXD_API_KEYS", keys);
-	if (h_finxd_run(migrate, 60) != 0)
-		h_bail("finxd migrate failed");
 	f_main = h_finxd_start();
 	h_env_set("FINXD_FINX_TIMEOUT_MS", "2000");
 	h_env_set("FINXD_FINX_CONNECT_TIMEOUT_MS", "1000");
@@ -435,7 +393,7 @@ main(void)
 	                    "\"count\":1}",
 	    f_main, "token endpoint closes the connection");
 	test_expired_state();
-	test_no_leaks();
+	check_log_clean();
 	check_clean_shutdown();
 	return h_done(test_done());
 }

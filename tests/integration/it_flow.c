@@ -22,13 +22,9 @@ has_string_member(struct json_object *o, const char *key)
 static void
 test_health(void)
 {
-	struct h_resp r;
-	char url[128];
+	long st = h_finxd_get(f_json, "/readyz", NULL);
 
-	snprintf(url, sizeof(url), "%s/readyz", h_finxd_url(f_json));
-	h_http("GET", url, NULL, NULL, 0, &r);
-	CHECK(r.status == 200, "/readyz 200 (got %ld)", r.status);
-	h_resp_free(&r);
+	CHECK(st == 200, "/readyz 200 (got %ld)", st);
 }
 
 /* start_url sends the browser on to the widget. */
@@ -56,10 +52,8 @@ static void
 test_metrics(void)
 {
 	struct h_resp r;
-	char url[128];
 
-	snprintf(url, sizeof(url), "%s/metrics", h_finxd_url(f_json));
-	h_http("GET", url, NULL, NULL, 0, &r);
+	h_finxd_get(f_json, "/metrics", &r);
 	CHECK(r.status == 200 && r.body_len > 0, "/metrics 200 (got %ld)",
 	    r.status);
 	CHECK(h_leaks(r.body, r.body_len) == 0, "/metrics shows no secret");
@@ -74,8 +68,7 @@ check_connection(const char *cid, const char *user)
 	struct h_resp r;
 	char path[512];
 
-	snprintf(path, sizeof(path), "/v1/connections/%s", cid);
-	h_api(f_json, "GET", path, NULL, &r);
+	h_conn_api(f_json, "GET", cid, NULL, &r);
 	o = h_resp_json(&r);
 	CHECK(r.status == 200, "GET connection 200 (got %ld)", r.status);
 	CHECK(h_jstr(o, "connection_id") != NULL &&
@@ -139,7 +132,7 @@ test_happy_path(void)
 	const char *loc;
 
 	h_sbx_reset();
-	h_link_create(f_json, "u-happy", RETURN_URL, &r);
+	h_link_create(f_json, "u-happy", H_RETURN_URL, &r);
 	o = h_resp_json(&r);
 	CHECK(r.status == 201, "POST /v1/links 201 (got %ld, %s)", r.status,
 	    h_err_code(&r) ? h_err_code(&r) : "-");
@@ -162,9 +155,9 @@ test_happy_path(void)
 	    "start_url is a finxd URL");
 	check_start_url(h_jstr(o, "start_url"), h_jstr(o, "location"));
 	memset(&fl, 0, sizeof(fl));
-	fl.link_id = dup_or_null(h_jstr(o, "link_id"));
-	fl.location = dup_or_null(h_jstr(o, "location"));
-	fl.flow_id = dup_or_null(h_jstr(o, "flow_id"));
+	fl.link_id = h_dup(h_jstr(o, "link_id"));
+	fl.location = h_dup(h_jstr(o, "location"));
+	fl.flow_id = h_dup(h_jstr(o, "flow_id"));
 	h_resp_free(&r);
 
 	req = h_sbx_last_request("/ongoing/access");
@@ -200,7 +193,7 @@ test_happy_path(void)
 	loc = h_resp_header(&r, "Location");
 	CHECK(r.status == 303, "callback answers 303 (got %ld)", r.status);
 	check_callback_headers(&r, "callback success");
-	ret_prefix = RETURN_URL "&";
+	ret_prefix = H_RETURN_URL "&";
 	CHECK(loc != NULL && strncmp(loc, ret_prefix, strlen(ret_prefix)) == 0,
 	    "Location is the return_url with & appended");
 	CHECK(loc_is(&r, "status", "connected"), "status=connected");
@@ -289,7 +282,7 @@ test_tampered(const char *param, const char *what)
 	char *bad;
 
 	h_sbx_reset();
-	if (!flow_widget(f_json, "u-tamper", RETURN_URL, "approve", &fl)) {
+	if (!flow_widget(f_json, "u-tamper", H_RETURN_URL, "approve", &fl)) {
 		CHECK(0, "%s: could not open a flow", what);
 		flow_free(&fl);
 		return;
@@ -328,7 +321,7 @@ test_cancel(const char *flag)
 
 	snprintf(what, sizeof(what), "cancel with %s=true", flag);
 	h_sbx_reset();
-	if (!flow_widget(f_json, "u-cancel", RETURN_URL, "cancel", &fl)) {
+	if (!flow_widget(f_json, "u-cancel", H_RETURN_URL, "cancel", &fl)) {
 		CHECK(0, "%s: could not open a flow", what);
 		flow_free(&fl);
 		return;
@@ -358,7 +351,7 @@ test_failed_flow(void)
 	char *reason;
 
 	h_sbx_reset();
-	if (!flow_widget(f_json, "u-fail", RETURN_URL, "fail", &fl)) {
+	if (!flow_widget(f_json, "u-fail", H_RETURN_URL, "fail", &fl)) {
 		CHECK(0, "failed flow: could not open a flow");
 		flow_free(&fl);
 		return;
@@ -386,7 +379,7 @@ test_form_encoding(void)
 	const char *ct, *body;
 
 	h_sbx_reset();
-	cid = connect_user(f_form, "u-form");
+	cid = h_connect(f_form, "u-form");
 	CHECK(cid != NULL, "token format form: connected");
 	req = h_sbx_last_request("/auth/token");
 	ct = h_jstr(req, "content_type");
@@ -405,7 +398,7 @@ static void
 test_big_tokens(void)
 {
 	struct h_resp r;
-	char path[512], *cid;
+	char *cid;
 	const char *tok;
 	char **issued;
 	int n, i;
@@ -413,12 +406,11 @@ test_big_tokens(void)
 
 	CHECK(sbx_ok(h_sbx_post("/_sandbox/config", "{\"token_bytes\":4096}")),
 	    "sandbox token_bytes 4096");
-	cid = connect_user(f_json, "u-big");
+	cid = h_connect(f_json, "u-big");
 	CHECK(cid != NULL, "4 KB tokens: connected");
 	if (cid == NULL)
 		return;
-	snprintf(path, sizeof(path), "/v1/connections/%s/token", cid);
-	h_api(f_json, "GET", path, NULL, &r);
+	h_conn_api(f_json, "GET", cid, "token", &r);
 	tok = h_jstr(h_resp_json(&r), "access_token");
 	CHECK(r.status == 200, "GET token 200 (got %ld)", r.status);
 	CHECK(has_string_member(h_resp_json(&r), "expires_at"),
@@ -490,14 +482,8 @@ test_no_leaks(void)
 int
 main(void)
 {
-	const char *migrate[] = { "migrate", NULL };
-
 	h_init("it_flow", 240);
-	db = h_pg_start();
-	h_sandbox_start(NULL);
-	h_env_defaults(db);
-	if (h_finxd_run(migrate, 60) != 0)
-		h_bail("finxd migrate failed");
+	db = h_setup(NULL);
 	h_env_set("FINXD_FINX_TOKEN_FORMAT", "json");
 	f_json = h_finxd_start();
 	h_env_set("FINXD_FINX_TOKEN_FORMAT", "form");

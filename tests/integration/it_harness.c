@@ -128,6 +128,37 @@ check_url_helpers(void)
 	free(v);
 }
 
+static bool
+third_time(void *calls)
+{
+	return ++*(int *)calls >= 3;
+}
+
+static bool
+never(void *arg)
+{
+	return false;
+}
+
+static void
+check_wait_helpers(void)
+{
+	int calls = 0;
+	long t0;
+
+	CHECK(h_wait_until(third_time, &calls, 5000) && calls == 3,
+	    "h_wait_until: true once the predicate is (%d calls)", calls);
+	t0 = h_now_ms();
+	CHECK(!h_wait_every(never, NULL, 100, 10) && h_now_ms() - t0 >= 100,
+	    "h_wait_every: false after its timeout");
+	calls = 2;
+	CHECK(h_wait_until(third_time, &calls, 0),
+	    "h_wait_until: asks once even with no time");
+	CHECK(h_streq("a", "a") && !h_streq("a", "b") && !h_streq(NULL, "a") &&
+	        !h_streq(NULL, NULL),
+	    "h_streq: equal strings only");
+}
+
 int
 main(void)
 {
@@ -141,6 +172,7 @@ main(void)
 
 	h_init("it_harness", 90);
 	check_url_helpers();
+	check_wait_helpers();
 	CHECK(h_free_port() > 1024, "h_free_port gives a port");
 	ci = h_pg_start();
 	v = h_sql_value(ci, "SELECT 40 + 2", NULL);
@@ -159,6 +191,11 @@ main(void)
 		CHECK(v != NULL && strcmp(v, "it's!") == 0, "parameters");
 		free(v);
 	}
+	CHECK(h_sql_long(ci, "SELECT 7", NULL) == 7 &&
+	        h_sql_long(ci, "SELECT NULL::int", NULL) == -1 &&
+	        h_sql_true(ci, "SELECT true", NULL) &&
+	        !h_sql_true(ci, "SELECT false", NULL),
+	    "h_sql_long and h_sql_true");
 	res = h_sql(ci, "SELECT nonsense FROM nowhere", NULL);
 	CHECK(res == NULL, "SQL error gives NULL");
 	PQclear(res);

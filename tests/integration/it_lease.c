@@ -32,80 +32,13 @@ static const char *db;
 static int f0, f1;
 
 static char *
-conn_col(const char *cid, const char *col)
-{
-	char *q = NULL, *v;
-
-	if (asprintf(&q, "SELECT %s::text FROM connections WHERE id = $1",
-		col) < 0)
-		h_bail("out of memory");
-	v = h_sql_value(db, q, (const char *[]){ cid, NULL });
-	free(q);
-	return v;
-}
-
-static long
-conn_long(const char *cid, const char *col)
-{
-	char *v = conn_col(cid, col);
-	long n = v ? strtol(v, NULL, 10) : -1;
-
-	free(v);
-	return n;
-}
-
-static char *
 make_conn(int f, const char *user)
 {
-	char *cid = connect_user(f, user);
+	char *cid = h_connect_retry(f, user);
 
-	if (cid == NULL) /* one stall of a shared machine is not the test */
-		cid = connect_user(f, user);
 	if (cid == NULL)
 		h_bail("could not connect %s", user);
 	return cid;
-}
-
-static long
-conn_post(int f, const char *cid, const char *what, struct h_resp *out)
-{
-	struct h_resp r;
-	char path[128];
-	long st;
-
-	snprintf(path, sizeof(path), "/v1/connections/%s/%s", cid, what);
-	st = h_api(f, "POST", path, "", &r);
-	if (out != NULL)
-		*out = r;
-	else
-		h_resp_free(&r);
-	return st;
-}
-
-static long
-get_token(int f, const char *cid, char **tok, long *ms)
-{
-	struct h_resp r;
-	char path[128];
-	long st;
-
-	snprintf(path, sizeof(path), "/v1/connections/%s/token", cid);
-	st = h_api(f, "GET", path, NULL, &r);
-	if (tok != NULL)
-		*tok = dup_or_null(h_jstr(h_resp_json(&r), "access_token"));
-	if (ms != NULL)
-		*ms = r.ms;
-	h_resp_free(&r);
-	return st;
-}
-
-static bool
-sql_ok(const char *q, const char *const *params)
-{
-	PGresult *r = h_sql(db, q, params);
-
-	PQclear(r);
-	return r != NULL;
 }
 
 /* A POST .../refresh on another thread, for "while a refresh is in
@@ -122,7 +55,7 @@ bg_post_run(void *arg)
 {
 	struct bg_post *b = arg;
 
-	b->status = conn_post(b->f, b->cid, "refresh", NULL);
+	b->status = h_conn_post(b->f, b->cid, "refresh", NULL);
 	return NULL;
 }
 
@@ -136,18 +69,19 @@ bg_post_start(struct bg_post *b, int f, const char *cid)
 		h_bail("pthread_create");
 }
 
+static bool
+token_requests_reached(void *want)
+{
+	return h_sbx_count("/auth/token") >= *(int *)want;
+}
+
 /* Wait (bounded) until the sandbox has received n more token requests. */
 static bool
 wait_token_requests(int before, int n, long ms)
 {
-	long end = h_now_ms() + ms;
+	int want = before + n;
 
-	while (h_now_ms() < end) {
-		if (h_sbx_count("/auth/token") >= before + n)
-			return true;
-		h_sleep_ms(20);
-	}
-	return false;
+	return h_wait_until(token_requests_reached, &want, ms);
 }
 
 /* ---- leases --------------------------------------------------------- */
@@ -164,16 +98,24 @@ plant_lease(const char *cid, const char *pid, int hb_age, int until_s,
 	snprintf(hb, sizeof(hb), "%d", hb_age);
 	snprintf(until, sizeof(until), "%d", until_s);
 	snprintf(due, sizeof(due), "%d", due_s);
-	return sql_ok("INSERT INTO finxd_processes (id, host, pid, version, "
-		      "heartbeat_at) VALUES ($1, 'test', 1, 'test', now() - "
-		      "make_interval(secs => $2::int)) ON CONFLICT (id) DO "
-		      "UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at",
-		   (const char *[]){ pid, hb, NULL }) &&
-	    sql_ok("UPDATE connections SET lease_holder = $2, lease_until = "
-		   "now() + make_interval(secs => $3::int), lease_generation = "
-		   "token_generation, refresh_due_at = now() + "
-		   "make_interval(secs => $4::int) WHERE id = $1",
-		(const char *[]){ cid, pid, until, due, NULL });
+	return h_sql_do(db,
+	           "INSERT INTO finxd_processes (id, host, pid, version, "
+	           "heartbeat_at) VALUES ($1, 'test', 1, 'test', now() - "
+	           "make_interval(secs => $2::int)) ON CONFLICT (id) DO "
+	           "UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at",
+	           (const char *[]){ pid, hb, NULL }) &&
+	    h_sql_do(db,
+	        "UPDATE connections SET lease_holder = $2, lease_until = "
+	        "now() + make_interval(secs => $3::int), lease_generation = "
+	        "token_generation, refresh_due_at = now() + "
+	        "make_interval(secs => $4::int) WHERE id = $1",
+	        (const char *[]){ cid, pid, until, due, NULL });
+}
+
+static bool
+refreshes_moved(void *from)
+{
+	return h_sbx_stat("refreshes") != *(long *)from;
 }
 
 static void
@@ -182,15 +124,15 @@ test_lease(long started_ms)
 	const char *dead = "00000000-0000-4000-8000-00000000dead";
 	const char *alive = "00000000-0000-4000-8000-0000000a11fe";
 	char *cid = make_conn(f0, "u-lease"), *cid2 = make_conn(f0, "u-lease2");
-	long ref0 = h_sbx_stat("refreshes"), st, gen0 = conn_long(cid,
-	    "token_generation");
+	long ref0 = h_sbx_stat("refreshes"), st,
+	     gen0 = h_conn_long(db, cid, "token_generation");
 	struct h_resp r;
 
 	/* A standing lease of another (dead) process: nobody presents. */
 	/* Not due for the workers: only the on-demand path meets it. */
 	CHECK(plant_lease(cid, dead, 3600, 8, 86400), "lease: a dead process's "
 						      "lease planted, 8 s left");
-	st = conn_post(f0, cid, "refresh", &r);
+	st = h_conn_api(f0, "POST", cid, "refresh", &r);
 	CHECK(st == 503, "lease: POST refresh while another holder's lease "
 			 "stands waits, then answers 503 (got %ld, %s)",
 	    st, h_err_code(&r) ? h_err_code(&r) : "-");
@@ -201,17 +143,17 @@ test_lease(long started_ms)
 	while (h_now_ms() < started_ms + 17000)
 		h_sleep_ms(200);
 	h_sleep_ms(3500);
-	st = conn_post(f0, cid, "refresh", NULL);
+	st = h_conn_post(f0, cid, "refresh", NULL);
 	CHECK(st == 200, "lease: taken over once run out and the holder's "
 			 "heartbeat is stale (got %ld)",
 	    st);
 	CHECK(h_sbx_stat("refreshes") == ref0 + 1 &&
-	        conn_long(cid, "token_generation") == gen0 + 1,
+	        h_conn_long(db, cid, "token_generation") == gen0 + 1,
 	    "lease: exactly one refresh, one new generation");
 	CHECK(h_log_contains("took over the refresh lease"),
 	    "lease: the takeover is logged");
 	{
-		char *h = conn_col(cid, "lease_holder");
+		char *h = h_conn_col(db, cid, "lease_holder");
 
 		CHECK(h == NULL, "lease: the store cleared the lease");
 		free(h);
@@ -221,10 +163,11 @@ test_lease(long started_ms)
 	ref0 = h_sbx_stat("refreshes");
 	CHECK(plant_lease(cid2, alive, -40, -1, -1), "lease: a live process's "
 						     "lease, run out 1 s ago, due");
-	sql_ok("UPDATE connections SET access_expires_at = now() - interval "
-	       "'1 s' WHERE id = $1",
+	h_sql_do(db,
+	    "UPDATE connections SET access_expires_at = now() - interval "
+	    "'1 s' WHERE id = $1",
 	    (const char *[]){ cid2, NULL });
-	st = conn_post(f0, cid2, "refresh", NULL);
+	st = h_conn_post(f0, cid2, "refresh", NULL);
 	CHECK(st == 503, "lease: a live holder is not overtaken, even after "
 			 "its lease ran out (got %ld)",
 	    st);
@@ -232,15 +175,11 @@ test_lease(long started_ms)
 	CHECK(h_sbx_stat("refreshes") == ref0,
 	    "lease: no worker of any process presented its token");
 	/* Its heartbeat stops: 15 s later it counts as gone. */
-	sql_ok("UPDATE finxd_processes SET heartbeat_at = now() - interval "
-	       "'1 hour' WHERE id = $1",
+	h_sql_do(db,
+	    "UPDATE finxd_processes SET heartbeat_at = now() - interval "
+	    "'1 hour' WHERE id = $1",
 	    (const char *[]){ alive, NULL });
-	{
-		long end = h_now_ms() + 10000;
-
-		while (h_now_ms() < end && h_sbx_stat("refreshes") == ref0)
-			h_sleep_ms(200);
-	}
+	h_wait_every(refreshes_moved, &ref0, 10000, 200);
 	CHECK(h_sbx_stat("refreshes") == ref0 + 1,
 	    "lease: once its holder is gone, a worker takes it over and "
 	    "refreshes once");
@@ -258,8 +197,7 @@ test_cas_delete(void)
 	int rev0 = h_sbx_count("/auth/revoke");
 	struct bg_post b;
 	struct h_resp r;
-	char path[128], *left;
-	long end;
+	char *left;
 
 	CHECK(h_sbx_config("{\"token_latency_ms\":2000}"), "cas: token endpoint "
 							  "takes 2 s");
@@ -272,8 +210,7 @@ test_cas_delete(void)
 	    "cas: /auth/revoke fails twice");
 	bg_post_start(&b, f0, cid);
 	CHECK(wait_token_requests(before, 1, 5000), "cas: refresh in flight");
-	snprintf(path, sizeof(path), "/v1/connections/%s", cid);
-	h_api(f1, "DELETE", path, NULL, &r);
+	h_conn_api(f1, "DELETE", cid, NULL, &r);
 	CHECK(r.status == 200 && r.ms < 1500,
 	    "cas: DELETE answers at once while the refresh is in flight (%ld "
 	    "in %ld ms)",
@@ -281,26 +218,16 @@ test_cas_delete(void)
 	h_resp_free(&r);
 	pthread_join(b.t, NULL);
 	h_sbx_config("{\"token_latency_ms\":0}");
-	left = conn_col(cid, "status");
+	left = h_conn_col(db, cid, "status");
 	CHECK(left != NULL && strcmp(left, "revoked") == 0 &&
-	        conn_long(cid, "length(coalesce(refresh_token, ''))") == 0,
+	        h_conn_long(db, cid, "length(coalesce(refresh_token, ''))") ==
+	            0,
 	    "cas: the rotation did not overwrite the deletion (%s)",
 	    left ? left : "-");
 	free(left);
 	CHECK(h_log_contains("changed while its refresh was in flight"),
 	    "cas: the conflict is logged");
-	end = h_now_ms() + 30000;
-	while (h_now_ms() < end) {
-		char *n = h_sql_value(db, "SELECT count(*) FROM revocations "
-					  "WHERE connection_id = $1",
-		    (const char *[]){ cid, NULL });
-		bool empty = n != NULL && strcmp(n, "0") == 0;
-
-		free(n);
-		if (empty)
-			break;
-		h_sleep_ms(250);
-	}
+	h_wait_every(h_revocations_gone, cid, 30000, 250);
 	CHECK(h_sbx_count("/auth/revoke") >= rev0 + 2 + 4,
 	    "cas: the old tokens and the rotated ones went to /auth/revoke "
 	    "(%d requests, 2 of them refused)",
@@ -334,15 +261,9 @@ test_cas_reauth(void)
 	bg_post_start(&b, f0, cid);
 	CHECK(wait_token_requests(before, 1, 5000), "cas: refresh in flight");
 	/* The user logs in again meanwhile (reauth link, widget, callback). */
-	{
-		char path[128];
-
-		snprintf(path, sizeof(path), "/v1/connections/%s/reauth", cid);
-		h_api(f1, "POST", path,
-		    "{\"return_url\":\"" RETURN_URL "\"}", &r);
-	}
-	lid = dup_or_null(h_jstr(h_resp_json(&r), "link_id"));
-	fl.location = dup_or_null(h_jstr(h_resp_json(&r), "location"));
+	h_reauth(f1, cid, &r);
+	lid = h_dup(h_jstr(h_resp_json(&r), "link_id"));
+	fl.location = h_dup(h_jstr(h_resp_json(&r), "location"));
 	h_resp_free(&r);
 	fl.callback = fl.location ? h_widget(fl.location, "approve") : NULL;
 	if (fl.callback != NULL) {
@@ -352,16 +273,16 @@ test_cas_reauth(void)
 		h_resp_free(&r);
 	} else
 		CHECK(0, "cas: reauth widget did not redirect");
-	gen = conn_long(cid, "token_generation");
+	gen = h_conn_long(db, cid, "token_generation");
 	pthread_join(b.t, NULL);
 	h_sbx_config("{\"token_latency_ms\":0}");
-	CHECK(conn_long(cid, "token_generation") == gen,
+	CHECK(h_conn_long(db, cid, "token_generation") == gen,
 	    "cas: the old grant's rotation did not overwrite the new grant");
-	CHECK(get_token(f0, cid, &tok, NULL) == 200 && h_token_works(tok),
+	CHECK(h_token_get(f0, cid, &tok, NULL) == 200 && h_token_works(tok),
 	    "cas: the new grant's token works");
 	free(tok);
-	CHECK(conn_post(f0, cid, "refresh", NULL) == 200 &&
-	        conn_post(f1, cid, "refresh", NULL) == 200,
+	CHECK(h_conn_post(f0, cid, "refresh", NULL) == 200 &&
+	        h_conn_post(f1, cid, "refresh", NULL) == 200,
 	    "cas: the new grant refreshes twice in a row");
 	CHECK(h_sbx_stat("refresh_reuse") == 0,
 	    "cas: the sandbox never saw a superseded refresh token");
@@ -399,17 +320,25 @@ journal_files(const char *dir, char **first)
 	return n;
 }
 
+struct journal_wait {
+	const char *dir;
+	int want;
+};
+
+static bool
+journal_has(void *arg)
+{
+	struct journal_wait *w = arg;
+
+	return journal_files(w->dir, NULL) == w->want;
+}
+
 static bool
 wait_journal(const char *dir, int want, long ms)
 {
-	long end = h_now_ms() + ms;
+	struct journal_wait w = { dir, want };
 
-	while (h_now_ms() < end) {
-		if (journal_files(dir, NULL) == want)
-			return true;
-		h_sleep_ms(100);
-	}
-	return false;
+	return h_wait_every(journal_has, &w, ms, 100);
 }
 
 /*
@@ -423,7 +352,7 @@ replay_landed(const char *dir, const char *file, const char *saved,
     size_t len, const char *cid)
 {
 	char *tmp = NULL, *idfile = NULL, *pid = NULL, *fresh;
-	long gen = conn_long(cid, "token_generation"), rev;
+	long gen = h_conn_long(db, cid, "token_generation"), rev;
 	FILE *fp;
 	int g;
 
@@ -438,10 +367,10 @@ replay_landed(const char *dir, const char *file, const char *saved,
 	CHECK(wait_journal(dir, 0, 15000) && journal_files(dir, NULL) == 0,
 	    "replay: the new process replayed it and emptied the journal");
 	h_sleep_ms(1000);
-	CHECK(conn_long(cid, "token_generation") == gen &&
+	CHECK(h_conn_long(db, cid, "token_generation") == gen &&
 	        h_sbx_count("/auth/revoke") == rev,
 	    "replay: nothing overwritten, nothing revoked");
-	CHECK(conn_post(g, cid, "refresh", NULL) == 200,
+	CHECK(h_conn_post(g, cid, "refresh", NULL) == 200,
 	    "replay: the live grant still refreshes");
 	fp = fopen(idfile, "r");
 	if (fp != NULL) {
@@ -479,30 +408,31 @@ test_ids_and_backoff(void)
 	for (i = 0; cid[i] != '\0' && i < sizeof(up) - 1; i++)
 		up[i] = (char)toupper((unsigned char)cid[i]);
 	up[i] = '\0';
-	CHECK(conn_post(f0, up, "refresh", NULL) == 200,
+	CHECK(h_conn_post(f0, up, "refresh", NULL) == 200,
 	    "ids: POST refresh with the id in upper case");
-	CHECK(get_token(f0, up, &tok, &ms) == 200 && h_token_works(tok),
+	CHECK(h_token_get(f0, up, &tok, &ms) == 200 && h_token_works(tok),
 	    "ids: GET token with the id in upper case hands out a working "
 	    "token");
 	free(tok);
 	tok = NULL;
-	st = conn_post(f0, cid, "refresh", NULL);
+	st = h_conn_post(f0, cid, "refresh", NULL);
 	CHECK(st == 200, "ids: and the lower-case id refreshes at once after "
 			 "(got %ld): nothing left in flight",
 	    st);
 	/* A failed refresh's backoff: readers of an expired token do not
 	 * call finX again until it runs out. */
-	sql_ok("UPDATE connections SET access_expires_at = now() - interval "
-	       "'1 s', next_attempt_at = now() + interval '1 hour', "
-	       "consecutive_failures = 3 WHERE id = $1",
+	h_sql_do(db,
+	    "UPDATE connections SET access_expires_at = now() - interval "
+	    "'1 s', next_attempt_at = now() + interval '1 hour', "
+	    "consecutive_failures = 3 WHERE id = $1",
 	    (const char *[]){ cid, NULL });
 	before = h_sbx_count("/auth/token");
-	st = get_token(f1, cid, NULL, &ms);
+	st = h_token_get(f1, cid, NULL, &ms);
 	CHECK(st == 503 && h_sbx_count("/auth/token") == before,
 	    "backoff: a reader of an expired token during a backoff gets 503 "
 	    "without a finX call (got %ld in %ld ms)",
 	    st, ms);
-	CHECK(conn_post(f1, cid, "refresh", NULL) == 200,
+	CHECK(h_conn_post(f1, cid, "refresh", NULL) == 200,
 	    "backoff: an admin's POST refresh still goes through");
 	free(cid);
 }
@@ -530,7 +460,7 @@ test_journal(int sig)
 	h_env_set("FINXD_DRAIN_TIMEOUT", "3");
 	f = h_finxd_start();
 	cid = make_conn(f, user);
-	gen0 = conn_long(cid, "token_generation");
+	gen0 = h_conn_long(db, cid, "token_generation");
 	before = h_sbx_count("/auth/token");
 	CHECK(h_sbx_config("{\"token_latency_ms\":2500}"), "journal (%s): "
 							  "token endpoint "
@@ -590,19 +520,19 @@ test_journal(int sig)
 					   "stored it and emptied the journal",
 	    what);
 	{
-		char *st = conn_col(cid, "status");
+		char *st = h_conn_col(db, cid, "status");
 
 		CHECK(st != NULL && strcmp(st, "active") == 0 &&
-		        conn_long(cid, "token_generation") == gen0 + 1,
+		        h_conn_long(db, cid, "token_generation") == gen0 + 1,
 		    "journal (%s): the connection is active with the rotated "
 		    "tokens (%s)",
 		    what, st ? st : "-");
 		free(st);
 	}
-	CHECK(get_token(g, cid, &tok, NULL) == 200 && h_token_works(tok),
+	CHECK(h_token_get(g, cid, &tok, NULL) == 200 && h_token_works(tok),
 	    "journal (%s): its access token works", what);
 	free(tok);
-	CHECK(conn_post(g, cid, "refresh", NULL) == 200,
+	CHECK(h_conn_post(g, cid, "refresh", NULL) == 200,
 	    "journal (%s): the rotated refresh token refreshes", what);
 	CHECK(h_sbx_stat("refresh_reuse") == 0,
 	    "journal (%s): no superseded token was ever presented", what);
@@ -626,9 +556,11 @@ test_expiry(void)
 
 	CHECK(h_sbx_config("{\"token_latency_ms\":1500}"), "expiry: token "
 							  "endpoint takes 1.5 s");
-	sql_ok("CREATE TABLE IF NOT EXISTS t_mark (at timestamptz)", NULL);
-	sql_ok("INSERT INTO t_mark VALUES (clock_timestamp())", NULL);
-	CHECK(conn_post(f0, cid, "refresh", NULL) == 200, "expiry: refreshed");
+	h_sql_do(db, "CREATE TABLE IF NOT EXISTS t_mark (at timestamptz)",
+	    NULL);
+	h_sql_do(db, "INSERT INTO t_mark VALUES (clock_timestamp())", NULL);
+	CHECK(h_conn_post(f0, cid, "refresh", NULL) == 200,
+	    "expiry: refreshed");
 	h_sbx_config("{\"token_latency_ms\":0}");
 	/* finX counts expires_in from its answer, about 1.5 s after the
 	 * request; finxd must count from the request, earlier still. */
@@ -640,7 +572,7 @@ test_expiry(void)
 	CHECK(ok != NULL && strcmp(ok, "t") == 0,
 	    "expiry: access_expires_at counts from the request, not the store");
 	free(ok);
-	sql_ok("DROP TABLE t_mark", NULL);
+	h_sql_do(db, "DROP TABLE t_mark", NULL);
 	free(cid);
 }
 
@@ -663,13 +595,13 @@ test_policy(void)
 	}
 	hot = make_conn(f0, "u-hot");
 	cold = make_conn(f1, "u-cold");
-	gen0 = conn_long(hot, "token_generation");
+	gen0 = h_conn_long(db, hot, "token_generation");
 	/* One read of the hot connection, then one every 2 s for 60 s. */
 	end = h_now_ms() + 60000;
 	while (h_now_ms() < end) {
 		long t0 = h_now_ms(), st;
 
-		st = get_token(reads % 2 ? f1 : f0, hot, &tok, &ms);
+		st = h_token_get(reads % 2 ? f1 : f0, hot, &tok, &ms);
 		if (reads > 0) { /* the first read may refresh: a cold read */
 			if (st != 200 || !h_token_works(tok))
 				invalid++;
@@ -701,11 +633,12 @@ test_policy(void)
 	    "token endpoint (%ld of %ld reads took 250 ms or more; max %ld "
 	    "ms)",
 	    slow, reads - 1, maxms);
-	CHECK(conn_long(hot, "token_generation") - gen0 >= 60 / ACCESS_TTL,
+	CHECK(h_conn_long(db, hot, "token_generation") - gen0 >=
+	        60 / ACCESS_TTL,
 	    "policy: it was refreshed ahead of expiry meanwhile (%ld times)",
-	    conn_long(hot, "token_generation") - gen0);
+	    h_conn_long(db, hot, "token_generation") - gen0);
 	/* The cold connection's token expired long ago: a read refreshes. */
-	CHECK(get_token(f0, cold, &tok, &ms) == 200 && h_token_works(tok),
+	CHECK(h_token_get(f0, cold, &tok, &ms) == 200 && h_token_works(tok),
 	    "policy: a cold read still returns a valid token (%ld ms)", ms);
 	free(tok);
 	h_sbx_config("{\"token_latency_ms\":0}");
@@ -718,16 +651,11 @@ test_policy(void)
 int
 main(void)
 {
-	const char *migrate[] = { "migrate", NULL };
 	const char *sbx[] = { "--access-ttl", "20", "--rotate", "on", NULL };
 	long started;
 
 	h_init("it_lease", 280);
-	db = h_pg_start();
-	h_sandbox_start(sbx);
-	h_env_defaults(db);
-	if (h_finxd_run(migrate, 60) != 0)
-		h_bail("finxd migrate failed");
+	db = h_setup(sbx);
 	h_env_set("FINXD_LOG_LEVEL", "info");
 	h_env_set("FINXD_REFRESH_INTERVAL", "1");
 	h_env_set("FINXD_FINX_TIMEOUT_MS", "3000");

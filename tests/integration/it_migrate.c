@@ -91,48 +91,6 @@ test_migrate(const char *db)
 	CHECK(rc == 0, "migrate again exits 0 (got %d)", rc);
 }
 
-/* GET /readyz on f: status; error code and message in *code, *msg. */
-static long
-readyz(int f, char **code, char **msg)
-{
-	char url[128];
-	struct h_resp r;
-	struct json_object *e;
-	long st;
-
-	snprintf(url, sizeof(url), "%s/readyz", h_finxd_url(f));
-	h_http("GET", url, NULL, NULL, 0, &r);
-	st = r.status;
-	*code = *msg = NULL;
-	if (h_resp_json(&r) != NULL &&
-	    json_object_object_get_ex(h_resp_json(&r), "error", &e)) {
-		*code = h_jstr(e, "code") ? strdup(h_jstr(e, "code")) : NULL;
-		*msg = h_jstr(e, "message") ? strdup(h_jstr(e, "message"))
-					    : NULL;
-	}
-	h_resp_free(&r);
-	return st;
-}
-
-/* Poll /readyz on f until it answers want; true when it did in time. */
-static bool
-readyz_becomes(int f, long want, long limit_ms)
-{
-	long end = h_now_ms() + limit_ms;
-	char *code, *msg;
-	long st;
-
-	while (h_now_ms() < end) {
-		st = readyz(f, &code, &msg);
-		free(code);
-		free(msg);
-		if (st == want)
-			return true;
-		h_sleep_ms(200);
-	}
-	return false;
-}
-
 /*
  * serve against an unmigrated database does not exit (a supervisor would
  * give up on it): it listens, /readyz says 503 and why, the log says to
@@ -152,7 +110,7 @@ test_serve_unmigrated(void)
 	f = h_finxd_start_listening();
 	/* "starting" until its first look at the database is done */
 	for (end = h_now_ms() + 10000;; h_sleep_ms(100)) {
-		st = readyz(f, &code, &msg);
+		st = h_readyz(f, &code, &msg);
 		if (!(code && strcmp(code, "starting") == 0) ||
 		    h_now_ms() > end)
 			break;
@@ -173,7 +131,7 @@ test_serve_unmigrated(void)
 	    "the log says it waits for a migration");
 	rc = h_finxd_run(migrate, 60);
 	CHECK(rc == 0, "migrate meanwhile exits 0 (got %d)", rc);
-	CHECK(readyz_becomes(f, 200, 40000),
+	CHECK(h_finxd_wait_status(f, "/readyz", 200, 40000),
 	    "then /readyz turns 200 without restarting serve");
 	log = h_log_read(&len);
 	CHECK(h_leaks(log, len) == 0, "the log holds no secret");
@@ -203,12 +161,13 @@ test_newer_schema(const char *db)
 	free(own);
 	h_env_set("FINXD_DATABASE_URL", db);
 	f = h_finxd_start();
-	CHECK(readyz_becomes(f, 200, 20000), "schema %s: /readyz 200", ownv);
+	CHECK(h_finxd_wait_status(f, "/readyz", 200, 20000),
+	    "schema %s: /readyz 200", ownv);
 
 	PQclear(h_sql(db, "INSERT INTO schema_migrations (version, name, "
 			  "compatible_from) VALUES ($1, 'future.sql', $2)",
 	    (const char *[]){ next, ownv, NULL }));
-	st = readyz(f, &code, &msg);
+	st = h_readyz(f, &code, &msg);
 	CHECK(st == 200, "schema %s declared compatible_from %s: /readyz 200 "
 			 "(%ld %s)",
 	    next, ownv, st, msg ? msg : "");
@@ -225,7 +184,7 @@ test_newer_schema(const char *db)
 	PQclear(h_sql(db, "UPDATE schema_migrations SET compatible_from = $1 "
 			  "WHERE version = $1",
 	    (const char *[]){ next, NULL }));
-	st = readyz(f, &code, &msg);
+	st = h_readyz(f, &code, &msg);
 	CHECK(st == 503 && code && strcmp(code, "schema_not_current") == 0 &&
 		msg && lines_with(msg, "newer") > 0,
 	    "compatible_from %s: /readyz 503, newer (%s)", next,
@@ -241,14 +200,15 @@ test_newer_schema(const char *db)
 	PQclear(h_sql(db, "UPDATE schema_migrations SET compatible_from = NULL "
 			  "WHERE version = $1",
 	    (const char *[]){ next, NULL }));
-	st = readyz(f, &code, &msg);
+	st = h_readyz(f, &code, &msg);
 	CHECK(st == 503, "compatible_from not recorded: /readyz 503 (%ld)", st);
 	free(code);
 	free(msg);
 
 	PQclear(h_sql(db, "DELETE FROM schema_migrations WHERE version = $1",
 	    (const char *[]){ next, NULL }));
-	CHECK(readyz_becomes(f, 200, 5000), "row removed: /readyz 200 again");
+	CHECK(h_finxd_wait_status(f, "/readyz", 200, 5000),
+	    "row removed: /readyz 200 again");
 	CHECK(h_finxd_stop(f, SIGTERM) == 0, "SIGTERM: exit 0");
 }
 
@@ -322,19 +282,13 @@ test_check_config(void)
 static void
 test_serve_ready(void)
 {
-	struct h_resp r;
-	char *url;
 	int f = h_finxd_start();
+	long st = h_finxd_get(f, "/readyz", NULL);
 
-	url = malloc(strlen(h_finxd_url(f)) + 16);
-	snprintf(url, strlen(h_finxd_url(f)) + 16, "%s/readyz", h_finxd_url(f));
-	h_http("GET", url, NULL, NULL, 0, &r);
-	CHECK(r.status == 200,
+	CHECK(st == 200,
 	    "serve on a migrated database: /readyz 200 "
 	    "(got %ld)",
-	    r.status);
-	h_resp_free(&r);
-	free(url);
+	    st);
 	CHECK(h_finxd_stop(f, SIGTERM) == 0,
 	    "SIGTERM stops finxd with "
 	    "exit 0");

@@ -18,8 +18,6 @@
 #include "../test.h"
 #include "harness.h"
 
-#define RETURN_URL "https://partner.example/return"
-
 static int fx; /* the finxd instance under test */
 
 /* ---- Prometheus text format ------------------------------------------ */
@@ -218,10 +216,7 @@ buckets_monotonic(const char *text, const char *series_prefix)
 static char *
 scrape_text(struct h_resp *r)
 {
-	char *url = h_fmt("%s/metrics", h_finxd_url(fx));
-
-	h_http("GET", url, NULL, NULL, 0, r);
-	free(url);
+	h_finxd_get(fx, "/metrics", r);
 	return r->body;
 }
 
@@ -357,16 +352,13 @@ test_request_id(void)
 static char *
 connect_flow(const char *user)
 {
-	struct h_resp r, cb;
-	char *link = NULL, *cburl;
+	struct h_resp cb;
+	char *link = NULL, *cburl = h_link_approve(fx, user, &link);
 
-	if (h_link_create(fx, user, RETURN_URL, &r) != 201) {
-		h_resp_free(&r);
+	if (link == NULL) {
+		free(cburl);
 		return NULL;
 	}
-	link = h_dup(h_jstr(h_resp_json(&r), "link_id"));
-	cburl = h_widget(h_jstr(h_resp_json(&r), "location"), "approve");
-	h_resp_free(&r);
 	h_http("GET", cburl, NULL, NULL, 0, &cb);
 	CHECK(cb.status == 303,
 	    "callback of an approved flow answers 303 (%ld)", cb.status);
@@ -403,42 +395,12 @@ test_access_log(void)
 
 /* ---- readiness and recovery ---------------------------------------------- */
 
-static long
-get_status(const char *path, long *ms)
-{
-	char *url = h_fmt("%s%s", h_finxd_url(fx), path);
-	struct h_resp r;
-	long st;
-
-	h_http("GET", url, NULL, NULL, 0, &r);
-	st = r.status;
-	if (ms != NULL)
-		*ms = r.ms;
-	h_resp_free(&r);
-	free(url);
-	return st;
-}
-
-/* Poll path until it answers want; true when it did within limit_ms. */
-static bool
-wait_status(const char *path, long want, long limit_ms)
-{
-	long end = h_now_ms() + limit_ms;
-
-	while (h_now_ms() < end) {
-		if (get_status(path, NULL) == want)
-			return true;
-		h_sleep_ms(200);
-	}
-	return false;
-}
-
 static void
 test_db_outage(const char *link)
 {
 	char *path = h_fmt("/v1/links/%s", link ? link : "none");
 	struct h_resp r;
-	long ms, worst = 0;
+	long worst = 0;
 	int i, ok503 = 0, ok200 = 0;
 
 	/*
@@ -457,9 +419,9 @@ test_db_outage(const char *link)
 	    "dropped the connections the restart closed)",
 	    ok200);
 
-	CHECK(get_status("/readyz", NULL) == 200, "/readyz 200 before");
+	CHECK(h_finxd_get(fx, "/readyz", NULL) == 200, "/readyz 200 before");
 	CHECK(h_pg_ctl("stop") == 0, "PostgreSQL stopped (pg_ctl -m fast)");
-	CHECK(wait_status("/readyz", 503, 10000),
+	CHECK(h_finxd_wait_status(fx, "/readyz", 503, 10000),
 	    "/readyz answers 503 while PostgreSQL is down");
 	for (i = 0; i < 3; i++) {
 		h_api(fx, "GET", path, NULL, &r);
@@ -472,11 +434,11 @@ test_db_outage(const char *link)
 	CHECK(ok503 == 3, "a /v1 read answers a JSON 503 (%d of 3)", ok503);
 	CHECK(worst < 6000, "... quickly, never hanging (slowest %ld ms)",
 	    worst);
-	CHECK(get_status("/healthz", &ms) == 200,
+	CHECK(h_finxd_get(fx, "/healthz", NULL) == 200,
 	    "/healthz still 200 (the process serves)");
 
 	CHECK(h_pg_ctl("start") == 0, "PostgreSQL started again");
-	CHECK(wait_status("/readyz", 200, 20000),
+	CHECK(h_finxd_wait_status(fx, "/readyz", 200, 20000),
 	    "/readyz back to 200 without restarting finxd");
 	for (ok200 = 0, i = 0; i < 12; i++) {
 		ok200 += h_api(fx, "GET", path, NULL, &r) == 200;
@@ -502,7 +464,7 @@ slow_link(void *arg)
 	struct slow *s = arg;
 	struct h_resp r;
 
-	s->status = h_link_create(fx, "ops-drain", RETURN_URL, &r);
+	s->status = h_link_create(fx, "ops-drain", H_RETURN_URL, &r);
 	s->ms = r.ms;
 	h_resp_free(&r);
 	return NULL;
@@ -514,7 +476,7 @@ late_probe(void *arg)
 	long *st = arg;
 
 	h_sleep_ms(300);
-	*st = get_status("/healthz", NULL);
+	*st = h_finxd_get(fx, "/healthz", NULL);
 	return NULL;
 }
 
@@ -549,7 +511,7 @@ test_graceful_stop(void)
 
 	i2 = h_finxd_start();
 	fx = i2;
-	CHECK(get_status("/healthz", NULL) == 200, "a new finxd serves");
+	CHECK(h_finxd_get(fx, "/healthz", NULL) == 200, "a new finxd serves");
 	CHECK(h_finxd_stop(i2, SIGINT) == 0, "SIGINT: idle finxd exits 0");
 }
 
@@ -613,17 +575,10 @@ test_ops_listener(void)
 int
 main(void)
 {
-	const char *migrate[] = { "migrate", NULL };
-	const char *conn;
 	char *link;
 
 	h_init("ops", 240);
-	conn = h_pg_start();
-	h_sandbox_start(NULL);
-	h_env_defaults(conn);
-	h_env_set("FINXD_RETURN_URLS", RETURN_URL);
-	if (h_finxd_run(migrate, 60) != 0)
-		h_bail("finxd migrate failed");
+	h_setup(NULL);
 	fx = h_finxd_start();
 
 	test_metrics();

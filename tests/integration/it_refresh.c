@@ -17,32 +17,6 @@ static const char *db;
 static int f0, f1, f2; /* f2 talks form to finX, so its requests are
 			   recognisable in the sandbox's recording */
 
-static long
-realtime_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* One column of one connection as text (malloc'd) or NULL (SQL NULL). */
-static char *
-conn_col(const char *cid, const char *col)
-{
-	char q[256];
-
-	snprintf(q, sizeof(q), "SELECT %s::text FROM connections WHERE id = $1",
-	    col);
-	return h_sql_value(db, q, (const char *[]){ cid, NULL });
-}
-
-static bool
-str_eq(const char *a, const char *b)
-{
-	return a != NULL && b != NULL && strcmp(a, b) == 0;
-}
-
 /* The k-th newest token the sandbox issued (k = 1: newest; malloc'd). */
 static char *
 issued_back(int k)
@@ -53,72 +27,6 @@ issued_back(int k)
 
 	h_strv_free(v, n);
 	return t;
-}
-
-/* GET /v1/connections/{id}/token on f: status, token in *tok (malloc'd). */
-static long
-get_token(int f, const char *cid, char **tok)
-{
-	struct h_resp r;
-	char path[128];
-	long st;
-
-	snprintf(path, sizeof(path), "/v1/connections/%s/token", cid);
-	st = h_api(f, "GET", path, NULL, &r);
-	if (tok != NULL)
-		*tok = dup_or_null(h_jstr(h_resp_json(&r), "access_token"));
-	h_resp_free(&r);
-	return st;
-}
-
-/* POST /v1/connections/{id}/<what> on f; error code in *code (malloc'd). */
-static long
-conn_post(int f, const char *cid, const char *what, char **code)
-{
-	struct h_resp r;
-	char path[128];
-	long st;
-
-	snprintf(path, sizeof(path), "/v1/connections/%s/%s", cid, what);
-	st = h_api(f, "POST", path, NULL, &r);
-	if (code != NULL)
-		*code = dup_or_null(h_err_code(&r));
-	h_resp_free(&r);
-	return st;
-}
-
-static long
-conn_delete(int f, const char *cid, struct h_resp *r)
-{
-	char path[128];
-
-	snprintf(path, sizeof(path), "/v1/connections/%s", cid);
-	return h_api(f, "DELETE", path, NULL, r);
-}
-
-/* GET /v1/connections/{id} on f (caller json_object_put()s) or NULL. */
-static struct json_object *
-conn_get(int f, const char *cid)
-{
-	struct h_resp r;
-	char path[128];
-	struct json_object *o = NULL;
-
-	snprintf(path, sizeof(path), "/v1/connections/%s", cid);
-	if (h_api(f, "GET", path, NULL, &r) == 200)
-		o = json_object_get(h_resp_json(&r));
-	h_resp_free(&r);
-	return o;
-}
-
-static bool
-conn_status_is(int f, const char *cid, const char *want)
-{
-	struct json_object *o = conn_get(f, cid);
-	bool ok = str_eq(h_jstr(o, "status"), want);
-
-	json_object_put(o);
-	return ok;
 }
 
 /* A connection plus its tokens as the sandbox issued them (code exchange:
@@ -133,12 +41,7 @@ static bool
 conn_make(int f, const char *user, struct conn *c)
 {
 	memset(c, 0, sizeof(*c));
-	c->id = connect_user(f, user);
-	if (c->id == NULL) {
-		/* this machine is shared: one stall is not what we test */
-		printf("# connecting %s failed; trying once more\n", user);
-		c->id = connect_user(f, user);
-	}
+	c->id = h_connect_retry(f, user);
 	if (c->id == NULL)
 		return false;
 	c->refresh = issued_back(1);
@@ -170,17 +73,17 @@ test_omit_refresh_token(void)
 		CHECK(0, "omit: could not connect");
 		return;
 	}
-	sealed0 = conn_col(c.id, "refresh_token");
-	obtained0 = conn_col(c.id, "refresh_obtained_at");
+	sealed0 = h_conn_col(db, c.id, "refresh_token");
+	obtained0 = h_conn_col(db, c.id, "refresh_obtained_at");
 	CHECK(h_sbx_config("{\"omit_refresh_token\":true}"),
 	    "omit: sandbox leaves refresh_token out of refresh answers");
 	for (k = 1; k <= 2; k++) {
-		long st = conn_post(f0, c.id, "refresh", NULL);
+		long st = h_conn_post(f0, c.id, "refresh", NULL);
 
 		CHECK(st == 200, "omit: forced refresh %d answers 200 (got %ld)",
 		    k, st);
 		req = h_sbx_last_request("/auth/token");
-		body_rt = dup_or_null(h_jstr(req, "body"));
+		body_rt = h_dup(h_jstr(req, "body"));
 		CHECK(body_rt && strstr(body_rt, c.refresh) != NULL,
 		    "omit: refresh %d presented the original refresh token "
 		    "(%s)",
@@ -189,31 +92,31 @@ test_omit_refresh_token(void)
 							  : "mismatch");
 		free(body_rt);
 		json_object_put(req);
-		sealed = conn_col(c.id, "refresh_token");
-		obtained = conn_col(c.id, "refresh_obtained_at");
-		CHECK(str_eq(sealed, sealed0),
+		sealed = h_conn_col(db, c.id, "refresh_token");
+		obtained = h_conn_col(db, c.id, "refresh_obtained_at");
+		CHECK(h_streq(sealed, sealed0),
 		    "omit: stored refresh token unchanged after refresh %d", k);
-		CHECK(str_eq(obtained, obtained0),
+		CHECK(h_streq(obtained, obtained0),
 		    "omit: refresh_obtained_at unchanged after refresh %d", k);
 		free(sealed);
 		free(obtained);
 	}
-	get_token(f1, c.id, &tok);
+	h_token_get(f1, c.id, &tok, NULL);
 	{
 		char *newest = issued_back(1); /* access only: no refresh */
 
-		CHECK(str_eq(tok, newest),
+		CHECK(h_streq(tok, newest),
 		    "omit: GET token hands out the newest access token (%s)",
-		    str_eq(tok, newest) ? "match" : "mismatch");
+		    h_streq(tok, newest) ? "match" : "mismatch");
 		free(newest);
 	}
 	free(tok);
 	CHECK(h_sbx_config("{\"omit_refresh_token\":false}"),
 	    "omit: sandbox rotates again");
-	CHECK(conn_post(f1, c.id, "refresh", NULL) == 200,
+	CHECK(h_conn_post(f1, c.id, "refresh", NULL) == 200,
 	    "omit: the kept refresh token still works when rotation resumes");
-	sealed = conn_col(c.id, "refresh_token");
-	CHECK(sealed && !str_eq(sealed, sealed0),
+	sealed = h_conn_col(db, c.id, "refresh_token");
+	CHECK(sealed && !h_streq(sealed, sealed0),
 	    "omit: the rotated refresh token replaced the kept one");
 	free(sealed);
 	CHECK(h_sbx_stat("refreshes") - ref0 == 3, "omit: 3 refreshes at finX "
@@ -222,7 +125,7 @@ test_omit_refresh_token(void)
 	CHECK(h_sbx_stat("invalid_grants") == ig0,
 	    "omit: no invalid_grant at finX");
 	CHECK(h_sbx_stat("refresh_reuse") == 0, "omit: refresh_reuse 0");
-	CHECK(conn_status_is(f0, c.id, "active"), "omit: still active");
+	CHECK(h_conn_status_is(f0, c.id, "active"), "omit: still active");
 	free(sealed0);
 	free(obtained0);
 	conn_free(&c);
@@ -243,13 +146,13 @@ test_three_in_a_row(void)
 		return;
 	}
 	prev_rt = strdup(c.refresh);
-	prev_sealed = conn_col(c.id, "refresh_token");
+	prev_sealed = h_conn_col(db, c.id, "refresh_token");
 	for (k = 1; k <= 3; k++) {
 		int f = k == 2 ? f1 : f0; /* any process reads the row */
 		struct json_object *req;
 		char *tok = NULL, *new_at, *new_rt, *sealed, *code = NULL;
 		const char *body;
-		long st = conn_post(f, c.id, "refresh", &code);
+		long st = h_conn_post(f, c.id, "refresh", &code);
 
 		CHECK(st == 200, "three: refresh %d answers 200 (got %ld, %s)",
 		    k, st, code ? code : "-");
@@ -263,14 +166,14 @@ test_three_in_a_row(void)
 		json_object_put(req);
 		new_rt = issued_back(1);
 		new_at = issued_back(2);
-		sealed = conn_col(c.id, "refresh_token");
-		CHECK(sealed && !str_eq(sealed, prev_sealed),
+		sealed = h_conn_col(db, c.id, "refresh_token");
+		CHECK(sealed && !h_streq(sealed, prev_sealed),
 		    "three: refresh %d stored a new refresh token", k);
-		st = get_token(k == 3 ? f1 : f0, c.id, &tok);
-		CHECK(st == 200 && str_eq(tok, new_at),
+		st = h_token_get(k == 3 ? f1 : f0, c.id, &tok, NULL);
+		CHECK(st == 200 && h_streq(tok, new_at),
 		    "three: after refresh %d GET token is the sandbox's newest "
 		    "access token (%ld, %s)",
-		    k, st, str_eq(tok, new_at) ? "match" : "mismatch");
+		    k, st, h_streq(tok, new_at) ? "match" : "mismatch");
 		CHECK(h_token_works(tok),
 		    "three: that access token works at finX");
 		free(tok);
@@ -285,9 +188,9 @@ test_three_in_a_row(void)
 	    h_sbx_stat("refreshes") - ref0);
 	CHECK(h_sbx_stat("refresh_reuse") == 0, "three: refresh_reuse 0");
 	{
-		struct json_object *o = conn_get(f0, c.id);
+		struct json_object *o = h_conn_get(f0, c.id);
 
-		CHECK(str_eq(h_jstr(o, "status"), "active") &&
+		CHECK(h_streq(h_jstr(o, "status"), "active") &&
 		        h_jstr(o, "last_refresh_at") != NULL &&
 		        h_jstr(o, "refresh_expires_at") != NULL &&
 		        h_jstr(o, "consent_expires_at") != NULL &&
@@ -309,15 +212,13 @@ static void
 reauth_flow(const char *cid, const char *what)
 {
 	struct h_resp r;
-	char path[128], *cb = NULL, *tok = NULL, *newest;
+	char *cb = NULL, *tok = NULL, *newest;
 	const char *loc;
 	long st;
 
-	snprintf(path, sizeof(path), "/v1/connections/%s/reauth", cid);
-	st = h_api(f1, "POST", path, "{\"return_url\":\"" RETURN_URL "\"}",
-	    &r);
+	st = h_reauth(f1, cid, &r);
 	CHECK(st == 201, "%s: POST reauth 201 (got %ld)", what, st);
-	CHECK(str_eq(h_jstr(h_resp_json(&r), "connection_id"), cid),
+	CHECK(h_streq(h_jstr(h_resp_json(&r), "connection_id"), cid),
 	    "%s: the reauth link names the same connection_id", what);
 	loc = h_jstr(h_resp_json(&r), "location");
 	if (loc != NULL)
@@ -334,27 +235,33 @@ reauth_flow(const char *cid, const char *what)
 	    "%s: callback answers the SAME connection_id", what);
 	h_resp_free(&r);
 	{
-		struct json_object *o = conn_get(f0, cid);
+		struct json_object *o = h_conn_get(f0, cid);
 
-		CHECK(str_eq(h_jstr(o, "status"), "active") &&
+		CHECK(h_streq(h_jstr(o, "status"), "active") &&
 		        h_jnull(o, "status_reason") &&
-		        json_object_get_int(
-			    json_object_object_get(o, "consecutive_failures")) ==
-		            0,
+		        json_object_get_int(json_object_object_get(o,
+		            "consecutive_failures")) == 0,
 		    "%s: connection active again, no status_reason", what);
 		json_object_put(o);
 	}
 	newest = issued_back(2); /* code exchange: access, then refresh */
-	st = get_token(f2, cid, &tok);
-	CHECK(st == 200 && str_eq(tok, newest),
+	st = h_token_get(f2, cid, &tok, NULL);
+	CHECK(st == 200 && h_streq(tok, newest),
 	    "%s: GET token hands out the new grant's access token (%s)", what,
-	    str_eq(tok, newest) ? "match" : "mismatch");
+	    h_streq(tok, newest) ? "match" : "mismatch");
 	CHECK(h_token_works(tok), "%s: and it works at finX", what);
 	free(tok);
 	free(newest);
-	st = conn_post(f0, cid, "refresh", NULL);
+	st = h_conn_post(f0, cid, "refresh", NULL);
 	CHECK(st == 200, "%s: the new refresh token refreshes (got %ld)", what,
 	    st);
+}
+
+static bool
+old_grant_revoked(void *user)
+{
+	return h_sbx_grants(user, "revoked") == 1 &&
+	    h_sbx_grants(user, "active") == 1;
 }
 
 static void
@@ -376,25 +283,12 @@ test_reauth_active(void)
 	            h_resp_json(&r), "connections")) == 1,
 	    "reauth: the user still has exactly one connection");
 	h_resp_free(&r);
-	{
-		/* the old grant is revoked at finX (in the background) */
-		struct json_object *g = NULL;
-		long end = h_now_ms() + 10000;
-		bool done = false;
-
-		while (!done && h_now_ms() < end) {
-			json_object_put(g);
-			g = h_sbx_get("/_sandbox/grants?user_id=u-reauth");
-			done = h_stat_of(g, "revoked") == 1 &&
-			    h_stat_of(g, "active") == 1;
-			if (!done)
-				h_sleep_ms(250);
-		}
-		CHECK(done, "reauth: the old grant is revoked at finX, the "
-			    "new one lives (revoked %ld, active %ld)",
-		    h_stat_of(g, "revoked"), h_stat_of(g, "active"));
-		json_object_put(g);
-	}
+	/* the old grant is revoked at finX (in the background) */
+	CHECK(h_wait_every(old_grant_revoked, "u-reauth", 10000, 250),
+	    "reauth: the old grant is revoked at finX, the new one lives "
+	    "(revoked %ld, active %ld)",
+	    h_sbx_grants("u-reauth", "revoked"),
+	    h_sbx_grants("u-reauth", "active"));
 	conn_free(&c);
 }
 
@@ -420,15 +314,15 @@ test_invalid_grant(const char *style)
 	CHECK(sbx_ok(h_sbx_post("/_sandbox/revoke-user", q)),
 	    "%s: grant revoked at finX", what);
 	ig0 = h_sbx_stat("invalid_grants");
-	st = conn_post(f1, c.id, "refresh", &code);
-	CHECK(st == 409 && str_eq(code, "reauth_required"),
+	st = h_conn_post(f1, c.id, "refresh", &code);
+	CHECK(st == 409 && h_streq(code, "reauth_required"),
 	    "%s: POST refresh 409 reauth_required (got %ld %s)", what, st,
 	    code ? code : "-");
 	free(code);
 	CHECK(h_sbx_stat("invalid_grants") == ig0 + 1,
 	    "%s: finX answered invalid_grant once", what);
-	o = conn_get(f0, c.id);
-	CHECK(str_eq(h_jstr(o, "status"), "reauth_required"),
+	o = h_conn_get(f0, c.id);
+	CHECK(h_streq(h_jstr(o, "status"), "reauth_required"),
 	    "%s: status reauth_required (got %s)", what,
 	    h_jstr(o, "status") ? h_jstr(o, "status") : "-");
 	CHECK(h_jstr(o, "status_reason") &&
@@ -438,7 +332,7 @@ test_invalid_grant(const char *style)
 	          strlen(json_object_to_json_string(o))) == 0,
 	    "%s: the connection shows no secret", what);
 	json_object_put(o);
-	st = get_token(f2, c.id, NULL);
+	st = h_token_get(f2, c.id, NULL, NULL);
 	CHECK(st == 409, "%s: GET token 409 (got %ld)", what, st);
 
 	/* the refresher leaves it alone even when it looks due */
@@ -452,7 +346,7 @@ test_invalid_grant(const char *style)
 	    "%s: the background refresher no longer tries it (%d requests "
 	    "in 3.5 s)",
 	    what, h_sbx_count("/auth/token") - (int)tok0);
-	CHECK(conn_status_is(f1, c.id, "reauth_required"),
+	CHECK(h_conn_status_is(f1, c.id, "reauth_required"),
 	    "%s: still reauth_required", what);
 	if (strcmp(style, "oauth") == 0)
 		reauth_flow(c.id, "reauth after reauth_required");
@@ -477,8 +371,9 @@ test_delete(void)
 	}
 	h_sbx_delete("/_sandbox/requests");
 	revs0 = h_sbx_stat("revocations");
-	st = conn_delete(f1, c.id, &r);
-	CHECK(st == 200 && str_eq(h_jstr(h_resp_json(&r), "status"), "revoked"),
+	st = h_conn_api(f1, "DELETE", c.id, NULL, &r);
+	CHECK(st == 200 &&
+	        h_streq(h_jstr(h_resp_json(&r), "status"), "revoked"),
 	    "delete: 200 with status revoked (got %ld)", st);
 	h_resp_free(&r);
 	reqs = h_sbx_get("/_sandbox/requests");
@@ -486,7 +381,7 @@ test_delete(void)
 	for (i = 0; arr && i < (int)json_object_array_length(arr); i++) {
 		struct json_object *e = json_object_array_get_idx(arr, i);
 
-		if (str_eq(h_jstr(e, "path"), "/auth/revoke") && nrev < 4)
+		if (h_streq(h_jstr(e, "path"), "/auth/revoke") && nrev < 4)
 			rev[nrev++] = e;
 	}
 	CHECK(nrev == 2, "delete: two /auth/revoke requests (got %d)", nrev);
@@ -519,28 +414,29 @@ test_delete(void)
 	    "IS NULL AND refresh_token IS NULL AND status = 'revoked' AND "
 	    "revoked_at IS NOT NULL",
 	    (const char *[]){ c.id, NULL });
-	CHECK(str_eq(v, "1"),
+	CHECK(h_streq(v, "1"),
 	    "delete: both token columns NULL, status revoked, revoked_at set");
 	free(v);
 	v = h_sql_value(db,
 	    "SELECT count(*) FROM revocations WHERE connection_id = $1",
 	    (const char *[]){ c.id, NULL });
-	CHECK(str_eq(v, "0"), "delete: nothing left to revoke (%s)",
+	CHECK(h_streq(v, "0"), "delete: nothing left to revoke (%s)",
 	    v ? v : "-");
 	free(v);
 
-	st = conn_delete(f2, c.id, &r);
-	CHECK(st == 200 && str_eq(h_jstr(h_resp_json(&r), "status"), "revoked"),
+	st = h_conn_api(f2, "DELETE", c.id, NULL, &r);
+	CHECK(st == 200 &&
+	        h_streq(h_jstr(h_resp_json(&r), "status"), "revoked"),
 	    "delete again: 200, still revoked (got %ld)", st);
 	h_resp_free(&r);
 	CHECK(h_sbx_count("/auth/revoke") == 2,
 	    "delete again: no further /auth/revoke (idempotent)");
-	st = get_token(f0, c.id, NULL);
+	st = h_token_get(f0, c.id, NULL, NULL);
 	CHECK(st == 409, "delete: GET token 409 (got %ld)", st);
-	st = conn_post(f0, c.id, "refresh", NULL);
+	st = h_conn_post(f0, c.id, "refresh", NULL);
 	CHECK(st == 409, "delete: POST refresh 409 (got %ld)", st);
-	st = conn_post(f0, c.id, "reauth", &code);
-	CHECK(st == 409 && str_eq(code, "connection_revoked"),
+	st = h_conn_post(f0, c.id, "reauth", &code);
+	CHECK(st == 409 && h_streq(code, "connection_revoked"),
 	    "delete: reauth of a deleted connection 409 connection_revoked "
 	    "(got %ld %s)",
 	    st, code ? code : "-");
@@ -553,11 +449,9 @@ test_delete_revoke_fails(void)
 {
 	struct conn c;
 	struct h_resp r;
-	struct json_object *g;
 	char *v;
-	long st, ms, end;
+	long st, ms;
 	int attempts = 0;
-	bool gone = false;
 
 	if (!conn_make(f0, "u-del-fault", &c)) {
 		CHECK(0, "delete/fault: could not connect");
@@ -567,9 +461,10 @@ test_delete_revoke_fails(void)
 	          "{\"path\":\"/auth/revoke\",\"mode\":\"status\","
 	          "\"status\":503}")),
 	    "delete/fault: /auth/revoke answers 503");
-	st = conn_delete(f0, c.id, &r);
+	st = h_conn_api(f0, "DELETE", c.id, NULL, &r);
 	ms = r.ms;
-	CHECK(st == 200 && str_eq(h_jstr(h_resp_json(&r), "status"), "revoked"),
+	CHECK(st == 200 &&
+	        h_streq(h_jstr(h_resp_json(&r), "status"), "revoked"),
 	    "delete/fault: DELETE still 200 revoked (got %ld)", st);
 	CHECK(ms < 3000, "delete/fault: answered at once (%ld ms)", ms);
 	h_resp_free(&r);
@@ -577,48 +472,30 @@ test_delete_revoke_fails(void)
 	    "SELECT count(*) FROM connections WHERE id = $1 AND access_token "
 	    "IS NULL AND refresh_token IS NULL AND status = 'revoked'",
 	    (const char *[]){ c.id, NULL });
-	CHECK(str_eq(v, "1"), "delete/fault: tokens erased anyway");
+	CHECK(h_streq(v, "1"), "delete/fault: tokens erased anyway");
 	free(v);
 	v = h_sql_value(db,
 	    "SELECT count(*) FROM revocations WHERE connection_id = $1",
 	    (const char *[]){ c.id, NULL });
-	CHECK(str_eq(v, "2"), "delete/fault: 2 revocations queued (%s)",
+	CHECK(h_streq(v, "2"), "delete/fault: 2 revocations queued (%s)",
 	    v ? v : "-");
 	free(v);
 	/* the workers retry with backoff while the fault lasts */
-	end = h_now_ms() + 15000;
-	while (h_now_ms() < end && attempts < 2) {
-		h_sleep_ms(500);
-		v = h_sql_value(db,
-		    "SELECT min(attempts) FROM revocations WHERE "
-		    "connection_id = $1 AND last_error IS NOT NULL",
-		    (const char *[]){ c.id, NULL });
-		attempts = h_long(v, 0);
-		free(v);
-	}
+	attempts = (int)h_sql_wait_count(db,
+	    "SELECT min(attempts) FROM revocations WHERE connection_id = $1 "
+	    "AND last_error IS NOT NULL",
+	    (const char *[]){ c.id, NULL }, 2, 15000);
 	CHECK(attempts >= 2,
 	    "delete/fault: the background workers retried (attempts %d)",
 	    attempts);
-	g = h_sbx_get("/_sandbox/grants?user_id=u-del-fault");
-	CHECK(h_stat_of(g, "active") == 1,
+	CHECK(h_sbx_grants("u-del-fault", "active") == 1,
 	    "delete/fault: grant still alive at finX during the fault");
-	json_object_put(g);
 	h_sbx_delete("/_sandbox/faults");
-	end = h_now_ms() + 30000;
-	while (h_now_ms() < end && !gone) {
-		h_sleep_ms(500);
-		v = h_sql_value(db,
-		    "SELECT count(*) FROM revocations WHERE connection_id = $1",
-		    (const char *[]){ c.id, NULL });
-		gone = str_eq(v, "0");
-		free(v);
-	}
-	CHECK(gone, "delete/fault: after the fault the revocations table "
-		    "empties");
-	g = h_sbx_get("/_sandbox/grants?user_id=u-del-fault");
-	CHECK(h_stat_of(g, "revoked") == 1 && h_stat_of(g, "active") == 0,
+	CHECK(h_wait_every(h_revocations_gone, c.id, 30000, 500),
+	    "delete/fault: after the fault the revocations table empties");
+	CHECK(h_sbx_grants("u-del-fault", "revoked") == 1 &&
+	        h_sbx_grants("u-del-fault", "active") == 0,
 	    "delete/fault: the grant is revoked at finX in the end");
-	json_object_put(g);
 	conn_free(&c);
 }
 
@@ -632,7 +509,7 @@ test_storm(void)
 	struct conn c[NSTORM];
 	bool saw_failure[NSTORM] = { false };
 	long ref0, ig0, end, storm_ms = 25000;
-	char *storm_end = NULL, *v;
+	char *storm_end = NULL;
 	int i, n = 0, not_active = 0, max_fail = 0, recovered = 0;
 
 	CHECK(h_sbx_config("{\"access_ttl\":20}"), "storm: access tokens live "
@@ -653,7 +530,7 @@ test_storm(void)
 	for (i = 0; i < NSTORM; i++) {
 		char *tok = NULL;
 
-		CHECK(get_token(f0, c[i].id, &tok) == 200,
+		CHECK(h_token_get(f0, c[i].id, &tok, NULL) == 200,
 		    "storm: connection %d hands out a token before", i);
 		free(tok);
 	}
@@ -706,19 +583,12 @@ test_storm(void)
 						   "1 h");
 	storm_end = h_sql_value(db, "SELECT now()::text", NULL);
 	h_sbx_delete("/_sandbox/faults");
-	end = h_now_ms() + 60000;
-	while (h_now_ms() < end && recovered < NSTORM) {
-		h_sleep_ms(1000);
-		v = h_sql_value(db,
-		    "SELECT count(*) FROM connections WHERE user_id LIKE "
-		    "'u-storm-%' AND status = 'active' AND "
-		    "consecutive_failures = 0 AND last_error IS NULL AND "
-		    "last_refresh_at > $1::timestamptz AND access_expires_at > "
-		    "now()",
-		    (const char *[]){ storm_end, NULL });
-		recovered = h_long(v, 0);
-		free(v);
-	}
+	recovered = (int)h_sql_wait_count(db,
+	    "SELECT count(*) FROM connections WHERE user_id LIKE 'u-storm-%' "
+	    "AND status = 'active' AND consecutive_failures = 0 AND "
+	    "last_error IS NULL AND last_refresh_at > $1::timestamptz AND "
+	    "access_expires_at > now()",
+	    (const char *[]){ storm_end, NULL }, NSTORM, 60000);
 	CHECK(recovered == NSTORM,
 	    "storm: after the fault every connection refreshed and "
 	    "consecutive_failures is back to 0 (%d of %d)",
@@ -732,7 +602,7 @@ test_storm(void)
 	for (i = 0; i < NSTORM; i++) {
 		char *tok = NULL;
 
-		get_token(f0, c[i].id, &tok);
+		h_token_get(f0, c[i].id, &tok, NULL);
 		if (!h_token_works(tok))
 			CHECK(0, "storm: connection %d has no working token", i);
 		free(tok);
@@ -753,9 +623,9 @@ test_kill9(void)
 	struct conn c[NKILL];
 	int in_flight[NKILL] = { 0 }, form_reqs[NKILL] = { 0 },
 	    json_reqs[NKILL] = { 0 };
-	char *due_at, *v;
+	char *due_at;
 	struct json_object *reqs, *arr;
-	long t_kill, end, reuse0, ig0, ref0;
+	long t_kill, reuse0, ig0, ref0;
 	int i, n = 0, settled = 0, lost = 0, nin = 0, lost_in = 0,
 	    lost_out = 0, ok_out = 0, nform = 0, rc;
 	PGresult *res;
@@ -783,22 +653,15 @@ test_kill9(void)
 	    "LIKE 'u-kill-%'",
 	    NULL));
 	h_sleep_ms(1500);
-	t_kill = realtime_ms();
+	t_kill = h_realtime_ms();
 	rc = h_finxd_stop(f2, SIGKILL);
 	CHECK(rc == 128 + SIGKILL, "kill: finxd #%d killed with SIGKILL (%d)",
 	    f2, rc);
 	/* the survivors take over once PostgreSQL drops the dead sessions */
-	end = h_now_ms() + 60000;
-	while (h_now_ms() < end && settled < NKILL) {
-		h_sleep_ms(500);
-		v = h_sql_value(db,
-		    "SELECT count(*) FROM connections WHERE user_id LIKE "
-		    "'u-kill-%' AND (status <> 'active' OR last_refresh_at > "
-		    "$1::timestamptz)",
-		    (const char *[]){ due_at, NULL });
-		settled = h_long(v, 0);
-		free(v);
-	}
+	settled = (int)h_sql_wait_count(db,
+	    "SELECT count(*) FROM connections WHERE user_id LIKE 'u-kill-%' "
+	    "AND (status <> 'active' OR last_refresh_at > $1::timestamptz)",
+	    (const char *[]){ due_at, NULL }, NKILL, 60000);
 	CHECK(settled == NKILL,
 	    "kill: every connection refreshed or settled after the kill "
 	    "(%d of %d)",
@@ -813,7 +676,7 @@ test_kill9(void)
 		long at;
 		int k;
 
-		if (!str_eq(h_jstr(e, "path"), "/auth/token") || body == NULL)
+		if (!h_streq(h_jstr(e, "path"), "/auth/token") || body == NULL)
 			continue;
 		ct = h_jstr(e, "content_type");
 		at = (long)json_object_get_int64(
@@ -908,14 +771,8 @@ want(const char *name)
 int
 main(void)
 {
-	const char *migrate[] = { "migrate", NULL };
-
 	h_init("it_refresh", 230);
-	db = h_pg_start();
-	h_sandbox_start(NULL);
-	h_env_defaults(db);
-	if (h_finxd_run(migrate, 60) != 0)
-		h_bail("finxd migrate failed");
+	db = h_setup(NULL);
 	h_env_set("FINXD_LOG_LEVEL", "info");
 	h_env_set("FINXD_REFRESH_INTERVAL", "1");
 	h_env_set("FINXD_REFRESH_CONCURRENCY", "4");

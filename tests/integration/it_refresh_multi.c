@@ -61,13 +61,10 @@ hammer(void *arg)
 		int c = (int)(rand_r(&seed) % NCONN);
 		int p = (int)(rand_r(&seed) % NPROC);
 		struct h_resp r;
-		char path[128];
 		const char *tok;
 
-		snprintf(path, sizeof(path), "/v1/connections/%s/token",
-		    conn_ids[c]);
 		atomic_fetch_add(&hs.requests, 1);
-		h_api(fx[p], "GET", path, NULL, &r);
+		h_conn_api(fx[p], "GET", conn_ids[c], "token", &r);
 		tok = h_jstr(h_resp_json(&r), "access_token");
 		if (r.status != 200 || tok == NULL) {
 			atomic_fetch_add(&hs.bad_status, 1);
@@ -96,29 +93,16 @@ hammer(void *arg)
 static long
 proc_refreshes(int i, const char *outcome)
 {
-	struct h_resp r;
-	char url[160], needle[96];
-	const char *p;
-	long n = 0;
+	char *series = h_fmt("finxd_refreshes_total{outcome=\"%s\"}", outcome);
+	long n = h_metric(i, series);
 
-	snprintf(url, sizeof(url), "%s/metrics", h_finxd_url(i));
-	h_http("GET", url, NULL, NULL, 0, &r);
-	if (r.status != 200) {
-		h_resp_free(&r);
-		return -1;
-	}
-	snprintf(needle, sizeof(needle),
-	    "finxd_refreshes_total{outcome=\"%s\"} ", outcome);
-	if ((p = strstr(r.body, needle)) != NULL)
-		n = strtol(p + strlen(needle), NULL, 10);
-	h_resp_free(&r);
+	free(series);
 	return n;
 }
 
 int
 main(void)
 {
-	const char *migrate[] = { "migrate", NULL };
 	const char *sbx_args[] = { "--access-ttl", "20", "--rotate", "on",
 		NULL };
 	char *last[NCONN];
@@ -131,11 +115,7 @@ main(void)
 	PGresult *res;
 
 	h_init("it_refresh_multi", 170);
-	db = h_pg_start();
-	h_sandbox_start(sbx_args);
-	h_env_defaults(db);
-	if (h_finxd_run(migrate, 60) != 0)
-		h_bail("finxd migrate failed");
+	db = h_setup(sbx_args);
 	h_env_set("FINXD_LOG_LEVEL", "info");
 	h_env_set("FINXD_REFRESH_INTERVAL", "1");
 	h_env_set("FINXD_REFRESH_CONCURRENCY", "4");
@@ -148,7 +128,7 @@ main(void)
 		char user[32];
 
 		snprintf(user, sizeof(user), "u-multi-%02d", i);
-		conn_ids[i] = connect_user(fx[i % NPROC], user);
+		conn_ids[i] = h_connect(fx[i % NPROC], user);
 		if (conn_ids[i] == NULL)
 			h_bail("could not connect %s", user);
 		last[i] = NULL;

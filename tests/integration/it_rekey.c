@@ -7,111 +7,54 @@
  */
 #include "it_common.h"
 
-#include <sys/random.h>
 #include <unistd.h>
 
 static const char *db;
 
-/* A fresh "id:<base64 of 32 random bytes>" token key (malloc'd). */
-static char *
-new_key(const char *id)
+/* A count query whose $1 is the LIKE pattern of values sealed under kid. */
+static long
+count_kid(const char *query, const char *kid)
 {
-	static const char tbl[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	unsigned char k[33] = { 0 };
-	char b64[48], *p = b64, *out;
-	size_t i;
+	char *like = h_fmt("v1:%s:%%", kid);
+	long n = h_sql_long(db, query, (const char *[]){ like, NULL });
 
-	if (getrandom(k, 32, 0) != 32)
-		h_bail("getrandom failed");
-	for (i = 0; i < 30; i += 3) {
-		*p++ = tbl[k[i] >> 2];
-		*p++ = tbl[((k[i] & 3) << 4) | (k[i + 1] >> 4)];
-		*p++ = tbl[((k[i + 1] & 15) << 2) | (k[i + 2] >> 6)];
-		*p++ = tbl[k[i + 2] & 63];
-	}
-	/* the last two bytes: 3 characters and one '=' */
-	*p++ = tbl[k[30] >> 2];
-	*p++ = tbl[((k[30] & 3) << 4) | (k[31] >> 4)];
-	*p++ = tbl[(k[31] & 15) << 2];
-	*p++ = '=';
-	*p = '\0';
-	if (asprintf(&out, "%s:%s", id, b64) < 0)
-		h_bail("out of memory");
-	return out;
-}
-
-/* GET /v1/connections/{cid}/token on f: the access token (malloc'd). */
-static char *
-get_token(int f, const char *cid, long *status)
-{
-	struct h_resp r;
-	char path[256];
-	char *tok;
-
-	snprintf(path, sizeof(path), "/v1/connections/%s/token", cid);
-	h_api(f, "GET", path, NULL, &r);
-	*status = r.status;
-	tok = r.status == 200 ? dup_or_null(h_jstr(h_resp_json(&r),
-	                            "access_token"))
-	                      : NULL;
-	if (r.status != 200)
-		printf("# GET token: %ld %s\n", r.status,
-		    h_err_code(&r) ? h_err_code(&r) : "-");
-	h_resp_free(&r);
-	return tok;
-}
-
-static bool
-same(const char *a, const char *b)
-{
-	return a != NULL && b != NULL && strcmp(a, b) == 0;
+	free(like);
+	return n;
 }
 
 /* Stored values not sealed under key id kid (rows with a value). */
 static long
 not_under(const char *kid)
 {
-	char *like, *v;
-	long n;
-	const char *p[2];
-
-	if (asprintf(&like, "v1:%s:%%", kid) < 0)
-		h_bail("out of memory");
-	p[0] = like;
-	p[1] = NULL;
-	v = h_sql_value(db,
-	    "SELECT (SELECT count(*) FROM connections WHERE access_token NOT "
-	    "LIKE $1 OR refresh_token NOT LIKE $1) + (SELECT count(*) FROM "
-	    "links WHERE location NOT LIKE $1) + (SELECT count(*) FROM "
-	    "revocations WHERE token NOT LIKE $1)",
-	    p);
-	n = v ? atol(v) : -1;
-	free(v);
-	free(like);
-	return n;
+	return count_kid("SELECT (SELECT count(*) FROM connections WHERE "
+	                 "access_token NOT LIKE $1 OR refresh_token NOT LIKE "
+	                 "$1) + (SELECT count(*) FROM links WHERE location NOT "
+	                 "LIKE $1) + (SELECT count(*) FROM revocations WHERE "
+	                 "token NOT LIKE $1)",
+	    kid);
 }
 
 static long
 sealed_under(const char *kid)
 {
-	char *like, *v;
-	long n;
-	const char *p[2];
+	return count_kid("SELECT (SELECT count(*) FROM connections WHERE "
+	                 "access_token LIKE $1) + (SELECT count(*) FROM "
+	                 "connections WHERE refresh_token LIKE $1) + (SELECT "
+	                 "count(*) FROM links WHERE location LIKE $1)",
+	    kid);
+}
 
-	if (asprintf(&like, "v1:%s:%%", kid) < 0)
-		h_bail("out of memory");
-	p[0] = like;
-	p[1] = NULL;
-	v = h_sql_value(db,
-	    "SELECT (SELECT count(*) FROM connections WHERE access_token LIKE "
-	    "$1) + (SELECT count(*) FROM connections WHERE refresh_token LIKE "
-	    "$1) + (SELECT count(*) FROM links WHERE location LIKE $1)",
-	    p);
-	n = v ? atol(v) : -1;
-	free(v);
-	free(like);
-	return n;
+/* GET .../token on f hands out want. */
+static bool
+token_is(int f, const char *cid, const char *want)
+{
+	char *t = NULL;
+	bool same;
+
+	h_token_get(f, cid, &t, NULL);
+	same = h_streq(t, want);
+	free(t);
+	return same;
 }
 
 static int
@@ -151,7 +94,6 @@ test_copied_ciphertext(int f, const char *cid, const char *cid2,
 {
 	const char *p[] = { cid, cid2, NULL };
 	struct h_resp r;
-	char path[256];
 	PGresult *res;
 
 	res = h_sql(db,
@@ -161,8 +103,7 @@ test_copied_ciphertext(int f, const char *cid, const char *cid2,
 	CHECK(res != NULL && strcmp(PQcmdTuples(res), "1") == 0,
 	    "ciphertext copied to another row");
 	PQclear(res);
-	snprintf(path, sizeof(path), "/v1/connections/%s/token", cid2);
-	h_api(f, "GET", path, NULL, &r);
+	h_conn_api(f, "GET", cid2, "token", &r);
 	CHECK(r.status >= 500 && r.status < 600,
 	    "copied ciphertext: GET token 5xx (got %ld, %s)", r.status,
 	    h_err_code(&r) ? h_err_code(&r) : "-");
@@ -176,29 +117,25 @@ test_copied_ciphertext(int f, const char *cid, const char *cid2,
 int
 main(void)
 {
-	const char *migrate[] = { "migrate", NULL };
-	char *k1, *k2, *both, *cid, *cid2, *t1, *t;
+	char *k1, *k2, *both, *cid, *cid2, *t1;
 	long st;
+	bool same;
 	int f;
 
 	h_init("it_rekey", 280);
-	db = h_pg_start();
-	h_sandbox_start(NULL);
-	h_env_defaults(db);
-	if (h_finxd_run(migrate, 60) != 0)
-		h_bail("finxd migrate failed");
+	db = h_setup(NULL);
 	k1 = strdup(h_token_key());
-	k2 = new_key("k2");
+	k2 = h_token_key_new("k2");
 	if (k1 == NULL || asprintf(&both, "%s,%s", k2, k1) < 0)
 		h_bail("out of memory");
 
 	/* 1. Connect under k1 alone. */
 	f = h_finxd_start();
-	cid = connect_user(f, "u-rekey");
-	cid2 = connect_user(f, "u-rekey-2");
+	cid = h_connect(f, "u-rekey");
+	cid2 = h_connect(f, "u-rekey-2");
 	if (cid == NULL || cid2 == NULL)
 		h_bail("could not connect the test users");
-	t1 = get_token(f, cid, &st);
+	st = h_token_get(f, cid, &t1, NULL);
 	CHECK(t1 != NULL, "k1: GET token 200 (got %ld)", st);
 	CHECK(sealed_under("k1") >= 4 && not_under("k1") == 0,
 	    "k1: every stored value is v1:k1:");
@@ -207,41 +144,36 @@ main(void)
 	/* 2. k2 first, k1 still readable; rekey while this finxd serves. */
 	h_env_set("FINXD_TOKEN_KEYS", both);
 	f = h_finxd_start();
-	t = get_token(f, cid, &st);
-	CHECK(same(t, t1), "k2,k1 before rekey: the token reads (%s)",
-	    same(t, t1) ? "match" : "mismatch");
-	free(t);
+	same = token_is(f, cid, t1);
+	CHECK(same, "k2,k1 before rekey: the token reads (%s)",
+	    same ? "match" : "mismatch");
 	rekey("k2,k1");
 	CHECK(not_under("k2") == 0, "after rekey: every stored value is v1:k2:");
 	CHECK(sealed_under("k1") == 0, "after rekey: nothing left under k1");
-	t = get_token(f, cid, &st);
-	CHECK(same(t, t1), "after rekey: GET token is the sandbox's token (%s)",
-	    same(t, t1) ? "match" : "mismatch");
-	free(t);
+	same = token_is(f, cid, t1);
+	CHECK(same, "after rekey: GET token is the sandbox's token (%s)",
+	    same ? "match" : "mismatch");
 	rekey("k2,k1 again (idempotent)");
 	CHECK(h_finxd_stop(f, SIGTERM) == 0, "finxd (k2,k1) stops cleanly");
 
 	/* 3. k1 removed from the configuration. */
 	h_env_set("FINXD_TOKEN_KEYS", k2);
 	f = h_finxd_start();
-	t = get_token(f, cid, &st);
-	CHECK(same(t, t1), "k2 only: the token still reads (%s)",
-	    same(t, t1) ? "match" : "mismatch");
-	free(t);
+	same = token_is(f, cid, t1);
+	CHECK(same, "k2 only: the token still reads (%s)",
+	    same ? "match" : "mismatch");
 
 	/* 4. A plain-text row of an older version is sealed by rekey. */
 	set_plain(cid, t1);
 	CHECK(not_under("k2") == 1, "one plain-text value in the table");
-	t = get_token(f, cid, &st);
-	CHECK(same(t, t1), "a plain-text row still reads (%s)",
-	    same(t, t1) ? "match" : "mismatch");
-	free(t);
+	same = token_is(f, cid, t1);
+	CHECK(same, "a plain-text row still reads (%s)",
+	    same ? "match" : "mismatch");
 	rekey("plain text row");
 	CHECK(not_under("k2") == 0, "rekey sealed the plain-text row with k2");
-	t = get_token(f, cid, &st);
-	CHECK(same(t, t1), "after sealing the plain row: token reads (%s)",
-	    same(t, t1) ? "match" : "mismatch");
-	free(t);
+	same = token_is(f, cid, t1);
+	CHECK(same, "after sealing the plain row: token reads (%s)",
+	    same ? "match" : "mismatch");
 	{
 		char **issued;
 		char *dump = h_db_dump(db);

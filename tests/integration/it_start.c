@@ -40,36 +40,6 @@ last_line(const char *s)
 	return strndup(b, (size_t)(end - b));
 }
 
-/* GET path on instance f: status, error code in *code (malloc'd). */
-static long
-get(int f, const char *path, char **code)
-{
-	char *url = h_fmt("%s%s", h_finxd_url(f), path);
-	struct h_resp r;
-	long st;
-
-	h_http("GET", url, NULL, NULL, 0, &r);
-	st = r.status;
-	if (code != NULL)
-		*code = dup_or_null(h_err_code(&r));
-	h_resp_free(&r);
-	free(url);
-	return st;
-}
-
-static bool
-wait_ready(int f, long limit_ms)
-{
-	long end = h_now_ms() + limit_ms;
-
-	while (h_now_ms() < end) {
-		if (get(f, "/readyz", NULL) == 200)
-			return true;
-		h_sleep_ms(200);
-	}
-	return false;
-}
-
 /* Lines of finxd.log from offset on that contain needle. */
 static int
 log_count_from(long offset, const char *needle)
@@ -208,11 +178,11 @@ test_serve_stop_while_waiting(void)
 	int f, rc;
 
 	f = h_finxd_start_listening();
-	CHECK(get(f, "/healthz", NULL) == 200,
+	CHECK(h_finxd_get(f, "/healthz", NULL) == 200,
 	    "serve with PostgreSQL down listens: /healthz 200");
 	/* "starting" until its first try is done */
 	for (t = h_now_ms() + 10000;; h_sleep_ms(100)) {
-		st = get(f, "/readyz", &code);
+		st = h_readyz(f, &code, NULL);
 		if (!(code && strcmp(code, "starting") == 0) || h_now_ms() > t)
 			break;
 		free(code);
@@ -228,7 +198,7 @@ test_serve_stop_while_waiting(void)
 		r.ms < 2000,
 	    "a /v1 read answers a quick JSON 503 (%ld, %ld ms)", st, r.ms);
 	h_resp_free(&r);
-	CHECK(get(f, "/metrics", NULL) == 200, "/metrics answers 200");
+	CHECK(h_finxd_get(f, "/metrics", NULL) == 200, "/metrics answers 200");
 	h_sleep_ms(1200);
 	t = h_now_ms();
 	rc = h_finxd_stop(f, SIGTERM);
@@ -265,13 +235,13 @@ test_serve_recovers(void)
 	CHECK(log_count_from(offset, "\"reason\":\"connection to server") >=
 		1,
 	    "... with the reason");
-	st = get(f, "/readyz", &code);
+	st = h_readyz(f, &code, NULL);
 	CHECK(st == 503, "/readyz still 503 (%ld %s)", st, code ? code : "-");
 	free(code);
 
 	CHECK(h_pg_ctl("start") == 0, "PostgreSQL started");
 	t = h_now_ms();
-	CHECK(wait_ready(f, 45000),
+	CHECK(h_finxd_wait_status(f, "/readyz", 200, 45000),
 	    "/readyz turns 200 without restarting finxd (%ld ms)",
 	    h_now_ms() - t);
 	log = h_log_read(&len);
@@ -288,7 +258,7 @@ test_serve_recovers(void)
 	    "before that");
 	free(log);
 
-	cid = connect_user(f, "u-start");
+	cid = h_connect(f, "u-start");
 	CHECK(cid != NULL, "a whole flow works once ready");
 	path = h_fmt("/v1/connections/%s", cid ? cid : "none");
 	st = h_api(f, "GET", path, NULL, &r);

@@ -150,22 +150,6 @@ xfmt(const char *fmt, ...)
 	return s;
 }
 
-static long
-jlong(struct json_object *o, const char *key, long dflt)
-{
-	struct json_object *v;
-
-	if (o == NULL || !json_object_object_get_ex(o, key, &v) || v == NULL)
-		return dflt;
-	return (long)json_object_get_int64(v);
-}
-
-static bool
-str_is(const char *a, const char *b)
-{
-	return a != NULL && b != NULL && strcmp(a, b) == 0;
-}
-
 static double
 rel_s(long realtime_ms)
 {
@@ -264,8 +248,8 @@ judge_token(const char *tok, long handed_ms, int conn)
 	o = h_resp_json(&r);
 	state = h_jstr(o, "state");
 	memset(&b, 0, sizeof(b));
-	b.grant_id = jlong(o, "grant_id", 0);
-	b.expires_ms = jlong(o, "expires_at_ms", 0);
+	b.grant_id = h_jlong(o, "grant_id", 0);
+	b.expires_ms = h_jlong(o, "expires_at_ms", 0);
 	b.handed_ms = handed_ms;
 	b.conn = conn;
 	snprintf(b.state, sizeof(b.state), "%s", state ? state : "no answer");
@@ -553,7 +537,7 @@ struct rf { /* one refresh log entry */
 static const struct fault *
 in_flight_at_kill(const struct rf *e)
 {
-	bool rot = str_is(e->outcome, "rotated");
+	bool rot = h_streq(e->outcome, "rotated");
 	int k;
 
 	for (k = 0; k < nfaults; k++) {
@@ -627,7 +611,7 @@ conn_status(int c)
 			continue;
 		snprintf(path, sizeof(path), "/v1/connections/%s", conn_ids[c]);
 		if (api_at(url, "GET", path, &r) == 200)
-			st = dup_or_null(h_jstr(h_resp_json(&r), "status"));
+			st = h_dup(h_jstr(h_resp_json(&r), "status"));
 		h_resp_free(&r);
 	}
 	return st;
@@ -660,7 +644,6 @@ final_refresh(int c)
 int
 main(void)
 {
-	const char *migrate[] = { "migrate", NULL };
 	const char *sbx_args[] = { "--access-ttl", "20", "--rotate", "on",
 		"--rotate-percent", "70", NULL };
 	struct json_object *grants_o, *log_o, *ga, *la;
@@ -681,11 +664,7 @@ main(void)
 
 	h_init("it_storm", 400);
 	atexit(threads_stop); /* runs before the harness's cleanup */
-	db = h_pg_start();
-	h_sandbox_start(sbx_args);
-	h_env_defaults(db);
-	if (h_finxd_run(migrate, 60) != 0)
-		h_bail("finxd migrate failed");
+	db = h_setup(sbx_args);
 	h_env_set("FINXD_LOG_LEVEL", "info");
 	h_env_set("FINXD_REFRESH_INTERVAL", "1");
 	h_env_set("FINXD_REFRESH_CONCURRENCY", "4");
@@ -708,12 +687,7 @@ main(void)
 		char user[32];
 
 		snprintf(user, sizeof(user), "u-storm-%02d", c);
-		conn_ids[c] = connect_user(slots[c % NPROC].inst, user);
-		if (conn_ids[c] == NULL) {
-			/* this machine is shared: one stall is not the test */
-			printf("# connecting %s failed; once more\n", user);
-			conn_ids[c] = connect_user(slots[c % NPROC].inst, user);
-		}
+		conn_ids[c] = h_connect_retry(slots[c % NPROC].inst, user);
 		if (conn_ids[c] == NULL)
 			h_bail("could not connect %s", user);
 	}
@@ -729,7 +703,7 @@ main(void)
 	{
 		struct json_object *o = h_sbx_get("/_sandbox/refreshes");
 
-		forgotten0 = jlong(o, "forgotten", -1);
+		forgotten0 = h_jlong(o, "forgotten", -1);
 		json_object_put(o);
 	}
 
@@ -821,7 +795,7 @@ main(void)
 	    !json_object_object_get_ex(grants_o, "grants", &ga) ||
 	    !json_object_object_get_ex(log_o, "refreshes", &la))
 		h_bail("the sandbox's grant detail or refresh log is missing");
-	forgotten = jlong(log_o, "forgotten", -1) - forgotten0;
+	forgotten = h_jlong(log_o, "forgotten", -1) - forgotten0;
 	for (c = 0; c < NCONN; c++) {
 		char user[32];
 		long best = 0;
@@ -834,13 +808,13 @@ main(void)
 			struct json_object *g;
 
 			g = json_object_array_get_idx(ga, i);
-			if (!str_is(h_jstr(g, "user_id"), user) ||
-			    jlong(g, "id", 0) < best)
+			if (!h_streq(h_jstr(g, "user_id"), user) ||
+			    h_jlong(g, "id", 0) < best)
 				continue;
-			best = jlong(g, "id", 0);
+			best = h_jlong(g, "id", 0);
 			grant_of[c] = best;
-			grant_revoked[c] = str_is(h_jstr(g, "status"),
-			    "revoked");
+			grant_revoked[c] =
+			    h_streq(h_jstr(g, "status"), "revoked");
 			why[c] = h_jstr(g, "revoked_why");
 		}
 	}
@@ -851,24 +825,24 @@ main(void)
 	for (i = 0; i < nlog; i++) {
 		struct json_object *e = json_object_array_get_idx(la, i);
 
-		rlog[i].grant_id = jlong(e, "grant_id", 0);
-		rlog[i].received = jlong(e, "received_at_ms", 0);
-		rlog[i].acted = jlong(e, "acted_at_ms", 0);
-		rlog[i].answered = jlong(e, "answered_at_ms", 0);
+		rlog[i].grant_id = h_jlong(e, "grant_id", 0);
+		rlog[i].received = h_jlong(e, "received_at_ms", 0);
+		rlog[i].acted = h_jlong(e, "acted_at_ms", 0);
+		rlog[i].answered = h_jlong(e, "answered_at_ms", 0);
 		rlog[i].outcome = h_jstr(e, "outcome");
 		rlog[i].presented = h_jstr(e, "presented_sha256_16");
 		rlog[i].issued = h_jstr(e, "issued_sha256_16");
 		if (rlog[i].received <= faults[nfaults - 1].end_ms)
 			n_storm++;
-		if (str_is(rlog[i].outcome, "rotated"))
+		if (h_streq(rlog[i].outcome, "rotated"))
 			n_rot++;
-		else if (str_is(rlog[i].outcome, "not_rotated"))
+		else if (h_streq(rlog[i].outcome, "not_rotated"))
 			n_norot++;
-		else if (str_is(rlog[i].outcome, "superseded_revoked"))
+		else if (h_streq(rlog[i].outcome, "superseded_revoked"))
 			n_sup++;
-		else if (str_is(rlog[i].outcome, "invalid_grant"))
+		else if (h_streq(rlog[i].outcome, "invalid_grant"))
 			n_inv++;
-		else if (str_is(rlog[i].outcome, "fault"))
+		else if (h_streq(rlog[i].outcome, "fault"))
 			n_fault++;
 		else
 			n_rej++;
@@ -893,11 +867,11 @@ main(void)
 		for (i = 0; i < nlog; i++)
 			if (rlog[i].grant_id == grant_of[c] &&
 			    rlog[i].received <= faults[nfaults - 1].end_ms &&
-			    (str_is(rlog[i].outcome, "rotated") ||
-			        str_is(rlog[i].outcome, "not_rotated")))
+			    (h_streq(rlog[i].outcome, "rotated") ||
+			        h_streq(rlog[i].outcome, "not_rotated")))
 				refreshed[c]++;
 		lost[c] = grant_of[c] == 0 || grant_revoked[c] ||
-		    str_is(status[c], "reauth_required") || final_st[c] != 200;
+		    h_streq(status[c], "reauth_required") || final_st[c] != 200;
 		explained[c] = false;
 		if (!lost[c]) {
 			if (refreshed[c] < min_refreshed)
@@ -914,12 +888,12 @@ main(void)
 		 */
 		for (i = 0; i < nlog && sup == NULL; i++)
 			if (rlog[i].grant_id == grant_of[c] &&
-			    str_is(rlog[i].outcome, "superseded_revoked"))
+			    h_streq(rlog[i].outcome, "superseded_revoked"))
 				sup = &rlog[i];
 		for (i = 0; sup != NULL && i < nlog && rot == NULL; i++)
 			if (rlog[i].grant_id == grant_of[c] &&
-			    str_is(rlog[i].outcome, "rotated") &&
-			    str_is(rlog[i].presented, sup->presented))
+			    h_streq(rlog[i].outcome, "rotated") &&
+			    h_streq(rlog[i].presented, sup->presented))
 				rot = &rlog[i];
 		if (rot != NULL && (kf = in_flight_at_kill(rot)) != NULL)
 			culprit = rot;
@@ -933,7 +907,7 @@ main(void)
 			rule = "any rotation of the grant";
 			for (i = 0; i < nlog && kf == NULL; i++)
 				if (rlog[i].grant_id == grant_of[c] &&
-				    str_is(rlog[i].outcome, "rotated") &&
+				    h_streq(rlog[i].outcome, "rotated") &&
 				    (kf = in_flight_at_kill(&rlog[i])) != NULL)
 					culprit = rot = &rlog[i];
 		}
