@@ -295,7 +295,8 @@ serve_ready(struct config *cfg, sigset_t *set)
 	worker_start(cfg);
 	api_set_started();
 	log_kv(LOG_INFO, "finxd serving", "version", FINXD_VERSION, "public_url",
-	    cfg->public_url, "finx_url", cfg->finx_url, NULL);
+	    cfg->public_url, "finx_url", cfg->finx_url, "db_prepared",
+	    cfg->db_prepared ? "on" : "off", NULL);
 	sigwait(set, &sig);
 	log_kv(LOG_INFO, "stopping", "signal", signame(sig), NULL);
 	http_stop(cfg->drain_timeout_s);

@@ -55,6 +55,10 @@ h_env_defaults(const char *conninfo)
 	h_env_set("FINXD_RETURN_URLS", "https://partner.example/return");
 	h_env_set("FINXD_TOKEN_KEYS", hs_token_key);
 	h_env_set("FINXD_LOG_LEVEL", "debug");
+	/* The environment is cleaned of FINXD_*: a suite registered to run
+	 * without prepared statements (PgBouncer's mode) says so here. */
+	if (getenv("FINXD_TEST_DB_PREPARED") != NULL)
+		h_env_set("FINXD_DB_PREPARED", getenv("FINXD_TEST_DB_PREPARED"));
 }
 
 /* The environment for a finxd: ours (cleaned) + env_list + listen. */

@@ -479,6 +479,24 @@ test_no_leaks(void)
 	free(dump);
 }
 
+/*
+ * Every registered statement parsed against the schema when connections
+ * opened (server/STORE.md), and the run used the mode it was registered
+ * for (meson runs this suite once more with FINXD_DB_PREPARED=off).
+ */
+static void
+check_statements(void)
+{
+	const char *mode = getenv("FINXD_TEST_DB_PREPARED");
+	bool off = mode != NULL && strcmp(mode, "off") == 0;
+
+	CHECK(!h_log_contains("statements not prepared"),
+	    "every statement prepared when its connection opened");
+	CHECK(h_log_contains(off ? "\"db_prepared\":\"off\""
+				 : "\"db_prepared\":\"on\""),
+	    "finxd served with prepared statements %s", off ? "off" : "on");
+}
+
 int
 main(void)
 {
@@ -505,6 +523,7 @@ main(void)
 	test_big_tokens();
 	test_metrics();
 	test_no_leaks();
+	check_statements();
 	check_clean_shutdown();
 	return h_done(test_done());
 }
