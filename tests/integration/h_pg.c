@@ -171,6 +171,13 @@ h_pg_append_conf(const char *sockdir)
 	    "shared_buffers = 32MB\n"
 	    "log_min_messages = warning\n",
 	    pg_port, sockdir);
+	/* For profiling by hand: extra settings, ';' between lines (e.g.
+	 * "log_min_duration_statement = 0;log_line_prefix = '%p '"). */
+	if (getenv("FINXD_TEST_PG_CONF") != NULL) {
+		for (const char *p = getenv("FINXD_TEST_PG_CONF"); *p; p++)
+			fputc(*p == ';' ? '\n' : *p, f);
+		fputc('\n', f);
+	}
 	fclose(f);
 	free(conf);
 }
