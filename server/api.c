@@ -140,9 +140,19 @@ api_json_text(json_object *v, size_t max)
 enum MHD_Result
 api_bad_user_id(struct req *r)
 {
-	return http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_request",
+	return api_fail(r, ST_INVALID_REQUEST,
 	    "user_id must be 1 to 255 bytes of UTF-8 without control "
 	    "characters");
+}
+
+/* A status answered without api_fail's log line, for probes. */
+static enum MHD_Result
+probe_fail(struct req *r, enum status s, const char *detail)
+{
+	const struct status_row *row = status_row(s);
+
+	return http_error(r, row->http, row->code, "%s%s%s", row->message,
+	    detail ? ": " : "", detail ? detail : "");
 }
 
 static enum MHD_Result
@@ -206,14 +216,14 @@ h_readyz(struct req *r)
 
 	if (readyz_starting(r, &ret))
 		return ret;
+	/* Probes poll this: its 503s are answered, not logged (the reason
+	 * is in the body, and in the log where the cause was found). */
 	if ((c = db_acquire()) == NULL)
-		return http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "database_unavailable", "the database is not reachable");
+		return probe_fail(r, ST_DB_UNAVAILABLE, NULL);
 	ok = migrate_current(c, &why);
 	db_release(c);
 	if (!ok) {
-		ret = http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "schema_not_current", "%s", why);
+		ret = probe_fail(r, ST_SCHEMA_NOT_CURRENT, why);
 		free(why);
 		return ret;
 	}
