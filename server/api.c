@@ -4,6 +4,7 @@
  */
 #include "api.h"
 
+#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -135,6 +136,18 @@ api_json_text(json_object *v, size_t max)
 	    !api_valid_text(s, max))
 		return NULL;
 	return s;
+}
+
+bool
+api_uuid_param(struct req *r, int i)
+{
+	char *p;
+
+	if (i >= r->n_params || !uuid_valid(r->params[i]))
+		return false;
+	for (p = r->params[i]; *p != '\0'; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return true;
 }
 
 enum MHD_Result

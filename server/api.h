@@ -49,6 +49,16 @@ enum MHD_Result api_fail_db(struct req *r);
 void json_add_col(json_object *obj, const char *key, const PGresult *res,
     int row, int col);
 
+/*
+ * Whether path parameter i is a UUID (a link, connection or account id),
+ * lower-cased in place when it is: PostgreSQL's uuid type matches any
+ * letter case, so everything built from the id afterwards (sealing
+ * contexts, cookie names, revocations, logs) must see the one spelling
+ * the rows were written with.  User ids are the partner's own text and
+ * never pass through here.
+ */
+bool api_uuid_param(struct req *r, int i);
+
 /* Queue the 400 for a user_id path segment that breaks SPEC.md's rule. */
 enum MHD_Result api_bad_user_id(struct req *r);
 

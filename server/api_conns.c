@@ -89,6 +89,8 @@ load_conn(struct req *r, const char *id)
 enum MHD_Result
 h_conn_get(struct req *r)
 {
+	if (!api_uuid_param(r, 0))
+		return no_such_conn(r);
 	return load_conn(r, r->params[0]);
 }
 
@@ -138,7 +140,7 @@ h_conn_token(struct req *r)
 	char *msg = NULL, *plain, *expires_at = NULL;
 	json_object *out;
 
-	if (!uuid_valid(id))
+	if (!api_uuid_param(r, 0))
 		return no_such_conn(r);
 	/* Refreshed first when inside the margin, under the shared lock. */
 	plain = refresh_access_token(id, RT_HANDOUT, &o, &expires_at, &msg);
@@ -166,7 +168,7 @@ h_conn_refresh(struct req *r)
 	enum refresh_outcome o;
 	char *msg = NULL;
 
-	if (!uuid_valid(id))
+	if (!api_uuid_param(r, 0))
 		return no_such_conn(r);
 	o = refresh_now(id, true, &msg);
 	if (o != RF_OK && o != RF_NOT_DUE)
@@ -183,7 +185,7 @@ h_conn_delete(struct req *r)
 	enum MHD_Result ret;
 	PGconn *c;
 
-	if (!uuid_valid(id))
+	if (!api_uuid_param(r, 0))
 		return no_such_conn(r);
 	if ((c = api_db(r, &ret)) == NULL)
 		return ret;
@@ -222,7 +224,7 @@ h_conn_reauth(struct req *r)
 	bool revoked, ok;
 	PGconn *c;
 
-	if (!uuid_valid(id))
+	if (!api_uuid_param(r, 0))
 		return no_such_conn(r);
 	if ((c = api_db(r, &ret)) == NULL)
 		return ret;

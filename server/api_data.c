@@ -231,7 +231,7 @@ h_account_get(struct req *r)
 	enum MHD_Result ret;
 	struct buf key;
 
-	if (!uuid_valid(id))
+	if (!api_uuid_param(r, 0))
 		return api_fail(r, ST_NOT_FOUND, "no such account");
 	buf_init(&key, 4096);
 	cache_key_add(&key, "account");
@@ -502,7 +502,7 @@ list_txns(struct req *r, bool per_account)
 enum MHD_Result
 h_account_txns(struct req *r)
 {
-	if (!uuid_valid(r->params[0]))
+	if (!api_uuid_param(r, 0))
 		return api_fail(r, ST_NOT_FOUND, "no such account");
 	return list_txns(r, true);
 }

@@ -356,7 +356,7 @@ h_links_get(struct req *r)
 	json_object *o;
 	PGconn *c;
 
-	if (!uuid_valid(id))
+	if (!api_uuid_param(r, 0))
 		return api_fail(r, ST_NOT_FOUND, "no such link");
 	if ((c = api_db(r, &ret)) == NULL)
 		return ret;
@@ -435,7 +435,7 @@ h_link_start(struct req *r)
 	enum MHD_Result ret;
 	PGconn *c;
 
-	if (!uuid_valid(id))
+	if (!api_uuid_param(r, 0))
 		return http_page(r, MHD_HTTP_NOT_FOUND, "Link not found",
 		    "This link does not exist.");
 	if ((c = db_acquire()) == NULL)

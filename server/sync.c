@@ -198,7 +198,7 @@ h_conn_sync(struct req *r)
 	enum MHD_Result ret;
 	PGconn *c;
 
-	if (!uuid_valid(id))
+	if (!api_uuid_param(r, 0))
 		return api_fail(r, ST_NOT_FOUND, "no such connection");
 	/* Bulk: held across the finX call that starts the sync. */
 	if ((c = db_acquire_bulk()) == NULL) {
@@ -224,7 +224,7 @@ h_sync_get(struct req *r)
 	PGconn *c;
 	bool ok;
 
-	if (!uuid_valid(id))
+	if (!api_uuid_param(r, 0))
 		return api_fail(r, ST_NOT_FOUND, "no such sync");
 	if ((c = api_db(r, &ret)) == NULL)
 		return ret;

@@ -14,6 +14,7 @@
 #include "it_common.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <stdarg.h>
 #include <strings.h>
 #include <netinet/in.h>
@@ -985,6 +986,63 @@ test_no_leaks(void)
 	free(log);
 }
 
+static char *
+upper_dup(const char *s)
+{
+	char *u = h_dup(s);
+
+	for (char *p = u; *p; p++)
+		*p = (char)toupper((unsigned char)*p);
+	return u;
+}
+
+static bool
+grant_revoked(void *user)
+{
+	return h_sbx_grants(user, "revoked") == 1 &&
+	    h_sbx_grants(user, "active") == 0;
+}
+
+/*
+ * Ids in upper case (security review, issue 13 finding 1): PostgreSQL's
+ * uuid matches any case, so finxd must use the one spelling everywhere
+ * it builds something from an id.  Before, /token answered 500
+ * decrypt_failed and DELETE erased the tokens without revoking them.
+ */
+static void
+test_upper_case_ids(void)
+{
+	char *cid = h_connect_retry(f_main, "u-upper"), *up, *tok = NULL;
+	struct h_resp r;
+	long st;
+
+	if (cid == NULL) {
+		CHECK(false, "upper-case ids: a connection to test with");
+		return;
+	}
+	up = upper_dup(cid);
+	st = h_token_get(f_main, up, &tok, NULL);
+	CHECK(st == 200 && tok != NULL && h_token_works(tok),
+	    "GET /v1/connections/{ID}/token: 200 and a working token (%ld)",
+	    st);
+	free(tok);
+	st = h_conn_api(f_main, "POST", up, "refresh", &r);
+	CHECK(st == 200, "POST .../{ID}/refresh: 200 (%ld)", st);
+	h_resp_free(&r);
+	st = h_conn_api(f_main, "GET", up, NULL, &r);
+	CHECK(st == 200 && r.body != NULL && strstr(r.body, cid) != NULL,
+	    "GET /v1/connections/{ID}: 200 with the id in lower case (%ld)",
+	    st);
+	h_resp_free(&r);
+	st = h_conn_api(f_main, "DELETE", up, NULL, &r);
+	CHECK(st == 200 || st == 204, "DELETE /v1/connections/{ID}: %ld", st);
+	h_resp_free(&r);
+	CHECK(h_wait_until(grant_revoked, "u-upper", 15000),
+	    "DELETE with an upper-case id revokes the grant at finX");
+	free(up);
+	free(cid);
+}
+
 int
 main(void)
 {
@@ -1024,6 +1082,7 @@ main(void)
 	test_limits();
 	test_binding();
 	test_dump();
+	test_upper_case_ids();
 	test_no_leaks();
 	check_clean_shutdown();
 	return h_done(test_done());
