@@ -191,7 +191,7 @@ const struct db_stmt store_data_stmts[] = {
 	    ACCOUNT_SELECT "WHERE a.user_id = $1 AND c.status <> 'revoked' "
 	    "ORDER BY a.created_at, a.id LIMIT 1000" },
 	[S_ACCOUNT_GET] = { "data_account_get",
-	    ACCOUNT_SELECT "WHERE a.id = $1::uuid" },
+	    ACCOUNT_SELECT "WHERE a.id = $1::uuid AND c.status <> 'revoked'" },
 	[S_ACCOUNT_TXNS] = { "data_account_txns",
 	    TXN_SELECT "t.account_id = $1::uuid" TXN_FILTERS },
 	[S_USER_TXNS] = { "data_user_txns",
@@ -199,7 +199,8 @@ const struct db_stmt store_data_stmts[] = {
 	    "connections c ON c.id = a.connection_id WHERE a.user_id = $1 AND "
 	    "c.status <> 'revoked')" TXN_FILTERS },
 	[S_OWNER] = { "data_account_owner",
-	    "SELECT user_id FROM accounts WHERE id = $1::uuid" },
+	    "SELECT a.user_id FROM accounts a JOIN connections c ON c.id = "
+	    "a.connection_id WHERE a.id = $1::uuid AND c.status <> 'revoked'" },
 	{ NULL, NULL },
 };
 

@@ -996,6 +996,18 @@ upper_dup(const char *s)
 	return u;
 }
 
+/* The id of connection cid's first account once it was pulled, or NULL. */
+static char *
+first_account(const char *cid)
+{
+	if (!h_wait_pull_after(db, cid, "", 20))
+		return NULL;
+	return h_sql_value(db,
+	    "SELECT id::text FROM accounts WHERE connection_id = $1 ORDER BY "
+	    "created_at LIMIT 1",
+	    (const char *[]){ cid, NULL });
+}
+
 static bool
 grant_revoked(void *user)
 {
@@ -1013,6 +1025,7 @@ static void
 test_upper_case_ids(void)
 {
 	char *cid = h_connect_retry(f_main, "u-upper"), *up, *tok = NULL;
+	char *acct = NULL, *path;
 	struct h_resp r;
 	long st;
 
@@ -1034,11 +1047,26 @@ test_upper_case_ids(void)
 	    "GET /v1/connections/{ID}: 200 with the id in lower case (%ld)",
 	    st);
 	h_resp_free(&r);
+	acct = first_account(cid);
 	st = h_conn_api(f_main, "DELETE", up, NULL, &r);
 	CHECK(st == 200 || st == 204, "DELETE /v1/connections/{ID}: %ld", st);
 	h_resp_free(&r);
 	CHECK(h_wait_until(grant_revoked, "u-upper", 15000),
 	    "DELETE with an upper-case id revokes the grant at finX");
+	/* Finding 5: a deleted connection's data is not served any more. */
+	path = h_fmt("/v1/accounts/%s", acct ? acct : "-");
+	st = h_api(f_main, "GET", path, NULL, &r);
+	CHECK(acct != NULL && st == 404,
+	    "GET /v1/accounts/{id} of a deleted connection: 404 (%ld)", st);
+	h_resp_free(&r);
+	free(path);
+	path = h_fmt("/v1/accounts/%s/transactions", acct ? acct : "-");
+	st = h_api(f_main, "GET", path, NULL, &r);
+	CHECK(acct != NULL && st == 404,
+	    "its transactions: 404 (%ld)", st);
+	h_resp_free(&r);
+	free(path);
+	free(acct);
 	free(up);
 	free(cid);
 }
