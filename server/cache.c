@@ -27,6 +27,7 @@
 #include "buf.h"
 #include "clock.h"
 #include "config.h"
+#include "db.h"
 #include "log.h"
 #include "mem.h"
 #include "secret.h"
@@ -547,6 +548,7 @@ listener_connect(char **err)
 		PQfinish(c);
 		return NULL;
 	}
+	db_quiet_notices(c);
 	return c;
 }
 

@@ -137,7 +137,31 @@ connect_with(const char *conninfo, const char *options, char **err)
 		PQfinish(c);
 		return NULL;
 	}
+	db_quiet_notices(c);
 	return c;
+}
+
+/*
+ * libpq prints notices and errors that arrive between statements (a
+ * server shutting down: "FATAL: terminating connection due to
+ * administrator command") straight to stderr, which broke the JSON log.
+ * They become one log line each; the text is PostgreSQL's own, which
+ * names no parameter value.
+ */
+static void
+notice_to_log(void *arg, const char *message)
+{
+	char *line = xstrndup(message, strcspn(message, "\n"));
+
+	(void)arg;
+	log_kv(LOG_WARN, "database notice", "notice", line, NULL);
+	free(line);
+}
+
+void
+db_quiet_notices(PGconn *c)
+{
+	PQsetNoticeProcessor(c, notice_to_log, NULL);
 }
 
 PGconn *

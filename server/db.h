@@ -17,6 +17,10 @@ void db_init(const struct config *cfg);
 void db_warm(void);
 void db_shutdown(void);
 
+/* Route c's notices (and errors arriving between statements) to the log
+ * instead of libpq's stderr printout; every connection of finxd's. */
+void db_quiet_notices(PGconn *c);
+
 /* Open one connection outside the pool (migrate, rekey); NULL on error. */
 PGconn *db_connect(const char *conninfo, char **err);
 

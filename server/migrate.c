@@ -454,8 +454,10 @@ migrate_connect(const char *conninfo, const char *options,
 		*sig = 0;
 	while (c != NULL && PQstatus(c) != CONNECTION_BAD &&
 	    st != PGRES_POLLING_FAILED) {
-		if (st == PGRES_POLLING_OK)
+		if (st == PGRES_POLLING_OK) {
+			db_quiet_notices(c);
 			return c;
+		}
 		if ((s = pending(stop)) != 0) {
 			if (sig != NULL)
 				*sig = s;

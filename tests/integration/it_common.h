@@ -9,6 +9,7 @@
 #include "harness.h"
 #include "test.h"
 
+#include <json-c/json.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,6 +142,35 @@ check_log_clean(void)
 	CHECK(len > 1000, "finxd wrote a log (%zu bytes)", len);
 	n = h_leaks(log, len);
 	CHECK(n == 0, "no secret, token or code in finxd's log (%d found)", n);
+	free(log);
+}
+
+/*
+ * Every line finxd wrote is one JSON object: nothing, libpq's notices
+ * included, prints around the structured log.  Lines the harness adds
+ * start with "#".
+ */
+static inline void
+check_log_json(void)
+{
+	size_t len, bad = 0, lines = 0;
+	char *log = h_log_read(&len), *line, *save = NULL;
+
+	for (line = strtok_r(log, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		json_object *o;
+
+		if (line[0] == '#')
+			continue;
+		lines++;
+		o = json_tokener_parse(line);
+		if (o == NULL || !json_object_is_type(o, json_type_object))
+			bad++;
+		json_object_put(o);
+	}
+	CHECK(lines > 0 && bad == 0,
+	    "every line of finxd's log is a JSON object (%zu of %zu are not)",
+	    bad, lines);
 	free(log);
 }
 

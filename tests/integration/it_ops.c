@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "../test.h"
-#include "harness.h"
+#include "it_common.h"
 
 static int fx; /* the finxd instance under test */
 
@@ -587,6 +587,7 @@ main(void)
 	test_db_outage(link);
 	test_graceful_stop();
 	test_ops_listener();
+	check_log_json();
 	free(link);
 	return h_done(test_done());
 }

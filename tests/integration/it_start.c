@@ -293,5 +293,6 @@ main(void)
 	test_serve_stop_while_waiting();
 	test_serve_recovers();
 	check_clean_shutdown();
+	check_log_json();
 	return h_done(test_done());
 }
