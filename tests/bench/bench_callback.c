@@ -85,23 +85,6 @@ prepare(int fx, int i, struct flow *f, char **link_id)
 	return f->callback != NULL;
 }
 
-static size_t
-discard(char *p, size_t sz, size_t n, void *arg)
-{
-	return sz * n;
-}
-
-static size_t
-location_cb(char *p, size_t sz, size_t n, void *arg)
-{
-	struct flow *f = arg;
-
-	if (sz * n > 9 && strncasecmp(p, "Location:", 9) == 0 &&
-	    memmem(p, sz * n, "status=connected", 16) != NULL)
-		f->connected = true;
-	return sz * n;
-}
-
 /* Fire every callback at once with one curl multi handle. */
 static long
 fire(struct flow *flows, int n)
@@ -124,9 +107,9 @@ fire(struct flow *flows, int n)
 		curl_easy_setopt(e[i], CURLOPT_FORBID_REUSE, 1L);
 		curl_easy_setopt(e[i], CURLOPT_CONNECTTIMEOUT_MS, 10000L);
 		curl_easy_setopt(e[i], CURLOPT_TIMEOUT_MS, 60000L);
-		curl_easy_setopt(e[i], CURLOPT_WRITEFUNCTION, discard);
-		curl_easy_setopt(e[i], CURLOPT_HEADERFUNCTION, location_cb);
-		curl_easy_setopt(e[i], CURLOPT_HEADERDATA, &flows[i]);
+		curl_easy_setopt(e[i], CURLOPT_WRITEFUNCTION, h_curl_discard);
+		curl_easy_setopt(e[i], CURLOPT_HEADERFUNCTION, h_curl_connected);
+		curl_easy_setopt(e[i], CURLOPT_HEADERDATA, &flows[i].connected);
 		curl_easy_setopt(e[i], CURLOPT_PRIVATE, &flows[i]);
 		curl_multi_add_handle(m, e[i]);
 	}
@@ -195,7 +178,7 @@ probe_run(void *arg)
 		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
 		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
 		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, h_curl_discard);
 	}
 	while (!atomic_load(&burst_done)) {
 		if (c != NULL)

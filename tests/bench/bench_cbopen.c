@@ -323,23 +323,6 @@ prepare(int fx, int i, struct cb *c)
 	return c->code != NULL;
 }
 
-static size_t
-discard(char *p, size_t sz, size_t n, void *arg)
-{
-	return sz * n;
-}
-
-static size_t
-location_cb(char *p, size_t sz, size_t n, void *arg)
-{
-	struct cb *c = arg;
-
-	if (sz * n > 9 && strncasecmp(p, "Location:", 9) == 0 &&
-	    memmem(p, sz * n, "status=connected", 16) != NULL)
-		c->connected = true;
-	return sz * n;
-}
-
 /* One callback on a new connection, as a browser follows the redirect. */
 static void
 send_one(struct cb *c)
@@ -355,9 +338,9 @@ send_one(struct cb *c)
 	curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 30000L);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, location_cb);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, h_curl_discard);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, h_curl_connected);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, &c->connected);
 	if (curl_easy_perform(e) == CURLE_OK)
 		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &c->status);
 	curl_easy_cleanup(e);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <curl/curl.h>
 
@@ -666,4 +667,21 @@ h_connect_retry(int i, const char *user)
 		cid = h_connect(i, user);
 	}
 	return cid;
+}
+
+size_t
+h_curl_discard(char *p, size_t sz, size_t n, void *arg)
+{
+	(void)p;
+	(void)arg;
+	return sz * n;
+}
+
+size_t
+h_curl_connected(char *p, size_t sz, size_t n, void *connected)
+{
+	if (sz * n > 9 && strncasecmp(p, "Location:", 9) == 0 &&
+	    memmem(p, sz * n, "status=connected", 16) != NULL)
+		*(bool *)connected = true;
+	return sz * n;
 }

@@ -310,6 +310,12 @@ bool h_conn_status_is(int i, const char *cid, const char *want);
 char *h_qparam(const char *url, const char *name);
 char *h_qreplace(const char *url, const char *name, const char *value);
 
+/* curl callbacks of the benches: a body thrown away; a header callback
+ * that sets the bool at its data when a Location header carries
+ * status=connected (a callback's redirect back to the partner). */
+size_t h_curl_discard(char *p, size_t sz, size_t n, void *arg);
+size_t h_curl_connected(char *p, size_t sz, size_t n, void *connected);
+
 /* POST /v1/links on instance i; returns the status. */
 long h_link_create(int i, const char *user_id, const char *return_url,
     struct h_resp *r);
