@@ -11,6 +11,7 @@
 
 #include "buf.h"
 #include "db.h"
+#include "http_conn.h"
 #include "log.h"
 #include "metrics.h"
 #include "migrate.h"
@@ -39,27 +40,38 @@ static enum MHD_Result h_metrics(struct req *r);
 static enum MHD_Result h_openapi(struct req *r);
 
 const struct route routes[] = {
-	{ "GET", "/healthz", h_healthz, 0 },
-	{ "GET", "/readyz", h_readyz, 0 },
-	{ "GET", "/metrics", h_metrics, 0 },
-	{ "GET", "/openapi.json", h_openapi, 0 },
-	{ "GET", "/callback", h_callback, 0 },
-	{ "GET", "/start/{}", h_link_start, 0 },
-	{ "POST", "/v1/links", h_links_create, SCOPE_LINKS },
-	{ "GET", "/v1/links/{}", h_links_get, SCOPE_LINKS | SCOPE_READ },
-	{ "GET", "/v1/users/{}/connections", h_user_conns, SCOPE_READ },
-	{ "GET", "/v1/connections/{}", h_conn_get, SCOPE_READ },
-	{ "DELETE", "/v1/connections/{}", h_conn_delete, SCOPE_ADMIN },
-	{ "GET", "/v1/connections/{}/token", h_conn_token, SCOPE_TOKENS },
-	{ "POST", "/v1/connections/{}/refresh", h_conn_refresh, SCOPE_ADMIN },
-	{ "POST", "/v1/connections/{}/reauth", h_conn_reauth, SCOPE_LINKS },
-	{ "POST", "/v1/connections/{}/sync", h_conn_sync, SCOPE_ADMIN },
-	{ "GET", "/v1/syncs/{}", h_sync_get, SCOPE_READ | SCOPE_ADMIN },
-	{ "GET", "/v1/users/{}/accounts", h_user_accounts, SCOPE_READ },
-	{ "GET", "/v1/users/{}/transactions", h_user_txns, SCOPE_READ },
-	{ "GET", "/v1/accounts/{}", h_account_get, SCOPE_READ },
-	{ "GET", "/v1/accounts/{}/transactions", h_account_txns, SCOPE_READ },
-	{ NULL, NULL, NULL, 0 },
+	{ "GET", "/healthz", h_healthz, 0, HTTP_LOOP },
+	{ "GET", "/readyz", h_readyz, 0, HTTP_READ },
+	{ "GET", "/metrics", h_metrics, 0, HTTP_READ },
+	{ "GET", "/openapi.json", h_openapi, 0, HTTP_LOOP },
+	{ "GET", "/callback", h_callback, 0, HTTP_BULK },
+	{ "GET", "/start/{}", h_link_start, 0, HTTP_BULK },
+	{ "POST", "/v1/links", h_links_create, SCOPE_LINKS, HTTP_BULK },
+	{ "GET", "/v1/links/{}", h_links_get, SCOPE_LINKS | SCOPE_READ,
+	    HTTP_READ },
+	{ "GET", "/v1/users/{}/connections", h_user_conns, SCOPE_READ,
+	    HTTP_READ },
+	{ "GET", "/v1/connections/{}", h_conn_get, SCOPE_READ, HTTP_READ },
+	{ "DELETE", "/v1/connections/{}", h_conn_delete, SCOPE_ADMIN,
+	    HTTP_BULK },
+	{ "GET", "/v1/connections/{}/token", h_conn_token, SCOPE_TOKENS,
+	    HTTP_BULK },
+	{ "POST", "/v1/connections/{}/refresh", h_conn_refresh, SCOPE_ADMIN,
+	    HTTP_BULK },
+	{ "POST", "/v1/connections/{}/reauth", h_conn_reauth, SCOPE_LINKS,
+	    HTTP_BULK },
+	{ "POST", "/v1/connections/{}/sync", h_conn_sync, SCOPE_ADMIN,
+	    HTTP_BULK },
+	{ "GET", "/v1/syncs/{}", h_sync_get, SCOPE_READ | SCOPE_ADMIN,
+	    HTTP_READ },
+	{ "GET", "/v1/users/{}/accounts", h_user_accounts, SCOPE_READ,
+	    HTTP_CACHED },
+	{ "GET", "/v1/users/{}/transactions", h_user_txns, SCOPE_READ,
+	    HTTP_CACHED },
+	{ "GET", "/v1/accounts/{}", h_account_get, SCOPE_READ, HTTP_CACHED },
+	{ "GET", "/v1/accounts/{}/transactions", h_account_txns, SCOPE_READ,
+	    HTTP_CACHED },
+	{ NULL, NULL, NULL, 0, HTTP_LOOP },
 };
 
 void
@@ -71,9 +83,13 @@ api_init(const struct config *cfg)
 PGconn *
 api_db(struct req *r, enum MHD_Result *ret)
 {
-	PGconn *c = db_acquire();
+	PGconn *c;
 
-	if (c == NULL) {
+	if (http_defer(r)) {
+		*ret = MHD_YES;
+		return NULL;
+	}
+	if ((c = db_acquire()) == NULL) {
 		db_fail_unavailable();
 		*ret = api_fail_db(r);
 	}
@@ -245,6 +261,29 @@ h_readyz(struct req *r)
 	return http_json(r, MHD_HTTP_OK, o);
 }
 
+/* The HTTP front's connections and worker queues. */
+static void
+render_http_gauges(struct buf *out)
+{
+	struct http_conn_stats st;
+
+	http_conn_stats(&st);
+	metrics_gauge(out, "finxd_http_connections",
+	    "HTTP connections held now.", "gauge", st.open);
+	metrics_gauge(out, "finxd_http_connections_closed_late_total",
+	    "Connections closed for missing a header or body deadline.",
+	    "counter", st.closed_late);
+	metrics_gauge(out, "finxd_http_connections_refused_total",
+	    "Connections refused by the per-address cap.", "counter",
+	    st.refused_address);
+	metrics_gauge(out, "finxd_http_read_jobs",
+	    "Read handlers queued or running on workers.", "gauge",
+	    http_pool_busy(HTTP_POOL_READ));
+	metrics_gauge(out, "finxd_http_bulk_jobs",
+	    "Callbacks and writes queued or running on workers.", "gauge",
+	    http_pool_busy(HTTP_POOL_BULK));
+}
+
 /*
  * The live figures of /metrics, read from their owners at scrape time:
  * metrics.c stays a leaf that every module may count into.
@@ -268,6 +307,7 @@ render_gauges(struct buf *out)
 	    "Waits that timed out.", "counter", timeouts);
 	metrics_gauge(out, "finxd_http_active_requests", "Requests being served.",
 	    "gauge", http_active());
+	render_http_gauges(out);
 	metrics_gauge(out, "finxd_rescue_pending",
 	    "Rotated tokens finX issued that PostgreSQL has not stored yet "
 	    "(this process; kept in the rescue journal).",

@@ -133,6 +133,11 @@ reply_cached(struct req *r, const struct buf *key, bool *filling,
 			*ret = reply_body(r, body);
 			return true;
 		}
+		/* A miss waits or reads: not on the event loop. */
+		if (http_defer(r)) {
+			*ret = MHD_YES;
+			return true;
+		}
 		f = cache_fill_begin(key->data, key->len, deadline);
 	}
 	*filling = f == CACHE_FILL_MINE;

@@ -22,6 +22,7 @@
 #include "finx_url.h"
 #include "log.h"
 #include "mem.h"
+#include "netaddr.h"
 #include "secret.h"
 #include "text.h"
 
@@ -77,11 +78,11 @@ struct key {
 static parse_fn conv_str, conv_cred, conv_url, conv_listen, conv_long,
     conv_bool, conv_enum;
 static parse_fn parse_finx_url, parse_api_keys, parse_return_urls,
-    parse_token_keys;
+    parse_token_keys, parse_trusted_proxies;
 static print_fn print_str, print_dsn, print_listen, print_long, print_bool,
     print_enum;
 static print_fn print_public_url, print_api_keys, print_return_urls,
-    print_token_keys;
+    print_token_keys, print_trusted_proxies;
 
 /* Each type's conversion and printout, and whether it owns a string. */
 static const struct {
@@ -185,12 +186,24 @@ static const struct key keys[] = {
 	    .def = "on", .words = WORDS("off", "on"),
 	    .help = "on or off: prepare every statement when a connection "
 		    "opens (off for PgBouncer transaction pooling)" },
-	NUM("max_connections", max_connections, "1024", 16, 65536,
-	    "concurrent HTTP connections"),
-	NUM("max_connections_per_ip", max_connections_per_ip, "256", 1, 65536,
-	    "concurrent HTTP connections per client address"),
-	NUM("http_timeout", http_timeout_s, "30", 1, 3600,
-	    "idle seconds before a client is dropped"),
+	NUM("http_header_timeout", http_header_timeout_s, "10", 1, 3600,
+	    "seconds a connection has to deliver a request's headers"),
+	NUM("http_body_timeout", http_body_timeout_s, "30", 1, 3600,
+	    "seconds a request has to deliver its body (and to take its "
+	    "answer)"),
+	NUM("http_idle_timeout", http_idle_timeout_s, "30", 1, 3600,
+	    "seconds a keep-alive connection may sit idle"),
+	NUM("http_max_connections", http_max_connections, "8192", 16, 1000000,
+	    "HTTP connections held at once (each costs a file descriptor "
+	    "and up to 16 KiB)"),
+	NUM("http_max_per_address", http_max_per_address, "256", 1, 1000000,
+	    "HTTP connections from one client address at once (trusted "
+	    "proxies exempt)"),
+	{ .name = "trusted_proxies", .type = T_CUSTOM, .def = "",
+	    .parse = parse_trusted_proxies, .print = print_trusted_proxies,
+	    .help = "addresses or CIDRs of reverse proxies: exempt from the "
+		    "per-address cap; their X-Forwarded-For names the client "
+		    "in logs" },
 	NUM("finx_connect_timeout_ms", finx_connect_timeout_ms, "5000", 10,
 	    600000, "finX connect timeout"),
 	NUM("finx_timeout_ms", finx_timeout_ms, "30000", 10, 600000,
@@ -853,6 +866,23 @@ parse_token_keys(const struct key *k, const char *v, const char *env,
 	free_list(items, n);
 }
 
+static void
+parse_trusted_proxies(const struct key *k, const char *v, const char *env,
+    struct config *cfg, struct config_errors *errs)
+{
+	size_t n, i;
+	char **items = split_list(v, &n);
+
+	cfg->trusted_proxies = xcalloc(n ? n : 1, sizeof(struct netaddr));
+	for (i = 0; i < n; i++)
+		if (!netaddr_parse(items[i],
+			&cfg->trusted_proxies[cfg->n_trusted_proxies++]))
+			config_errors_add(errs, "%s: entry %zu is not an "
+						"address or CIDR",
+			    env, i + 1);
+	free_list(items, n);
+}
+
 /*
  * Convert one key's raw text into its field.  Without require, keys marked
  * K_REQUIRED may be missing (database-only commands); whatever is set is
@@ -977,6 +1007,7 @@ config_free(struct config *cfg)
 		OPENSSL_cleanse(cfg->token_keys[i].key, 32);
 	}
 	free(cfg->token_keys);
+	free(cfg->trusted_proxies);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -1143,6 +1174,22 @@ print_token_keys(const struct key *k, const struct config *cfg, FILE *out)
 	for (i = 0; i < cfg->n_token_keys; i++)
 		fprintf(out, "%s %s:(masked)", i ? "," : "",
 		    cfg->token_keys[i].id);
+	fputc('\n', out);
+}
+
+static void
+print_trusted_proxies(const struct key *k, const struct config *cfg,
+    FILE *out)
+{
+	char text[NETADDR_TEXT];
+	size_t i;
+
+	fprintf(out, "%s =", k->name);
+	for (i = 0; i < cfg->n_trusted_proxies; i++) {
+		netaddr_text(&cfg->trusted_proxies[i], text);
+		fprintf(out, "%s %s/%u", i ? "," : "", text,
+		    cfg->trusted_proxies[i].prefix);
+	}
 	fputc('\n', out);
 }
 

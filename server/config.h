@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+struct netaddr;
+
 enum api_scope {
 	SCOPE_LINKS = 1 << 0,
 	SCOPE_READ = 1 << 1,
@@ -63,9 +65,13 @@ struct config {
 	long db_pool_size;
 	long db_timeout_ms;
 	bool db_prepared; /* FINXD_DB_PREPARED=on (default) */
-	long max_connections;
-	long max_connections_per_ip;
-	long http_timeout_s;
+	long http_header_timeout_s;
+	long http_body_timeout_s;
+	long http_idle_timeout_s;
+	long http_max_connections;
+	long http_max_per_address;
+	struct netaddr *trusted_proxies;
+	size_t n_trusted_proxies;
 	long finx_connect_timeout_ms;
 	long finx_timeout_ms;
 	long refresh_margin_s;

@@ -10,6 +10,7 @@
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,12 +22,18 @@
 #include "buf.h"
 #include "clock.h"
 #include "encode.h"
+#include "http_conn.h"
+#include "http_pool.h"
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
 #include "secret.h"
 #include "status.h"
 #include "text.h"
+
+/* Event-loop threads: they parse requests and answer what cannot block.
+ * Two on this machine's two cores; more loops would only contend. */
+#define HTTP_LOOP_THREADS 2
 
 static struct MHD_Daemon *daemon_;
 static struct MHD_Daemon *ops_daemon; /* FINXD_OPS_LISTEN, or NULL */
@@ -116,8 +123,17 @@ http_queue(struct req *r, unsigned status, struct MHD_Response *resp)
 
 	add_common_headers(r, resp);
 	r->status = (int)status;
+	if (r->deferred) {
+		/* On a worker: MHD takes answers only inside its own callback,
+		 * so on_request queues this one after the resume. */
+		if (r->resp != NULL)
+			MHD_destroy_response(r->resp);
+		r->resp = resp;
+		return MHD_YES;
+	}
 	ret = MHD_queue_response(r->conn, status, resp);
 	MHD_destroy_response(resp);
+	http_conn_phase(r->conn, HP_REPLY);
 	return ret;
 }
 
@@ -444,6 +460,74 @@ allow_add(char *allow, size_t size, const char *method)
 	strncat(allow, method, size - strlen(allow) - 1);
 }
 
+bool
+http_defer(struct req *r)
+{
+	if (!r->on_loop)
+		return false;
+	r->defer = true;
+	return true;
+}
+
+/* A worker runs r's handler, then gives the connection back to MHD. */
+static void
+run_deferred(struct http_job *job)
+{
+	struct req *r = (struct req *)((char *)job - offsetof(struct req, job));
+	struct MHD_Connection *conn = r->conn;
+
+	log_set_request_id(r->request_id);
+	r->fn_ret = r->fn(r);
+	log_set_request_id(NULL);
+	/* From here r is MHD's again: on_request may run (and free it). */
+	MHD_resume_connection(conn);
+}
+
+/* Suspend r's connection and run fn(r) on a worker of pool p. */
+static enum MHD_Result
+defer_to(struct req *r, http_handler fn, enum http_pool_id p)
+{
+	int i;
+
+	/* A cached read may come back from the loop: it starts over. */
+	for (i = 0; i < r->n_decoded; i++)
+		free_secret(r->decoded[i]);
+	r->n_decoded = 0;
+	r->fn = fn;
+	r->defer = false;
+	r->on_loop = false;
+	r->deferred = true;
+	r->job.run = run_deferred;
+	http_conn_phase(r->conn, HP_HANDLER);
+	MHD_suspend_connection(r->conn);
+	http_pool_submit(p, &r->job);
+	return MHD_YES;
+}
+
+/* Run rt's handler where its row says. */
+static enum MHD_Result
+run_handler(struct req *r, const struct route *rt)
+{
+	enum MHD_Result ret;
+
+	switch (rt->run) {
+	case HTTP_LOOP:
+		return rt->fn(r);
+	case HTTP_CACHED:
+		r->on_loop = true;
+		ret = rt->fn(r);
+		r->on_loop = false;
+		if (!r->defer)
+			return ret;
+		return defer_to(r, rt->fn, HTTP_POOL_READ);
+	case HTTP_READ:
+		return defer_to(r, rt->fn, HTTP_POOL_READ);
+	case HTTP_BULK:
+	default:
+		return defer_to(r, rt->fn, HTTP_POOL_BULK);
+	}
+}
+
 /* The route that matched r: check the API key and the body, then run it. */
 static enum MHD_Result
 run_route(struct req *r, const struct route *rt)
@@ -457,7 +541,7 @@ run_route(struct req *r, const struct route *rt)
 	}
 	if (r->body.overflow)
 		return refuse_too_large(r);
-	return rt->fn(r);
+	return run_handler(r, rt);
 }
 
 /* The 405 for a path whose routes (rt the last) want other methods. */
@@ -543,6 +627,7 @@ req_begin(void *cls, struct MHD_Connection *conn, const char *url,
 	req_set_id(r);
 	*con_cls = r;
 	atomic_fetch_add(&active, 1);
+	http_conn_phase(conn, HP_BODY);
 	log_set_request_id(r->request_id);
 	cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 	    "Content-Length");
@@ -551,6 +636,22 @@ req_begin(void *cls, struct MHD_Connection *conn, const char *url,
 		return refuse_too_large(r);
 	}
 	return MHD_YES;
+}
+
+/* Back from a worker: queue the answer it left. */
+static enum MHD_Result
+req_resumed(struct req *r)
+{
+	enum MHD_Result ret = MHD_NO;
+
+	r->deferred = false;
+	if (r->resp == NULL)
+		return MHD_NO; /* no answer: close rather than run it again */
+	ret = MHD_queue_response(r->conn, (unsigned)r->status, r->resp);
+	MHD_destroy_response(r->resp);
+	r->resp = NULL;
+	http_conn_phase(r->conn, HP_REPLY);
+	return r->fn_ret == MHD_NO ? MHD_NO : ret;
 }
 
 static enum MHD_Result
@@ -562,6 +663,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 
 	if (r == NULL)
 		return req_begin(cls, conn, url, method, con_cls);
+	if (r->deferred)
+		return req_resumed(r);
 	if (*upload_data_size != 0) {
 		if (!r->body.overflow)
 			buf_append(&r->body, upload_data, *upload_data_size);
@@ -579,18 +682,21 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     enum MHD_RequestTerminationCode toe)
 {
 	struct req *r = *con_cls;
-	char status[8], ms[24];
+	char status[8], ms[24], client[NETADDR_TEXT];
 	int i;
 
 	if (r == NULL)
 		return;
+	log_set_request_id(r->request_id);
+	http_conn_phase(conn, HP_IDLE);
+	http_conn_client(conn, client);
 	snprintf(status, sizeof(status), "%d", r->status);
 	snprintf(ms, sizeof(ms), "%lld", (long long)(mono_ms() - r->start_ms));
 	metrics_http(r->route ? r->route : "unmatched", r->status,
 	    mono_ms() - r->start_ms);
 	/* r->path is the path only: MHD keeps the query apart. */
 	log_kv(LOG_INFO, "request", "method", r->method, "path", r->path,
-	    "route", r->route, "status", status, "ms", ms,
+	    "route", r->route, "status", status, "ms", ms, "client", client,
 	    "completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "yes" : "no",
 	    NULL);
 	log_set_request_id(NULL);
@@ -599,6 +705,8 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	for (i = 0; i < r->n_decoded; i++)
 		free_secret(r->decoded[i]);
 	buf_free_secret(&r->body);
+	if (r->resp != NULL)
+		MHD_destroy_response(r->resp);
 	free(r);
 	*con_cls = NULL;
 	atomic_fetch_sub(&active, 1);
@@ -630,25 +738,29 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
 static int ops_marker;
 
 /*
- * Threading model: one thread per connection.  Handlers block on finX (a
- * code exchange may take seconds) and on PostgreSQL; MHD's docs require
- * thread-per-connection for blocking handlers, since in pool mode one
- * slow callback stalls every connection on its thread.  So 200 callbacks
- * waiting on finX cost 200 mostly idle threads while /healthz and /v1
- * reads get their own.  Threads are capped by max_connections (total)
- * and max_connections_per_ip; a callback holds no database connection
- * while it waits on finX, so the small pool is not the bottleneck.
- * MHD_USE_AUTO picks poll() for the listening thread (no FD_SETSIZE
- * limit); MHD_USE_ITC lets http_stop quiesce the listener for a graceful
- * drain.  (An epoll front with worker pools was tried and taken back;
- * README, "Benchmarks".)
+ * Threading model: HTTP_LOOP_THREADS event loops (epoll) accept and parse
+ * every connection and answer what cannot block (/healthz, errors, cache
+ * hits); handlers that wait on finX or PostgreSQL run on http_pool.c's
+ * workers with their connection suspended, reads and bulk work (callbacks,
+ * writes, token handout) in pools of their own.  A connection costs a
+ * socket and its MHD memory, no thread: thousands of idle or slow clients
+ * cost memory, not service.  (Until 2026-12 each connection had a thread:
+ * 1,024 slow clients took the whole service; README, "Benchmarks".)
+ * http_conn.c adds what MHD lacks: absolute header and body deadlines
+ * and a per-address cap that trusted proxies are exempt from.  MHD's own
+ * CONNECTION_TIMEOUT is the idle timeout.
+ *
+ * MHD_OPTION_CONNECTION_MEMORY_LIMIT: a request's line and headers must
+ * fit in about half of it (bodies go to our own buffer); MHD clears the
+ * pool between requests, so each held connection costs all of it.
  */
+#define HTTP_CONN_MEMORY (7 * 1024)
+
 static unsigned
 daemon_flags(const struct addrinfo *ai)
 {
-	unsigned flags = MHD_USE_THREAD_PER_CONNECTION |
-	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG |
-	    MHD_USE_ITC;
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD |
+	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
@@ -657,8 +769,7 @@ daemon_flags(const struct addrinfo *ai)
 
 /* One daemon on host:port; cls is &ops_marker for the operations one. */
 static struct MHD_Daemon *
-start_daemon(const char *host, int port_n, void *cls, unsigned max_conns,
-    unsigned max_per_ip)
+start_daemon(const char *host, int port_n, void *cls, unsigned max_conns)
 {
 	struct addrinfo hints = { 0 }, *ai = NULL;
 	struct MHD_Daemon *d;
@@ -673,16 +784,17 @@ start_daemon(const char *host, int port_n, void *cls, unsigned max_conns,
 		    gai_strerror(rc), NULL);
 		return NULL;
 	}
-	d = MHD_start_daemon(daemon_flags(ai), 0, NULL, NULL, on_request, cls,
+	d = MHD_start_daemon(daemon_flags(ai), 0, http_conn_accept, NULL,
+	    on_request, cls,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 	    MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_LOOP_THREADS,
 	    MHD_OPTION_CONNECTION_LIMIT, max_conns,
-	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, max_per_ip,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)hcfg->http_timeout_s,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
-	    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)512,
-	    MHD_OPTION_THREAD_STACK_SIZE, (size_t)(256 * 1024),
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)hcfg->http_idle_timeout_s,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
+	    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+	    MHD_OPTION_NOTIFY_CONNECTION, http_conn_notify, NULL,
 	    MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, NULL,
 	    MHD_OPTION_END);
 	freeaddrinfo(ai);
@@ -692,47 +804,62 @@ start_daemon(const char *host, int port_n, void *cls, unsigned max_conns,
 	return d;
 }
 
+static void
+stop_all(void)
+{
+	if (daemon_ != NULL)
+		MHD_stop_daemon(daemon_);
+	if (ops_daemon != NULL)
+		MHD_stop_daemon(ops_daemon);
+	daemon_ = ops_daemon = NULL;
+	http_pools_stop();
+	http_conns_stop();
+}
+
 bool
 http_start(const struct config *cfg)
 {
 	hcfg = cfg;
-	daemon_ = start_daemon(cfg->listen_host, cfg->listen_port, NULL,
-	    (unsigned)cfg->max_connections,
-	    (unsigned)cfg->max_connections_per_ip);
-	if (daemon_ == NULL)
+	if (!http_conns_start(cfg))
 		return false;
+	http_pools_start();
+	daemon_ = start_daemon(cfg->listen_host, cfg->listen_port, NULL,
+	    (unsigned)cfg->http_max_connections);
 	/*
-	 * The operations listener has its own accept queue and listening
-	 * thread: in a burst of hundreds of callbacks on the public one, a
-	 * health check there would wait for all of them to be accepted
-	 * first (/healthz p99 in bench_callback: 15-90 ms on the public
-	 * listener, 6-16 ms on this one).
+	 * The operations listener has its own accept queue: in a burst of
+	 * hundreds of callbacks on the public one, a health check there
+	 * would wait for all of them to be accepted first.
 	 */
-	if (cfg->ops_listen_host != NULL) {
+	if (daemon_ != NULL && cfg->ops_listen_host != NULL)
 		ops_daemon = start_daemon(cfg->ops_listen_host,
-		    cfg->ops_listen_port, &ops_marker, 64, 64);
-		if (ops_daemon == NULL) {
-			MHD_stop_daemon(daemon_);
-			daemon_ = NULL;
-			return false;
-		}
+		    cfg->ops_listen_port, &ops_marker, 256);
+	if (daemon_ == NULL ||
+	    (cfg->ops_listen_host != NULL && ops_daemon == NULL)) {
+		stop_all();
+		return false;
 	}
 	return true;
+}
+
+/* Stop accepting on d; its listening socket is ours to close after. */
+static MHD_socket
+quiesce(struct MHD_Daemon *d)
+{
+	return d != NULL ? MHD_quiesce_daemon(d) : MHD_INVALID_SOCKET;
 }
 
 void
 http_stop(long drain_s)
 {
 	int64_t until = mono_ms() + drain_s * 1000;
-	MHD_socket ls, ops_ls = MHD_INVALID_SOCKET;
+	MHD_socket ls, ops_ls;
 
 	if (daemon_ == NULL)
 		return;
 	/* Stop accepting; running requests go on until done or the drain
-	 * deadline.  The listening socket is ours to close after the stop. */
-	ls = MHD_quiesce_daemon(daemon_);
-	if (ops_daemon != NULL)
-		ops_ls = MHD_quiesce_daemon(ops_daemon);
+	 * deadline. */
+	ls = quiesce(daemon_);
+	ops_ls = quiesce(ops_daemon);
 	while (http_active() > 0 && mono_ms() < until)
 		usleep(20 * 1000);
 	if (http_active() > 0) {
@@ -742,14 +869,12 @@ http_stop(long drain_s)
 		log_kv(LOG_WARN, "drain timeout: requests still running",
 		    "running", running, NULL);
 	}
-	MHD_stop_daemon(daemon_);
-	daemon_ = NULL;
+	/* MHD must not stop with a connection suspended: running handlers
+	 * finish first (finX's and the database's timeouts bound them). */
+	http_pools_wait_idle();
+	stop_all();
 	if (ls != MHD_INVALID_SOCKET)
 		close(ls);
-	if (ops_daemon != NULL) {
-		MHD_stop_daemon(ops_daemon);
-		ops_daemon = NULL;
-		if (ops_ls != MHD_INVALID_SOCKET)
-			close(ops_ls);
-	}
+	if (ops_ls != MHD_INVALID_SOCKET)
+		close(ops_ls);
 }

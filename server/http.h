@@ -1,7 +1,8 @@
 /*
  * Inbound HTTP on libmicrohttpd: the daemon, a route table, per-request
- * state, authentication and response helpers.  Handlers run on MHD's
- * thread-per-connection threads and may block on finX and PostgreSQL.
+ * state, authentication and response helpers.  MHD's event-loop threads
+ * parse every request; a handler that may block (finX, PostgreSQL) runs
+ * on a worker while its connection is suspended (http.c, http_pool.c).
  */
 #ifndef FINXD_HTTP_H
 #define FINXD_HTTP_H
@@ -13,6 +14,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "http_pool.h"
 
 /* Request body cap for /v1 (413 beyond). */
 #define HTTP_MAX_BODY (64 * 1024)
@@ -34,15 +36,32 @@ struct req {
 	char *decoded[HTTP_MAX_DECODED]; /* query values handed out */
 	int n_decoded;
 	bool ops; /* came in on the operations listener */
+	/* The hand-off to a worker (http.c). */
+	bool on_loop;  /* on an event-loop thread: must not block */
+	bool defer;    /* the handler asked to run again on a worker */
+	bool deferred; /* suspended: http_queue keeps the answer in resp */
+	struct MHD_Response *resp;
+	enum MHD_Result fn_ret;
+	enum MHD_Result (*fn)(struct req *r);
+	struct http_job job;
 };
 
 typedef enum MHD_Result (*http_handler)(struct req *r);
+
+/*
+ * Where a route's handler runs.  HTTP_LOOP: on the event loop (it never
+ * blocks).  HTTP_CACHED: on the event loop until it would block
+ * (http_defer), then again from the start on a read worker, so cache hits
+ * never leave the loop.  HTTP_READ, HTTP_BULK: on a worker of that pool.
+ */
+enum http_run { HTTP_LOOP, HTTP_CACHED, HTTP_READ, HTTP_BULK };
 
 struct route {
 	const char *method;
 	const char *pattern; /* "/v1/links/{}": {} is one path segment */
 	http_handler fn;
 	unsigned scope;      /* 0: no API key needed */
+	enum http_run run;
 };
 
 /* The route table (api.c); NULL-terminated. */
@@ -55,6 +74,13 @@ bool http_start(const struct config *cfg);
 void http_stop(long drain_s);
 /* Requests being served right now. */
 long http_active(void);
+
+/*
+ * True when r runs on an event loop, which must not block: the handler
+ * then returns MHD_YES at once, queueing nothing, and runs again from the
+ * start on a worker.  False on a worker.
+ */
+bool http_defer(struct req *r);
 
 /* Lookups on the current request. */
 const char *http_query(struct req *r, const char *name);

@@ -251,8 +251,8 @@ main(void)
 	h_env_set("FINXD_LOG_LEVEL", log_level);
 	h_env_set("FINXD_REFRESH_INTERVAL", "1");
 	h_env_set("FINXD_SYNC_INTERVAL", "86400");
-	h_env_set("FINXD_MAX_CONNECTIONS", "2048");
-	h_env_set("FINXD_MAX_CONNECTIONS_PER_IP", "1024");
+	h_env_set("FINXD_HTTP_MAX_CONNECTIONS", "2048");
+	h_env_set("FINXD_HTTP_MAX_PER_ADDRESS", "1024");
 	if (getenv("BENCH_READ_CACHE") != NULL)
 		h_env_set("FINXD_READ_CACHE", getenv("BENCH_READ_CACHE"));
 	if (getenv("BENCH_DB_POOL_SIZE") != NULL)

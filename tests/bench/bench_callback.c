@@ -307,8 +307,8 @@ main(void)
 	ops_port = h_free_port();
 	ops_listen = h_fmt("127.0.0.1:%d", ops_port);
 	h_env_set("FINXD_OPS_LISTEN", ops_listen);
-	h_env_set("FINXD_MAX_CONNECTIONS", "2048");
-	h_env_set("FINXD_MAX_CONNECTIONS_PER_IP", "1024");
+	h_env_set("FINXD_HTTP_MAX_CONNECTIONS", "2048");
+	h_env_set("FINXD_HTTP_MAX_PER_ADDRESS", "1024");
 	/*
 	 * PostgreSQL shares this machine's two cores with finxd, the sandbox
 	 * and the load generator.  A pool sized to it (about twice its

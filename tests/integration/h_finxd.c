@@ -164,6 +164,14 @@ h_finxd_url(int i)
 	return hs_finxd[i].url;
 }
 
+pid_t
+h_finxd_pid(int i)
+{
+	if (i < 0 || i >= hs_nfinxd)
+		h_bail("no finxd instance %d", i);
+	return hs_finxd[i].pid;
+}
+
 /* Poll path on p until 200; bails when finxd exits or limit_ms passes. */
 static void
 h_finxd_poll(struct h_proc *p, const char *path, long limit_ms)

@@ -11,6 +11,7 @@
 #define FINXD_HARNESS_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 #include <stddef.h>
 
 #include <json-c/json.h>
@@ -211,6 +212,8 @@ int h_finxd_start_listening(void);
 /* Either, with another finxd executable; instances share finxd.log. */
 int h_finxd_start_exe(const char *exe, bool ready);
 const char *h_finxd_url(int i);
+/* The process id of instance i (for /proc figures). */
+pid_t h_finxd_pid(int i);
 /* Send sig, wait (bounded); returns the exit status like h_finxd_run. */
 int h_finxd_stop(int i, int sig);
 /* The same, waiting up to wait_ms (not 5 s) before SIGKILL: -1 then. */

@@ -170,9 +170,13 @@ test_defaults(void)
 	CHECK(cfg.log_level == 1, "default log level info");
 	CHECK(cfg.db_pool_size == 8 && cfg.db_timeout_ms == 5000,
 	    "default db pool 8, timeout 5000 ms");
-	CHECK(cfg.max_connections == 1024 && cfg.max_connections_per_ip == 256,
-	    "default connection limits 1024 / 256");
-	CHECK(cfg.http_timeout_s == 30, "default http timeout 30");
+	CHECK(cfg.http_max_connections == 8192 &&
+		cfg.http_max_per_address == 256,
+	    "default connection limits 8192 / 256");
+	CHECK(cfg.http_header_timeout_s == 10 && cfg.http_body_timeout_s == 30 &&
+		cfg.http_idle_timeout_s == 30,
+	    "default http timeouts 10 / 30 / 30 (SPEC)");
+	CHECK(cfg.n_trusted_proxies == 0, "no trusted proxies by default");
 	CHECK(cfg.finx_connect_timeout_ms == 5000 &&
 		cfg.finx_timeout_ms == 30000, "default finX timeouts");
 	CHECK(cfg.refresh_margin_s == 300 &&
@@ -407,7 +411,14 @@ test_values(void)
 	CHECK(!ok_with("FINXD_STATE_TTL=1800s"), "state_ttl with a unit");
 	CHECK(ok_with("FINXD_STATE_TTL=1"), "state_ttl 1");
 	CHECK(!ok_with("FINXD_DB_POOL_SIZE=0"), "db_pool_size 0");
-	CHECK(!ok_with("FINXD_MAX_CONNECTIONS=15"), "max_connections 15");
+	CHECK(!ok_with("FINXD_HTTP_MAX_CONNECTIONS=15"),
+	    "http_max_connections 15");
+	CHECK(ok_with("FINXD_TRUSTED_PROXIES=10.0.0.0/8, ::1,192.0.2.7"),
+	    "trusted proxies: CIDR, IPv6, address");
+	CHECK(!ok_with("FINXD_TRUSTED_PROXIES=10.0.0.0/33"),
+	    "trusted proxies: prefix too long");
+	CHECK(!ok_with("FINXD_TRUSTED_PROXIES=proxy.example"),
+	    "trusted proxies: a name is refused");
 	CHECK(!ok_with("FINXD_REFRESH_KEEPALIVE=59"), "refresh_keepalive 59");
 	CHECK(!ok_with("FINXD_FINX_CONNECT_TIMEOUT_MS=40000"),
 	    "connect timeout above total timeout");
