@@ -299,41 +299,6 @@ out:
 	return ok;
 }
 
-/* A date (YYYY-MM-DD, a real calendar day) or an RFC 3339 timestamp. */
-static bool
-date_param(const char *s, bool *is_date)
-{
-	long day;
-	struct tm tm = { 0 };
-	char *end;
-	time_t t;
-
-	if (strlen(s) == 10) {
-		end = strptime(s, "%Y-%m-%d", &tm);
-		if (end == NULL || *end != '\0')
-			return false;
-		t = timegm(&tm);
-		gmtime_r(&t, &tm);
-		/* 2026-02-30 normalises to March: refuse it. */
-		*is_date = true;
-		return strncmp(s + 5, "00", 2) != 0 &&
-		    parse_long(s + 8, 1, 31, &day) && tm.tm_mday == day;
-	}
-	*is_date = false;
-	if (strlen(s) < 20 || strlen(s) > 35)
-		return false;
-	end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (end == NULL)
-		return false;
-	if (*end == '.') {
-		end++;
-		while (*end >= '0' && *end <= '9')
-			end++;
-	}
-	return strcmp(end, "Z") == 0 ||
-	    ((*end == '+' || *end == '-') && strlen(end) == 6 && end[3] == ':');
-}
-
 /* One transaction as JSON into b (OpenAPI field order). */
 static void
 txn_render(struct buf *b, const struct store_txn *t)
@@ -400,9 +365,9 @@ txn_args_parse(struct req *r, struct txn_args *a, enum MHD_Result *ret)
 	a->booked = http_query(r, "booked");
 	a->cursor = http_query(r, "cursor");
 	a->limit = 100;
-	if (a->from != NULL && !date_param(a->from, &a->q.from_is_date))
+	if (a->from != NULL && !date_text_valid(a->from, &a->q.from_is_date))
 		bad = "from must be a date (YYYY-MM-DD) or an RFC 3339 timestamp";
-	else if (a->to != NULL && !date_param(a->to, &a->q.to_is_date))
+	else if (a->to != NULL && !date_text_valid(a->to, &a->q.to_is_date))
 		bad = "to must be a date (YYYY-MM-DD) or an RFC 3339 timestamp";
 	else if (a->booked != NULL && strcmp(a->booked, "true") != 0 &&
 	    strcmp(a->booked, "false") != 0)

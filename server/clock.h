@@ -6,6 +6,7 @@
 #ifndef FINXD_CLOCK_H
 #define FINXD_CLOCK_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -19,5 +20,13 @@ int64_t mono_ms(void);
 struct timespec realtime_after_ms(int64_t ms);
 /* RFC 3339 UTC text ("2026-11-26T16:20:09Z") for t (caller frees). */
 char *rfc3339(int64_t t);
+/*
+ * True when s is a date PostgreSQL takes as it is: YYYY-MM-DD (a day of
+ * the calendar, year 0001 or later; *is_date set) or an RFC 3339
+ * timestamp with a real time, at most nine fractional digits and "Z" or
+ * an offset within PostgreSQL's +-15:59.  "2026-02-30", "0000-01-01" and
+ * "+99:99" are refused here rather than by the database.
+ */
+bool date_text_valid(const char *s, bool *is_date);
 
 #endif

@@ -1,13 +1,17 @@
 /*
- * The baseline of bench_api: a bare libmicrohttpd server in finxd's
- * threading mode (a thread per connection, internal polling thread,
- * auto-selected poll, ITC) and with finxd's connection limits and memory
- * settings, that answers every request with the same fixed JSON body (a
- * two-account list shaped like finxd's, about 1 KB).  No database, no
- * JSON building, no authentication: what is left of a request is
- * libmicrohttpd and the kernel.
+ * The baseline of bench_api: a bare libmicrohttpd server that answers
+ * every request with the same fixed JSON body (a two-account list shaped
+ * like finxd's, about 1 KB).  No database, no JSON building, no
+ * authentication: what is left of a request is libmicrohttpd and the
+ * kernel.  Its threading mode is libmicrohttpd's fastest on this machine
+ * (issue 13: measure against the fastest bare configuration):
  *
- *   bare_mhd PORT        listen on 127.0.0.1:PORT until SIGTERM/SIGINT
+ *   bare_mhd PORT [MODE]   listen on 127.0.0.1:PORT until SIGTERM/SIGINT
+ *
+ * MODE: epoll (the default: two epoll event loops, MHD_USE_TURBO, as
+ * finxd's front minus the suspend/resume channel), epoll-plain (the same
+ * without turbo), threads (a thread per connection, finxd's mode until
+ * 2026-12).  tests/bench/README.md has the figures of each.
  */
 #include <microhttpd.h>
 
@@ -78,6 +82,34 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	return ret;
 }
 
+static struct MHD_Daemon *
+start(const char *mode, struct sockaddr_in *sa)
+{
+	if (strcmp(mode, "threads") == 0)
+		return MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
+			MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO |
+			MHD_USE_ERROR_LOG | MHD_USE_ITC,
+		    0, NULL, NULL, on_request, NULL,
+		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)sa,
+		    MHD_OPTION_CONNECTION_LIMIT, (unsigned)2048,
+		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+		    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
+		    MHD_OPTION_THREAD_STACK_SIZE, (size_t)(256 * 1024),
+		    MHD_OPTION_END);
+	if (strcmp(mode, "epoll") != 0 && strcmp(mode, "epoll-plain") != 0)
+		return NULL;
+	return MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD |
+		MHD_USE_ERROR_LOG |
+		(strcmp(mode, "epoll") == 0 ? MHD_USE_TURBO : 0),
+	    0, NULL, NULL, on_request, NULL,
+	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)sa,
+	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)2,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)2048,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+	    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
+	    MHD_OPTION_END);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -89,10 +121,11 @@ main(int argc, char **argv)
 
 	/* Never outlive the benchmark that started us. */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (argc != 2 ||
+	if (argc < 2 || argc > 3 ||
 	    (port = (int)strtol(argv[1], &end, 10)) <= 0 || *end != '\0' ||
 	    port > 65535) {
-		fprintf(stderr, "usage: bare_mhd PORT\n");
+		fprintf(stderr, "usage: bare_mhd PORT [epoll|epoll-plain|"
+				"threads]\n");
 		return 2;
 	}
 	memset(&sa, 0, sizeof(sa));
@@ -104,21 +137,10 @@ main(int argc, char **argv)
 	sigaction(SIGTERM, &act, NULL);
 	sigaction(SIGINT, &act, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	/* finxd's flags and limits (server/http.c). */
-	d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO |
-		MHD_USE_ERROR_LOG | MHD_USE_ITC,
-	    0, NULL, NULL, on_request, NULL,
-	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)2048,
-	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)1024,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
-	    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)512,
-	    MHD_OPTION_THREAD_STACK_SIZE, (size_t)(256 * 1024),
-	    MHD_OPTION_END);
+	d = start(argc == 3 ? argv[2] : "epoll", &sa);
 	if (d == NULL) {
-		fprintf(stderr, "bare_mhd: cannot listen on port %d\n", port);
+		fprintf(stderr, "bare_mhd: cannot listen on port %d (mode %s)\n",
+		    port, argc == 3 ? argv[2] : "epoll");
 		return 1;
 	}
 	while (!stop)

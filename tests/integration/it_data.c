@@ -578,6 +578,13 @@ test_errors(const char *acct)
 		{ "from=2026-1-1", "from" },
 		{ "to=2026-02-30", "to" },
 		{ "to=2026-04-31", "to" },
+		/* refused by finxd, never by PostgreSQL (issue 13, finding 4) */
+		{ "from=2026-02-30T00:00:00Z", "from" },
+		{ "from=0000-01-01", "from" },
+		{ "from=0000-01-01T00:00:00Z", "from" },
+		{ "to=2026-01-01T00:00:00%2B99:99", "to" },
+		{ "to=2026-01-01T00:00:00-16:00", "to" },
+		{ "to=2026-01-01T25:00:00Z", "to" },
 		{ "booked=maybe", "booked" },
 		{ "booked=1", "booked" },
 		{ "booked=TRUE", "booked" },

@@ -161,6 +161,51 @@ storm_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Two lone clients beside the storm, each timing when finxd closes it:
+ * one answered and then idle (the idle timeout, 30 s), one trickling a
+ * body a byte every 2 s (the body deadline, 30 s from its headers).
+ */
+struct lone {
+	bool body;     /* trickles a body; else idles after one answer */
+	long closed_ms; /* how long it lived; -1 while open */
+	pthread_t th;
+};
+
+static void *
+lone_main(void *arg)
+{
+	static const char get[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+	static const char post[] = "POST /v1/links HTTP/1.1\r\nHost: x\r\n"
+				   "Content-Type: application/json\r\n"
+				   "Content-Length: 100\r\n\r\n{";
+	struct lone *l = arg;
+	int fd = open_from(l->body ? 8 : 7);
+	long t0 = h_now_ms(), next = 0;
+	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+	char junk[512];
+
+	poll(&pfd, 1, 5000);
+	if (l->body)
+		(void)send(fd, post, sizeof(post) - 1, MSG_NOSIGNAL);
+	else
+		(void)send(fd, get, sizeof(get) - 1, MSG_NOSIGNAL);
+	pfd.events = POLLIN;
+	while (!atomic_load(&storm_stop)) {
+		if (l->body && h_now_ms() >= next) {
+			(void)send(fd, " ", 1, MSG_NOSIGNAL);
+			next = h_now_ms() + 2000;
+		}
+		if (poll(&pfd, 1, 100) > 0 &&
+		    recv(fd, junk, sizeof(junk), 0) <= 0) {
+			l->closed_ms = h_now_ms() - t0;
+			break;
+		}
+	}
+	close(fd);
+	return NULL;
+}
+
 struct probes {
 	long ms[MAX_PROBES];
 	int n, unanswered, wrong;
@@ -220,10 +265,14 @@ static void
 test_storm(const char *cid)
 {
 	static struct probes p;
+	struct lone idle = { .body = false, .closed_ms = -1 };
+	struct lone body = { .body = true, .closed_ms = -1 };
 	pthread_t th;
 	long until, late;
 
 	pthread_create(&th, NULL, storm_main, NULL);
+	pthread_create(&idle.th, NULL, lone_main, &idle);
+	pthread_create(&body.th, NULL, lone_main, &body);
 	until = h_now_ms() + STORM_MS;
 	while (h_now_ms() < until) {
 		probe_round(&p, cid);
@@ -231,6 +280,16 @@ test_storm(const char *cid)
 	}
 	atomic_store(&storm_stop, true);
 	pthread_join(th, NULL);
+	pthread_join(idle.th, NULL);
+	pthread_join(body.th, NULL);
+	CHECK(idle.closed_ms >= 29000 && idle.closed_ms <= 33000,
+	    "an idle keep-alive connection closed at the idle timeout, 30 s "
+	    "(after %ld ms)",
+	    idle.closed_ms);
+	CHECK(body.closed_ms >= 29000 && body.closed_ms <= 33000,
+	    "a body trickled a byte every 2 s closed at the body deadline, "
+	    "30 s (after %ld ms)",
+	    body.closed_ms);
 	h_diag("storm: %ld connections opened, %ld closed by finxd, longest "
 	       "lived %ld ms; %d probes, p99 %ld ms",
 	    atomic_load(&storm_opened), atomic_load(&storm_closed),
