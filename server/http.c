@@ -433,6 +433,16 @@ ops_route(const char *pattern)
 	    strcmp(pattern, "/readyz") == 0 || strcmp(pattern, "/metrics") == 0;
 }
 
+/* Whether r's listener serves the route: with FINXD_OPS_LISTEN set, the
+ * operations routes are served there only (SPEC), and nothing else is. */
+static bool
+listener_serves(const struct req *r, const char *pattern)
+{
+	if (r->ops)
+		return ops_route(pattern);
+	return hcfg->ops_listen_host == NULL || !ops_route(pattern);
+}
+
 /* Add method to the Allow list of a path that matched with another. */
 static void
 allow_add(char *allow, size_t size, const char *method)
@@ -481,7 +491,7 @@ dispatch(struct req *r)
 		char *p[HTTP_MAX_PARAMS];
 		int np;
 
-		if (r->ops && !ops_route(rt->pattern))
+		if (!listener_serves(r, rt->pattern))
 			continue;
 		if (!http_match(rt->pattern, r->path, p, &np))
 			continue;
