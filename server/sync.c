@@ -71,6 +71,7 @@ struct sync_start {
 	bool asked;
 	enum status fail;       /* ST_OK while nothing failed */
 	char *detail;           /* of fail, or NULL */
+	char *transport;        /* finx_error.detail of fail, or NULL */
 	long retry_s;           /* Retry-After of fail, or 0 */
 	char *token;            /* the access token (free_secret) */
 	char *finx_id, *status; /* what finX answered */
@@ -92,9 +93,12 @@ sync_refused(struct sync_start *st, struct finx_error *err)
 	    (err->code != NULL && strcmp(err->code, "1020") == 0)) {
 		st->retry_s = err->retry_after > 0 ? err->retry_after : 3600;
 		start_failed(st, ST_TOO_MANY_SYNCS, NULL);
-	} else
+	} else {
 		start_failed(st, status_of_finx(err),
 		    xstrdup(err->message ? err->message : "no answer"));
+		st->transport = err->detail; /* ours now */
+		err->detail = NULL;
+	}
 	finx_error_free(err);
 	return false;
 }
@@ -196,8 +200,8 @@ sync_begun(struct req *r, enum store_sync_begun b, const struct sync_start *st,
 		return sync_reply(r, MHD_HTTP_ACCEPTED, s);
 	case SSB_NOT_STARTED:
 		if (st->fail != ST_OK)
-			return api_fail_after(r, st->fail, st->detail,
-			    st->retry_s);
+			return api_fail_transport(r, st->fail, st->detail,
+			    st->retry_s, st->transport);
 		return api_fail(r, status_of_db(db_failure()),
 		    "could not record the sync");
 	case SSB_BUSY:
@@ -262,6 +266,7 @@ h_conn_sync(struct req *r)
 	ret = sync_begun(r, b, &st, &s);
 	free_secret(st.token);
 	free(st.detail);
+	free(st.transport);
 	free(st.finx_id);
 	free(st.status);
 	store_sync_clear(&s);
