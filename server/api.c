@@ -97,8 +97,8 @@ api_db(struct req *r, enum MHD_Result *ret)
 }
 
 enum MHD_Result
-api_fail_after(struct req *r, enum status s, const char *detail,
-    long retry_s)
+api_fail_transport(struct req *r, enum status s, const char *detail,
+    long retry_s, const char *transport)
 {
 	const struct status_row *row = status_row(s);
 	bool db = s == ST_DB_UNAVAILABLE && db_failure() != DBF_NONE;
@@ -106,10 +106,18 @@ api_fail_after(struct req *r, enum status s, const char *detail,
 	if (row->http >= 500)
 		log_kv(row->http == 500 ? LOG_ERROR : LOG_WARN,
 		    "request failed", "code", row->code, "detail", detail,
-		    "sqlstate", db ? db_failure_sqlstate() : NULL,
-		    "db_error", db ? db_failure_message() : NULL, NULL);
+		    "transport", transport, "sqlstate",
+		    db ? db_failure_sqlstate() : NULL, "db_error",
+		    db ? db_failure_message() : NULL, NULL);
 	return http_error_after(r, row->http, row->code, retry_s, "%s%s%s",
 	    row->message, detail ? ": " : "", detail ? detail : "");
+}
+
+enum MHD_Result
+api_fail_after(struct req *r, enum status s, const char *detail,
+    long retry_s)
+{
+	return api_fail_transport(r, s, detail, retry_s, NULL);
 }
 
 enum MHD_Result

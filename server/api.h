@@ -42,6 +42,11 @@ PGconn *api_db(struct req *r, enum MHD_Result *ret);
 enum MHD_Result api_fail(struct req *r, enum status s, const char *detail);
 enum MHD_Result api_fail_after(struct req *r, enum status s,
     const char *detail, long retry_s);
+/* api_fail_after for a failed finX call whose transport failed: that
+ * failure's own words (finx_error.detail, may be NULL) go to the log
+ * line only. */
+enum MHD_Result api_fail_transport(struct req *r, enum status s,
+    const char *detail, long retry_s, const char *transport);
 /* api_fail for the last failed statement of this thread (db_failure). */
 enum MHD_Result api_fail_db(struct req *r);
 

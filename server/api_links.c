@@ -291,7 +291,8 @@ api_open_link(struct req *r, const char *user_id, const char *return_url,
 	free_secret(state);
 	if (!finx_create_flow(freq, &flow_id, &location, &err)) {
 		json_object_put(freq);
-		ret = api_fail(r, status_of_finx(&err), err.message);
+		ret = api_fail_transport(r, status_of_finx(&err), err.message,
+		    0, err.detail);
 		finx_error_free(&err);
 		return ret;
 	}

@@ -299,7 +299,7 @@ exchange_failed(struct req *r, const struct store_link *l,
 	PGconn *c = db_acquire_bulk();
 
 	log_kv(LOG_WARN, "code exchange failed", "link_id", l->id, "error",
-	    err->message, NULL);
+	    err->message, "transport", err->detail, NULL);
 	end_link(c, l->id, "failed", "token_exchange_failed", err->message);
 	db_release(c);
 	finx_error_free(err);

@@ -131,7 +131,8 @@ static const struct key keys[] = {
 	    .off_port = AT(ops_listen_port, int), .def = "",
 	    .flags = K_EMPTY_NONE, .none = "(none)",
 	    .help = "address:port of a second listener serving only "
-		    "/healthz, /readyz and /metrics (empty: none)" },
+		    "/healthz, /readyz and /metrics, which the public one "
+		    "then answers 404 (empty: none)" },
 	{ .name = "public_url", .type = T_URL, .off = AT(public_url, char *),
 	    .def = "http://127.0.0.1:8080", .print = print_public_url,
 	    .help = "base URL browsers reach finxd at" },

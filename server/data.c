@@ -235,10 +235,11 @@ pull_transactions(PGconn *c, const char *conn_id, char **token,
 	return "too many transaction pages";
 }
 
-/* Run the pull of conn_id inside the open transaction on c. */
+/* Run the pull of conn_id inside the open transaction on c; *transport:
+ * a failed finX call's transport detail, for the log only. */
 static const char *
 pull(PGconn *c, const char *conn_id, const char *user_id, long *count,
-    char **detail)
+    char **detail, char **transport)
 {
 	struct acct_map m = { 0 };
 	struct finx_error err = { 0 };
@@ -262,6 +263,10 @@ pull(PGconn *c, const char *conn_id, const char *user_id, long *count,
 		    detail);
 	if (why != NULL && err.message != NULL && *detail == NULL)
 		*detail = xstrdup(err.message);
+	if (why != NULL) {
+		*transport = err.detail; /* ours now */
+		err.detail = NULL;
+	}
 	finx_error_free(&err);
 	free_secret(token);
 	acct_map_free(&m);
@@ -284,7 +289,7 @@ log_db(const char *msg, const char *conn_id)
  */
 static bool
 pull_finish(PGconn *c, const struct store_pull *p, const char *why,
-    const char *detail)
+    const char *detail, const char *transport)
 {
 	bool committed;
 
@@ -303,7 +308,7 @@ pull_finish(PGconn *c, const struct store_pull *p, const char *why,
 			    6))
 			log_db("pull failure not stored", p->conn_id);
 		log_kv(LOG_WARN, "pull failed", "connection_id", p->conn_id,
-		    "error", msg, NULL);
+		    "error", msg, "transport", transport, NULL);
 		free(msg);
 	}
 	if (!(committed = store_pull_commit(c)))
@@ -318,7 +323,7 @@ static void
 pull_run(PGconn *c, const struct store_pull *p)
 {
 	const char *why;
-	char *detail = NULL, cnt[24];
+	char *detail = NULL, *transport = NULL, cnt[24];
 	long count = 0;
 
 	if (!store_pull_savepoint(c)) {
@@ -326,8 +331,8 @@ pull_run(PGconn *c, const struct store_pull *p)
 		store_pull_commit(c); /* rolls back what failed */
 		return;
 	}
-	why = pull(c, p->conn_id, p->user_id, &count, &detail);
-	if (pull_finish(c, p, why, detail) && why == NULL) {
+	why = pull(c, p->conn_id, p->user_id, &count, &detail, &transport);
+	if (pull_finish(c, p, why, detail, transport) && why == NULL) {
 		/*
 		 * After the commit, not inside it: the pull holds its pulls row
 		 * and must not then wait for the connection's row, which a
@@ -340,6 +345,7 @@ pull_run(PGconn *c, const struct store_pull *p)
 		    "transactions", cnt, NULL);
 	}
 	free(detail);
+	free(transport);
 }
 
 bool

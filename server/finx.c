@@ -387,13 +387,35 @@ finx_setopts(CURL *h, struct finx_call *c, const char *url,
 }
 #undef SETOPT
 
+/*
+ * What a failed transfer means to an API client.  libcurl's own text
+ * ("Failed to connect to finx.example port 443 after 3 ms: ...") names
+ * finX's host and port, which the internet need not learn from us: it
+ * goes to err->detail, for the log.
+ */
+static const char *
+finx_transport_text(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_OPERATION_TIMEDOUT:
+		return "finX did not answer in time";
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+		return "the TLS session with finX failed";
+	default:
+		return "finX could not be reached";
+	}
+}
+
 /* Fill err from a failed transfer. */
 static void
 finx_transport_error(struct finx_call *c, CURLcode rc, const char *errbuf,
     struct finx_error *err)
 {
 	const char *what = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc);
-	char *clean;
 
 	if (c->resp.overflow || rc == CURLE_FILESIZE_EXCEEDED) {
 		c->too_large = true;
@@ -401,10 +423,8 @@ finx_transport_error(struct finx_call *c, CURLcode rc, const char *errbuf,
 		    FINX_MAX_BODY);
 		return;
 	}
-	clean = finx_clean_text(what, strlen(what));
-	finx_err_set(err, c->status, "finX request failed: %s",
-	    clean != NULL ? clean : "transport error");
-	free(clean);
+	finx_err_set(err, c->status, "%s", finx_transport_text(rc));
+	err->detail = finx_clean_text(what, strlen(what));
 	err->transport = true;
 	err->transient = true;
 	err->never_sent = rc == CURLE_COULDNT_RESOLVE_HOST ||

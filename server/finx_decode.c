@@ -39,6 +39,7 @@ finx_error_free(struct finx_error *e)
 		return;
 	free(e->code);
 	free(e->message);
+	free(e->detail);
 	memset(e, 0, sizeof(*e));
 }
 

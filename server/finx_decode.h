@@ -13,7 +13,8 @@
 #include <json-c/json.h>
 
 /*
- * Outcome of a failed finX call, safe to log and to show to API clients.
+ * Outcome of a failed finX call, safe to log and (but for detail) to show
+ * to API clients.
  * Start it zeroed ({0}); a failing call frees what it held and refills it,
  * a successful call leaves it alone.  Release with finx_error_free.
  */
@@ -26,8 +27,12 @@ struct finx_error {
 	long retry_after;  /* seconds from a Retry-After header, or 0 */
 	char *code;        /* "invalid_grant", "1003", ... or NULL */
 	char *message;     /* human text, never a secret, never NULL once set */
+	/* A transport failure in libcurl's words, which name finX's host and
+	 * port: for log lines only, never an answer or a stored row.  NULL
+	 * for other failures. */
+	char *detail;
 };
-/* Frees code and message and zeroes e (reusable afterwards). */
+/* Frees code, message and detail and zeroes e (reusable afterwards). */
 void finx_error_free(struct finx_error *e);
 
 struct finx_tokens {

@@ -334,42 +334,50 @@ json_surrogates_paired(const char *s, size_t n)
 	return true;
 }
 
-json_object *
-http_body_object(struct req *r, enum MHD_Result *ret)
+enum status
+http_body_parse(const char *ctype, const char *body, size_t len,
+    json_object **ret_obj, const char **ret_why)
 {
-	const char *ct = http_header(r, "Content-Type");
 	json_tokener *tok;
 	json_object *o;
-	size_t ctlen;
 
-	if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0 ||
-	    (ct[16] != '\0' && ct[16] != ';' && ct[16] != ' ')) {
-		*ret = refuse(r, ST_UNSUPPORTED_MEDIA_TYPE, NULL);
-		return NULL;
+	*ret_why = NULL;
+	if (ctype == NULL || strncasecmp(ctype, "application/json", 16) != 0 ||
+	    (ctype[16] != '\0' && ctype[16] != ';' && ctype[16] != ' '))
+		return ST_UNSUPPORTED_MEDIA_TYPE;
+	if (len == 0) {
+		*ret_why = "request body is empty";
+		return ST_INVALID_REQUEST;
 	}
-	ctlen = r->body.len;
-	if (ctlen == 0) {
-		*ret = refuse(r, ST_INVALID_REQUEST, "request body is empty");
-		return NULL;
-	}
-	if (!utf8_valid(r->body.data, ctlen) ||
-	    !json_surrogates_paired(r->body.data, ctlen)) {
-		*ret = refuse(r, ST_INVALID_REQUEST,
-		    "request body is not valid UTF-8");
-		return NULL;
+	if (!utf8_valid(body, len) || !json_surrogates_paired(body, len)) {
+		*ret_why = "request body is not valid UTF-8";
+		return ST_INVALID_REQUEST;
 	}
 	tok = json_tokener_new_ex(16);
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	o = json_tokener_parse_ex(tok, r->body.data, (int)ctlen + 1);
-	if (o == NULL || json_tokener_get_parse_end(tok) < ctlen ||
+	o = json_tokener_parse_ex(tok, body, (int)len + 1);
+	if (o == NULL || json_tokener_get_parse_end(tok) < len ||
 	    !json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
 		json_tokener_free(tok);
-		*ret = refuse(r, ST_INVALID_REQUEST,
-		    "request body must be one JSON object");
-		return NULL;
+		*ret_why = "request body must be one JSON object";
+		return ST_INVALID_REQUEST;
 	}
 	json_tokener_free(tok);
+	*ret_obj = o;
+	return ST_OK;
+}
+
+json_object *
+http_body_object(struct req *r, enum MHD_Result *ret)
+{
+	json_object *o = NULL;
+	const char *why;
+	enum status s = http_body_parse(http_header(r, "Content-Type"),
+	    r->body.data, r->body.len, &o, &why);
+
+	if (s != ST_OK)
+		*ret = refuse(r, s, why);
 	return o;
 }
 
@@ -430,8 +438,8 @@ http_find_key(const struct config *cfg, const char *authorization)
 	return found;
 }
 
-static bool
-request_id_ok(const char *s)
+bool
+http_request_id_ok(const char *s)
 {
 	size_t n;
 
@@ -447,6 +455,16 @@ ops_route(const char *pattern)
 {
 	return strcmp(pattern, "/healthz") == 0 ||
 	    strcmp(pattern, "/readyz") == 0 || strcmp(pattern, "/metrics") == 0;
+}
+
+/* Whether r's listener serves the route: with FINXD_OPS_LISTEN set, the
+ * operations routes are served there only (SPEC), and nothing else is. */
+static bool
+listener_serves(const struct req *r, const char *pattern)
+{
+	if (r->ops)
+		return ops_route(pattern);
+	return hcfg->ops_listen_host == NULL || !ops_route(pattern);
 }
 
 /* Add method to the Allow list of a path that matched with another. */
@@ -565,7 +583,7 @@ dispatch(struct req *r)
 		char *p[HTTP_MAX_PARAMS];
 		int np;
 
-		if (r->ops && !ops_route(rt->pattern))
+		if (!listener_serves(r, rt->pattern))
 			continue;
 		if (!http_match(rt->pattern, r->path, p, &np))
 			continue;
@@ -596,7 +614,7 @@ req_set_id(struct req *r)
 	unsigned char b[12];
 	char *h;
 
-	if (request_id_ok(id)) {
+	if (http_request_id_ok(id)) {
 		snprintf(r->request_id, sizeof(r->request_id), "%s", id);
 		return;
 	}

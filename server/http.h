@@ -15,6 +15,7 @@
 #include "buf.h"
 #include "config.h"
 #include "http_pool.h"
+#include "status.h"
 
 /* Request body cap for /v1 (413 beyond). */
 #define HTTP_MAX_BODY (64 * 1024)
@@ -118,8 +119,18 @@ enum MHD_Result http_redirect(struct req *r, const char *location,
  */
 json_object *http_body_object(struct req *r, enum MHD_Result *ret);
 
-/* Pure helpers, exposed for unit tests. */
+/* Pure helpers, exposed for unit tests and tests/fuzz/fuzz_request.c. */
 char *http_unescape(const char *s, size_t n);
+/*
+ * The checks of http_body_object: Content-Type ctype (may be NULL) and
+ * body[0..len), where body[len] is '\0'.  ST_OK with the JSON object in
+ * *ret_obj (caller puts it), else the refusal's status and its detail in
+ * *ret_why (static text or NULL).
+ */
+enum status http_body_parse(const char *ctype, const char *body, size_t len,
+    json_object **ret_obj, const char **ret_why);
+/* Whether a client's X-Request-Id is one to keep (1-64 of [A-Za-z0-9._-:]). */
+bool http_request_id_ok(const char *s);
 bool json_surrogates_paired(const char *s, size_t n);
 bool http_match(const char *pattern, const char *path, char **params,
     int *n_params);

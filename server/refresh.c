@@ -246,7 +246,8 @@ leased_refused(PGconn *own, const struct conn_lease *l,
 	lease_inflight_del(l->id);
 	metrics_refresh(refresh_outcome_name(o));
 	log_kv(LOG_WARN, "refresh failed", "connection_id", l->id, "outcome",
-	    refresh_outcome_name(o), "error", err->message, NULL);
+	    refresh_outcome_name(o), "error", err->message, "transport",
+	    err->detail, NULL);
 	if (msg)
 		*msg = xstrdup(why);
 	return o;
@@ -588,7 +589,7 @@ revoke_tx(PGconn *c, void *arg)
 	plain = store_open("revocations", rv.id, "token", rv.sealed);
 	if (plain != NULL && !finx_revoke(plain, &err)) {
 		log_kv(LOG_WARN, "revocation failed; will retry", "error",
-		    err.message, NULL);
+		    err.message, "transport", err.detail, NULL);
 		ok = store_revocation_retry(c, &rv, err.message,
 		    tokens_backoff_s(rv.attempts, (unsigned)random()));
 	} else

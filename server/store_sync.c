@@ -23,9 +23,11 @@
 enum { S_LOCK, S_CHECK, S_CREATE, S_GET, S_CLAIM, S_FINISH, S_LATER, S_FAIL };
 
 const struct db_stmt store_sync_stmts[] = {
-	/* Taken alone: the next statement's snapshot must follow it. */
+	/* Taken alone: the next statement's snapshot must follow it.  Tried,
+	 * not waited for: a waiter would hold its pooled connection for as
+	 * long as the holder's finX call lasts. */
 	[S_LOCK] = { "sync_lock",
-	    "SELECT pg_advisory_xact_lock(hashtext('finxd.sync:' || $1))" },
+	    "SELECT pg_try_advisory_xact_lock(hashtext('finxd.sync:' || $1))" },
 	/* The connection's status, its first access id, its open sync. */
 	[S_CHECK] = { "sync_check",
 	    "SELECT c.status, a.access_id, "
@@ -114,7 +116,7 @@ struct begin_tx {
 	enum store_sync_begun got;
 };
 
-/* What the check found; SSB_STARTED when a sync is to be started. */
+/* What the check found; SSB_IDLE when a sync may be started. */
 static enum store_sync_begun
 begin_check(const PGresult *r, struct store_sync *out)
 {
@@ -128,26 +130,64 @@ begin_check(const PGresult *r, struct store_sync *out)
 	}
 	if (PQgetisnull(r, 0, 1))
 		return SSB_NOT_PULLED;
-	return SSB_STARTED;
+	return SSB_IDLE;
+}
+
+enum store_sync_begun
+store_sync_peek(PGconn *c, const char *conn_id, struct store_sync *out)
+{
+	PGresult *r = db_run(c, &store_sync_stmts[S_CHECK], 1,
+	    (const char *[]){ conn_id });
+	enum store_sync_begun b;
+
+	if (r == NULL)
+		return SSB_FAILED;
+	b = begin_check(r, out);
+	PQclear(r);
+	return b;
+}
+
+/* The connection's advisory lock: 1 taken, 0 another holds it, -1
+ * failed. */
+static int
+begin_lock(PGconn *c, const char *conn_id)
+{
+	PGresult *r = db_run(c, &store_sync_stmts[S_LOCK], 1,
+	    (const char *[]){ conn_id });
+	int got;
+
+	if (r == NULL)
+		return -1;
+	got = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	return got;
 }
 
 static bool
 begin_body(PGconn *c, void *arg)
 {
 	struct begin_tx *t = arg;
-	const char *p[] = { t->conn_id };
 	PGresult *r;
+	int locked;
 	bool ok = true;
 
 	t->got = SSB_FAILED;
-	if (!db_do(c, &store_sync_stmts[S_LOCK], 1, p) ||
-	    (r = db_run(c, &store_sync_stmts[S_CHECK], 1, p)) == NULL)
+	if ((locked = begin_lock(c, t->conn_id)) <= 0) {
+		if (locked == 0)
+			t->got = SSB_BUSY;
+		return false;
+	}
+	if ((r = db_run(c, &store_sync_stmts[S_CHECK], 1,
+		 (const char *[]){ t->conn_id })) == NULL)
 		return false;
 	t->got = begin_check(r, t->out);
-	if (t->got == SSB_STARTED &&
-	    !t->start(c, t->conn_id, PQgetvalue(r, 0, 1), t->arg, t->out)) {
-		t->got = SSB_NOT_STARTED;
-		ok = false;
+	if (t->got == SSB_IDLE) {
+		t->got = SSB_STARTED;
+		if (!t->start(c, t->conn_id, PQgetvalue(r, 0, 1), t->arg,
+			t->out)) {
+			t->got = SSB_NOT_STARTED;
+			ok = false;
+		}
 	}
 	PQclear(r);
 	return ok;
@@ -161,8 +201,10 @@ store_sync_begin(PGconn *c, const char *conn_id, store_sync_start_fn *start,
 
 	if (db_tx(c, begin_body, &t))
 		return t.got;
-	/* A failed start answers for itself; else the database failed. */
-	return t.got == SSB_NOT_STARTED ? SSB_NOT_STARTED : SSB_FAILED;
+	/* A failed start answers for itself, a held lock means wait; else
+	 * the database failed. */
+	return t.got == SSB_NOT_STARTED || t.got == SSB_BUSY ? t.got
+							     : SSB_FAILED;
 }
 
 bool

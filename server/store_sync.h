@@ -5,6 +5,8 @@
  * one connection with an advisory lock (a second request while a sync
  * starts gets that sync, finX sees one), store_sync_claim_due keeps the
  * claimed row locked (SKIP LOCKED) while a worker asks finX about it.
+ * Neither callback may take a second pooled connection: the lock holder
+ * would wait on a pool the lock's waiters may be holding.
  * Failures as in store.h: db_failure() tells how, nothing is logged.
  */
 #ifndef FINXD_STORE_SYNC_H
@@ -39,13 +41,25 @@ enum store_sync_begun {
 	SSB_RUNNING,       /* *out: the open sync of the connection */
 	SSB_NOT_STARTED,   /* start returned false */
 	SSB_STARTED,       /* *out: the sync start recorded */
+	SSB_IDLE,          /* store_sync_peek: none open, one may start */
+	SSB_BUSY,          /* another request holds the lock: try again */
 };
+
+/*
+ * What store_sync_begin would find, without its lock or a transaction:
+ * the request's answer unless SSB_IDLE, so that only a request that may
+ * start a sync reads (or refreshes) the access token.
+ */
+enum store_sync_begun store_sync_peek(PGconn *c, const char *conn_id,
+    struct store_sync *out);
 
 /*
  * One transaction under the connection's advisory lock: the connection
  * is checked, an open sync of it is returned as it is (coalesced), else
- * start is called.  *out is filled for SSB_RUNNING and SSB_STARTED
- * (store_sync_clear it in any case).
+ * start is called.  The lock is tried, not waited for: SSB_BUSY when
+ * another request holds it (release c before trying again).  *out is
+ * filled for SSB_RUNNING and SSB_STARTED (store_sync_clear it in any
+ * case).
  */
 enum store_sync_begun store_sync_begin(PGconn *c, const char *conn_id,
     store_sync_start_fn *start, void *arg, struct store_sync *out);

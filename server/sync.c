@@ -4,14 +4,21 @@
  * and then pull the new data.  The SQL and both transactions are in
  * store_sync.c: requests of one connection are serialised there with an
  * advisory lock held across the finX call, so a second request while a
- * sync runs gets the running one instead of a second finX sync.
+ * sync runs gets the running one instead of a second finX sync.  The
+ * access token is read before the lock and its connection (reading it
+ * needs a pooled connection of its own), and a request that finds the
+ * lock taken waits with no connection held: a lock holder that waited
+ * on the pool behind the lock's waiters stalled them all.
  */
 #include "api.h"
 #include "sync.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "clock.h"
+#include "config.h"
 #include "db.h"
 #include "encode.h"
 #include "finx.h"
@@ -64,7 +71,9 @@ struct sync_start {
 	bool asked;
 	enum status fail;       /* ST_OK while nothing failed */
 	char *detail;           /* of fail, or NULL */
+	char *transport;        /* finx_error.detail of fail, or NULL */
 	long retry_s;           /* Retry-After of fail, or 0 */
+	char *token;            /* the access token (free_secret) */
 	char *finx_id, *status; /* what finX answered */
 };
 
@@ -84,9 +93,12 @@ sync_refused(struct sync_start *st, struct finx_error *err)
 	    (err->code != NULL && strcmp(err->code, "1020") == 0)) {
 		st->retry_s = err->retry_after > 0 ? err->retry_after : 3600;
 		start_failed(st, ST_TOO_MANY_SYNCS, NULL);
-	} else
+	} else {
 		start_failed(st, status_of_finx(err),
 		    xstrdup(err->message ? err->message : "no answer"));
+		st->transport = err->detail; /* ours now */
+		err->detail = NULL;
+	}
 	finx_error_free(err);
 	return false;
 }
@@ -112,26 +124,36 @@ finx_started(struct sync_start *st, json_object *res)
 	return true;
 }
 
+/* The access token a start presents, read (or refreshed) on pooled
+ * connections of its own before the sync's transaction takes one. */
 static bool
-ask_finx(struct sync_start *st, const char *conn_id, const char *access_id)
+sync_token(struct sync_start *st, const char *conn_id)
+{
+	enum refresh_outcome o;
+
+	st->token = refresh_access_token(conn_id, 0, &o, NULL, NULL);
+	if (st->token != NULL)
+		return true;
+	if (o == RF_DB_ERROR)
+		return start_failed(st, ST_DB_UNAVAILABLE, NULL);
+	return start_failed(st, ST_NOT_ACTIVE,
+	    xasprintf("no valid access token (%s)", refresh_outcome_name(o)));
+}
+
+static bool
+ask_finx(struct sync_start *st, const char *access_id)
 {
 	struct finx_error err = { 0 };
-	enum refresh_outcome o;
 	json_object *body, *res = NULL;
-	char *token, *access, *path;
+	char *access, *path;
 	bool ok;
 
-	if ((token = refresh_access_token(conn_id, 0, &o, NULL, NULL)) == NULL)
-		return start_failed(st, ST_NOT_ACTIVE,
-		    xasprintf("no valid access token (%s)",
-		        refresh_outcome_name(o)));
 	access = url_encode(access_id);
 	path = xasprintf("/rest/accesses/%s/syncs", access);
 	body = json_object_new_object();
 	json_object_object_add(body, "disable_notifications",
 	    json_object_new_boolean(1));
-	ok = finx_rest("POST", token, path, body, &res, &err);
-	free_secret(token);
+	ok = finx_rest("POST", st->token, path, body, &res, &err);
 	free(path);
 	free(access);
 	json_object_put(body);
@@ -151,7 +173,7 @@ start_sync(PGconn *c, const char *conn_id, const char *access_id, void *arg,
 
 	if (!st->asked) {
 		st->asked = true;
-		if (!ask_finx(st, conn_id, access_id))
+		if (!ask_finx(st, access_id))
 			return false;
 	}
 	return st->finx_id != NULL &&
@@ -178,14 +200,48 @@ sync_begun(struct req *r, enum store_sync_begun b, const struct sync_start *st,
 		return sync_reply(r, MHD_HTTP_ACCEPTED, s);
 	case SSB_NOT_STARTED:
 		if (st->fail != ST_OK)
-			return api_fail_after(r, st->fail, st->detail,
-			    st->retry_s);
+			return api_fail_transport(r, st->fail, st->detail,
+			    st->retry_s, st->transport);
 		return api_fail(r, status_of_db(db_failure()),
 		    "could not record the sync");
+	case SSB_BUSY:
+		return api_fail(r, ST_CONFLICT,
+		    "another request is still starting a sync of this "
+		    "connection");
+	case SSB_IDLE:
 	case SSB_FAILED:
 		break;
 	}
 	return api_fail_db(r);
+}
+
+/* Between tries of the lock while another request holds it. */
+#define SYNC_LOCK_RETRY_MS 20
+
+/*
+ * Start (or join) a sync of id under its lock.  A bulk connection is
+ * held only while the lock is ours: a request that finds it taken gives
+ * its connection back and tries again, for as long as the holder's finX
+ * call may last.
+ */
+static enum store_sync_begun
+sync_locked(const char *id, struct sync_start *st, struct store_sync *s)
+{
+	int64_t deadline = mono_ms() + api_cfg->finx_timeout_ms + 2000;
+	enum store_sync_begun b;
+	PGconn *c;
+
+	for (;;) {
+		if ((c = db_acquire_bulk()) == NULL) {
+			db_fail_unavailable();
+			return SSB_FAILED;
+		}
+		b = store_sync_begin(c, id, start_sync, st, s);
+		db_release(c);
+		if (b != SSB_BUSY || mono_ms() > deadline)
+			return b;
+		usleep(SYNC_LOCK_RETRY_MS * 1000);
+	}
 }
 
 enum MHD_Result
@@ -200,15 +256,17 @@ h_conn_sync(struct req *r)
 
 	if (!api_uuid_param(r, 0))
 		return api_fail(r, ST_NOT_FOUND, "no such connection");
-	/* Bulk: held across the finX call that starts the sync. */
-	if ((c = db_acquire_bulk()) == NULL) {
-		db_fail_unavailable();
-		return api_fail_db(r);
-	}
-	b = store_sync_begin(c, id, start_sync, &st, &s);
+	if ((c = api_db(r, &ret)) == NULL)
+		return ret;
+	b = store_sync_peek(c, id, &s);
 	db_release(c);
+	if (b == SSB_IDLE)
+		b = sync_token(&st, id) ? sync_locked(id, &st, &s)
+					: SSB_NOT_STARTED;
 	ret = sync_begun(r, b, &st, &s);
+	free_secret(st.token);
 	free(st.detail);
+	free(st.transport);
 	free(st.finx_id);
 	free(st.status);
 	store_sync_clear(&s);

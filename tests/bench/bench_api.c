@@ -4,10 +4,13 @@
  * then wrk (Debian's package) measures, at 64 connections,
  *   - GET /v1/users/{id}/accounts,
  *   - GET /v1/accounts/{id}/transactions?limit=100,
- *   - a bare libmicrohttpd handler answering a fixed JSON body in
- *     finxd's threading mode (bare_mhd, built in the same meson run),
+ *   - a bare libmicrohttpd handler answering a fixed JSON body
+ *     (bare_mhd, built in the same meson run) in each of its threading
+ *     modes (BENCH_BARE_MODES, "epoll epoll-plain threads"), the fastest
+ *     of them being the baseline,
  * and prints requests/s and p99 of each and the ratio accounts/bare.
- * Targets: accounts >= 70% of the bare handler's rate; p99 < 20 ms.
+ * Targets: accounts >= 60% of the fastest bare configuration with the
+ * read cache on (issue 13), >= 25% with it off (issue 12); p99 < 20 ms.
  *
  * The API key reaches wrk neither through its command line nor through a
  * file on disk: wrk loads a two-line Lua script from an anonymous memory
@@ -189,7 +192,7 @@ auth_script(void)
 }
 
 static pid_t
-bare_start(int port)
+bare_start(int port, const char *mode)
 {
 	const char *exe = getenv("BARE_MHD_EXE");
 	char port_s[16];
@@ -203,7 +206,7 @@ bare_start(int port)
 	if (pid < 0)
 		h_bail("fork: %s", strerror(errno));
 	if (pid == 0) {
-		execl(exe, "bare_mhd", port_s, (char *)NULL);
+		execl(exe, "bare_mhd", port_s, mode, (char *)NULL);
 		_exit(127);
 	}
 	return pid;
@@ -219,6 +222,53 @@ bare_stop(pid_t pid)
 		;
 }
 
+#define BARE_MAX_MODES 4
+
+/*
+ * bare_mhd in each mode of BENCH_BARE_MODES, a warm-up and a measured run
+ * each; *best is the fastest (the baseline).  Returns the number of modes.
+ */
+static int
+bare_all(char **modes, struct result *res, long secs, struct result *best)
+{
+	const char *list = getenv("BENCH_BARE_MODES");
+	char *copy = h_dup(list ? list : "epoll epoll-plain threads"), *save;
+	bool all_ok = true;
+	char *m;
+	int n = 0;
+
+	memset(best, 0, sizeof(*best));
+	for (m = strtok_r(copy, " ,", &save); m && n < BARE_MAX_MODES;
+	     m = strtok_r(NULL, " ,", &save)) {
+		int port = h_free_port();
+		char *url = h_fmt("http://127.0.0.1:%d/v1/users/u-bench/"
+				  "accounts",
+		    port);
+		pid_t pid = bare_start(port, m);
+		struct h_resp r;
+
+		h_sleep_ms(300);
+		if (h_http("GET", url, NULL, NULL, 0, &r) != 0 ||
+		    r.status != 200)
+			h_bail("bare_mhd (%s) does not answer", m);
+		h_resp_free(&r);
+		run_wrk("bare (warm-up)", url, -1, 2, &res[n]);
+		run_wrk("bare", url, -1, secs, &res[n]);
+		bare_stop(pid);
+		modes[n] = h_dup(m);
+		all_ok = all_ok && res[n].ok;
+		if (res[n].rps > best->rps)
+			*best = res[n];
+		free(url);
+		n++;
+	}
+	free(copy);
+	best->ok = best->ok && all_ok;
+	if (n == 0)
+		h_bail("BENCH_BARE_MODES names no mode");
+	return n;
+}
+
 static void
 print_row(const char *label, const struct result *r)
 {
@@ -232,15 +282,18 @@ main(void)
 	long txns = h_env_long("BENCH_TXNS", 5000);
 	long secs = h_env_long("BENCH_DURATION", 10);
 	long conns = h_env_long("BENCH_CONNECTIONS", 64);
-	char txns_s[24], *cid, *acct, *url_acc, *url_txn, *url_bare, *path;
+	char txns_s[24], *cid, *acct, *url_acc, *url_txn, *path;
 	const char *sbx_args[] = { "--transactions", txns_s, NULL };
 	const char *conninfo, *log_level;
-	struct result bare, accs, page;
+	struct result bare, accs, page, bares[BARE_MAX_MODES];
+	char *modes[BARE_MAX_MODES];
+	const char *cache = getenv("BENCH_READ_CACHE");
+	bool cache_on = cache == NULL || strcmp(cache, "off") != 0;
+	double want = cache_on ? 0.60 : 0.25;
 	struct h_resp r;
 	long t0, stored;
-	int f, auth_fd, port, rc = 0;
+	int f, auth_fd, rc = 0, n_modes, i;
 	double ratio;
-	pid_t bare_pid;
 	bool targets;
 
 	h_init("bench_api", 900);
@@ -299,27 +352,18 @@ main(void)
 
 	url_acc = h_fmt("%s/v1/users/u-bench/accounts", h_finxd_url(f));
 	url_txn = h_fmt("%s%s", h_finxd_url(f), path);
-	port = h_free_port();
-	url_bare = h_fmt("http://127.0.0.1:%d/v1/users/u-bench/accounts", port);
-	bare_pid = bare_start(port);
-	h_sleep_ms(300);
-	if (h_http("GET", url_bare, NULL, NULL, 0, &r) != 0 || r.status != 200)
-		h_bail("bare_mhd does not answer");
-	h_resp_free(&r);
+	n_modes = bare_all(modes, bares, secs, &bare);
 
 	setenv("BENCH_WRK_KEY", h_api_key(), 1); /* for wrk's script only */
 	auth_fd = auth_script();
 
 	/* short warm-ups, then the measured runs */
-	run_wrk("bare (warm-up)", url_bare, -1, 2, &bare);
-	run_wrk("bare", url_bare, -1, secs, &bare);
 	run_wrk("accounts (warm-up)", url_acc, auth_fd, 2, &accs);
 	run_wrk("accounts", url_acc, auth_fd, secs, &accs);
 	run_wrk("transactions (warm-up)", url_txn, auth_fd, 2, &page);
 	run_wrk("transactions", url_txn, auth_fd, secs, &page);
 	unsetenv("BENCH_WRK_KEY");
 	close(auth_fd);
-	bare_stop(bare_pid);
 
 	ratio = bare.rps > 0 ? accs.rps / bare.rps : 0;
 	printf("bench_api: %ld transactions stored, wrk -t%ld -c%ld -d%lds "
@@ -330,16 +374,24 @@ main(void)
 		? " (an access-log line per request)"
 		: " (no access log: below what operators run)",
 	    getenv("BENCH_READ_CACHE") ? getenv("BENCH_READ_CACHE") : "on");
-	print_row("bare libmicrohttpd, fixed JSON (baseline)", &bare);
+	for (i = 0; i < n_modes; i++) {
+		char *label = h_fmt("bare libmicrohttpd (%s), fixed JSON%s",
+		    modes[i], bares[i].rps == bare.rps ? " (baseline)" : "");
+
+		print_row(label, &bares[i]);
+		free(label);
+	}
 	print_row("GET /v1/users/{id}/accounts", &accs);
 	print_row("GET /v1/accounts/{id}/transactions?limit=100", &page);
-	printf("  accounts / bare: %.0f%% (target >= 70%%): %s\n",
-	    ratio * 100, ratio >= 0.70 ? "met" : "MISSED");
+	printf("  accounts / fastest bare: %.0f%% (target >= %.0f%% with the "
+	       "read cache %s): %s\n",
+	    ratio * 100, want * 100, cache_on ? "on" : "off",
+	    ratio >= want ? "met" : "MISSED");
 	printf("  p99 at %ld connections < 20 ms: accounts %s, transactions "
 	       "%s\n",
 	    conns, accs.p99_ms >= 0 && accs.p99_ms < 20 ? "met" : "MISSED",
 	    page.p99_ms >= 0 && page.p99_ms < 20 ? "met" : "MISSED");
-	targets = ratio >= 0.70 && accs.p99_ms >= 0 && accs.p99_ms < 20 &&
+	targets = ratio >= want && accs.p99_ms >= 0 && accs.p99_ms < 20 &&
 	    page.p99_ms >= 0 && page.p99_ms < 20;
 	if (!bare.ok || !accs.ok || !page.ok)
 		rc = 1;
@@ -350,7 +402,8 @@ main(void)
 	free(path);
 	free(url_acc);
 	free(url_txn);
-	free(url_bare);
+	for (i = 0; i < n_modes; i++)
+		free(modes[i]);
 	if (h_finxd_stop(f, SIGTERM) != 0)
 		rc = 1;
 	return h_done(rc);

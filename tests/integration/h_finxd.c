@@ -172,11 +172,47 @@ h_finxd_pid(int i)
 	return hs_finxd[i].pid;
 }
 
+/* The operations routes: with an operations listener, served there only. */
+static bool
+h_ops_path(const char *path)
+{
+	static const char *const ops[] = { "/healthz", "/readyz", "/metrics" };
+	size_t n = strcspn(path, "?"), i;
+
+	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+		if (strlen(ops[i]) == n && strncmp(path, ops[i], n) == 0)
+			return true;
+	return false;
+}
+
+const char *
+h_finxd_base(int i, const char *path)
+{
+	const char *url = h_finxd_url(i); /* bails on a bad i */
+
+	if (hs_finxd[i].ops_url[0] != '\0' && h_ops_path(path))
+		return hs_finxd[i].ops_url;
+	return url;
+}
+
+/* FINXD_OPS_LISTEN of the environment a finxd starts with, or NULL. */
+static const char *
+h_env_ops_listen(void)
+{
+	static const char name[] = "FINXD_OPS_LISTEN=";
+	int i;
+
+	for (i = 0; i < hs_env_n; i++)
+		if (strncmp(hs_env_list[i], name, sizeof(name) - 1) == 0)
+			return hs_env_list[i] + sizeof(name) - 1;
+	return NULL;
+}
+
 /* Poll path on p until 200; bails when finxd exits or limit_ms passes. */
 static void
 h_finxd_poll(struct h_proc *p, const char *path, long limit_ms)
 {
-	char *url = h_fmt("%s%s", p->url, path);
+	char *url = h_fmt("%s%s", p->ops_url[0] ? p->ops_url : p->url, path);
 	long end = h_now_ms() + limit_ms;
 	int st;
 
@@ -225,6 +261,10 @@ h_finxd_start_exe(const char *exe, bool ready)
 	p = &hs_finxd[hs_nfinxd];
 	p->port = h_free_port();
 	snprintf(p->url, sizeof(p->url), "http://127.0.0.1:%d", p->port);
+	p->ops_url[0] = '\0';
+	if (h_env_ops_listen() != NULL)
+		snprintf(p->ops_url, sizeof(p->ops_url), "http://%s",
+		    h_env_ops_listen());
 	envp = h_finxd_envp(p->port, &la, &lb);
 	p->pid = h_spawn((char *const *)argv, envp, log, log, true);
 	hs_nfinxd++;

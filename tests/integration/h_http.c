@@ -304,7 +304,7 @@ h_keep(struct h_resp *got, struct h_resp *r)
 long
 h_finxd_get(int i, const char *path, struct h_resp *r)
 {
-	char *url = h_fmt("%s%s", h_finxd_url(i), path);
+	char *url = h_fmt("%s%s", h_finxd_base(i, path), path);
 	struct h_resp got;
 
 	h_http("GET", url, NULL, NULL, 0, &got);

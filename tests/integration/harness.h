@@ -203,8 +203,9 @@ int h_run(const char *const *argv, const char *out_name, int timeout_s);
 
 /*
  * Spawn "finxd serve" on a free port with the current environment, output
- * appended to <tmp>/finxd.log, and poll /healthz and then /readyz until
- * 200.  Returns the instance index; bails out when it does not come up.
+ * appended to <tmp>/finxd.log, and poll /healthz and then /readyz (on the
+ * operations listener when FINXD_OPS_LISTEN is set) until 200.  Returns
+ * the instance index; bails out when it does not come up.
  */
 int h_finxd_start(void);
 /* The same, returning once /healthz answers (the database may not be). */
@@ -214,6 +215,10 @@ int h_finxd_start_exe(const char *exe, bool ready);
 const char *h_finxd_url(int i);
 /* The process id of instance i (for /proc figures). */
 pid_t h_finxd_pid(int i);
+/* Where instance i serves path: its operations listener for /healthz,
+ * /readyz and /metrics when FINXD_OPS_LISTEN was set at its start (they
+ * are served there only), else h_finxd_url(i). */
+const char *h_finxd_base(int i, const char *path);
 /* Send sig, wait (bounded); returns the exit status like h_finxd_run. */
 int h_finxd_stop(int i, int sig);
 /* The same, waiting up to wait_ms (not 5 s) before SIGKILL: -1 then. */
@@ -267,7 +272,8 @@ long h_api_key_call(int i, const char *key, const char *method,
     const char *path, const char *body, struct h_resp *r);
 
 /* GET path on finxd instance i without an API key (/healthz, /readyz,
- * /metrics...); returns the status.  r may be NULL (answer discarded). */
+ * /metrics... at h_finxd_base); returns the status.  r may be NULL
+ * (answer discarded). */
 long h_finxd_get(int i, const char *path, struct h_resp *r);
 /* Poll GET path on instance i every 200 ms until it answers want; true
  * when it did within timeout_ms. */

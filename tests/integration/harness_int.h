@@ -18,6 +18,7 @@ struct h_proc {
 	pid_t pid;
 	int port;
 	char url[64];
+	char ops_url[80]; /* finxd: its FINXD_OPS_LISTEN, "" when none */
 };
 
 /* h_proc.c: the test, its temp dir and the processes we spawned */

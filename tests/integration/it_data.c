@@ -1069,6 +1069,94 @@ test_sync(const char *cid, const char *user)
 	}
 }
 
+/*
+ * Seven syncs of one connection at once on a pool of one connection,
+ * and a POST /v1/links beside them.  A sync used to hold a pooled
+ * connection and the connection's advisory lock while it asked the pool
+ * for a second one (to read the access token), and the other syncs held
+ * or waited for the rest of the pool behind the lock: all stalled for
+ * the pool's 5 s timeout, the lock holder answered 409 "no valid access
+ * token (db_error)", the others and the links request 503.
+ */
+struct pool_racer {
+	pthread_barrier_t *bar;
+	const char *path, *body;
+	long status, ms;
+	char *code;
+};
+
+static void *
+pool_race(void *arg)
+{
+	struct pool_racer *p = arg;
+	struct h_resp r;
+
+	pthread_barrier_wait(p->bar);
+	p->status = h_api(f, "POST", p->path, p->body, &r);
+	p->ms = r.ms;
+	p->code = h_dup(h_err_code(&r));
+	h_resp_free(&r);
+	return NULL;
+}
+
+/* One racer's answer is one SPEC gives a sync: 202, or finX's limit. */
+static bool
+sync_answer_ok(const struct pool_racer *p)
+{
+	return p->status == 202 ||
+	    (p->status == 429 && h_streq(p->code, "too_many_syncs"));
+}
+
+static void
+test_sync_small_pool(void)
+{
+	struct pool_racer rc[8];
+	pthread_t th[8];
+	pthread_barrier_t bar;
+	char *cid, path[256];
+	const char *links = "{\"user_id\":\"u-pool-link\",\"return_url\":"
+			    "\"" H_RETURN_URL "\"}";
+	int i, ok = 0, f0 = f;
+	long worst = 0, n0;
+
+	h_env_set("FINXD_DB_POOL_SIZE", "1");
+	f = h_finxd_start();
+	h_env_set("FINXD_DB_POOL_SIZE", NULL);
+	cid = connect_and_pull("u-pool");
+	n0 = h_sbx_stat("syncs_created");
+	snprintf(path, sizeof(path), "/v1/connections/%s/sync", cid);
+	pthread_barrier_init(&bar, NULL, 8);
+	for (i = 0; i < 8; i++) {
+		rc[i] = (struct pool_racer){ &bar, i < 7 ? path : "/v1/links",
+			i < 7 ? NULL : links, 0, 0, NULL };
+		pthread_create(&th[i], NULL, pool_race, &rc[i]);
+	}
+	for (i = 0; i < 8; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&bar);
+	for (i = 0; i < 7; i++) {
+		ok += sync_answer_ok(&rc[i]);
+		worst = rc[i].ms > worst ? rc[i].ms : worst;
+		if (!sync_answer_ok(&rc[i]))
+			printf("# sync %d: %ld %s after %ld ms\n", i,
+			    rc[i].status, rc[i].code ? rc[i].code : "-",
+			    rc[i].ms);
+	}
+	CHECK(ok == 7, "pool of 1: 7 concurrent syncs answered 202 or 429 "
+		       "too_many_syncs (%d)", ok);
+	CHECK(worst < 2500, "pool of 1: the slowest sync took %ld ms", worst);
+	CHECK(h_sbx_stat("syncs_created") == n0 + 1,
+	    "pool of 1: finX saw one sync (%ld)",
+	    h_sbx_stat("syncs_created") - n0);
+	CHECK(rc[7].status == 201 && rc[7].ms < 1000,
+	    "pool of 1: POST /v1/links beside them: 201 in %ld ms (%ld)",
+	    rc[7].ms, rc[7].status);
+	for (i = 0; i < 8; i++)
+		free(rc[i].code);
+	free(cid);
+	f = f0;
+}
+
 /* ---- scopes ---- */
 
 enum { S_LINKS = 1, S_READ = 2, S_TOKENS = 4, S_ADMIN = 8 };
@@ -1328,6 +1416,7 @@ main(void)
 	test_pending_booked(cid, "u-data");
 	test_walk(cid, "u-data", giro);
 	test_sync(cid, "u-data");
+	test_sync_small_pool();
 
 	cid_scope = connect_and_pull("u-scope");
 	test_scopes(cid_scope, "u-scope");

@@ -5,6 +5,7 @@
  */
 #include "it_common.h"
 
+#include <ctype.h>
 #include <unistd.h>
 
 static const char *db;
@@ -12,6 +13,7 @@ static int f_main;    /* defaults */
 static int f_timeout; /* FINXD_FINX_TIMEOUT_MS=2000 */
 static int f_ttl;     /* FINXD_STATE_TTL=1 */
 static int f_down;    /* FINXD_FINX_URL points at a closed port */
+static char closed_port[16]; /* that port */
 
 static void
 test_auth(void)
@@ -172,11 +174,36 @@ test_return_urls(void)
 	h_resp_free(&r);
 }
 
+/*
+ * The first of the words of finX's transport (libcurl's, its host and
+ * port) in r's body, case aside, or NULL: answers say "finX is not
+ * available" and leave the rest to the log.
+ */
+static const char *
+transport_word(const struct h_resp *r)
+{
+	const char *const words[] = { "127.0.0.1", closed_port, "curl",
+		"connect", "port", "milliseconds", "timed out after" };
+	char *low = h_dup(r->body ? r->body : "");
+	const char *hit = NULL;
+	size_t i;
+
+	for (i = 0; low[i]; i++)
+		low[i] = (char)tolower((unsigned char)low[i]);
+	for (i = 0; i < sizeof(words) / sizeof(words[0]) && !hit; i++)
+		if (strstr(low, words[i]) != NULL)
+			hit = words[i];
+	free(low);
+	return hit;
+}
+
 /* POST /v1/links while finX misbehaves. */
 static void
 test_finx_down(void)
 {
 	struct h_resp r;
+	const char *w;
+	char *in_log;
 
 	h_link_create(f_down, "u-down", H_RETURN_URL, &r);
 	CHECK(r.status == 503 && h_err_is(&r, "finx_unavailable"),
@@ -185,7 +212,14 @@ test_finx_down(void)
 	CHECK(h_leaks(r.body, r.body_len) == 0,
 	    "finX unreachable: no secret"
 	    " in the answer");
+	w = transport_word(&r);
+	CHECK(w == NULL, "finX unreachable: the answer names no host, port or "
+			 "libcurl detail (\"%s\")", w ? w : "none");
 	h_resp_free(&r);
+	in_log = h_fmt("port %s", closed_port);
+	CHECK(h_log_contains(in_log),
+	    "finX unreachable: the transport's detail is in the log");
+	free(in_log);
 
 	h_sbx_reset();
 	CHECK(sbx_ok(h_sbx_post("/_sandbox/faults",
@@ -235,6 +269,9 @@ test_finx_down(void)
 	    "finX too slow: 503 finx_unavailable (got %ld, %s)", r.status,
 	    h_err_code(&r) ? h_err_code(&r) : "-");
 	CHECK(r.ms < 4000, "finX too slow: answered in %ld ms (< 4000)", r.ms);
+	w = transport_word(&r);
+	CHECK(w == NULL, "finX too slow: the answer names no libcurl detail "
+			 "(\"%s\")", w ? w : "none");
 	h_resp_free(&r);
 	h_sbx_reset();
 
@@ -373,7 +410,8 @@ main(void)
 	h_env_set("FINXD_STATE_TTL", "1");
 	f_ttl = h_finxd_start();
 	h_env_set("FINXD_STATE_TTL", NULL);
-	snprintf(closed, sizeof(closed), "http://127.0.0.1:%d", h_free_port());
+	snprintf(closed_port, sizeof(closed_port), "%d", h_free_port());
+	snprintf(closed, sizeof(closed), "http://127.0.0.1:%s", closed_port);
 	h_env_set("FINXD_FINX_URL", closed);
 	f_down = h_finxd_start();
 	h_env_set("FINXD_FINX_URL", h_sandbox_url());

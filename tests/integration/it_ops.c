@@ -539,7 +539,10 @@ status_at(const char *method, const char *base, const char *path)
 /*
  * FINXD_OPS_LISTEN: a second listener with only /healthz, /readyz and
  * /metrics, so probes and scrapes have their own accept queue.  The API
- * stays off it; the public listener keeps all routes.
+ * stays off it, and the three are served there only (SPEC): the public
+ * listener, which faces the internet, answers them 404 and keeps every
+ * other route.  Without an operations listener the public one serves
+ * all of them.
  */
 static void
 test_ops_listener(void)
@@ -559,15 +562,29 @@ test_ops_listener(void)
 	    "ops: no link creation there (404)");
 	CHECK(status_at("GET", ops, "/callback?state=x&code=y") == 404,
 	    "ops: no callback there (404)");
-	CHECK(status_at("GET", h_finxd_url(i2), "/healthz") == 200 &&
-		status_at("GET", h_finxd_url(i2),
-		    "/v1/users/u-ops/accounts") == 200,
-	    "the public listener still serves everything");
+	CHECK(status_at("GET", h_finxd_url(i2), "/healthz") == 404 &&
+		status_at("GET", h_finxd_url(i2), "/readyz") == 404 &&
+		status_at("GET", h_finxd_url(i2), "/metrics") == 404,
+	    "public: /healthz, /readyz and /metrics 404 beside an ops "
+	    "listener");
+	CHECK(status_at("GET", h_finxd_url(i2),
+		  "/v1/users/u-ops/accounts") == 200 &&
+		status_at("GET", h_finxd_url(i2), "/callback?state=x&code=y") ==
+		    400,
+	    "public: the API and the callback still served");
 	CHECK(h_finxd_stop(i2, SIGTERM) == 0,
 	    "finxd with an ops listener exits 0 on SIGTERM");
 	CHECK(status_at("GET", ops, "/healthz") == 0,
 	    "the ops listener is closed after the stop");
 	h_env_set("FINXD_OPS_LISTEN", NULL);
+	i2 = h_finxd_start();
+	CHECK(status_at("GET", h_finxd_url(i2), "/healthz") == 200 &&
+		status_at("GET", h_finxd_url(i2), "/readyz") == 200 &&
+		status_at("GET", h_finxd_url(i2), "/metrics") == 200 &&
+		status_at("GET", h_finxd_url(i2),
+		    "/v1/users/u-ops/accounts") == 200,
+	    "without an ops listener the public one serves everything");
+	CHECK(h_finxd_stop(i2, SIGTERM) == 0, "and exits 0 on SIGTERM");
 	free(listen);
 	free(ops);
 }

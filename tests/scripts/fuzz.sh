@@ -15,7 +15,7 @@ cd "$root"
 
 seconds=${FUZZ_SECONDS:-20}
 build=${FUZZ_BUILD:-build-fuzz}
-targets=${FUZZ_TARGETS:-fuzz_callback fuzz_finx_json fuzz_config fuzz_cursor}
+targets=${FUZZ_TARGETS:-fuzz_callback fuzz_finx_json fuzz_config fuzz_cursor fuzz_request}
 
 if [[ -d $build/meson-private ]]; then
 	CC=clang meson setup "$build" --reconfigure -Dfuzz=true \

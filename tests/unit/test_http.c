@@ -1,6 +1,7 @@
 /*
  * Unit tests for http.c's pure helpers: route matching with {} segments,
- * percent-decoding and API key lookup.  No daemon is started.
+ * percent-decoding, API key lookup, request ids and the body checks.  No
+ * daemon is started.
  */
 #include <stdarg.h>
 #include <stdlib.h>
@@ -23,6 +24,8 @@ static void load(struct config *, const char *);
 static void test_match(void);
 static void test_unescape(void);
 static void test_find_key(void);
+static void test_request_id(void);
+static void test_body_parse(void);
 
 /*
  * http_match(pattern, path) succeeds with n params equal to the strings
@@ -232,11 +235,73 @@ test_find_key(void)
 	config_free(&none);
 }
 
+static void
+test_request_id(void)
+{
+	char long_id[66];
+
+	CHECK(http_request_id_ok("req-1.a:b_c"), "request id: allowed set");
+	CHECK(!http_request_id_ok(NULL) && !http_request_id_ok(""),
+	    "request id: none or empty");
+	CHECK(!http_request_id_ok("a b") && !http_request_id_ok("a\nb") &&
+		!http_request_id_ok("a\"b") && !http_request_id_ok("\xc3\xa4"),
+	    "request id: space, newline, quote, non-ASCII refused");
+	memset(long_id, 'a', 64);
+	long_id[64] = '\0';
+	CHECK(http_request_id_ok(long_id), "request id: 64 characters");
+	long_id[64] = 'a';
+	long_id[65] = '\0';
+	CHECK(!http_request_id_ok(long_id), "request id: 65 refused");
+}
+
+/* http_body_parse of s (a NUL-terminated literal) under ctype: want. */
+static bool
+body_is(const char *ctype, const char *s, enum status want)
+{
+	json_object *o = NULL;
+	const char *why = NULL;
+	enum status got = http_body_parse(ctype, s, strlen(s), &o, &why);
+	bool ok = got == want && (got == ST_OK) == (o != NULL) &&
+	    (got != ST_INVALID_REQUEST || why != NULL);
+
+	json_object_put(o);
+	return ok;
+}
+
+static void
+test_body_parse(void)
+{
+	const char *j = "application/json";
+
+	CHECK(body_is(j, "{\"a\":1}", ST_OK), "body: one object");
+	CHECK(body_is("application/json; charset=utf-8", "{}", ST_OK) &&
+		body_is("Application/JSON", "{}", ST_OK),
+	    "body: parameters and letter case of the type");
+	CHECK(body_is(NULL, "{}", ST_UNSUPPORTED_MEDIA_TYPE) &&
+		body_is("text/plain", "{}", ST_UNSUPPORTED_MEDIA_TYPE) &&
+		body_is("application/jsonx", "{}", ST_UNSUPPORTED_MEDIA_TYPE),
+	    "body: other or no Content-Type: 415");
+	CHECK(body_is(j, "", ST_INVALID_REQUEST), "body: empty");
+	CHECK(body_is(j, "{\"a\":\"\xff\"}", ST_INVALID_REQUEST),
+	    "body: invalid UTF-8");
+	CHECK(body_is(j, "{\"a\":\"\\ud800\"}", ST_INVALID_REQUEST) &&
+		body_is(j, "{\"a\":\"\\udc00\"}", ST_INVALID_REQUEST),
+	    "body: lone surrogates");
+	CHECK(body_is(j, "{\"a\":\"\\ud83d\\ude00\"}", ST_OK),
+	    "body: a surrogate pair");
+	CHECK(body_is(j, "[1]", ST_INVALID_REQUEST) &&
+		body_is(j, "{} {}", ST_INVALID_REQUEST) &&
+		body_is(j, "{\"a\":}", ST_INVALID_REQUEST),
+	    "body: an array, trailing text, bad JSON");
+}
+
 int
 main(void)
 {
 	test_match();
 	test_unescape();
 	test_find_key();
+	test_request_id();
+	test_body_parse();
 	return test_done();
 }
