@@ -52,7 +52,7 @@ const struct route routes[] = {
 	{ "DELETE", "/v1/connections/{}", h_conn_delete, SCOPE_ADMIN },
 	{ "GET", "/v1/connections/{}/token", h_conn_token, SCOPE_TOKENS },
 	{ "POST", "/v1/connections/{}/refresh", h_conn_refresh, SCOPE_ADMIN },
-	{ "POST", "/v1/connections/{}/reauth", h_conn_reauth, SCOPE_LINKS },
+	{ "POST", "/v1/connections/{}/reauth", h_conn_reauth, SCOPE_ADMIN },
 	{ "POST", "/v1/connections/{}/sync", h_conn_sync, SCOPE_ADMIN },
 	{ "GET", "/v1/syncs/{}", h_sync_get, SCOPE_READ | SCOPE_ADMIN },
 	{ "GET", "/v1/users/{}/accounts", h_user_accounts, SCOPE_READ },
