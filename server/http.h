@@ -94,7 +94,6 @@ json_object *http_body_object(struct req *r, enum MHD_Result *ret);
 
 /* Pure helpers, exposed for unit tests. */
 char *http_unescape(const char *s, size_t n);
-bool json_surrogates_paired(const char *s, size_t n);
 bool http_match(const char *pattern, const char *path, char **params,
     int *n_params);
 const struct api_key *http_find_key(const struct config *cfg,
