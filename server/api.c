@@ -108,6 +108,23 @@ api_fail_db(struct req *r)
 	return api_fail(r, status_of_db(db_failure()), NULL);
 }
 
+enum MHD_Result
+api_reply_json(struct req *r, const char *data, size_t len,
+    void (*release)(void *cls), void *cls)
+{
+	struct MHD_Response *resp =
+	    MHD_create_response_from_buffer_with_free_callback_cls(len,
+		(void *)data, release, cls);
+
+	if (resp == NULL) {
+		release(cls);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type",
+	    "application/json; charset=utf-8");
+	return http_queue(r, MHD_HTTP_OK, resp);
+}
+
 void
 json_add_col(json_object *obj, const char *key, const PGresult *res, int row,
     int col)
