@@ -58,7 +58,7 @@ const struct route routes[] = {
 	    HTTP_BULK },
 	{ "POST", "/v1/connections/{}/refresh", h_conn_refresh, SCOPE_ADMIN,
 	    HTTP_BULK },
-	{ "POST", "/v1/connections/{}/reauth", h_conn_reauth, SCOPE_LINKS,
+	{ "POST", "/v1/connections/{}/reauth", h_conn_reauth, SCOPE_ADMIN,
 	    HTTP_BULK },
 	{ "POST", "/v1/connections/{}/sync", h_conn_sync, SCOPE_ADMIN,
 	    HTTP_BULK },
@@ -130,6 +130,23 @@ enum MHD_Result
 api_fail_db(struct req *r)
 {
 	return api_fail(r, status_of_db(db_failure()), NULL);
+}
+
+enum MHD_Result
+api_reply_json(struct req *r, const char *data, size_t len,
+    void (*release)(void *cls), void *cls)
+{
+	struct MHD_Response *resp =
+	    MHD_create_response_from_buffer_with_free_callback_cls(len,
+		(void *)data, release, cls);
+
+	if (resp == NULL) {
+		release(cls);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type",
+	    "application/json; charset=utf-8");
+	return http_queue(r, MHD_HTTP_OK, resp);
 }
 
 void

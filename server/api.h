@@ -50,6 +50,14 @@ enum MHD_Result api_fail_transport(struct req *r, enum status s,
 /* api_fail for the last failed statement of this thread (db_failure). */
 enum MHD_Result api_fail_db(struct req *r);
 
+/*
+ * Queue 200 with the JSON body data[0..len), handed to libmicrohttpd
+ * without a copy: release(cls) runs when it is done with it (also when
+ * the response cannot be made).
+ */
+enum MHD_Result api_reply_json(struct req *r, const char *data, size_t len,
+    void (*release)(void *cls), void *cls);
+
 /* Add a column value to obj as a string, or null. */
 void json_add_col(json_object *obj, const char *key, const PGresult *res,
     int row, int col);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "db.h"
+#include "encode.h"
 #include "log.h"
 #include "mem.h"
 #include "refresh.h"
@@ -132,13 +133,54 @@ refresh_fail(struct req *r, enum refresh_outcome o, char *msg)
 	return ret;
 }
 
+/* A body holding a token: wiped when libmicrohttpd is done with it. */
+struct secret_body {
+	char *data;
+	size_t len;
+};
+
+static void
+secret_body_free(void *cls)
+{
+	struct secret_body *b = cls;
+
+	free_secret_n(b->data, b->len);
+	free(b);
+}
+
+/*
+ * {"access_token", "token_type", "expires_at"} written in one buffer of
+ * finxd's (not json-c's printbuf, which grows by realloc and frees the
+ * old copies unwiped).
+ */
+static struct secret_body *
+token_body(const char *token, const char *expires_at)
+{
+	static const char head[] = "{\"access_token\":",
+			  mid[] = ",\"token_type\":\"Bearer\",\"expires_at\":";
+	struct secret_body *b = xmalloc(sizeof(*b));
+	size_t o;
+
+	b->data = xmalloc(sizeof(head) + sizeof(mid) + 6 * strlen(token) +
+	    6 * strlen(expires_at) + 8);
+	memcpy(b->data, head, sizeof(head) - 1);
+	o = sizeof(head) - 1;
+	o += json_quote(b->data + o, token);
+	memcpy(b->data + o, mid, sizeof(mid) - 1);
+	o += sizeof(mid) - 1;
+	o += json_quote(b->data + o, expires_at);
+	memcpy(b->data + o, "}", 2);
+	b->len = o + 1;
+	return b;
+}
+
 enum MHD_Result
 h_conn_token(struct req *r)
 {
 	const char *id = r->params[0];
 	enum refresh_outcome o;
 	char *msg = NULL, *plain, *expires_at = NULL;
-	json_object *out;
+	struct secret_body *b;
 
 	if (!api_uuid_param(r, 0))
 		return no_such_conn(r);
@@ -147,18 +189,13 @@ h_conn_token(struct req *r)
 	if (plain == NULL)
 		return refresh_fail(r, o, msg);
 	free(msg);
-	out = json_object_new_object();
-	json_object_object_add(out, "access_token",
-	    json_object_new_string(plain));
-	json_object_object_add(out, "token_type",
-	    json_object_new_string("Bearer"));
-	json_object_object_add(out, "expires_at",
-	    json_object_new_string(expires_at));
+	b = token_body(plain, expires_at != NULL ? expires_at : "");
 	free(expires_at);
 	free_secret(plain);
 	log_kv(LOG_INFO, "access token handed out", "connection_id", id,
 	    "api_key", r->key ? r->key->id : NULL, NULL);
-	return http_json(r, MHD_HTTP_OK, out);
+	/* libmicrohttpd sends from b and secret_body_free wipes it. */
+	return api_reply_json(r, b->data, b->len, secret_body_free, b);
 }
 
 enum MHD_Result

@@ -72,25 +72,12 @@ body_release(void *cls)
 	cache_body_unref(cls);
 }
 
-/*
- * Queue 200 with body (the caller's reference passes to the response) and
- * the headers http.c gives every JSON answer (see add_common_headers
- * there): no copy of the body per request.
- */
+/* Queue 200 with body: the caller's reference passes to the response, so
+ * no copy of the body per request. */
 static enum MHD_Result
 reply_body(struct req *r, struct cache_body *body)
 {
-	struct MHD_Response *resp;
-
-	resp = MHD_create_response_from_buffer_with_free_callback_cls(
-	    body->len, body->data, body_release, body);
-	if (resp == NULL) {
-		cache_body_unref(body);
-		return MHD_NO;
-	}
-	MHD_add_response_header(resp, "Content-Type",
-	    "application/json; charset=utf-8");
-	return http_queue(r, MHD_HTTP_OK, resp);
+	return api_reply_json(r, body->data, body->len, body_release, body);
 }
 
 /*

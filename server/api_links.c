@@ -228,6 +228,17 @@ flow_request(json_object *fields, const char *state, const char *user_id)
 	return freq;
 }
 
+/* Put freq with its state wiped (its other values are the caller's). */
+static void
+flow_request_free(json_object *freq)
+{
+	json_object *st;
+
+	if (json_object_object_get_ex(freq, "state", &st))
+		wipe_json(st);
+	json_object_put(freq);
+}
+
 static void
 add_str(json_object *o, const char *key, const char *v)
 {
@@ -286,17 +297,18 @@ api_open_link(struct req *r, const char *user_id, const char *return_url,
 	char *state = state_new(), *id, *flow_id = NULL, *location = NULL;
 	json_object *freq = flow_request(fields, state, user_id);
 	enum MHD_Result ret;
+	bool ok;
 
 	sha256(state, strlen(state), l.state_hash);
 	free_secret(state);
-	if (!finx_create_flow(freq, &flow_id, &location, &err)) {
-		json_object_put(freq);
+	ok = finx_create_flow(freq, &flow_id, &location, &err);
+	flow_request_free(freq);
+	if (!ok) {
 		ret = api_fail_transport(r, status_of_finx(&err), err.message,
 		    0, err.detail);
 		finx_error_free(&err);
 		return ret;
 	}
-	json_object_put(freq);
 	l.id = id = uuid_new();
 	l.flow_id = flow_id;
 	l.location = location;

@@ -173,6 +173,12 @@ static const struct key keys[] = {
 	    .flags = K_SECRET | K_REQUIRED, .parse = parse_token_keys,
 	    .print = print_token_keys,
 	    .help = "id:base64key pairs for token encryption" },
+	{ .name = "allow_plaintext_tokens", .type = T_ENUM,
+	    .off = AT(allow_plaintext, int), .def = "auto",
+	    .words = WORDS("auto", "on", "off"),
+	    .help = "read stored tokens that are not sealed (rows of a "
+		    "version before encryption): auto (until finxd rekey "
+		    "has sealed every row), on or off" },
 	{ .name = "browser_binding", .type = T_BOOL,
 	    .off = AT(browser_binding, bool), .def = "off",
 	    .words = WORDS("off", "required"), .help = "off or required" },

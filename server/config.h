@@ -32,6 +32,13 @@ struct token_key {
 	unsigned char key[32];
 };
 
+/* FINXD_ALLOW_PLAINTEXT_TOKENS: the words follow this enum. */
+enum plaintext_policy {
+	PLAINTEXT_AUTO, /* read them until finxd rekey has sealed every row */
+	PLAINTEXT_ON,
+	PLAINTEXT_OFF,
+};
+
 struct config {
 	/* listen address split into host and port */
 	char *listen_host;
@@ -58,6 +65,7 @@ struct config {
 	long state_ttl;
 	struct token_key *token_keys;
 	size_t n_token_keys;
+	int allow_plaintext; /* enum plaintext_policy */
 	bool browser_binding;
 	int log_level;
 

@@ -4,6 +4,7 @@
  */
 #include "crypto.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,11 +19,25 @@
 #define TAG_LEN 16
 
 static const struct config *kcfg;
+/* Plain-text rows are read until this is set (rekey.c decides). */
+static atomic_bool plain_refused;
 
 void
 crypto_init(const struct config *cfg)
 {
 	kcfg = cfg;
+}
+
+void
+crypto_refuse_plaintext(bool refuse)
+{
+	atomic_store(&plain_refused, refuse);
+}
+
+bool
+crypto_plaintext_refused(void)
+{
+	return atomic_load(&plain_refused);
 }
 
 char *
@@ -114,7 +129,7 @@ crypto_open(const char *stored, const char *aad, bool *legacy)
 	if (strncmp(stored, "v1:", 3) != 0) {
 		if (legacy != NULL)
 			*legacy = true;
-		return xstrdup(stored);
+		return atomic_load(&plain_refused) ? NULL : xstrdup(stored);
 	}
 	kid = stored + 3;
 	if ((colon = strchr(kid, ':')) == NULL)

@@ -26,9 +26,14 @@ char *crypto_seal(const char *plain, const char *aad);
  * Decrypt a stored value.  Returns the plain text (free with free_secret)
  * or NULL when the key id is unknown, the AAD does not match or the value
  * was tampered with.  A value without the "v1:" prefix is a legacy plain
- * text row: it is returned as is and *legacy is set.
+ * text row: *legacy is set, and it is returned as is, or NULL once
+ * crypto_refuse_plaintext(true) was called.
  */
 char *crypto_open(const char *stored, const char *aad, bool *legacy);
+
+/* Refuse (true) or read (false, the start) legacy plain-text rows. */
+void crypto_refuse_plaintext(bool refuse);
+bool crypto_plaintext_refused(void);
 
 /* True when stored is not encrypted with the first (current) key. */
 bool crypto_needs_rekey(const char *stored);

@@ -181,3 +181,30 @@ html_escape(const char *s)
 	}
 	return buf_steal(&b);
 }
+
+size_t
+json_quote(char *dst, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	dst[o++] = '"';
+	for (; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\') {
+			dst[o++] = '\\';
+			dst[o++] = (char)ch;
+		} else if (ch < 0x20 || ch == 0x7f) {
+			memcpy(dst + o, "\\u00", 4);
+			dst[o + 4] = hex[ch >> 4];
+			dst[o + 5] = hex[ch & 0xf];
+			o += 6;
+		} else {
+			dst[o++] = (char)ch;
+		}
+	}
+	dst[o++] = '"';
+	dst[o] = '\0';
+	return o;
+}

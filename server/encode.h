@@ -20,5 +20,11 @@ char *hex_encode(const void *p, size_t n);
 char *url_encode(const char *s);
 /* Escape &, <, >, ", ' for HTML text and attributes. */
 char *html_escape(const char *s);
+/*
+ * s as a JSON string literal with its quotes into dst, which has room for
+ * 6 * strlen(s) + 3 bytes; returns the length (dst is NUL-terminated).
+ * Writes only to dst: for secrets kept in buffers the caller wipes.
+ */
+size_t json_quote(char *dst, const char *s);
 
 #endif

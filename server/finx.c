@@ -86,9 +86,7 @@ static void finx_transport_error(struct finx_call *, CURLcode, const char *,
 static void finx_log_call(const struct finx_call *, int64_t, const char *);
 static bool finx_call_run(struct finx_call *, struct finx_error *);
 static void finx_call_free(struct finx_call *, bool);
-static size_t finx_json_quote(char *, const char *);
 static char *finx_body(const char *const *, size_t, size_t *, const char **);
-static void finx_body_free(char *, size_t);
 static bool finx_token_call(const char *const *, size_t, const char *,
     struct finx_tokens *, struct finx_error *);
 static bool finx_path_ok(const char *);
@@ -605,38 +603,10 @@ finx_call_free(struct finx_call *c, bool secret)
 		buf_free(&c->resp);
 }
 
-/* JSON-quote s into dst (room for 6 * strlen(s) + 3); returns length. */
-static size_t
-finx_json_quote(char *dst, const char *s)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-
-	dst[o++] = '"';
-	for (; *s != '\0'; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\') {
-			dst[o++] = '\\';
-			dst[o++] = (char)ch;
-		} else if (ch < 0x20 || ch == 0x7f) {
-			memcpy(dst + o, "\\u00", 4);
-			dst[o + 4] = hex[ch >> 4];
-			dst[o + 5] = hex[ch & 0xf];
-			o += 6;
-		} else {
-			dst[o++] = (char)ch;
-		}
-	}
-	dst[o++] = '"';
-	dst[o] = '\0';
-	return o;
-}
-
 /*
  * A token-endpoint body from n key/value pairs (kv[2i], kv[2i+1]): JSON,
  * or form-encoded when the config says so.  Built in one allocation so
- * the secrets in it can be wiped (finx_body_free).  *ctype gets the
+ * the secrets in it can be wiped (free_secret_n).  *ctype gets the
  * media type.
  */
 static char *
@@ -654,9 +624,9 @@ finx_body(const char *const *kv, size_t n, size_t *len, const char **ctype)
 		for (i = 0; i < n; i++) {
 			if (i > 0)
 				b[o++] = ',';
-			o += finx_json_quote(b + o, kv[2 * i]);
+			o += json_quote(b + o, kv[2 * i]);
 			b[o++] = ':';
-			o += finx_json_quote(b + o, kv[2 * i + 1]);
+			o += json_quote(b + o, kv[2 * i + 1]);
 		}
 		b[o++] = '}';
 		b[o] = '\0';
@@ -681,15 +651,6 @@ finx_body(const char *const *kv, size_t n, size_t *len, const char **ctype)
 	b[o] = '\0';
 	*len = o;
 	return b;
-}
-
-static void
-finx_body_free(char *b, size_t len)
-{
-	if (b == NULL)
-		return;
-	OPENSSL_cleanse(b, len);
-	free(b);
 }
 
 /* POST /auth/token with the given fields and decode the tokens. */
@@ -725,7 +686,7 @@ finx_token_call(const char *const *kv, size_t n, const char *grant,
 			    grant, "why", why, NULL);
 		}
 	}
-	finx_body_free(body, c.body_len);
+	free_secret_n(body, c.body_len);
 	finx_call_free(&c, true);
 	return ok;
 }
@@ -785,7 +746,7 @@ finx_revoke(const char *token, struct finx_error *err)
 	c.body = body;
 	buf_init(&c.resp, FINX_MAX_BODY);
 	ok = finx_call_run(&c, err);
-	finx_body_free(body, c.body_len);
+	free_secret_n(body, c.body_len);
 	finx_call_free(&c, true);
 	return ok;
 }
@@ -824,6 +785,8 @@ finx_create_flow(json_object *req, char **flow_id, char **location,
 			    why, NULL);
 		}
 	}
+	/* json-c's serialization of req holds the state. */
+	wipe_json_text(c.body, c.body_len);
 	finx_call_free(&c, true);
 	return ok;
 }

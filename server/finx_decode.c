@@ -82,6 +82,8 @@ finx_decode_json(const char *body, size_t len, int depth)
 		json_object_put(o);
 		o = NULL;
 	}
+	/* Its scratch buffer held each string: a token answer's tokens. */
+	tokener_wipe(tok);
 	json_tokener_free(tok);
 	if (o == NULL)
 		return NULL;
@@ -426,6 +428,7 @@ finx_decode_tokens(const char *body, size_t len, struct finx_tokens *out,
 	out->refresh_expires_in = finx_lifetime(root, "refresh_expires_in");
 	ok = true;
 out:
+	wipe_json(root);
 	json_object_put(root);
 	if (!ok)
 		finx_tokens_free(out);
@@ -486,11 +489,14 @@ finx_decode_flow(const char *body, size_t len, char **flow_id, char **location,
 	    in > 1024 || !token_header_safe(id))
 		*why = "id missing or unusable";
 	if (*why != NULL) {
+		wipe_json(root);
 		json_object_put(root);
 		return false;
 	}
 	*flow_id = xstrdup(id);
 	*location = xstrdup(loc);
+	/* location is sealed at rest: no copy left in json-c's strings */
+	wipe_json(root);
 	json_object_put(root);
 	return true;
 }

@@ -24,6 +24,7 @@
 #include "encode.h"
 #include "http_conn.h"
 #include "http_pool.h"
+#include "json_check.h"
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
@@ -293,47 +294,6 @@ http_redirect(struct req *r, const char *location, const char *set_cookie)
 	return http_queue(r, MHD_HTTP_SEE_OTHER, resp);
 }
 
-/*
- * True when every \uXXXX escape in the JSON text s[0..n) that encodes a
- * UTF-16 surrogate is part of a proper pair.  json-c turns a lone
- * surrogate into U+FFFD, which would make "u\ud800" and "u\udbff" the
- * same user id; such bodies are refused instead.
- */
-bool
-json_surrogates_paired(const char *s, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i + 1 < n; i++) {
-		unsigned long hi, lo;
-		char hex[5] = { 0 };
-
-		if (s[i] != '\\')
-			continue;
-		if (s[i + 1] != 'u') {
-			i++; /* skip the escaped character, e.g. \\ */
-			continue;
-		}
-		if (i + 6 > n)
-			return false;
-		memcpy(hex, s + i + 2, 4);
-		hi = strtoul(hex, NULL, 16);
-		i += 5;
-		if (hi >= 0xdc00 && hi <= 0xdfff)
-			return false;
-		if (hi < 0xd800 || hi > 0xdbff)
-			continue;
-		if (i + 7 > n || s[i + 1] != '\\' || s[i + 2] != 'u')
-			return false;
-		memcpy(hex, s + i + 3, 4);
-		lo = strtoul(hex, NULL, 16);
-		if (lo < 0xdc00 || lo > 0xdfff)
-			return false;
-		i += 6;
-	}
-	return true;
-}
-
 enum status
 http_body_parse(const char *ctype, const char *body, size_t len,
     json_object **ret_obj, const char **ret_why)
@@ -349,8 +309,10 @@ http_body_parse(const char *ctype, const char *body, size_t len,
 		*ret_why = "request body is empty";
 		return ST_INVALID_REQUEST;
 	}
-	if (!utf8_valid(body, len) || !json_surrogates_paired(body, len)) {
-		*ret_why = "request body is not valid UTF-8";
+	if (!utf8_valid(body, len) ||
+	    json_text_check(body, len) != JSON_SOUND) {
+		*ret_why = "request body has bad UTF-8, \\u0000 or a repeated "
+			   "name";
 		return ST_INVALID_REQUEST;
 	}
 	tok = json_tokener_new_ex(16);

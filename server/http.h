@@ -131,7 +131,6 @@ enum status http_body_parse(const char *ctype, const char *body, size_t len,
     json_object **ret_obj, const char **ret_why);
 /* Whether a client's X-Request-Id is one to keep (1-64 of [A-Za-z0-9._-:]). */
 bool http_request_id_ok(const char *s);
-bool json_surrogates_paired(const char *s, size_t n);
 bool http_match(const char *pattern, const char *path, char **params,
     int *n_params);
 const struct api_key *http_find_key(const struct config *cfg,

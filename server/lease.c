@@ -19,6 +19,7 @@
 #include "db.h"
 #include "log.h"
 #include "mem.h"
+#include "rekey.h"
 #include "secret.h"
 #include "store_lease.h"
 #include "text.h"
@@ -172,6 +173,7 @@ heartbeat(void *arg)
 			atomic_compare_exchange_strong(&ls.connected_since,
 			    &zero, mono_ms());
 			failing = false;
+			rekey_policy_poll(c);
 		} else {
 			/* Once per break: a lost connection says so itself. */
 			if (c != NULL && !failing)

@@ -23,6 +23,7 @@
 #include "finx.h"
 #include "http.h"
 #include "log.h"
+#include "mem.h"
 #include "migrate.h"
 #include "refresh.h"
 #include "rekey.h"
@@ -194,13 +195,20 @@ try_servable(const struct config *cfg, const sigset_t *stop, int *sig,
 		    "waiting for the database: it is not reachable");
 		return err;
 	}
-	if (migrate_check(c, db_version, &err)) {
+	if (!migrate_check(c, db_version, &err)) {
 		PQfinish(c);
-		return NULL;
+		api_set_starting("schema_not_current", err);
+		return err;
+	}
+	/* Whether plain-text token rows are read: before any request. */
+	if (!rekey_policy_apply(cfg, c)) {
+		PQfinish(c);
+		api_set_starting("database_unavailable",
+		    "waiting for the database: rekey_state not readable");
+		return xstrdup("rekey_state not readable");
 	}
 	PQfinish(c);
-	api_set_starting("schema_not_current", err);
-	return err;
+	return NULL;
 }
 
 /*

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include <json-c/json.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
@@ -24,6 +25,58 @@ free_secret(char *s)
 		return;
 	OPENSSL_cleanse(s, strlen(s));
 	free(s);
+}
+
+void
+free_secret_n(void *p, size_t n)
+{
+	if (p == NULL)
+		return;
+	OPENSSL_cleanse(p, n);
+	free(p);
+}
+
+void
+wipe_json(json_object *o)
+{
+	size_t i, n;
+
+	switch (json_object_get_type(o)) {
+	case json_type_string:
+		/* json-c's own writable copy; get_string only says const. */
+		OPENSSL_cleanse((char *)json_object_get_string(o),
+		    (size_t)json_object_get_string_len(o));
+		break;
+	case json_type_array:
+		n = json_object_array_length(o);
+		for (i = 0; i < n; i++)
+			wipe_json(json_object_array_get_idx(o, i));
+		break;
+	case json_type_object: {
+		json_object_object_foreach(o, k, v) {
+			(void)k;
+			wipe_json(v);
+		}
+		break;
+	}
+	default:
+		break; /* NULL, numbers and booleans hold no secret text */
+	}
+}
+
+void
+wipe_json_text(const char *s, size_t n)
+{
+	if (s != NULL)
+		OPENSSL_cleanse((char *)s, n);
+}
+
+void
+tokener_wipe(json_tokener *tok)
+{
+	if (tok != NULL && tok->pb != NULL && tok->pb->buf != NULL &&
+	    tok->pb->size > 0)
+		OPENSSL_cleanse(tok->pb->buf, (size_t)tok->pb->size);
 }
 
 bool

@@ -11,6 +11,25 @@
 
 /* Overwrite a secret and free it; NULL-safe. */
 void free_secret(char *s);
+/* The same for n bytes that need not be a C string. */
+void free_secret_n(void *p, size_t n);
+
+/*
+ * json-c keeps what it parses and prints in buffers of its own, freed
+ * without wiping; these wipe what finxd can reach of them.
+ *
+ * wipe_json: every string in o and below (values; names are not
+ * secrets), before json_object_put.  o must not share a string with
+ * anything still in use.  NULL-safe.
+ */
+struct json_object;
+struct json_tokener;
+void wipe_json(struct json_object *o);
+/* The text json_object_to_json_string_length returned (json-c's printbuf,
+ * alive until its object is put): wipe it before the put. */
+void wipe_json_text(const char *s, size_t n);
+/* A tokener's scratch buffer (the strings it decoded), before its free. */
+void tokener_wipe(struct json_tokener *tok);
 
 /* Constant-time equality of two byte strings of possibly different length. */
 bool ct_equal(const void *a, size_t alen, const void *b, size_t blen);

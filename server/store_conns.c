@@ -43,6 +43,8 @@ enum {
 	S_RK_LINK_LOCATION,
 	S_RK_REVOCATIONS,
 	S_RK_REVOCATION_TOKEN,
+	S_RK_SEALED_GET,
+	S_RK_SEALED_SET,
 };
 
 const struct db_stmt store_conns_stmts[] = {
@@ -81,6 +83,11 @@ const struct db_stmt store_conns_stmts[] = {
 	    "SELECT id, token FROM revocations" REKEY_AFTER },
 	[S_RK_REVOCATION_TOKEN] = { "conn_rekey_revocation_token",
 	    "UPDATE revocations SET token = $2 WHERE id = $1" },
+	[S_RK_SEALED_GET] = { "conn_rekey_sealed_get",
+	    "SELECT count(*) FROM rekey_state" },
+	[S_RK_SEALED_SET] = { "conn_rekey_sealed_set",
+	    "INSERT INTO rekey_state (all_sealed_at) VALUES (now()) "
+	    "ON CONFLICT (only_row) DO UPDATE SET all_sealed_at = now()" },
 	{ NULL, NULL },
 };
 
@@ -332,4 +339,22 @@ store_rekey_batch(PGconn *c, struct store_rekey *k)
 	if (x.rows > 0)
 		memcpy(k->after, x.last, sizeof(k->after));
 	return true;
+}
+
+bool
+store_rekey_sealed(PGconn *c, bool *sealed)
+{
+	PGresult *r = db_run(c, &store_conns_stmts[S_RK_SEALED_GET], 0, NULL);
+
+	if (r == NULL)
+		return false;
+	*sealed = db_long(r, 0, 0, 0) > 0;
+	PQclear(r);
+	return true;
+}
+
+bool
+store_rekey_mark_sealed(PGconn *c)
+{
+	return db_do(c, &store_conns_stmts[S_RK_SEALED_SET], 0, NULL);
 }

@@ -94,4 +94,12 @@ struct store_rekey {
 };
 bool store_rekey_batch(PGconn *c, struct store_rekey *k);
 
+/*
+ * Whether rekey has recorded that every stored value is sealed
+ * (rekey_state), and the record itself, written when a rekey finishes
+ * with nothing in plain text and nothing it could not open.
+ */
+bool store_rekey_sealed(PGconn *c, bool *sealed);
+bool store_rekey_mark_sealed(PGconn *c);
+
 #endif

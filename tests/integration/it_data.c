@@ -1226,6 +1226,12 @@ test_scopes(const char *cid, const char *user)
 	scope_call("GET", p, NULL, S_TOKENS);
 	snprintf(p, sizeof(p), "/v1/connections/%s/refresh", cid);
 	scope_call("POST", p, NULL, S_ADMIN);
+	/* reauth puts a new grant under this connection's user: admin only
+	 * (a links key would hand its own bank login to the victim) */
+	snprintf(p, sizeof(p), "/v1/connections/%s/reauth", cid);
+	snprintf(body, sizeof(body), "{\"return_url\":\"%s\"}",
+	    H_RETURN_URL);
+	scope_call("POST", p, body, S_ADMIN);
 	snprintf(p, sizeof(p), "/v1/users/%s/accounts", user);
 	scope_call("GET", p, NULL, S_READ);
 	snprintf(p, sizeof(p), "/v1/accounts/%s", acct);

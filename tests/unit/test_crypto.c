@@ -322,6 +322,29 @@ test_legacy(void)
 	CHECK(p != NULL && strcmp(p, "V1:k1:AAAA") == 0,
 	    "legacy flag pointer may be NULL");
 	free_secret(p);
+
+	/* Once refused (rekey sealed every row, or off): NULL, flag set. */
+	crypto_refuse_plaintext(true);
+	legacy = false;
+	p = crypto_open("plain-legacy-token", "connections:x:access_token",
+	    &legacy);
+	CHECK(p == NULL && legacy && crypto_plaintext_refused(),
+	    "refused: a plain-text row does not open, legacy set");
+	p = crypto_open("", "aad", NULL);
+	CHECK(p == NULL, "refused: nor an empty one");
+	p = crypto_seal("still-sealed", "aad");
+	{
+		char *q = crypto_open(p, "aad", &legacy);
+
+		CHECK(q != NULL && strcmp(q, "still-sealed") == 0 && !legacy,
+		    "refused: sealed values still open");
+		free_secret(q);
+	}
+	free(p);
+	crypto_refuse_plaintext(false);
+	p = crypto_open("plain-legacy-token", "aad", NULL);
+	CHECK(p != NULL, "read again once allowed");
+	free_secret(p);
 	config_free(&a);
 }
 

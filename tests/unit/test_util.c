@@ -1,11 +1,13 @@
 /*
  * Unit tests for the small helper modules: encode.c, secret.c (random
- * identifiers, ct_equal), text.c (validation, parse_long), buf.c and
- * clock.c (rfc3339).  No network, no database.
+ * identifiers, ct_equal, wiping json-c's copies), text.c (validation,
+ * parse_long), buf.c and clock.c (rfc3339).  No network, no database.
  */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <json-c/json.h>
 
 #include "buf.h"
 #include "clock.h"
@@ -34,6 +36,8 @@ static void test_escaping(void);
 static void test_buf(void);
 static void test_parse_long(void);
 static void test_rfc3339(void);
+static void test_json_quote(void);
+static void test_wipe_json(void);
 
 /* Encode in; true when the result is want.  Frees the result. */
 static bool
@@ -601,5 +605,107 @@ main(void)
 	test_parse_long();
 	test_rfc3339();
 	test_date_text();
+	test_json_quote();
+	test_wipe_json();
 	return test_done();
+}
+
+static void
+test_json_quote(void)
+{
+	static const struct {
+		const char *in, *want;
+	} cases[] = {
+		{ "", "\"\"" },
+		{ "abc.DEF-_~", "\"abc.DEF-_~\"" },
+		{ "a\"b\\c", "\"a\\\"b\\\\c\"" },
+		{ "\n\x01\x7f", "\"\\u000a\\u0001\\u007f\"" },
+		{ "caf\xc3\xa9", "\"caf\xc3\xa9\"" },
+	};
+	char out[64];
+	size_t i, n;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		n = json_quote(out, cases[i].in);
+		CHECK(n == strlen(cases[i].want) &&
+		        strcmp(out, cases[i].want) == 0,
+		    "json_quote case %zu", i);
+	}
+}
+
+/* True when n bytes at p are all zero. */
+static bool
+zeroed(const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (p[i] != '\0')
+			return false;
+	return true;
+}
+
+/*
+ * A token answer parsed by json-c: its strings, its tokener's scratch
+ * buffer and its serialization all hold the token until wiped.
+ */
+static void
+test_wipe_json(void)
+{
+	static const char doc[] =
+	    "{\"access_token\":\"at-0123456789abcdefghij\",\"n\":1,"
+	    "\"list\":[\"rt-0123456789abcdefghij\",{\"deep\":\"deep-secret\"}],"
+	    "\"none\":null}";
+	json_tokener *tok = json_tokener_new();
+	json_object *o = json_tokener_parse_ex(tok, doc, (int)strlen(doc));
+	json_object *at, *list, *deep;
+	const char *s, *text;
+	size_t len;
+
+	CHECK(o != NULL, "the token answer parses");
+	if (o == NULL)
+		return;
+	/* printbuf_reset only moves the start: later, shorter strings
+	 * overwrite the head of a token and leave its tail behind. */
+	CHECK(memmem(tok->pb->buf, (size_t)tok->pb->size, "abcdefghij", 10) !=
+	        NULL,
+	    "before: the tokener's scratch buffer holds a token's tail");
+	tokener_wipe(tok);
+	CHECK(zeroed(tok->pb->buf, (size_t)tok->pb->size),
+	    "tokener_wipe zeroes the scratch buffer");
+	json_tokener_free(tok);
+	tokener_wipe(NULL);
+
+	text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN,
+	    &len);
+	CHECK(strstr(text, "at-0123456789") != NULL,
+	    "before: json-c's serialization holds the token");
+	wipe_json_text(text, len);
+	CHECK(zeroed(text, len), "wipe_json_text zeroes the serialization");
+
+	json_object_object_get_ex(o, "access_token", &at);
+	json_object_object_get_ex(o, "list", &list);
+	json_object_object_get_ex(json_object_array_get_idx(list, 1), "deep",
+	    &deep);
+	s = json_object_get_string(at);
+	wipe_json(o);
+	CHECK(zeroed(s, strlen("at-0123456789abcdefghij")),
+	    "wipe_json zeroes a string member");
+	CHECK(zeroed(json_object_get_string(json_object_array_get_idx(list,
+			 0)),
+	          strlen("rt-0123456789abcdefghij")),
+	    "... a string in an array");
+	CHECK(zeroed(json_object_get_string(deep), strlen("deep-secret")),
+	    "... a string in an object in an array");
+	CHECK(json_object_get_int(json_object_object_get(o, "n")) == 1,
+	    "... and leaves numbers alone");
+	wipe_json(NULL);
+	json_object_put(o);
+	free_secret_n(NULL, 4);
+	{
+		char *p = xstrdup("abcd");
+
+		free_secret_n(p, 4);
+		CHECK(1, "free_secret_n frees (ASan checks)");
+	}
 }
