@@ -8,7 +8,7 @@
  * the query's values through http_unescape (MHD hands them over raw, see
  * on_unescape), X-Request-Id through http_request_id_ok, Authorization
  * through http_find_key, and Content-Type with the body through
- * http_body_parse (UTF-8, surrogate pairs, one JSON object).  Whatever
+ * http_body_parse (UTF-8, json_text_check, one JSON object).  Whatever
  * is accepted must satisfy what the handlers rely on.
  */
 #include <stdint.h>
@@ -17,6 +17,7 @@
 
 #include "api.h"
 #include "http.h"
+#include "json_check.h"
 #include "mem.h"
 #include "secret.h"
 #include "text.h"
@@ -204,7 +205,7 @@ body(const char *ctype, const char *b, size_t n)
 		return;
 	}
 	require(o != NULL && json_object_is_type(o, json_type_object));
-	require(utf8_valid(b, n) && json_surrogates_paired(b, n));
+	require(utf8_valid(b, n) && json_text_check(b, n) == JSON_SOUND);
 	json_object_put(o);
 }
 
