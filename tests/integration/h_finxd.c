@@ -259,6 +259,12 @@ h_finxd_count(void)
 	return hs_nfinxd;
 }
 
+int
+h_finxd_pid(int i)
+{
+	return i >= 0 && i < hs_nfinxd ? (int)hs_finxd[i].pid : 0;
+}
+
 bool
 h_file_contains(const char *name, const char *needle)
 {

@@ -217,6 +217,10 @@ int h_finxd_stop(int i, int sig);
 int h_finxd_stop_wait(int i, int sig, long wait_ms);
 /* Number of finxd instances started so far (stopped ones included). */
 int h_finxd_count(void);
+/* Instance i's process id (0 once stopped). */
+int h_finxd_pid(int i);
+/* CPU time (user + system) process pid has used, in ms; -1 when gone. */
+long h_cpu_ms(int pid);
 /* True when <tmpdir>/<name> contains needle. */
 bool h_file_contains(const char *name, const char *needle);
 
