@@ -1,0 +1,339 @@
+/*
+ * The per-request costs of issue 13, each checked where it was cut:
+ *   - log_kv holds lines below LOG_WARN back and writes them in few
+ *     write(2) calls, lines whole, never interleaved and in the order
+ *     they were logged, nothing lost at a log_flush or exit.
+ * malloc, getrandom and write are counted by wrapping them here (this
+ * program's definitions win over libc's); the allocation counts are
+ * skipped under AddressSanitizer, which owns malloc.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "buf.h"
+#include "http.h"
+#include "log.h"
+#include "mem.h"
+#include "test.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define COUNT_ALLOCS 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define COUNT_ALLOCS 0
+#endif
+#endif
+#ifndef COUNT_ALLOCS
+#define COUNT_ALLOCS 1
+#endif
+
+static _Thread_local long allocs;
+static atomic_long getrandoms, stderr_writes;
+
+#if COUNT_ALLOCS
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+
+void *
+malloc(size_t n)
+{
+	allocs++;
+	return __libc_malloc(n);
+}
+
+void *
+calloc(size_t n, size_t size)
+{
+	allocs++;
+	return __libc_calloc(n, size);
+}
+
+void *
+realloc(void *p, size_t n)
+{
+	allocs++;
+	return __libc_realloc(p, n);
+}
+
+void
+free(void *p)
+{
+	__libc_free(p);
+}
+#endif
+
+ssize_t
+getrandom(void *p, size_t n, unsigned flags)
+{
+	atomic_fetch_add(&getrandoms, 1);
+	return syscall(SYS_getrandom, p, n, flags);
+}
+
+ssize_t
+write(int fd, const void *p, size_t n)
+{
+	if (fd == 2)
+		atomic_fetch_add(&stderr_writes, 1);
+	return syscall(SYS_write, fd, p, n);
+}
+
+/* ---- the log --------------------------------------------------------- */
+
+static char log_path[64];
+static int log_fd = -1, saved_fd = -1;
+
+/* stderr to a fresh temporary file. */
+static void
+log_capture(void)
+{
+	snprintf(log_path, sizeof(log_path), "/tmp/test_costs.XXXXXX");
+	log_fd = mkstemp(log_path);
+	saved_fd = dup(2);
+	if (log_fd < 0 || saved_fd < 0)
+		abort();
+	dup2(log_fd, 2);
+}
+
+static void
+log_release(void)
+{
+	log_flush();
+	dup2(saved_fd, 2);
+	close(saved_fd);
+	close(log_fd);
+	unlink(log_path);
+}
+
+/* The captured text so far (malloc'd). */
+static char *
+log_text(size_t *len)
+{
+	struct buf b;
+	char chunk[65536];
+	ssize_t n;
+	int fd = open(log_path, O_RDONLY);
+
+	buf_init(&b, 64 * 1024 * 1024);
+	while (fd >= 0 && (n = read(fd, chunk, sizeof(chunk))) > 0)
+		buf_append(&b, chunk, (size_t)n);
+	if (fd >= 0)
+		close(fd);
+	*len = b.len;
+	return buf_steal(&b);
+}
+
+static long
+log_lines(void)
+{
+	size_t len, i;
+	char *s = log_text(&len);
+	long n = 0;
+
+	for (i = 0; i < len; i++)
+		n += s[i] == '\n';
+	free(s);
+	return n;
+}
+
+static void
+info(long i)
+{
+	char n[24];
+
+	snprintf(n, sizeof(n), "%ld", i);
+	log_kv(LOG_INFO, "request", "n", n, "path", "/v1/users/u/accounts",
+	    NULL);
+}
+
+static void
+test_log_held(void)
+{
+	long i, w0;
+
+	log_capture();
+	w0 = atomic_load(&stderr_writes);
+	for (i = 0; i < 100; i++)
+		info(i);
+	w0 = atomic_load(&stderr_writes) - w0;
+	CHECK(w0 <= 5, "100 info lines are held back, not a write each "
+		       "(%ld writes)", w0);
+	log_kv(LOG_WARN, "a warning", NULL);
+	CHECK(log_lines() == 101, "a warning writes the held lines first, "
+				  "then itself (%ld)", log_lines());
+	for (i = 0; i < 3; i++)
+		info(i);
+	usleep(LOG_FLUSH_MS * 4 * 1000);
+	CHECK(log_lines() == 104, "held lines are out within a few "
+				 "LOG_FLUSH_MS (%ld)", log_lines());
+	log_release();
+}
+
+#define LOG_THREADS 4
+#define LOG_PER_THREAD 3000
+
+static void *
+log_thread(void *arg)
+{
+	char pad[400], n[48];
+	long i, t = (long)(intptr_t)arg;
+
+	memset(pad, 'a' + (int)t, sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = '\0';
+	for (i = 0; i < LOG_PER_THREAD; i++) {
+		snprintf(n, sizeof(n), "%ld", i);
+		log_kv(LOG_INFO, "request", "thread", pad, "n", n, NULL);
+	}
+	return NULL;
+}
+
+/* Every line of s a JSON object, each thread's in its own order. */
+static long
+log_check_lines(char *s, long *bad, long *disorder)
+{
+	long next[LOG_THREADS] = { 0 }, lines = 0;
+	char *save = NULL, *line;
+
+	*bad = *disorder = 0;
+	for (line = strtok_r(s, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		json_object *o = json_tokener_parse(line), *th, *n;
+		long t;
+
+		lines++;
+		if (o == NULL || !json_object_object_get_ex(o, "thread", &th) ||
+		    !json_object_object_get_ex(o, "n", &n)) {
+			(*bad)++;
+			json_object_put(o);
+			continue;
+		}
+		t = json_object_get_string(th)[0] - 'a';
+		if (t < 0 || t >= LOG_THREADS ||
+		    atol(json_object_get_string(n)) != next[t]++)
+			(*disorder)++;
+		json_object_put(o);
+	}
+	return lines;
+}
+
+static void
+test_log_threads(void)
+{
+	pthread_t th[LOG_THREADS];
+	long i, lines, bad, disorder;
+	size_t len;
+	char *s;
+
+	log_capture();
+	for (i = 0; i < LOG_THREADS; i++)
+		pthread_create(&th[i], NULL, log_thread, (void *)(intptr_t)i);
+	for (i = 0; i < LOG_THREADS; i++)
+		pthread_join(th[i], NULL);
+	log_flush();
+	s = log_text(&len);
+	lines = log_check_lines(s, &bad, &disorder);
+	CHECK(lines == LOG_THREADS * LOG_PER_THREAD,
+	    "every line of %d threads is out after log_flush (%ld of %d)",
+	    LOG_THREADS, lines, LOG_THREADS * LOG_PER_THREAD);
+	CHECK(bad == 0, "each line is one whole JSON object (%ld are not)",
+	    bad);
+	CHECK(disorder == 0, "each thread's lines in its order (%ld not)",
+	    disorder);
+	free(s);
+	log_release();
+}
+
+static pthread_mutex_t order_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t order_cv = PTHREAD_COND_INITIALIZER;
+static int order_step;
+
+/* Logs "second" and stays alive until told (step 2). */
+static void *
+order_thread(void *arg)
+{
+	(void)arg;
+	log_kv(LOG_INFO, "second", NULL);
+	pthread_mutex_lock(&order_mu);
+	order_step = 1;
+	pthread_cond_broadcast(&order_cv);
+	while (order_step != 2)
+		pthread_cond_wait(&order_cv, &order_mu);
+	pthread_mutex_unlock(&order_mu);
+	return NULL;
+}
+
+/* Lines of different threads come out in the order they were logged. */
+static void
+test_log_order(void)
+{
+	pthread_t th;
+	size_t len;
+	char *s, *a, *b;
+
+	log_capture();
+	log_kv(LOG_INFO, "first", NULL);
+	pthread_create(&th, NULL, order_thread, NULL);
+	pthread_mutex_lock(&order_mu);
+	while (order_step != 1)
+		pthread_cond_wait(&order_cv, &order_mu);
+	pthread_mutex_unlock(&order_mu);
+	log_flush();
+	s = log_text(&len);
+	a = strstr(s, "\"first\"");
+	b = strstr(s, "\"second\"");
+	CHECK(a != NULL && b != NULL && a < b,
+	    "a line another thread logged later comes out later");
+	free(s);
+	pthread_mutex_lock(&order_mu);
+	order_step = 2;
+	pthread_cond_broadcast(&order_cv);
+	pthread_mutex_unlock(&order_mu);
+	pthread_join(th, NULL);
+	log_release();
+}
+
+static void
+test_log_exit(void)
+{
+	pid_t pid;
+	int st = 0;
+	long n;
+
+	log_capture();
+	fflush(stdout);
+	if ((pid = fork()) == 0) {
+		long i;
+
+		for (i = 0; i < 50; i++)
+			info(i);
+		exit(0);
+	}
+	waitpid(pid, &st, 0);
+	n = log_lines();
+	CHECK(WIFEXITED(st) && n == 50, "a process that exits wrote every "
+					"held line (%ld of 50)", n);
+	log_release();
+}
+
+int
+main(void)
+{
+	test_log_held();
+	test_log_threads();
+	test_log_order();
+	test_log_exit();
+	return test_done();
+}
