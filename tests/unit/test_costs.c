@@ -2,7 +2,9 @@
  * The per-request costs of issue 13, each checked where it was cut:
  *   - log_kv holds lines below LOG_WARN back and writes them in few
  *     write(2) calls, lines whole, never interleaved and in the order
- *     they were logged, nothing lost at a log_flush or exit.
+ *     they were logged, nothing lost at a log_flush or exit;
+ *   - metrics_http allocates nothing once its series exist and counts
+ *     exactly from many threads at once; /metrics keeps its text.
  * malloc, getrandom and write are counted by wrapping them here (this
  * program's definitions win over libc's); the allocation counts are
  * skipped under AddressSanitizer, which owns malloc.
@@ -26,6 +28,7 @@
 #include "http.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 #include "test.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -328,6 +331,100 @@ test_log_exit(void)
 	log_release();
 }
 
+/* ---- metrics --------------------------------------------------------- */
+
+#define M_THREADS 4
+#define M_PER_THREAD 20000
+
+static void *
+metrics_thread(void *arg)
+{
+	long i;
+
+	(void)arg;
+	for (i = 0; i < M_PER_THREAD; i++) {
+		metrics_http("/v1/users/{}/accounts", 200, i % 3 ? 1 : 30);
+		if (i % 4 == 0)
+			metrics_http("/v1/users/{}/accounts", 404, 2);
+		if (i % 10 == 0)
+			metrics_http("unmatched", 404, 20000);
+	}
+	return NULL;
+}
+
+static double
+sample(const char *text, const char *series)
+{
+	const char *p = text;
+	size_t n = strlen(series);
+
+	while ((p = strstr(p, series)) != NULL) {
+		if ((p == text || p[-1] == '\n') && p[n] == ' ')
+			return strtod(p + n + 1, NULL);
+		p += n;
+	}
+	return -1;
+}
+
+static void
+test_metrics(void)
+{
+	pthread_t th[M_THREADS];
+	struct buf out;
+	long i, a0;
+	const char *h = "finxd_http_request_duration_seconds";
+	char *k;
+
+	for (i = 0; i < M_THREADS; i++)
+		pthread_create(&th[i], NULL, metrics_thread, NULL);
+	for (i = 0; i < M_THREADS; i++)
+		pthread_join(th[i], NULL);
+	a0 = allocs;
+	for (i = 0; i < 1000; i++)
+		metrics_http("/v1/users/{}/accounts", 200, 1);
+	if (COUNT_ALLOCS)
+		CHECK(allocs == a0, "metrics_http allocates nothing once its "
+				    "series exist (%ld in 1000 calls)",
+		    allocs - a0);
+	buf_init(&out, 1024 * 1024);
+	metrics_render(&out);
+	CHECK(sample(out.data, "finxd_http_requests_total{route=\"/v1/users/"
+			       "{}/accounts\",status=\"200\"}") ==
+		M_THREADS * M_PER_THREAD + 1000,
+	    "requests counted exactly from %d threads", M_THREADS);
+	CHECK(sample(out.data, "finxd_http_requests_total{route=\"/v1/users/"
+			       "{}/accounts\",status=\"404\"}") ==
+		M_THREADS * M_PER_THREAD / 4,
+	    "a second status of the route counted apart");
+	k = xasprintf("%s_bucket{route=\"unmatched\",le=\"+Inf\"}", h);
+	CHECK(sample(out.data, k) == M_THREADS * M_PER_THREAD / 10,
+	    "over the last bucket only in +Inf");
+	free(k);
+	k = xasprintf("%s_bucket{route=\"unmatched\",le=\"10\"}", h);
+	CHECK(sample(out.data, k) == 0, "20 s is not <= 10 s");
+	free(k);
+	k = xasprintf("%s_bucket{route=\"/v1/users/{}/accounts\",le=\"0.025\"}",
+	    h);
+	CHECK(sample(out.data, k) > 0 &&
+		sample(out.data, k) < M_THREADS * M_PER_THREAD,
+	    "buckets count what is at most their bound");
+	free(k);
+	k = xasprintf("%s_count{route=\"/v1/users/{}/accounts\"}", h);
+	CHECK(sample(out.data, k) ==
+		M_THREADS * M_PER_THREAD * 5 / 4 + 1000,
+	    "_count of the route (%.0f)", sample(out.data, k));
+	free(k);
+	k = xasprintf("%s_sum{route=\"unmatched\"}", h);
+	CHECK(sample(out.data, k) == 20.0 * M_THREADS * M_PER_THREAD / 10,
+	    "_sum in seconds (%.6f)", sample(out.data, k));
+	free(k);
+	CHECK(strstr(out.data, "# TYPE finxd_http_requests_total counter\n") &&
+		strstr(out.data, "# TYPE finxd_http_request_duration_seconds "
+				 "histogram\n"),
+	    "families keep their names and types");
+	buf_free(&out);
+}
+
 int
 main(void)
 {
@@ -335,5 +432,6 @@ main(void)
 	test_log_threads();
 	test_log_order();
 	test_log_exit();
+	test_metrics();
 	return test_done();
 }
