@@ -24,6 +24,7 @@
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
+#include "reqid.h"
 #include "secret.h"
 #include "status.h"
 #include "text.h"
@@ -503,23 +504,18 @@ dispatch(struct req *r)
 	return refuse(r, ST_NOT_FOUND, "no such path");
 }
 
-/* r's request id: the client's X-Request-Id when well formed, else random. */
+/* r's request id: the client's X-Request-Id when well formed, else new. */
 static void
 req_set_id(struct req *r)
 {
 	const char *id = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
 	    "X-Request-Id");
-	unsigned char b[12];
-	char *h;
 
 	if (request_id_ok(id)) {
 		snprintf(r->request_id, sizeof(r->request_id), "%s", id);
 		return;
 	}
-	rand_bytes(b, sizeof(b));
-	h = hex_encode(b, sizeof(b));
-	snprintf(r->request_id, sizeof(r->request_id), "%s", h);
-	free(h);
+	reqid_new(r->request_id, sizeof(r->request_id));
 }
 
 /*

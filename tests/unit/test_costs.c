@@ -4,7 +4,9 @@
  *     write(2) calls, lines whole, never interleaved and in the order
  *     they were logged, nothing lost at a log_flush or exit;
  *   - metrics_http allocates nothing once its series exist and counts
- *     exactly from many threads at once; /metrics keeps its text.
+ *     exactly from many threads at once; /metrics keeps its text;
+ *   - request ids cost no getrandom each, and never repeat across
+ *     threads or a fork.
  * malloc, getrandom and write are counted by wrapping them here (this
  * program's definitions win over libc's); the allocation counts are
  * skipped under AddressSanitizer, which owns malloc.
@@ -29,6 +31,7 @@
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
+#include "reqid.h"
 #include "test.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -425,6 +428,94 @@ test_metrics(void)
 	buf_free(&out);
 }
 
+/* ---- request ids ----------------------------------------------------- */
+
+#define ID_THREADS 4
+#define ID_PER_THREAD 5000
+
+static char ids[ID_THREADS * ID_PER_THREAD + ID_PER_THREAD][32];
+
+static void *
+id_thread(void *arg)
+{
+	long t = (long)(intptr_t)arg, i;
+
+	for (i = 0; i < ID_PER_THREAD; i++)
+		reqid_new(ids[t * ID_PER_THREAD + i], sizeof(ids[0]));
+	return NULL;
+}
+
+static int
+id_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* ID_PER_THREAD ids of a forked child into the last slice of ids. */
+static void
+ids_of_child(void)
+{
+	char *slice = ids[ID_THREADS * ID_PER_THREAD];
+	int p[2], st;
+	size_t got = 0, want = ID_PER_THREAD * sizeof(ids[0]);
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe(p) != 0)
+		abort();
+	fflush(stdout);
+	if ((pid = fork()) == 0) {
+		char id[32];
+		long i;
+
+		for (i = 0; i < ID_PER_THREAD; i++) {
+			memset(id, 0, sizeof(id));
+			reqid_new(id, sizeof(id));
+			if (write(p[1], id, sizeof(id)) != sizeof(id))
+				_exit(1);
+		}
+		_exit(0);
+	}
+	close(p[1]);
+	while (got < want && (n = read(p[0], slice + got, want - got)) > 0)
+		got += (size_t)n;
+	close(p[0]);
+	waitpid(pid, &st, 0);
+}
+
+static void
+test_request_ids(void)
+{
+	pthread_t th[ID_THREADS];
+	long i, g0, dup = 0, bad = 0, n = ID_THREADS * ID_PER_THREAD;
+
+	/* this thread's first id draws its seed */
+	reqid_new(ids[0], sizeof(ids[0]));
+	g0 = atomic_load(&getrandoms);
+	for (i = 0; i < ID_PER_THREAD; i++)
+		reqid_new(ids[i], sizeof(ids[0]));
+	CHECK(atomic_load(&getrandoms) == g0,
+	    "%d ids of one thread cost no getrandom (%ld calls)",
+	    ID_PER_THREAD, atomic_load(&getrandoms) - g0);
+	for (i = 1; i < ID_THREADS; i++)
+		pthread_create(&th[i], NULL, id_thread, (void *)(intptr_t)i);
+	for (i = 1; i < ID_THREADS; i++)
+		pthread_join(th[i], NULL);
+	ids_of_child();
+	n += ID_PER_THREAD;
+	for (i = 0; i < n; i++)
+		if (strlen(ids[i]) != REQID_LEN ||
+		    strspn(ids[i], "0123456789abcdef") != REQID_LEN)
+			bad++;
+	CHECK(bad == 0, "ids are %d lower-case hex digits (%ld are not)",
+	    REQID_LEN, bad);
+	qsort(ids, (size_t)n, sizeof(ids[0]), id_cmp);
+	for (i = 1; i < n; i++)
+		dup += strcmp(ids[i - 1], ids[i]) == 0;
+	CHECK(dup == 0, "%ld ids of %d threads and a forked child, none "
+			"twice (%ld repeated)", n, ID_THREADS, dup);
+}
+
 int
 main(void)
 {
@@ -433,5 +524,6 @@ main(void)
 	test_log_order();
 	test_log_exit();
 	test_metrics();
+	test_request_ids();
 	return test_done();
 }
