@@ -95,8 +95,11 @@ json_object *http_body_object(struct req *r, enum MHD_Result *ret);
 /* Pure helpers, exposed for unit tests. */
 char *http_unescape(const char *s, size_t n);
 bool json_surrogates_paired(const char *s, size_t n);
+/* path against pattern ({} one segment): decoded {} segments in params. */
 bool http_match(const char *pattern, const char *path, char **params,
     int *n_params);
+/* Whether http_match would match, without decoding or allocating. */
+bool http_path_matches(const char *pattern, const char *path);
 const struct api_key *http_find_key(const struct config *cfg,
     const char *authorization);
 

@@ -6,7 +6,9 @@
  *   - metrics_http allocates nothing once its series exist and counts
  *     exactly from many threads at once; /metrics keeps its text;
  *   - request ids cost no getrandom each, and never repeat across
- *     threads or a fork.
+ *     threads or a fork;
+ *   - dispatch's route walk allocates nothing for a route whose literal
+ *     parts differ from the path.
  * malloc, getrandom and write are counted by wrapping them here (this
  * program's definitions win over libc's); the allocation counts are
  * skipped under AddressSanitizer, which owns malloc.
@@ -516,6 +518,31 @@ test_request_ids(void)
 			"twice (%ld repeated)", n, ID_THREADS, dup);
 }
 
+/* ---- route matching -------------------------------------------------- */
+
+static void
+test_match_allocs(void)
+{
+	const char *path = "/v1/accounts/0b7c9f0e-3f5e-4c7a-9a57-2f1d3c4b5a60/"
+			   "transactions";
+	char *p[HTTP_MAX_PARAMS];
+	long a0 = allocs;
+	int n = -1;
+	bool m = http_match("/v1/accounts/{}", path, p, &n);
+
+	if (COUNT_ALLOCS)
+		CHECK(!m && n == 0 && allocs == a0,
+		    "a route whose literal parts differ decodes nothing "
+		    "(%ld allocations)", allocs - a0);
+	CHECK(!http_path_matches("/v1/accounts/{}", path) &&
+		http_path_matches("/v1/accounts/{}/transactions", path),
+	    "http_path_matches tells the two routes apart");
+	a0 = allocs;
+	m = http_path_matches("/v1/accounts/{}/transactions", path);
+	if (COUNT_ALLOCS)
+		CHECK(m && allocs == a0, "the path test allocates nothing");
+}
+
 int
 main(void)
 {
@@ -525,5 +552,6 @@ main(void)
 	test_log_exit();
 	test_metrics();
 	test_request_ids();
+	test_match_allocs();
 	return test_done();
 }
