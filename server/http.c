@@ -28,6 +28,7 @@
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
+#include "reqid.h"
 #include "secret.h"
 #include "status.h"
 #include "text.h"
@@ -343,38 +344,110 @@ http_body_object(struct req *r, enum MHD_Result *ret)
 	return o;
 }
 
-bool
-http_match(const char *pattern, const char *path, char **params,
-    int *n_params)
+/*
+ * True when s[0..n) percent-decodes to a non-empty value without a NUL,
+ * as http_unescape would decode it, without decoding it.
+ */
+static bool
+segment_ok(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n == 0)
+		return false;
+	for (i = 0; i < n; i++) {
+		if (s[i] != '%')
+			continue;
+		if (i + 2 >= n || !isxdigit((unsigned char)s[i + 1]) ||
+		    !isxdigit((unsigned char)s[i + 2]) ||
+		    (s[i + 1] == '0' && s[i + 2] == '0'))
+			return false;
+		i += 2;
+	}
+	return true;
+}
+
+/* A {} segment of a path, not decoded: path[0..len). */
+struct seg {
+	const char *p;
+	size_t len;
+};
+
+/*
+ * path against pattern's literal parts, {} one non-empty segment: the
+ * number of {} segments (in segs), or -1.  Nothing is decoded, so a route
+ * whose literal parts differ costs no allocation (dispatch tries each).
+ */
+static int
+path_split(const char *pattern, const char *path,
+    struct seg segs[HTTP_MAX_PARAMS])
 {
 	int n = 0;
 
 	while (*pattern && *path) {
 		if (pattern[0] == '{' && pattern[1] == '}') {
-			size_t len = strcspn(path, "/");
+			size_t len = (size_t)(strchrnul(path, '/') - path);
 
 			if (len == 0 || n == HTTP_MAX_PARAMS)
-				goto fail;
-			if ((params[n] = http_unescape(path, len)) == NULL ||
-			    params[n][0] == '\0') {
-				free(params[n]);
-				goto fail;
-			}
-			n++;
+				return -1;
+			segs[n].p = path;
+			segs[n++].len = len;
 			pattern += 2;
 			path += len;
 		} else if (*pattern++ != *path++)
-			goto fail;
+			return -1;
 	}
-	if (*pattern == '\0' && *path == '\0') {
-		*n_params = n;
-		return true;
-	}
-fail:
-	while (n > 0)
-		free(params[--n]);
+	return *pattern == '\0' && *path == '\0' ? n : -1;
+}
+
+/* Whether all n segments decode, without decoding them. */
+static bool
+segs_ok(const struct seg *segs, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (!segment_ok(segs[i].p, segs[i].len))
+			return false;
+	return true;
+}
+
+/* The n segments decoded into params; false (none kept) when one fails. */
+static bool
+segs_decode(const struct seg *segs, int n, char **params)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if ((params[i] = http_unescape(segs[i].p, segs[i].len)) == NULL) {
+			while (i > 0)
+				free(params[--i]);
+			return false;
+		}
+	return true;
+}
+
+bool
+http_path_matches(const char *pattern, const char *path)
+{
+	struct seg segs[HTTP_MAX_PARAMS];
+	int n = path_split(pattern, path, segs);
+
+	return n >= 0 && segs_ok(segs, n);
+}
+
+bool
+http_match(const char *pattern, const char *path, char **params,
+    int *n_params)
+{
+	struct seg segs[HTTP_MAX_PARAMS];
+	int n = path_split(pattern, path, segs);
+
 	*n_params = 0;
-	return false;
+	if (n < 0 || !segs_decode(segs, n, params))
+		return false;
+	*n_params = n;
+	return true;
 }
 
 const struct api_key *
@@ -542,22 +615,24 @@ dispatch(struct req *r)
 	char allow[64] = "";
 
 	for (rt = routes; rt->pattern != NULL; rt++) {
-		char *p[HTTP_MAX_PARAMS];
-		int np;
+		struct seg segs[HTTP_MAX_PARAMS];
+		int n;
 
 		if (!listener_serves(r, rt->pattern))
 			continue;
-		if (!http_match(rt->pattern, r->path, p, &np))
+		if ((n = path_split(rt->pattern, r->path, segs)) < 0)
 			continue;
 		if (strcmp(rt->method, r->method) != 0) {
-			path_match = rt;
-			allow_add(allow, sizeof(allow), rt->method);
-			while (np > 0)
-				free(p[--np]);
+			if (segs_ok(segs, n)) {
+				path_match = rt;
+				allow_add(allow, sizeof(allow), rt->method);
+			}
 			continue;
 		}
-		memcpy(r->params, p, sizeof(p));
-		r->n_params = np;
+		/* Decoded for the route that runs only. */
+		if (!segs_decode(segs, n, r->params))
+			continue;
+		r->n_params = n;
 		r->route = rt->pattern;
 		return run_route(r, rt);
 	}
@@ -567,23 +642,18 @@ dispatch(struct req *r)
 	return refuse(r, ST_NOT_FOUND, "no such path");
 }
 
-/* r's request id: the client's X-Request-Id when well formed, else random. */
+/* r's request id: the client's X-Request-Id when well formed, else new. */
 static void
 req_set_id(struct req *r)
 {
 	const char *id = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
 	    "X-Request-Id");
-	unsigned char b[12];
-	char *h;
 
 	if (http_request_id_ok(id)) {
 		snprintf(r->request_id, sizeof(r->request_id), "%s", id);
 		return;
 	}
-	rand_bytes(b, sizeof(b));
-	h = hex_encode(b, sizeof(b));
-	snprintf(r->request_id, sizeof(r->request_id), "%s", h);
-	free(h);
+	reqid_new(r->request_id, sizeof(r->request_id));
 }
 
 /*

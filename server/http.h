@@ -131,8 +131,11 @@ enum status http_body_parse(const char *ctype, const char *body, size_t len,
     json_object **ret_obj, const char **ret_why);
 /* Whether a client's X-Request-Id is one to keep (1-64 of [A-Za-z0-9._-:]). */
 bool http_request_id_ok(const char *s);
+/* path against pattern ({} one segment): decoded {} segments in params. */
 bool http_match(const char *pattern, const char *path, char **params,
     int *n_params);
+/* Whether http_match would match, without decoding or allocating. */
+bool http_path_matches(const char *pattern, const char *path);
 const struct api_key *http_find_key(const struct config *cfg,
     const char *authorization);
 

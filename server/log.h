@@ -21,6 +21,14 @@ int log_parse_level(const char *s, enum log_level *out);
 void log_kv(enum log_level level, const char *msg, ...)
     __attribute__((sentinel));
 
+/*
+ * Lines below LOG_WARN are held back per thread and written within
+ * LOG_FLUSH_MS (log.c says when exactly); log_flush writes every thread's
+ * held lines now.  It also runs at exit.
+ */
+#define LOG_FLUSH_MS 50
+void log_flush(void);
+
 /* Request id added to every line this thread logs; NULL clears it. */
 void log_set_request_id(const char *id);
 

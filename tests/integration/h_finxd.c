@@ -164,14 +164,6 @@ h_finxd_url(int i)
 	return hs_finxd[i].url;
 }
 
-pid_t
-h_finxd_pid(int i)
-{
-	if (i < 0 || i >= hs_nfinxd)
-		h_bail("no finxd instance %d", i);
-	return hs_finxd[i].pid;
-}
-
 /* The operations routes: with an operations listener, served there only. */
 static bool
 h_ops_path(const char *path)
@@ -305,6 +297,12 @@ int
 h_finxd_count(void)
 {
 	return hs_nfinxd;
+}
+
+int
+h_finxd_pid(int i)
+{
+	return i >= 0 && i < hs_nfinxd ? (int)hs_finxd[i].pid : 0;
 }
 
 bool

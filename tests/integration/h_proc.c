@@ -527,3 +527,23 @@ h_clean_environ(int extra)
 }
 
 /* Run a PostgreSQL tool (as user postgres when root); exit code or -1. */
+
+long
+h_cpu_ms(int pid)
+{
+	char path[64], line[2048], *p;
+	unsigned long ut, st;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	p = fgets(line, sizeof(line), f);
+	fclose(f);
+	/* after "pid (comm)": 11 fields, then utime and stime in ticks */
+	if (p == NULL || (p = strrchr(line, ')')) == NULL ||
+	    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+		&ut, &st) != 2)
+		return -1;
+	return (long)((ut + st) * 1000 / (unsigned long)sysconf(_SC_CLK_TCK));
+}

@@ -213,8 +213,6 @@ int h_finxd_start_listening(void);
 /* Either, with another finxd executable; instances share finxd.log. */
 int h_finxd_start_exe(const char *exe, bool ready);
 const char *h_finxd_url(int i);
-/* The process id of instance i (for /proc figures). */
-pid_t h_finxd_pid(int i);
 /* Where instance i serves path: its operations listener for /healthz,
  * /readyz and /metrics when FINXD_OPS_LISTEN was set at its start (they
  * are served there only), else h_finxd_url(i). */
@@ -225,6 +223,10 @@ int h_finxd_stop(int i, int sig);
 int h_finxd_stop_wait(int i, int sig, long wait_ms);
 /* Number of finxd instances started so far (stopped ones included). */
 int h_finxd_count(void);
+/* Instance i's process id (0 once stopped). */
+int h_finxd_pid(int i);
+/* CPU time (user + system) process pid has used, in ms; -1 when gone. */
+long h_cpu_ms(int pid);
 /* True when <tmpdir>/<name> contains needle. */
 bool h_file_contains(const char *name, const char *needle);
 

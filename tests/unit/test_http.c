@@ -29,7 +29,7 @@ static void test_body_parse(void);
 
 /*
  * http_match(pattern, path) succeeds with n params equal to the strings
- * that follow.  The path is an exact-size copy, so over-reads show.
+ * that follow (and http_path_matches agrees; nomatch: both refuse).  The path is an exact-size copy, so over-reads show.
  */
 static bool
 match(const char *pattern, const char *path, int n, ...)
@@ -39,7 +39,8 @@ match(const char *pattern, const char *path, int n, ...)
 	bool ok;
 	va_list ap;
 
-	ok = http_match(pattern, copy, params, &got) && got == n;
+	ok = http_match(pattern, copy, params, &got) && got == n &&
+	    http_path_matches(pattern, copy);
 	va_start(ap, n);
 	for (i = 0; ok && i < n; i++)
 		if (strcmp(params[i], va_arg(ap, const char *)) != 0)
@@ -57,7 +58,8 @@ nomatch(const char *pattern, const char *path)
 {
 	char *params[HTTP_MAX_PARAMS], *copy = xstrdup(path);
 	int got = -1;
-	bool ok = !http_match(pattern, copy, params, &got) && got == 0;
+	bool ok = !http_match(pattern, copy, params, &got) && got == 0 &&
+	    !http_path_matches(pattern, copy);
 
 	free(copy);
 	return ok;
