@@ -216,13 +216,14 @@ pop(struct lexer *lx)
 	if (lx->depth == 0)
 		return JSON_SOUND; /* unbalanced: json-c refuses it */
 	fr = &lx->frames[--lx->depth];
-	v = lx->names + fr->first;
 	m = lx->n_names - fr->first;
-	if (m > 1)
+	if (m > 1) { /* names is NULL until the first one */
+		v = lx->names + fr->first;
 		qsort(v, m, sizeof(*v), name_cmp);
-	for (k = 1; k < m; k++)
-		if (name_cmp(&v[k - 1], &v[k]) == 0)
-			return JSON_DUPLICATE_KEY;
+		for (k = 1; k < m; k++)
+			if (name_cmp(&v[k - 1], &v[k]) == 0)
+				return JSON_DUPLICATE_KEY;
+	}
 	lx->n_names = fr->first;
 	lx->top = fr->mark;
 	return JSON_SOUND;
