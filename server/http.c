@@ -872,7 +872,7 @@ http_start(const struct config *cfg)
 	hcfg = cfg;
 	if (!http_conns_start(cfg))
 		return false;
-	http_pools_start();
+	http_pools_start(cfg->db_pool_size / 2);
 	daemon_ = start_daemon(cfg->listen_host, cfg->listen_port, NULL,
 	    (unsigned)cfg->http_max_connections);
 	/*

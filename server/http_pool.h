@@ -15,7 +15,8 @@ struct http_job {
 	void (*run)(struct http_job *job);
 };
 
-void http_pools_start(void);
+/* Start the spawners; the read pool gets read_workers at most (2 or more). */
+void http_pools_start(long read_workers);
 /* Queue job on pool p; a worker runs job->run(job). */
 void http_pool_submit(enum http_pool_id p, struct http_job *job);
 /* Wait until no job is queued or running. */
