@@ -17,13 +17,13 @@
 
 #include "log.h"
 
-#define POOL_KEEP 4          /* workers kept however idle */
 #define POOL_IDLE_S 60       /* others leave after this long idle */
 #define POOL_STACK (256 * 1024)
 
 struct pool {
 	const char *name;
 	int max;
+	int keep; /* workers started at once and kept however idle */
 	pthread_mutex_t mu;
 	pthread_cond_t work;  /* idle workers wait here */
 	pthread_cond_t spawn; /* the spawner waits here */
@@ -34,8 +34,8 @@ struct pool {
 	pthread_t spawner;
 };
 
-#define POOL_INIT(n, m)                                                       \
-	{ .name = n, .max = m, .mu = PTHREAD_MUTEX_INITIALIZER,               \
+#define POOL_INIT(n, m, k)                                                    \
+	{ .name = n, .max = m, .keep = k, .mu = PTHREAD_MUTEX_INITIALIZER,    \
 		.work = PTHREAD_COND_INITIALIZER,                             \
 		.spawn = PTHREAD_COND_INITIALIZER,                            \
 		.done = PTHREAD_COND_INITIALIZER }
@@ -47,11 +47,13 @@ struct pool {
  * the read pool to half the database pool.  bench_api with the read cache
  * off (2 cores shared with PostgreSQL, pool of 8): 64 read workers 7.1k
  * req/s p99 80 ms, 8 workers 9.0k p99 19 ms, 4 workers 10.2k p99 14 ms
- * (thread per connection before: 9.8k, p99 36 ms).
+ * (thread per connection before: 9.8k, p99 36 ms).  Bulk workers for the
+ * first 32 waiting callbacks are started with the pool and kept, so a
+ * burst does not wait for threads to be created.
  */
 static struct pool pools[HTTP_NPOOLS] = {
-	[HTTP_POOL_READ] = POOL_INIT("read", 4),
-	[HTTP_POOL_BULK] = POOL_INIT("bulk", 512),
+	[HTTP_POOL_READ] = POOL_INIT("read", 4, 4),
+	[HTTP_POOL_BULK] = POOL_INIT("bulk", 512, 32),
 };
 
 /* Run queued jobs; p->mu held on entry and on exit. */
@@ -97,8 +99,7 @@ worker(void *arg)
 		p->idle++;
 		rc = pthread_cond_timedwait(&p->work, &p->mu, &until);
 		p->idle--;
-		if (rc == ETIMEDOUT && p->head == NULL &&
-		    p->threads > POOL_KEEP)
+		if (rc == ETIMEDOUT && p->head == NULL && p->threads > p->keep)
 			break;
 	}
 	p->threads--;
@@ -140,7 +141,10 @@ spawner(void *arg)
 	pthread_attr_setstacksize(&attr, POOL_STACK);
 	pthread_mutex_lock(&p->mu);
 	while (!p->stop) {
-		if (p->queued <= p->idle + p->starting || p->threads >= p->max)
+		if (p->threads < p->keep)
+			spawn_one(p, &attr);
+		else if (p->queued <= p->idle + p->starting ||
+		    p->threads >= p->max)
 			pthread_cond_wait(&p->spawn, &p->mu);
 		else
 			spawn_one(p, &attr);
@@ -156,6 +160,7 @@ http_pools_start(long read_workers)
 	int i;
 
 	pools[HTTP_POOL_READ].max = read_workers < 2 ? 2 : (int)read_workers;
+	pools[HTTP_POOL_READ].keep = pools[HTTP_POOL_READ].max;
 	for (i = 0; i < HTTP_NPOOLS; i++) {
 		pools[i].stop = false;
 		if (pthread_create(&pools[i].spawner, NULL, spawner,
