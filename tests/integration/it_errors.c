@@ -146,6 +146,78 @@ test_bad_bodies(void)
 	}
 }
 
+/* The body finX received for the last POST /ongoing/access (put it). */
+static struct json_object *
+finx_flow_body(void)
+{
+	struct json_object *req = h_sbx_last_request("/ongoing/access");
+	struct json_object *b = json_tokener_parse(
+	    h_jstr(req, "body") ? h_jstr(req, "body") : "");
+
+	json_object_put(req);
+	return b;
+}
+
+/* The JSON text of member key of o, "-" when absent. */
+static const char *
+member_text(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v))
+		return "-";
+	return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
+		JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+/*
+ * Every widget field of SPEC's POST /v1/links reaches finX as
+ * finx-api.md section 1 documents it: accounts as {"id": ...} objects
+ * (given as objects or as IBAN strings), the others as given (issue 13,
+ * finding 6: the accounts field answered 400 or went to finX as strings).
+ */
+static void
+test_widget_fields(void)
+{
+	static const char body[] =
+	    "{\"user_id\":\"u-widget\",\"language\":\"en\","
+	    "\"provider_id\":\"74bab9d2-9f60-4ab1-be63-706e67b99f58\","
+	    "\"accounts\":[{\"id\":\"DE89370400440532013000\"},"
+	    "\"DE02120300000000202051\"],"
+	    "\"account_types\":[\"Giro account\"],"
+	    "\"allow_multi_selection\":false,\"sync_period\":30,"
+	    "\"save_secrets\":true,\"tracking_id\":\"campaign-7\"}";
+	static const char *const want[][2] = {
+		{ "language", "\"en\"" },
+		{ "provider_id", "\"74bab9d2-9f60-4ab1-be63-706e67b99f58\"" },
+		{ "accounts", "[{\"id\":\"DE89370400440532013000\"},"
+			      "{\"id\":\"DE02120300000000202051\"}]" },
+		{ "account_types", "[\"Giro account\"]" },
+		{ "allow_multi_selection", "false" },
+		{ "sync_period", "30" },
+		{ "save_secrets", "true" },
+		{ "tracking_id", "\"campaign-7\"" },
+		{ "user_id", "\"u-widget\"" },
+	};
+	struct json_object *b;
+	struct h_resp r;
+	char bearer[128];
+	size_t i;
+
+	snprintf(bearer, sizeof(bearer), "Bearer %s", h_api_key());
+	h_sbx_reset();
+	h_links_post_raw(f_main, bearer, "application/json", body,
+	    strlen(body), &r);
+	CHECK(r.status == 201, "every widget field: 201 (got %ld)", r.status);
+	h_resp_free(&r);
+	b = finx_flow_body();
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		CHECK(strcmp(member_text(b, want[i][0]), want[i][1]) == 0,
+		    "widget field %s reaches finX as %s (got %s)", want[i][0],
+		    want[i][1], member_text(b, want[i][0]));
+	json_object_put(b);
+}
+
 static void
 test_return_urls(void)
 {
@@ -419,6 +491,7 @@ main(void)
 	test_auth();
 	test_scopes(links_key, read_key);
 	test_bad_bodies();
+	test_widget_fields();
 	test_return_urls();
 	test_finx_down();
 	test_token_exchange("{\"path\":\"/auth/token\",\"mode\":\"status\","
