@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "db.h"
 #include "http_conn.h"
+#include "idempotency.h"
 #include "log.h"
 #include "metrics.h"
 #include "migrate.h"
@@ -46,7 +47,7 @@ const struct route routes[] = {
 	{ "GET", "/openapi.json", h_openapi, 0, HTTP_LOOP },
 	{ "GET", "/callback", h_callback, 0, HTTP_BULK },
 	{ "GET", "/start/{}", h_link_start, 0, HTTP_BULK },
-	{ "POST", "/v1/links", h_links_create, SCOPE_LINKS, HTTP_BULK },
+	{ "POST", "/v1/links", h_idem_links_create, SCOPE_LINKS, HTTP_BULK },
 	{ "GET", "/v1/links/{}", h_links_get, SCOPE_LINKS | SCOPE_READ,
 	    HTTP_READ },
 	{ "GET", "/v1/users/{}/connections", h_user_conns, SCOPE_READ,
@@ -58,9 +59,9 @@ const struct route routes[] = {
 	    HTTP_BULK },
 	{ "POST", "/v1/connections/{}/refresh", h_conn_refresh, SCOPE_ADMIN,
 	    HTTP_BULK },
-	{ "POST", "/v1/connections/{}/reauth", h_conn_reauth, SCOPE_ADMIN,
+	{ "POST", "/v1/connections/{}/reauth", h_idem_conn_reauth, SCOPE_ADMIN,
 	    HTTP_BULK },
-	{ "POST", "/v1/connections/{}/sync", h_conn_sync, SCOPE_ADMIN,
+	{ "POST", "/v1/connections/{}/sync", h_idem_conn_sync, SCOPE_ADMIN,
 	    HTTP_BULK },
 	{ "GET", "/v1/syncs/{}", h_sync_get, SCOPE_READ | SCOPE_ADMIN,
 	    HTTP_READ },
@@ -144,6 +145,7 @@ api_reply_json(struct req *r, const char *data, size_t len,
 		release(cls);
 		return MHD_NO;
 	}
+	http_capture(r, "application/json; charset=utf-8", data, len);
 	MHD_add_response_header(resp, "Content-Type",
 	    "application/json; charset=utf-8");
 	return http_queue(r, MHD_HTTP_OK, resp);

@@ -139,6 +139,18 @@ http_queue(struct req *r, unsigned status, struct MHD_Response *resp)
 	return ret;
 }
 
+#define JSON_CTYPE "application/json; charset=utf-8"
+
+void
+http_capture(struct req *r, const char *ctype, const void *data, size_t len)
+{
+	if (r == NULL || r->capture == NULL)
+		return;
+	buf_reset(r->capture);
+	buf_append(r->capture, data, len);
+	r->capture_ctype = ctype;
+}
+
 enum MHD_Result
 http_json(struct req *r, unsigned status, json_object *obj)
 {
@@ -148,15 +160,16 @@ http_json(struct req *r, unsigned status, json_object *obj)
 	struct MHD_Response *resp = MHD_create_response_from_buffer(len,
 	    (void *)s, MHD_RESPMEM_MUST_COPY);
 
+	http_capture(r, JSON_CTYPE, s, len);
 	json_object_put(obj);
-	MHD_add_response_header(resp, "Content-Type",
-	    "application/json; charset=utf-8");
+	MHD_add_response_header(resp, "Content-Type", JSON_CTYPE);
 	return http_queue(r, status, resp);
 }
 
+/* The error answer; its body goes to r's capture (r may be NULL). */
 static struct MHD_Response *
-error_response(unsigned status, const char *code, const char *msg,
-    long retry_s)
+error_response(struct req *r, unsigned status, const char *code,
+    const char *msg, long retry_s)
 {
 	json_object *o = json_object_new_object(), *e = json_object_new_object();
 	struct MHD_Response *resp;
@@ -171,9 +184,9 @@ error_response(unsigned status, const char *code, const char *msg,
 	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
 	resp = MHD_create_response_from_buffer(len, (void *)s,
 	    MHD_RESPMEM_MUST_COPY);
+	http_capture(r, JSON_CTYPE, s, len);
 	json_object_put(o);
-	MHD_add_response_header(resp, "Content-Type",
-	    "application/json; charset=utf-8");
+	MHD_add_response_header(resp, "Content-Type", JSON_CTYPE);
 	if (status == MHD_HTTP_UNAUTHORIZED)
 		MHD_add_response_header(resp, "WWW-Authenticate",
 		    "Bearer realm=\"finxd\"");
@@ -195,7 +208,7 @@ error_v(struct req *r, unsigned status, const char *code, long retry_s,
 
 	if (vasprintf(&m, fmt, ap) < 0)
 		abort();
-	resp = error_response(status, code, m, retry_s);
+	resp = error_response(r, status, code, m, retry_s);
 	free(m);
 	return http_queue(r, status, resp);
 }
@@ -239,7 +252,7 @@ refusal(enum status s, const char *detail)
 	char *m = xasprintf("%s%s%s", row->message, detail ? ": " : "",
 	    detail ? detail : "");
 
-	resp = error_response(row->http, row->code, m, 0);
+	resp = error_response(NULL, row->http, row->code, m, 0);
 	free(m);
 	return resp;
 }

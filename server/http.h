@@ -37,6 +37,11 @@ struct req {
 	char *decoded[HTTP_MAX_DECODED]; /* query values handed out */
 	int n_decoded;
 	bool ops; /* came in on the operations listener */
+	/* Set by idempotency.c: the JSON answers (http_json, http_error,
+	 * api_reply_json) copy their body here and their Content-Type to
+	 * capture_ctype (http_capture); the last one queued wins. */
+	struct buf *capture;
+	const char *capture_ctype;
 	/* The hand-off to a worker (http.c). */
 	bool on_loop;  /* on an event-loop thread: must not block */
 	bool defer;    /* the handler asked to run again on a worker */
@@ -106,6 +111,10 @@ enum MHD_Result http_error_after(struct req *r, unsigned status,
  */
 enum MHD_Result http_queue(struct req *r, unsigned status,
     struct MHD_Response *resp);
+/* Copy an answer's body and Content-Type (static text) to r->capture
+ * when set (idempotency.c keeps them); the response helpers call it. */
+void http_capture(struct req *r, const char *ctype, const void *data,
+    size_t len);
 /* A small self-contained HTML page; title and text are escaped here. */
 enum MHD_Result http_page(struct req *r, unsigned status, const char *title,
     const char *text);

@@ -33,10 +33,16 @@ static const struct status_row rows[ST_COUNT] = {
 	[ST_NOT_PULLED_YET] = { 409, "not_pulled_yet",
 	    "the connection's accounts have not been pulled yet; try again "
 	    "shortly" },
+	[ST_IDEM_IN_USE] = { 409, "idempotency_key_in_use",
+	    "a request with this Idempotency-Key is still running; try again "
+	    "shortly" },
 	[ST_PAYLOAD_TOO_LARGE] = { 413, "payload_too_large",
 	    "the request body is too large" },
 	[ST_UNSUPPORTED_MEDIA_TYPE] = { 415, "unsupported_media_type",
 	    "Content-Type must be application/json" },
+	[ST_IDEM_REUSED] = { 422, "idempotency_key_reused",
+	    "this Idempotency-Key was used with a different request (method, "
+	    "path or body)" },
 	[ST_TOO_MANY_SYNCS] = { 429, "too_many_syncs",
 	    "finX allows no more synchronisations of this connection right "
 	    "now" },

@@ -25,8 +25,10 @@ enum status {
 	ST_REAUTH_REQUIRED,     /* 409: finX rejected the refresh token */
 	ST_REVOKED,             /* 409 connection_revoked */
 	ST_NOT_PULLED_YET,      /* 409 */
+	ST_IDEM_IN_USE,         /* 409: that Idempotency-Key's request runs */
 	ST_PAYLOAD_TOO_LARGE,   /* 413 */
 	ST_UNSUPPORTED_MEDIA_TYPE, /* 415 */
+	ST_IDEM_REUSED,         /* 422: that key came with another request */
 	ST_TOO_MANY_SYNCS,      /* 429 */
 	ST_INTERNAL,            /* 500 internal_error */
 	ST_DECRYPT_FAILED,      /* 500: a stored token does not open */

@@ -12,6 +12,7 @@
 	"to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 extern const struct db_stmt store_data_stmts[];
+extern const struct db_stmt store_idem_stmts[];
 extern const struct db_stmt store_links_stmts[];
 extern const struct db_stmt store_ops_stmts[];
 extern const struct db_stmt store_conns_stmts[];
