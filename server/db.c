@@ -640,6 +640,14 @@ db_val(const PGresult *r, int row, int col)
 	return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
 }
 
+char *
+db_dup(const PGresult *r, int row, int col)
+{
+	const char *v = db_val(r, row, col);
+
+	return v != NULL ? xstrdup(v) : NULL;
+}
+
 long
 db_long(const PGresult *r, int row, int col, long dflt)
 {

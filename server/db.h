@@ -136,5 +136,7 @@ long db_long(const PGresult *r, int row, int col, long dflt);
 
 /* Column value or NULL when SQL NULL. */
 const char *db_val(const PGresult *r, int row, int col);
+/* The same, copied (caller frees). */
+char *db_dup(const PGresult *r, int row, int col);
 
 #endif

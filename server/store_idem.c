@@ -79,14 +79,6 @@ store_idem_answer_free(struct store_idem_answer *a)
 	memset(a, 0, sizeof(*a));
 }
 
-static char *
-dup_col(const PGresult *r, int col)
-{
-	const char *v = db_val(r, 0, col);
-
-	return v != NULL ? xstrdup(v) : NULL;
-}
-
 enum store_idem_state
 store_idem_find(PGconn *c, const struct store_idem_req *q,
     struct store_idem_answer *out)
@@ -105,9 +97,9 @@ store_idem_find(PGconn *c, const struct store_idem_req *q,
 	else if (!PQgetisnull(r, 0, 1)) {
 		st = SI_ANSWERED;
 		out->status = (int)db_long(r, 0, 1, 0);
-		out->claim = dup_col(r, 3);
-		out->content_type = dup_col(r, 4);
-		out->body = dup_col(r, 5);
+		out->claim = db_dup(r, 0, 3);
+		out->content_type = db_dup(r, 0, 4);
+		out->body = db_dup(r, 0, 5);
 	} else
 		st = strcmp(PQgetvalue(r, 0, 2), "t") == 0 ? SI_RUNNING
 							   : SI_EXPIRED;

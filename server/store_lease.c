@@ -117,14 +117,6 @@ store_conn_lease_free(struct conn_lease *l)
 	memset(l, 0, sizeof(*l));
 }
 
-static char *
-dup_or_null(const PGresult *r, int col)
-{
-	const char *v = db_val(r, 0, col);
-
-	return v != NULL ? xstrdup(v) : NULL;
-}
-
 /* Run a lease statement (parameters $1..$5 from w, then extra) and fill
  * l from its row: 1, 0 no row, -1 failed. */
 static int
@@ -148,12 +140,12 @@ lease_run(PGconn *c, int stmt, const struct lease_terms *w,
 		l->id = xstrdup(PQgetvalue(r, 0, 0));
 		l->sealed = xstrdup(PQgetvalue(r, 0, 1));
 		l->gen = db_long(r, 0, 2, 0);
-		l->prev = dup_or_null(r, 3);
+		l->prev = db_dup(r, 0, 3);
 		l->failures = (int)db_long(r, 0, 4, 0);
 		l->hot = db_val(r, 0, 5) != NULL &&
 		    strcmp(PQgetvalue(r, 0, 5), "t") == 0;
 		l->refresh_left = db_long(r, 0, 6, 0);
-		l->grant = dup_or_null(r, 7);
+		l->grant = db_dup(r, 0, 7);
 	}
 	PQclear(r);
 	return got;

@@ -126,14 +126,6 @@ hash_param(const char *plain, char out[67])
 	bytea_param(h, out);
 }
 
-static char *
-dup_col(const PGresult *r, int col)
-{
-	const char *v = db_val(r, 0, col);
-
-	return v ? xstrdup(v) : NULL;
-}
-
 bool
 store_link_create(PGconn *c, const struct store_link_new *in,
     char **expires_at)
@@ -149,7 +141,7 @@ store_link_create(PGconn *c, const struct store_link_new *in,
 		in->return_url, in->kind, in->flow_id, sealed, ttl,
 		in->connection_id });
 	free(sealed);
-	*expires_at = res != NULL ? dup_col(res, 0) : NULL;
+	*expires_at = res != NULL ? db_dup(res, 0, 0) : NULL;
 	PQclear(res);
 	return res != NULL;
 }
@@ -171,7 +163,7 @@ store_link_get(PGconn *c, const char *id, struct store_link_view *out)
 		return SL_NONE;
 	}
 	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++)
-		*f[i] = dup_col(res, (int)i);
+		*f[i] = db_dup(res, 0, (int)i);
 	PQclear(res);
 	return SL_OK;
 }
@@ -249,11 +241,11 @@ store_consume_reason(enum store_consume k)
 static void
 link_fill(struct store_link *l, const PGresult *res)
 {
-	l->id = dup_col(res, 0);
-	l->return_url = dup_col(res, 1);
-	l->kind = dup_col(res, 2);
-	l->connection_id = dup_col(res, 3);
-	l->user_id = dup_col(res, 4);
+	l->id = db_dup(res, 0, 0);
+	l->return_url = db_dup(res, 0, 1);
+	l->kind = db_dup(res, 0, 2);
+	l->connection_id = db_dup(res, 0, 3);
+	l->user_id = db_dup(res, 0, 4);
 }
 
 /* The binding cookie matches the hash stored at /start (hex, or NULL

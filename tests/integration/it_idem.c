@@ -74,7 +74,8 @@ test_key_format(void)
 	    "a key of 256 bytes: 400 invalid_request (%ld)", r.status);
 	h_resp_free(&r);
 	idem_post(f1, NULL, "/v1/links", "ab\x01" "cd", LINK_BODY, &r);
-	CHECK(r.status == 400, "a key with a control character: 400 (%ld)",
+	CHECK(r.status == 400 && h_err_is(&r, "invalid_request"),
+	    "a key with a control character: 400 invalid_request (%ld)",
 	    r.status);
 	h_resp_free(&r);
 	idem_post(f1, NULL, "/v1/links", "caf\xc3\xa9", LINK_BODY, &r);
@@ -249,6 +250,58 @@ test_5xx_frees(void)
 	h_sbx_reset();
 }
 
+/* Two identical requests at the same moment at two processes. */
+static void
+test_race(void)
+{
+	struct slow s[2] = { { .f = f1, .key = "race" },
+		{ .f = f2, .key = "race" } };
+	pthread_t th[2];
+	int i, n0 = h_sbx_count(LINKS), created = 0, other = 0;
+
+	/* finX slow enough that the two overlap */
+	h_sbx_post("/_sandbox/faults", "{\"path\":\"" LINKS "\",\"mode\":"
+				       "\"delay\",\"delay_ms\":500,\"count\":1}");
+	for (i = 0; i < 2; i++)
+		pthread_create(&th[i], NULL, slow_post, &s[i]);
+	for (i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		if (s[i].r.status == 201 &&
+		    h_resp_header(&s[i].r, "Idempotent-Replayed") == NULL)
+			created++;
+		else if ((s[i].r.status == 409 &&
+			     h_err_is(&s[i].r, "idempotency_key_in_use")) ||
+		    h_streq(h_resp_header(&s[i].r, "Idempotent-Replayed"),
+			"true"))
+			other++;
+	}
+	CHECK(created == 1 && other == 1,
+	    "two at once at two processes: one runs, the other 409 or the "
+	    "stored answer (%d, %d)", created, other);
+	CHECK(h_sbx_count(LINKS) == n0 + 1, "finX saw one flow");
+	for (i = 0; i < 2; i++)
+		h_resp_free(&s[i].r);
+	h_sbx_reset();
+}
+
+/* A 4xx is an answer like any other: kept. */
+static void
+test_4xx_kept(void)
+{
+	static const char bad[] = "{\"user_id\":\"u\",\"return_url\":"
+				  "\"https://evil.example/\"}";
+	struct h_resp a, b;
+
+	idem_post(f1, NULL, "/v1/links", "bad-url", bad, &a);
+	idem_post(f2, NULL, "/v1/links", "bad-url", bad, &b);
+	CHECK(a.status == 400 && h_err_is(&a, "return_url_not_allowed") &&
+		same_answer(&a, &b),
+	    "a 400 is kept and answered again (%ld, %ld)", a.status,
+	    b.status);
+	h_resp_free(&a);
+	h_resp_free(&b);
+}
+
 /* A process killed inside the request: its claim holds the key until its
  * deadline (idem_lock_ms), then the next request takes it over. */
 static void
@@ -345,6 +398,8 @@ main(void)
 	test_reused(cid);
 	test_per_api_key();
 	test_in_use();
+	test_race();
+	test_4xx_kept();
 	test_5xx_frees();
 	test_killed_claim();
 	test_reauth(cid);

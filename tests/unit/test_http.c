@@ -10,6 +10,7 @@
 #include "config.h"
 #include "encode.h"
 #include "http.h"
+#include "idempotency.h"
 #include "mem.h"
 #include "test.h"
 
@@ -297,10 +298,32 @@ test_body_parse(void)
 	    "body: an array, trailing text, bad JSON");
 }
 
+/* Idempotency-Key: 1 to 255 bytes of printable ASCII. */
+static void
+test_idem_key(void)
+{
+	char k[300];
+
+	memset(k, 'a', 256);
+	k[256] = '\0';
+	CHECK(!idem_key_ok(k), "a key of 256 bytes is refused");
+	k[255] = '\0';
+	CHECK(idem_key_ok(k), "a key of 255 bytes is taken");
+	CHECK(idem_key_ok("k"), "a key of one byte is taken");
+	CHECK(idem_key_ok(" !~{}:/\"'"), "space and punctuation are printable");
+	CHECK(!idem_key_ok(""), "an empty key is refused");
+	CHECK(!idem_key_ok(NULL), "no key is not a key");
+	CHECK(!idem_key_ok("a\tb"), "a tab is refused");
+	CHECK(!idem_key_ok("a\x7f"), "DEL is refused");
+	CHECK(!idem_key_ok("a\x01"), "a control character is refused");
+	CHECK(!idem_key_ok("caf\xc3\xa9"), "a byte beyond ASCII is refused");
+}
+
 int
 main(void)
 {
 	test_match();
+	test_idem_key();
 	test_unescape();
 	test_find_key();
 	test_request_id();
