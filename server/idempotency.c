@@ -78,7 +78,7 @@ static enum MHD_Result
 idem_replay(struct req *r, const struct idem *d,
     const struct store_idem_answer *a)
 {
-	char *body = store_idem_open(&d->q, a);
+	char *body = store_idem_open(a);
 	struct MHD_Response *resp;
 
 	if (body == NULL)

@@ -43,6 +43,8 @@ enum {
 	S_RK_LINK_LOCATION,
 	S_RK_REVOCATIONS,
 	S_RK_REVOCATION_TOKEN,
+	S_RK_IDEM,
+	S_RK_IDEM_BODY,
 	S_RK_SEALED_GET,
 	S_RK_SEALED_SET,
 };
@@ -83,6 +85,11 @@ const struct db_stmt store_conns_stmts[] = {
 	    "SELECT id, token FROM revocations" REKEY_AFTER },
 	[S_RK_REVOCATION_TOKEN] = { "conn_rekey_revocation_token",
 	    "UPDATE revocations SET token = $2 WHERE id = $1" },
+	[S_RK_IDEM] = { "conn_rekey_idempotency_keys",
+	    "SELECT claim, body FROM idempotency_keys WHERE claim > $1::uuid "
+	    "ORDER BY claim LIMIT " REKEY_BATCH " FOR UPDATE" },
+	[S_RK_IDEM_BODY] = { "conn_rekey_idempotency_body",
+	    "UPDATE idempotency_keys SET body = $2 WHERE claim = $1" },
 	[S_RK_SEALED_GET] = { "conn_rekey_sealed_get",
 	    "SELECT count(*) FROM rekey_state" },
 	[S_RK_SEALED_SET] = { "conn_rekey_sealed_set",
@@ -243,6 +250,7 @@ static const struct rekey_target {
 	{ "links", S_RK_LINKS, { "location", NULL }, { S_RK_LINK_LOCATION } },
 	{ "revocations", S_RK_REVOCATIONS, { "token", NULL },
 	    { S_RK_REVOCATION_TOKEN } },
+	{ "idempotency_keys", S_RK_IDEM, { "body", NULL }, { S_RK_IDEM_BODY } },
 };
 
 const char *

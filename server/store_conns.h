@@ -81,7 +81,7 @@ bool store_conn_reauth_check(PGconn *c, const char *id, char **user_id,
  * STORE_REKEY_NTABLES - 1) and call store_rekey_batch until done or
  * false.  On a connection of db_connect the statements run unprepared.
  */
-#define STORE_REKEY_NTABLES 3
+#define STORE_REKEY_NTABLES 4
 /* The name of a table, for messages. */
 const char *store_rekey_table(int table);
 

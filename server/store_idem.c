@@ -107,26 +107,17 @@ store_idem_find(PGconn *c, const struct store_idem_req *q,
 	return st;
 }
 
-/* The row part of the sealing context: the API key and the claim that
- * stored the answer (the key itself may hold any printable byte). */
-static char *
-seal_id(const struct store_idem_req *q, const char *claim)
-{
-	return xasprintf("%s.%s", q->api_key_id, claim);
-}
-
 bool
 store_idem_complete(PGconn *c, const struct store_idem_req *q,
     const char *claim, int status, const char *content_type,
     const char *body, bool *lost)
 {
-	char st[16], *id = seal_id(q, claim);
-	char *sealed = store_seal("idempotency_keys", id, "body", body);
+	char st[16];
+	char *sealed = store_seal("idempotency_keys", claim, "body", body);
 	const char *p[6] = { q->api_key_id, q->key, claim, st, content_type,
 		sealed };
 	PGresult *r;
 
-	free(id);
 	snprintf(st, sizeof(st), "%d", status);
 	r = db_run(c, &store_idem_stmts[S_COMPLETE], 6, p);
 	free(sealed);
@@ -139,17 +130,11 @@ store_idem_complete(PGconn *c, const struct store_idem_req *q,
 }
 
 char *
-store_idem_open(const struct store_idem_req *q,
-    const struct store_idem_answer *a)
+store_idem_open(const struct store_idem_answer *a)
 {
-	char *id, *plain;
-
 	if (a->claim == NULL || a->body == NULL)
 		return NULL;
-	id = seal_id(q, a->claim);
-	plain = store_open("idempotency_keys", id, "body", a->body);
-	free(id);
-	return plain;
+	return store_open("idempotency_keys", a->claim, "body", a->body);
 }
 
 bool

@@ -55,9 +55,9 @@ bool store_idem_complete(PGconn *c, const struct store_idem_req *q,
     const char *claim, int status, const char *content_type,
     const char *body, bool *lost);
 /* The plain text of a stored answer's body (free_secret), or NULL when
- * it does not open. */
-char *store_idem_open(const struct store_idem_req *q,
-    const struct store_idem_answer *a);
+ * it does not open.  Sealed as row <claim> of idempotency_keys, so
+ * finxd rekey re-seals it like a token (store_conns.c). */
+char *store_idem_open(const struct store_idem_answer *a);
 
 /* Free the key claim holds, without an answer (a 5xx). */
 bool store_idem_release(PGconn *c, const struct store_idem_req *q,

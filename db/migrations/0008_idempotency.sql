@@ -18,8 +18,9 @@ CREATE TABLE idempotency_keys (
 	-- SHA-256 of the raw request body
 	body_sha256  bytea NOT NULL,
 	-- the request holding the key: set by each claim, the compare-and-set
-	-- key of its completion and part of the sealing context of body
-	claim        uuid NOT NULL,
+	-- key of its completion, the row of body's sealing context and the
+	-- order `finxd rekey` walks the table in
+	claim        uuid NOT NULL UNIQUE,
 	-- while status is NULL: the claim's deadline, after which another
 	-- request takes it over (its holder died)
 	locked_until timestamptz NOT NULL,

@@ -376,6 +376,36 @@ test_sync(const char *cid)
 	h_resp_free(&b);
 }
 
+/* finxd rekey re-seals kept answers: they answer after the old token
+ * key is gone. */
+static void
+test_rekey(void)
+{
+	char *k2 = h_token_key_new("k2");
+	char *both = h_fmt("%s,%s", k2, h_token_key());
+	const char *args[] = { "rekey", NULL };
+	const char *p[] = { "replay-1", NULL };
+	struct h_resp a, b;
+	int f, rc;
+
+	idem_post(f1, NULL, "/v1/links", "replay-1", LINK_BODY, &a);
+	h_env_set("FINXD_TOKEN_KEYS", both);
+	rc = h_finxd_run(args, 60);
+	CHECK(rc == 0, "finxd rekey exits 0 (%d)", rc);
+	CHECK(h_sql_true(db, "SELECT body LIKE 'v1:k2:%' FROM "
+			     "idempotency_keys WHERE key = $1", p),
+	    "rekey re-sealed the kept answer under the new key");
+	h_env_set("FINXD_TOKEN_KEYS", k2);
+	f = h_finxd_start();
+	idem_post(f, NULL, "/v1/links", "replay-1", LINK_BODY, &b);
+	CHECK(a.status == 201 && same_answer(&a, &b),
+	    "with the new key alone: the kept answer again (%ld)", b.status);
+	h_resp_free(&a);
+	h_resp_free(&b);
+	free(both);
+	free(k2);
+}
+
 int
 main(void)
 {
@@ -404,6 +434,7 @@ main(void)
 	test_killed_claim();
 	test_reauth(cid);
 	test_sync(cid);
+	test_rekey();
 	free(cid);
 	return h_done(test_done());
 }
