@@ -250,7 +250,8 @@ static const struct rekey_target {
 	{ "links", S_RK_LINKS, { "location", NULL }, { S_RK_LINK_LOCATION } },
 	{ "revocations", S_RK_REVOCATIONS, { "token", NULL },
 	    { S_RK_REVOCATION_TOKEN } },
-	{ "idempotency_keys", S_RK_IDEM, { "body", NULL }, { S_RK_IDEM_BODY } },
+	{ "idempotency_keys", S_RK_IDEM, { "body", NULL },
+	    { S_RK_IDEM_BODY } },
 };
 
 const char *

@@ -92,17 +92,19 @@ store_idem_find(PGconn *c, const struct store_idem_req *q,
 		return SI_FAILED;
 	if (PQntuples(r) != 1)
 		st = SI_GONE;
+	else if (PQgetisnull(r, 0, 1) && strcmp(PQgetvalue(r, 0, 2), "t") != 0)
+		st = SI_EXPIRED; /* since the claim: whoever's, it is free */
 	else if (strcmp(PQgetvalue(r, 0, 0), "t") != 0)
 		st = SI_OTHER;
-	else if (!PQgetisnull(r, 0, 1)) {
+	else if (PQgetisnull(r, 0, 1))
+		st = SI_RUNNING;
+	else {
 		st = SI_ANSWERED;
 		out->status = (int)db_long(r, 0, 1, 0);
 		out->claim = db_dup(r, 0, 3);
 		out->content_type = db_dup(r, 0, 4);
 		out->body = db_dup(r, 0, 5);
-	} else
-		st = strcmp(PQgetvalue(r, 0, 2), "t") == 0 ? SI_RUNNING
-							   : SI_EXPIRED;
+	}
 	PQclear(r);
 	return st;
 }

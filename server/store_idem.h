@@ -28,10 +28,10 @@ int store_idem_claim(PGconn *c, const struct store_idem_req *q,
 
 enum store_idem_state {
 	SI_GONE,     /* no row (released or pruned since): claim again */
+	SI_EXPIRED,  /* a claim that ran out (since): claim again */
+	SI_OTHER,    /* another method, path or body under that key */
 	SI_ANSWERED, /* the same request, answered: out has the answer */
 	SI_RUNNING,  /* the same request, its claim still running */
-	SI_EXPIRED,  /* the same request, its claim ran out: claim again */
-	SI_OTHER,    /* another method, path or body under that key */
 	SI_FAILED,
 };
 

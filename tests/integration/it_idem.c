@@ -12,7 +12,8 @@
 #include <pthread.h>
 #include <unistd.h>
 
-#define LINK_BODY "{\"user_id\":\"u-idem\",\"return_url\":\"" H_RETURN_URL "\"}"
+#define LINK_BODY                                                          \
+	"{\"user_id\":\"u-idem\",\"return_url\":\"" H_RETURN_URL "\"}"
 #define LINKS "/ongoing/access"
 
 static const char *db;
@@ -49,6 +50,18 @@ same_answer(const struct h_resp *a, const struct h_resp *b)
 	    h_streq(h_resp_header(a, "Content-Type"),
 		h_resp_header(b, "Content-Type")) &&
 	    h_streq(h_resp_header(b, "Idempotent-Replayed"), "true");
+}
+
+/* One fault (mode and its members) on finX's next POST /ongoing/access. */
+static void
+links_fault(const char *mode)
+{
+	char body[256];
+
+	snprintf(body, sizeof(body),
+	    "{\"path\":\"" LINKS "\",\"mode\":%s,\"count\":1}", mode);
+	CHECK(sbx_ok(h_sbx_post("/_sandbox/faults", body)),
+	    "sandbox fault on " LINKS);
 }
 
 static long
@@ -207,8 +220,7 @@ test_in_use(void)
 	pthread_t th;
 	int n0 = h_sbx_count(LINKS);
 
-	h_sbx_post("/_sandbox/faults", "{\"path\":\"" LINKS "\",\"mode\":"
-				       "\"delay\",\"delay_ms\":2500,\"count\":1}");
+	links_fault("\"delay\",\"delay_ms\":2500");
 	pthread_create(&th, NULL, slow_post, &s);
 	CHECK(h_wait_until(claimed, (void *)s.key, 2000),
 	    "the first request claimed the key");
@@ -235,8 +247,7 @@ test_5xx_frees(void)
 	struct h_resp r;
 	int n0;
 
-	h_sbx_post("/_sandbox/faults", "{\"path\":\"" LINKS "\",\"mode\":"
-				       "\"status\",\"status\":503,\"count\":1}");
+	links_fault("\"status\",\"status\":503");
 	idem_post(f1, NULL, "/v1/links", "five", LINK_BODY, &r);
 	CHECK(r.status == 503, "finX down: 503 (%ld)", r.status);
 	h_resp_free(&r);
@@ -260,8 +271,7 @@ test_race(void)
 	int i, n0 = h_sbx_count(LINKS), created = 0, other = 0;
 
 	/* finX slow enough that the two overlap */
-	h_sbx_post("/_sandbox/faults", "{\"path\":\"" LINKS "\",\"mode\":"
-				       "\"delay\",\"delay_ms\":500,\"count\":1}");
+	links_fault("\"delay\",\"delay_ms\":500");
 	for (i = 0; i < 2; i++)
 		pthread_create(&th[i], NULL, slow_post, &s[i]);
 	for (i = 0; i < 2; i++) {
@@ -314,8 +324,7 @@ test_killed_claim(void)
 	long secs;
 
 	s.f = h_finxd_start();
-	h_sbx_post("/_sandbox/faults", "{\"path\":\"" LINKS "\",\"mode\":"
-				       "\"delay\",\"delay_ms\":4000,\"count\":1}");
+	links_fault("\"delay\",\"delay_ms\":4000");
 	pthread_create(&th, NULL, slow_post, &s);
 	CHECK(h_wait_until(claimed, (void *)s.key, 3000),
 	    "the doomed request claimed the key");

@@ -310,7 +310,8 @@ test_idem_key(void)
 	k[255] = '\0';
 	CHECK(idem_key_ok(k), "a key of 255 bytes is taken");
 	CHECK(idem_key_ok("k"), "a key of one byte is taken");
-	CHECK(idem_key_ok(" !~{}:/\"'"), "space and punctuation are printable");
+	CHECK(idem_key_ok(" !~{}:/\"'"),
+	    "space and punctuation are printable");
 	CHECK(!idem_key_ok(""), "an empty key is refused");
 	CHECK(!idem_key_ok(NULL), "no key is not a key");
 	CHECK(!idem_key_ok("a\tb"), "a tab is refused");
