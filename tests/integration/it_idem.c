@@ -350,6 +350,23 @@ test_killed_claim(void)
 	h_sbx_reset();
 }
 
+/* After 24 hours a key is new again, whatever it answered. */
+static void
+test_day_old(void)
+{
+	static const char other[] =
+	    "{\"user_id\":\"u-later\",\"return_url\":\"" H_RETURN_URL "\"}";
+	struct h_resp r;
+
+	h_sql_do(db, "UPDATE idempotency_keys SET created_at = now() - "
+		     "interval '25 hours' WHERE key = 'five'", NULL);
+	idem_post(f2, NULL, "/v1/links", "five", other, &r);
+	CHECK(r.status == 201 && h_resp_header(&r, "Idempotent-Replayed") ==
+		NULL, "a key past 24 hours runs anew, any body: 201 (%ld)",
+	    r.status);
+	h_resp_free(&r);
+}
+
 static void
 test_reauth(const char *cid)
 {
@@ -405,10 +422,14 @@ test_rekey(void)
 			     "idempotency_keys WHERE key = $1", p),
 	    "rekey re-sealed the kept answer under the new key");
 	h_env_set("FINXD_TOKEN_KEYS", k2);
+	/* a row past 24 hours, for the new process's first claim to prune */
+	h_sql_do(db, "UPDATE idempotency_keys SET created_at = now() - "
+		     "interval '25 hours' WHERE key = 'per-key'", NULL);
 	f = h_finxd_start();
 	idem_post(f, NULL, "/v1/links", "replay-1", LINK_BODY, &b);
 	CHECK(a.status == 201 && same_answer(&a, &b),
 	    "with the new key alone: the kept answer again (%ld)", b.status);
+	CHECK(key_rows("per-key") == 0, "rows past 24 hours are pruned");
 	h_resp_free(&a);
 	h_resp_free(&b);
 	free(both);
@@ -441,6 +462,7 @@ main(void)
 	test_4xx_kept();
 	test_5xx_frees();
 	test_killed_claim();
+	test_day_old();
 	test_reauth(cid);
 	test_sync(cid);
 	test_rekey();
