@@ -141,11 +141,14 @@ idem_begin(struct req *r, const struct idem *d, enum MHD_Result *ret)
 	return false;
 }
 
-/* Whether r's answer (in cap) is one to keep for the key. */
+/*
+ * Whether r's answer (in cap) is one to keep for the key: SPEC keeps every
+ * answer below 500, a 429 too (Stripe frees it instead; a SPEC question).
+ */
 static bool
 idem_keeps(const struct req *r, const struct buf *cap)
 {
-	return r->status > 0 && r->status < 500 && r->status != 429 &&
+	return r->status > 0 && r->status < 500 &&
 	    r->capture_ctype != NULL && !cap->overflow;
 }
 
