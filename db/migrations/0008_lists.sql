@@ -4,7 +4,10 @@
 -- ordered by (created_at DESC, id DESC), each page seeking its cursor in
 -- the index, across everyone or of one user.  Indexes only: binaries of
 -- schema 7 read and write these tables as before and run beside this
--- schema (rolling deploy).
+-- schema (rolling deploy); their user lookups use the wider user
+-- indexes that replace the old ones.  The builds run inside migrate's
+-- transaction (no CONCURRENTLY): writes to links and connections wait
+-- for them, milliseconds for tens of thousands of rows.
 
 CREATE INDEX connections_list_idx ON connections (created_at, id);
 CREATE INDEX connections_user_list_idx
