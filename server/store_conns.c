@@ -27,7 +27,8 @@
 
 /*
  * A page (store.h): $1 status, $2 expiring_before, $3/$4 the cursor, $5
- * the rows; $6 the user in CONN_PAGE_USER.  least() skips a NULL.
+ * the rows; user: "" for everyone's, or the condition on $6, the user.
+ * least() skips a NULL: either deadline before $2 selects the row.
  */
 #define CONN_PAGE(user)                                                       \
 	"SELECT " CONN_COLS ", " SQL_PAGE_MICROS " FROM connections WHERE "   \

@@ -28,15 +28,15 @@
 	"id, user_id, " LINK_STATUS ", connection_id, reason, kind, "         \
 	SQL_TS("created_at") ", " SQL_TS("expires_at") ", "                   \
 	SQL_TS("completed_at")
-/* A page (store.h): $1 status, $2/$3 the cursor, $4 the rows; $5 the
- * user in LINK_PAGE_USER. */
+/* A page (store.h): $1 status, $2/$3 the cursor, $4 the rows; user:
+ * "" for everyone's, or the condition on $5, the user. */
 #define LINK_PAGE(user)                                                       \
 	"SELECT " LINK_VIEW_COLS ", " SQL_PAGE_MICROS " FROM links WHERE "    \
 	user "($1::text IS NULL OR " LINK_STATUS " = $1) AND "                \
 	SQL_PAGE_AFTER("$2", "$3") " LIMIT $4::int"
 
-enum { S_CREATE, S_GET, S_PAGE, S_PAGE_USER, S_BIND, S_LOCATION, S_CONSUME, S_LOCK, S_SPEND,
-	S_END, S_EVENT, S_GRANT_NEW, S_PULL_NOW, S_RENEW_LOCK, S_CONNECTED };
+enum { S_CREATE, S_GET, S_PAGE, S_PAGE_USER, S_BIND, S_LOCATION,
+	S_CONSUME, S_LOCK, S_SPEND, S_END, S_EVENT, S_GRANT_NEW, S_PULL_NOW, S_RENEW_LOCK, S_CONNECTED };
 
 const struct db_stmt store_links_stmts[] = {
 	[S_CREATE] = { "links_create",
