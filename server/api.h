@@ -121,9 +121,29 @@ char *link_cookie_name(const char *link_id);
 char *cursor_encode(int64_t micros, int64_t id);
 bool cursor_decode(const char *s, int64_t *micros, int64_t *id);
 
+/*
+ * The keyset cursor of GET /v1/connections and GET /v1/links
+ * (api_lists.c): list "c" or "l", the nf filter values as sent (NULL:
+ * absent), created_at in microseconds and the id of the last row shown.
+ * Decoding refuses a cursor made for another list or other filters;
+ * micros and id receive the position.
+ */
+char *list_cursor_encode(const char *list, const char *const *filters,
+    int nf, const char *micros, const char *id);
+bool list_cursor_decode(const char *s, const char *list,
+    const char *const *filters, int nf, char micros[24], char id[37]);
+
+/* One connection or link as its GET by id shows it. */
+struct store_conn;
+struct store_link_view;
+json_object *api_conn_json(const struct store_conn *k);
+json_object *api_link_json(const struct store_link_view *v);
+
 /* Handlers. */
 enum MHD_Result h_links_create(struct req *r);
 enum MHD_Result h_links_get(struct req *r);
+enum MHD_Result h_links_list(struct req *r);
+enum MHD_Result h_conns_list(struct req *r);
 enum MHD_Result h_link_start(struct req *r);
 enum MHD_Result h_callback(struct req *r);
 enum MHD_Result h_conn_get(struct req *r);

@@ -22,8 +22,8 @@ add_text(json_object *o, const char *key, const char *v)
 	json_object_object_add(o, key, v ? json_object_new_string(v) : NULL);
 }
 
-static json_object *
-conn_json(const struct store_conn *k)
+json_object *
+api_conn_json(const struct store_conn *k)
 {
 	json_object *o = json_object_new_object();
 
@@ -68,7 +68,7 @@ answer_conn(struct req *r, PGconn *c, const char *id)
 	else if (l.n == 0)
 		ret = no_such_conn(r);
 	else
-		ret = http_json(r, MHD_HTTP_OK, conn_json(&l.v[0]));
+		ret = http_json(r, MHD_HTTP_OK, api_conn_json(&l.v[0]));
 	store_conns_free(&l);
 	return ret;
 }
@@ -116,7 +116,7 @@ h_user_conns(struct req *r)
 		return api_fail_db(r);
 	arr = json_object_new_array();
 	for (i = 0; i < l.n; i++)
-		json_object_array_add(arr, conn_json(&l.v[i]));
+		json_object_array_add(arr, api_conn_json(&l.v[i]));
 	store_conns_free(&l);
 	o = json_object_new_object();
 	json_object_object_add(o, "connections", arr);

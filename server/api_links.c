@@ -345,9 +345,11 @@ out:
 	return ret;
 }
 
-static void
-add_view(json_object *o, const struct store_link_view *v)
+json_object *
+api_link_json(const struct store_link_view *v)
 {
+	json_object *o = json_object_new_object();
+
 	add_str(o, "link_id", v->id);
 	add_str(o, "user_id", v->user_id);
 	add_str(o, "status", v->status);
@@ -357,6 +359,7 @@ add_view(json_object *o, const struct store_link_view *v)
 	add_str(o, "created_at", v->created_at);
 	add_str(o, "expires_at", v->expires_at);
 	add_str(o, "completed_at", v->completed_at);
+	return o;
 }
 
 enum MHD_Result
@@ -379,8 +382,7 @@ h_links_get(struct req *r)
 		return api_fail_db(r);
 	if (k != SL_OK)
 		return api_fail(r, ST_NOT_FOUND, "no such link");
-	o = json_object_new_object();
-	add_view(o, &v);
+	o = api_link_json(&v);
 	store_link_view_free(&v);
 	return http_json(r, MHD_HTTP_OK, o);
 }

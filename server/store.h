@@ -36,6 +36,21 @@ char *store_seal(const char *table, const char *id, const char *column,
 char *store_open(const char *table, const char *id, const char *column,
     const char *stored);
 
+/*
+ * A page of GET /v1/connections or GET /v1/links, newest first by
+ * (created_at, id).  Every field is text as the API got it (checked
+ * there), NULL when absent: status and expiring_before (connections
+ * whose refresh token or consent runs out before it) filter, user_id
+ * picks one user's rows, and a cursor (created_at in microseconds since
+ * the epoch and the id of the last row shown) starts after that row.
+ * rows: at most this many.
+ */
+struct store_page {
+	const char *status, *user_id, *expiring_before;
+	const char *cursor_micros, *cursor_id;
+	const char *rows;
+};
+
 /* Operations (store_ops.c). */
 /* Connections by status, in the order of store_conn_status_names. */
 #define STORE_CONN_NSTATUS 3

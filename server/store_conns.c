@@ -25,6 +25,17 @@
 	"last_error, consecutive_failures, " SQL_TS("created_at") ", "        \
 	SQL_TS("connected_at") ", " SQL_TS("revoked_at")
 
+/*
+ * A page (store.h): $1 status, $2 expiring_before, $3/$4 the cursor, $5
+ * the rows; user: "" for everyone's, or the condition on $6, the user.
+ * least() skips a NULL: either deadline before $2 selects the row.
+ */
+#define CONN_PAGE(user)                                                       \
+	"SELECT " CONN_COLS ", " SQL_PAGE_MICROS " FROM connections WHERE "   \
+	user "($1::text IS NULL OR status = $1) AND ($2::timestamptz IS "    \
+	"NULL OR least(refresh_expires_at, consent_expires_at) < "            \
+	"$2::timestamptz) AND " SQL_PAGE_AFTER("$3", "$4") " LIMIT $5::int"
+
 /* Rows rekey locks and re-seals per transaction. */
 #define REKEY_BATCH "200"
 #define REKEY_AFTER                                                           \
@@ -33,6 +44,8 @@
 enum {
 	S_GET,
 	S_LIST_USER,
+	S_PAGE,
+	S_PAGE_USER,
 	S_DEL_LOCK,
 	S_DEL_REVOKE,
 	S_REAUTH,
@@ -55,6 +68,8 @@ const struct db_stmt store_conns_stmts[] = {
 	[S_LIST_USER] = { "conn_list_user",
 	    "SELECT " CONN_COLS " FROM connections WHERE user_id = $1 "
 	    "ORDER BY created_at, id LIMIT 1000" },
+	[S_PAGE] = { "conn_page", CONN_PAGE("") },
+	[S_PAGE_USER] = { "conn_page_user", CONN_PAGE("user_id = $6 AND ") },
 	[S_DEL_LOCK] = { "conn_delete_lock",
 	    "SELECT refresh_token, access_token, status = 'revoked' FROM "
 	    "connections WHERE id = $1 FOR NO KEY UPDATE" },
@@ -118,16 +133,18 @@ conn_row(const PGresult *r, int i, struct store_conn *k)
 	k->created_at = db_val(r, i, 14);
 	k->connected_at = db_val(r, i, 15);
 	k->revoked_at = db_val(r, i, 16);
+	k->created_micros = PQnfields(r) > 17 ? db_val(r, i, 17) : NULL;
 }
 
-/* Run a read of connections with one parameter into out. */
+/* Run a read of connections with n parameters into out. */
 static bool
-conns_read(PGconn *c, int stmt, const char *param, struct store_conns *out)
+conns_read(PGconn *c, int stmt, int n, const char *const *params,
+    struct store_conns *out)
 {
 	int i;
 
 	memset(out, 0, sizeof(*out));
-	out->res = db_run(c, &store_conns_stmts[stmt], 1, &param);
+	out->res = db_run(c, &store_conns_stmts[stmt], n, params);
 	if (out->res == NULL)
 		return false;
 	out->n = PQntuples(out->res);
@@ -140,14 +157,25 @@ conns_read(PGconn *c, int stmt, const char *param, struct store_conns *out)
 bool
 store_conn_get(PGconn *c, const char *id, struct store_conns *out)
 {
-	return conns_read(c, S_GET, id, out);
+	return conns_read(c, S_GET, 1, &id, out);
 }
 
 bool
 store_conn_list_user(PGconn *c, const char *user_id,
     struct store_conns *out)
 {
-	return conns_read(c, S_LIST_USER, user_id, out);
+	return conns_read(c, S_LIST_USER, 1, &user_id, out);
+}
+
+bool
+store_conn_page(PGconn *c, const struct store_page *q,
+    struct store_conns *out)
+{
+	const char *p[] = { q->status, q->expiring_before, q->cursor_micros,
+		q->cursor_id, q->rows, q->user_id };
+
+	return conns_read(c, q->user_id != NULL ? S_PAGE_USER : S_PAGE,
+	    q->user_id != NULL ? 6 : 5, p, out);
 }
 
 void

@@ -24,6 +24,8 @@ struct store_conn {
 	const char *last_refresh_at, *last_sync_at, *last_error;
 	long consecutive_failures;
 	const char *created_at, *connected_at, *revoked_at;
+	/* created_at in microseconds since the epoch: pages only */
+	const char *created_micros;
 };
 
 struct store_conns {
@@ -36,6 +38,10 @@ struct store_conns {
 bool store_conn_get(PGconn *c, const char *id, struct store_conns *out);
 /* A user's connections, oldest first, at most 1000. */
 bool store_conn_list_user(PGconn *c, const char *user_id,
+    struct store_conns *out);
+/* A page of every connection or one user's (store.h), newest first. */
+struct store_page;
+bool store_conn_page(PGconn *c, const struct store_page *q,
     struct store_conns *out);
 /* Free what the reads filled in (safe on a zeroed or freed list). */
 void store_conns_free(struct store_conns *l);

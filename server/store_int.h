@@ -11,6 +11,19 @@
 #define SQL_TS(col)                                                          \
 	"to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
+/*
+ * The keyset of the lists (store.h, struct store_page): created_at in
+ * microseconds, and the rows after the cursor ($m micros, $i id; absent:
+ * from the newest) as an index condition on (created_at, id) even in a
+ * generic plan.
+ */
+#define SQL_PAGE_MICROS "(extract(epoch FROM created_at) * 1000000)::bigint"
+#define SQL_PAGE_AFTER(m, i)                                                  \
+	"(created_at, id) < (coalesce('epoch'::timestamptz + " m "::bigint "  \
+	"* interval '1 microsecond', 'infinity'), coalesce(" i "::uuid, "     \
+	"'ffffffff-ffff-ffff-ffff-ffffffffffff')) ORDER BY created_at DESC, " \
+	"id DESC"
+
 extern const struct db_stmt store_data_stmts[];
 extern const struct db_stmt store_idem_stmts[];
 extern const struct db_stmt store_links_stmts[];

@@ -18,8 +18,25 @@
 #include "store_int.h"
 #include "tokens.h"
 
-enum { S_CREATE, S_GET, S_BIND, S_LOCATION, S_CONSUME, S_LOCK, S_SPEND,
-	S_END, S_EVENT, S_GRANT_NEW, S_PULL_NOW, S_RENEW_LOCK, S_CONNECTED };
+/* A link's status as the API shows it: a pending link past its
+ * expiry is expired (the callback marks it so when it comes). */
+#define LINK_STATUS                                                           \
+	"CASE WHEN status = 'pending' AND expires_at <= now() THEN "          \
+	"'expired' ELSE status END"
+/* In the order of struct store_link_view (view_row). */
+#define LINK_VIEW_COLS                                                        \
+	"id, user_id, " LINK_STATUS ", connection_id, reason, kind, "         \
+	SQL_TS("created_at") ", " SQL_TS("expires_at") ", "                   \
+	SQL_TS("completed_at")
+/* A page (store.h): $1 status, $2/$3 the cursor, $4 the rows; user:
+ * "" for everyone's, or the condition on $5, the user. */
+#define LINK_PAGE(user)                                                       \
+	"SELECT " LINK_VIEW_COLS ", " SQL_PAGE_MICROS " FROM links WHERE "    \
+	user "($1::text IS NULL OR " LINK_STATUS " = $1) AND "                \
+	SQL_PAGE_AFTER("$2", "$3") " LIMIT $4::int"
+
+enum { S_CREATE, S_GET, S_PAGE, S_PAGE_USER, S_BIND, S_LOCATION,
+	S_CONSUME, S_LOCK, S_SPEND, S_END, S_EVENT, S_GRANT_NEW, S_PULL_NOW, S_RENEW_LOCK, S_CONNECTED };
 
 const struct db_stmt store_links_stmts[] = {
 	[S_CREATE] = { "links_create",
@@ -29,11 +46,9 @@ const struct db_stmt store_links_stmts[] = {
 	    "$8, now() + make_interval(secs => $9::int), $10) "
 	    "RETURNING " SQL_TS("expires_at") },
 	[S_GET] = { "links_get",
-	    "SELECT id, user_id, CASE WHEN status = 'pending' AND "
-	    "expires_at <= now() THEN 'expired' ELSE status END, "
-	    "connection_id, reason, kind, " SQL_TS("created_at") ", "
-	    SQL_TS("expires_at") ", " SQL_TS("completed_at")
-	    " FROM links WHERE id = $1" },
+	    "SELECT " LINK_VIEW_COLS " FROM links WHERE id = $1" },
+	[S_PAGE] = { "links_page", LINK_PAGE("") },
+	[S_PAGE_USER] = { "links_page_user", LINK_PAGE("user_id = $5 AND ") },
 	/* Bind once: the first browser through start_url owns the link. */
 	[S_BIND] = { "links_start_bind",
 	    "UPDATE links SET binding_hash = $2::bytea WHERE id = $1 "
@@ -146,14 +161,23 @@ store_link_create(PGconn *c, const struct store_link_new *in,
 	return res != NULL;
 }
 
+/* Row i of a read of LINK_VIEW_COLS (and the micros of a page). */
+static void
+view_row(const PGresult *r, int i, struct store_link_view *v)
+{
+	char **f[] = { &v->id, &v->user_id, &v->status, &v->connection_id,
+		&v->reason, &v->kind, &v->created_at, &v->expires_at,
+		&v->completed_at, &v->created_micros };
+	int k, n = sizeof(f) / sizeof(f[0]);
+
+	for (k = 0; k < n && k < PQnfields(r); k++)
+		*f[k] = db_dup(r, i, k);
+}
+
 enum store_link_res
 store_link_get(PGconn *c, const char *id, struct store_link_view *out)
 {
 	PGresult *res = db_run(c, &S[S_GET], 1, (const char *[]){ id });
-	char **f[] = { &out->id, &out->user_id, &out->status,
-		&out->connection_id, &out->reason, &out->kind, &out->created_at,
-		&out->expires_at, &out->completed_at };
-	size_t i;
 
 	memset(out, 0, sizeof(*out));
 	if (res == NULL)
@@ -162,10 +186,41 @@ store_link_get(PGconn *c, const char *id, struct store_link_view *out)
 		PQclear(res);
 		return SL_NONE;
 	}
-	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++)
-		*f[i] = db_dup(res, 0, (int)i);
+	view_row(res, 0, out);
 	PQclear(res);
 	return SL_OK;
+}
+
+bool
+store_link_page(PGconn *c, const struct store_page *q,
+    struct store_link_view **out, int *n)
+{
+	const char *p[] = { q->status, q->cursor_micros, q->cursor_id,
+		q->rows, q->user_id };
+	PGresult *res = db_run(c, &S[q->user_id ? S_PAGE_USER : S_PAGE],
+	    q->user_id ? 5 : 4, p);
+	int i;
+
+	*out = NULL;
+	*n = 0;
+	if (res == NULL)
+		return false;
+	*n = PQntuples(res);
+	*out = xcalloc((size_t)*n + 1, sizeof(**out));
+	for (i = 0; i < *n; i++)
+		view_row(res, i, &(*out)[i]);
+	PQclear(res);
+	return true;
+}
+
+void
+store_link_views_free(struct store_link_view *v, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		store_link_view_free(&v[i]);
+	free(v);
 }
 
 void
@@ -180,6 +235,7 @@ store_link_view_free(struct store_link_view *v)
 	free(v->created_at);
 	free(v->expires_at);
 	free(v->completed_at);
+	free(v->created_micros);
 	memset(v, 0, sizeof(*v));
 }
 

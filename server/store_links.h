@@ -37,10 +37,18 @@ bool store_link_create(PGconn *c, const struct store_link_new *in,
 struct store_link_view {
 	char *id, *user_id, *status, *connection_id, *reason, *kind;
 	char *created_at, *expires_at, *completed_at;
+	char *created_micros; /* since the epoch: pages only */
 };
 enum store_link_res store_link_get(PGconn *c, const char *id,
     struct store_link_view *out);
 void store_link_view_free(struct store_link_view *v);
+
+/* A page of links (store.h), newest first: *n views in *out (free with
+ * store_link_views_free). */
+struct store_page;
+bool store_link_page(PGconn *c, const struct store_page *q,
+    struct store_link_view **out, int *n);
+void store_link_views_free(struct store_link_view *v, int n);
 
 /*
  * GET /start/{id}: the widget location of a pending, unused, live link,

@@ -1,7 +1,9 @@
 /*
  * libFuzzer target: the small decoders on the request path.  The input is
  * tried as a transaction-listing cursor (cursor_decode, plus a round trip
- * through cursor_encode when it decodes), as a percent-encoded value
+ * through cursor_encode when it decodes), as a cursor of the connection
+ * and link lists (list_cursor_decode, a round trip, and never valid for
+ * the other list), as a percent-encoded value
  * (http_unescape) and as a request path against every route pattern
  * (http_match, which decodes each {} segment).
  */
@@ -27,6 +29,23 @@ cursor(const char *s)
 		abort();
 	enc = cursor_encode(m, id);
 	if (!cursor_decode(enc, &m2, &id2) || m2 != m || id2 != id)
+		abort();
+	free(enc);
+}
+
+static void
+list_cursor(const char *s)
+{
+	static const char *const none[3] = { NULL, NULL, NULL };
+	char m[24], id[37], m2[24], id2[37], *enc;
+
+	if (!list_cursor_decode(s, "c", none, 3, m, id))
+		return;
+	if (list_cursor_decode(s, "l", none, 3, m2, id2))
+		abort();
+	enc = list_cursor_encode("c", none, 3, m, id);
+	if (!list_cursor_decode(enc, "c", none, 3, m2, id2) ||
+	    strcmp(m, m2) != 0 || strcmp(id, id2) != 0)
 		abort();
 	free(enc);
 }
@@ -66,6 +85,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *s = xstrndup((const char *)data, size);
 
 	cursor(s);
+	list_cursor(s);
 	unescape(s, strlen(s));
 	match(s);
 	free(s);

@@ -672,7 +672,8 @@ test_limits(void)
 			const char *method, *path, *allow;
 		} m[] = {
 			{ "PUT", "/v1/links", "POST" },
-			{ "GET", "/v1/links", "POST" },
+			{ "DELETE", "/v1/links", "GET" }, /* GET lists them */
+			{ "POST", "/v1/connections", "GET" },
 			{ "DELETE", "/callback", "GET" },
 			{ "POST", "/callback", "GET" },
 			{ "PATCH", "/v1/connections/"
