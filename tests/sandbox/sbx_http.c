@@ -831,7 +831,11 @@ http_start(const struct sockaddr *sa, bool ipv6)
 	    MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, NULL,
 	    MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_URI_LOG_CALLBACK, http_uri_log,
 	    NULL, MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)512,
+	    /* finX has no such cap: 500 callbacks in a burst each hold a
+	     * token exchange while pulls run, and at 512 the sandbox reset
+	     * one of them (bench_callback, 2026-12-02). */
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)2048,
+	    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)300, MHD_OPTION_END);
 }
 
