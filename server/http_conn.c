@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -245,7 +246,7 @@ http_conn_client(struct MHD_Connection *c, char *out)
 	struct hconn *h = hconn_of(c);
 
 	if (h == NULL || h->peer.family == AF_UNSPEC) {
-		strcpy(out, "-");
+		snprintf(out, NETADDR_TEXT, "-");
 		return;
 	}
 	if (ccfg->n_trusted_proxies == 0) {

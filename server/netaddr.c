@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,7 +103,7 @@ void
 netaddr_text(const struct netaddr *a, char *out)
 {
 	if (inet_ntop(a->family, a->addr, out, NETADDR_TEXT) == NULL)
-		strcpy(out, "-");
+		snprintf(out, NETADDR_TEXT, "-");
 }
 
 /* The last comma-separated item of s[0..n), trimmed, into *item. */

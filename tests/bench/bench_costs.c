@@ -310,9 +310,9 @@ main(void)
 	if ((v = getenv("BENCH_N")) != NULL)
 		n_iter = atol(v);
 	if ((v = getenv("BENCH_THREADS")) != NULL)
-		threads = atoi(v);
+		threads = (int)strtol(v, NULL, 10);
 	if ((v = getenv("BENCH_WHICH")) != NULL)
-		which = atoi(v);
+		which = (int)strtol(v, NULL, 10);
 	if (threads < 1 || threads > 16 || n_iter < 1) {
 		fprintf(stderr, "bench_costs: bad BENCH_N or BENCH_THREADS\n");
 		return 2;

@@ -495,7 +495,7 @@ main(void)
 	h_env_set("FINXD_HTTP_MAX_PER_ADDRESS", "1100");
 	h_env_set("FINXD_LOG_LEVEL", "warn");
 	h_finxd_start();
-	port = atoi(strrchr(h_finxd_url(0), ':') + 1);
+	port = (int)strtol(strrchr(h_finxd_url(0), ':') + 1, NULL, 10);
 	cid = h_connect(0, "u-slow");
 	test_big_honest_head();
 	test_storm(cid);
