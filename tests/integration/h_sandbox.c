@@ -275,7 +275,8 @@ h_sbx_json(const char *method, const char *path, const char *json,
 	long st = h_sbx_call(method, path, json, &r);
 
 	if (ret != NULL)
-		*ret = h_resp_json(&r) != NULL ? json_object_get(r.json) : NULL;
+		*ret = h_resp_json(&r) != NULL ? json_object_get(r.json)
+		                               : NULL;
 	h_resp_free(&r);
 	return st;
 }
@@ -296,7 +297,8 @@ h_sbx_fire(const char *user, const char *extra, struct json_object **ret)
 	struct json_object *u = json_object_new_string(user);
 	char *body = h_fmt("{\"user_id\":%s%s}", json_object_to_json_string(u),
 	    extra != NULL ? extra : "");
-	long st = h_sbx_json("POST", "/_sandbox/notifications/fire", body, ret);
+	long st =
+	    h_sbx_json("POST", "/_sandbox/notifications/fire", body, ret);
 
 	json_object_put(u);
 	free(body);
@@ -323,7 +325,8 @@ h_sbx_rest(const char *tok, const char *method, const char *path,
 static char *
 h_sbx_mint_one(const char *prefix)
 {
-	struct json_object *o = NULL, *arr, *p = json_object_new_string(prefix);
+	struct json_object *p = json_object_new_string(prefix);
+	struct json_object *o = NULL, *arr;
 	char *body = h_fmt("{\"user_id_prefix\":%s,\"count\":1}",
 	    json_object_to_json_string(p));
 	char *rt = NULL;

@@ -224,7 +224,8 @@ cents_of(struct json_object *o, const char *key)
 		return INT64_MIN;
 	whole = strtoll(s, NULL, 10);
 	c = (int64_t)(dot[1] - '0') * 10 + (dot[2] - '0');
-	return s[0] == '-' ? (int64_t)whole * 100 - c : (int64_t)whole * 100 + c;
+	whole *= 100;
+	return s[0] == '-' ? (int64_t)whole - c : (int64_t)whole + c;
 }
 
 /* GET path on the sandbox as tok: the JSON of a 200 (caller puts). */
@@ -330,8 +331,8 @@ check_register_bad(void)
 		CHECK(note_add(tok, bad[i][0], bad[i][1], NULL) == 400,
 		    "notification with bad input %zu is 400", i);
 	for (i = 0; i < sizeof(raw) / sizeof(raw[0]); i++)
-		CHECK(rest_status(tok, "POST", "/rest/notifications", raw[i]) ==
-		        400,
+		CHECK(rest_status(tok, "POST", "/rest/notifications",
+		          raw[i]) == 400,
 		    "notification body %zu is 400", i);
 	free(k_acc1);
 }
@@ -715,7 +716,8 @@ check_book(void)
 	check_book_same_id(p1);
 	check_book_new_id(p1);
 	CHECK(bank("book", NULL, &o) == 200 && booked_of(o, 1, "booked_id") &&
-	        !booked_of(o, 2, "booked_id") && txn_scan(acc2, NULL, NULL) == 0,
+	        !booked_of(o, 2, "booked_id") &&
+	        txn_scan(acc2, NULL, NULL) == 0,
 	    "book without ids books the rest (acc2's 2)");
 	json_object_put(o);
 	CHECK(bank("book", "\"transaction_ids\":[\"T0.0.0\"]", NULL) == 404,
@@ -754,9 +756,8 @@ check_add_bad(void)
 	size_t i;
 
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		CHECK(bank("add", bad[i], NULL) == 400, "add: bad input %zu is "
-		                                        "400",
-		    i);
+		CHECK(bank("add", bad[i], NULL) == 400,
+		    "add: bad input %zu is 400", i);
 	CHECK(bank("add",
 	          "\"transactions\":[{\"booked\":false},"
 	          "{\"account_id\":\"A0.1\"}]",

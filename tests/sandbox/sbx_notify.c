@@ -37,8 +37,8 @@ note_bad(struct sbx_req *r, const char *field, const char *msg)
 static enum MHD_Result
 note_missing(struct sbx_req *r)
 {
-	return http_reply_error(r, MHD_HTTP_NOT_FOUND, 1002, "Entity not found",
-	    "No such notification", NULL);
+	return http_reply_error(r, MHD_HTTP_NOT_FOUND, 1002,
+	    "Entity not found", "No such notification", NULL);
 }
 
 static json_object *
@@ -179,7 +179,8 @@ note_parse(struct sbx_user *u, json_object *in, struct sbx_note *n,
 	{
 		*field = key;
 		if (strcmp(key, "observe_key") != 0 &&
-		    strcmp(key, "notify_uri") != 0 && strcmp(key, "state") != 0)
+		    strcmp(key, "notify_uri") != 0 &&
+		    strcmp(key, "state") != 0)
 			return "Unknown field.";
 		if (!json_object_is_type(val, json_type_string) &&
 		    (strcmp(key, "state") != 0 || val != NULL))
@@ -208,26 +209,31 @@ note_parse(struct sbx_user *u, json_object *in, struct sbx_note *n,
 	return NULL;
 }
 
-/* POST /rest/notifications {observe_key, notify_uri, state}. */
+/*
+ * POST /rest/notifications {observe_key, notify_uri, state}.  The body is
+ * parsed without the lock; the user, once known, lives as long as the
+ * sandbox.
+ */
 enum MHD_Result
 h_notification_add(struct sbx_req *r)
 {
-	struct sbx_note *n = xcalloc(1, sizeof(*n));
-	const char *msg, *field = "_body";
+	struct sbx_note *n;
+	const char *msg = NULL, *field = "_body";
 	json_object *in = NULL, *o = NULL;
 	struct sbx_user *u;
 	char err[256];
 	enum MHD_Result ret;
 
 	sbx_lock();
-	if ((u = http_bearer_user(r)) == NULL) {
-		sbx_unlock();
-		data_note_free(n);
+	u = http_bearer_user(r);
+	sbx_unlock();
+	if (u == NULL)
 		return http_reply_bearer_auth(r);
-	}
 	if (http_body_json(r, &in, err, sizeof(err)) == -1)
-		msg = err;
-	else if (u->notes.n >= NOTE_PER_USER_MAX)
+		return note_bad(r, field, err);
+	n = xcalloc(1, sizeof(*n));
+	sbx_lock();
+	if (u->notes.n >= NOTE_PER_USER_MAX)
 		msg = "At most 1000 notifications per user.";
 	else
 		msg = note_parse(u, in, n, &field);
@@ -365,6 +371,7 @@ note_deliver(struct note_shot *s, const struct fire_opts *f)
 		return;
 	}
 	h = curl_slist_append(h, "Content-Type: application/json");
+	h = curl_slist_append(h, "Expect:"); /* no 100-continue wait */
 	curl_easy_setopt(c, CURLOPT_URL, s->uri);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
@@ -482,7 +489,8 @@ fire_parse(json_object *in, struct fire_opts *f)
 		if (!json_object_is_type(v, json_type_int) ||
 		    json_object_get_int64(v) < 1 ||
 		    json_object_get_int64(v) > 60000)
-			return "timeout_ms and connect_timeout_ms are 1..60000";
+			return "timeout_ms and connect_timeout_ms are "
+			       "1..60000";
 		*(i == 3 ? &f->timeout_ms : &f->connect_ms) =
 		    (long)json_object_get_int64(v);
 	}
