@@ -1,7 +1,7 @@
 /*
  * finx-sandbox's own calls, over HTTP against the sandbox the harness
  * starts (no finxd, no PostgreSQL): /rest/notifications (register, list,
- * read, delete; each user sees and deletes only its own; bad observe
+ * read, replace, delete; each user touches only its own; bad observe
  * keys and notify URIs are 400), firing them at a tiny loopback receiver
  * in this test (the payload, the User-Agent, the statuses, a redirect
  * not followed, a receiver past the timeout), and the bank changes of
@@ -373,6 +373,41 @@ check_register(void)
 	json_object_put(o);
 	free(k1);
 	free(k3);
+}
+
+static void
+check_put(void)
+{
+	char *p3 = h_fmt("/rest/notifications/%s", id3);
+	char *good = h_fmt("{\"observe_key\":\"/rest/transactions\","
+	                   "\"notify_uri\":\"%s\",\"state\":\"st-2\"}",
+	    uri);
+	const char *bad = "{\"observe_key\":\"/rest/transactions\","
+	                  "\"notify_uri\":\"gopher://127.0.0.1/x\"}";
+	struct json_object *o;
+	struct h_resp r;
+
+	CHECK(rest_status(tok2, "PUT", p3, good) == 404,
+	    "another user's notification is 404 to replace");
+	CHECK(rest_status(tok, "PUT", "/rest/notifications/N0.0", good) ==
+	        404,
+	    "PUT on an unknown id is 404");
+	CHECK(rest_status(tok, "PUT", p3, bad) == 400, "a bad PUT is 400");
+	o = rest_get(tok, p3);
+	CHECK(h_streq(h_jstr(o, "state"), "st-1"), "and changed nothing");
+	json_object_put(o);
+	CHECK(h_sbx_rest(tok, "PUT", p3, good, &r) == 200 &&
+	        h_streq(h_jstr(h_resp_json(&r), "notification_id"), id3) &&
+	        h_streq(h_jstr(h_resp_json(&r), "state"), "st-2"),
+	    "PUT replaces it under the same id");
+	h_resp_free(&r);
+	o = rest_get(tok, p3);
+	CHECK(h_streq(h_jstr(o, "observe_key"), "/rest/transactions") &&
+	        h_streq(h_jstr(o, "state"), "st-2"),
+	    "the next GET shows the replacement");
+	json_object_put(o);
+	free(good);
+	free(p3);
 }
 
 static void
@@ -971,6 +1006,7 @@ main(void)
 	h_init("it_sandbox", 110);
 	setup();
 	check_register();
+	check_put();
 	check_delete();
 	check_fire_ok();
 	check_fire_failures();

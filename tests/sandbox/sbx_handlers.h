@@ -53,6 +53,7 @@ enum MHD_Result h_ctl_token_check(struct sbx_req *);
 enum MHD_Result h_notifications(struct sbx_req *);
 enum MHD_Result h_notification_add(struct sbx_req *);
 enum MHD_Result h_notification(struct sbx_req *);
+enum MHD_Result h_notification_put(struct sbx_req *);
 enum MHD_Result h_notification_delete(struct sbx_req *);
 enum MHD_Result h_ctl_notifications(struct sbx_req *);
 enum MHD_Result h_ctl_notifications_fire(struct sbx_req *);

@@ -44,6 +44,7 @@ static const struct route routes[] = {
 	{ "GET", "/rest/notifications", h_notifications },
 	{ "POST", "/rest/notifications", h_notification_add },
 	{ "GET", "/rest/notifications/*", h_notification },
+	{ "PUT", "/rest/notifications/*", h_notification_put },
 	{ "DELETE", "/rest/notifications/*", h_notification_delete },
 	{ "GET", "/_sandbox/requests", h_ctl_requests },
 	{ "DELETE", "/_sandbox/requests", h_ctl_requests_clear },

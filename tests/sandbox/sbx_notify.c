@@ -209,19 +209,61 @@ note_parse(struct sbx_user *u, json_object *in, struct sbx_note *n,
 	return NULL;
 }
 
+/* Index of the user's notification id, or -1. */
+static long
+note_index(const struct sbx_user *u, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < u->notes.n; i++)
+		if (strcmp(((struct sbx_note *)u->notes.v[i])->id, id) == 0)
+			return (long)i;
+	return -1;
+}
+
 /*
- * POST /rest/notifications {observe_key, notify_uri, state}.  The body is
- * parsed without the lock; the user, once known, lives as long as the
- * sandbox.
+ * Stores the parsed n: a new notification, or (id not NULL) in place of
+ * the user's notification id, keeping that id.  False when id is not
+ * one of the user's.  Lock held.
  */
-enum MHD_Result
-h_notification_add(struct sbx_req *r)
+static bool
+note_store(struct sbx_user *u, struct sbx_note *n, const char *id)
+{
+	long i = id != NULL ? note_index(u, id) : -1;
+	struct sbx_note *old;
+
+	if (id == NULL) {
+		snprintf(n->id, sizeof(n->id), "N%lu.%lu", u->n,
+		    ++u->note_seq);
+		n->created_ms = now_ms();
+		vec_push(&u->notes, n);
+		return true;
+	}
+	if (i < 0)
+		return false;
+	old = u->notes.v[i];
+	memcpy(n->id, old->id, sizeof(n->id));
+	n->created_ms = old->created_ms;
+	u->notes.v[i] = n;
+	data_note_free(old);
+	return true;
+}
+
+/*
+ * POST /rest/notifications, or PUT /rest/notifications/{id} (id not
+ * NULL: replaces the user's notification), with {observe_key,
+ * notify_uri, state}.  The body is parsed without the lock; the user,
+ * once known, lives as long as the sandbox.
+ */
+static enum MHD_Result
+note_write(struct sbx_req *r, const char *id)
 {
 	struct sbx_note *n;
 	const char *msg = NULL, *field = "_body";
 	json_object *in = NULL, *o = NULL;
 	struct sbx_user *u;
 	char err[256];
+	bool found = true;
 	enum MHD_Result ret;
 
 	sbx_lock();
@@ -233,24 +275,37 @@ h_notification_add(struct sbx_req *r)
 		return note_bad(r, field, err);
 	n = xcalloc(1, sizeof(*n));
 	sbx_lock();
-	if (u->notes.n >= NOTE_PER_USER_MAX)
+	if (id == NULL && u->notes.n >= NOTE_PER_USER_MAX)
 		msg = "At most 1000 notifications per user.";
+	else if (id != NULL && note_index(u, id) < 0)
+		found = false;
 	else
 		msg = note_parse(u, in, n, &field);
-	if (msg == NULL) {
-		snprintf(n->id, sizeof(n->id), "N%lu.%lu", u->n,
-		    ++u->note_seq);
-		n->created_ms = now_ms();
-		vec_push(&u->notes, n);
+	if (found && msg == NULL && (found = note_store(u, n, id)))
 		o = note_json(n);
-	}
 	sbx_unlock();
-	ret = msg == NULL ? http_reply_json(r, MHD_HTTP_OK, o)
-	                  : note_bad(r, field, msg);
-	json_object_put(in);
-	if (msg != NULL)
+	if (o == NULL)
 		data_note_free(n);
+	if (!found)
+		ret = note_missing(r);
+	else if (o == NULL)
+		ret = note_bad(r, field, msg); /* field may point into in */
+	else
+		ret = http_reply_json(r, MHD_HTTP_OK, o);
+	json_object_put(in);
 	return ret;
+}
+
+enum MHD_Result
+h_notification_add(struct sbx_req *r)
+{
+	return note_write(r, NULL);
+}
+
+enum MHD_Result
+h_notification_put(struct sbx_req *r)
+{
+	return note_write(r, r->caps[0]);
 }
 
 /* GET /rest/notifications: {"notifications": [...]}, oldest first. */
@@ -273,18 +328,6 @@ h_notifications(struct sbx_req *r)
 	o = json_object_new_object();
 	json_object_object_add(o, "notifications", arr);
 	return http_reply_json(r, MHD_HTTP_OK, o);
-}
-
-/* Index of the user's notification id, or -1. */
-static long
-note_index(const struct sbx_user *u, const char *id)
-{
-	size_t i;
-
-	for (i = 0; i < u->notes.n; i++)
-		if (strcmp(((struct sbx_note *)u->notes.v[i])->id, id) == 0)
-			return (long)i;
-	return -1;
 }
 
 /* GET or DELETE /rest/notifications/{id}: only the user's own. */
