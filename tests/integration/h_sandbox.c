@@ -266,3 +266,114 @@ h_sbx_last_request(const char *path)
 	json_object_put(a);
 	return found;
 }
+
+long
+h_sbx_json(const char *method, const char *path, const char *json,
+    struct json_object **ret)
+{
+	struct h_resp r;
+	long st = h_sbx_call(method, path, json, &r);
+
+	if (ret != NULL)
+		*ret = h_resp_json(&r) != NULL ? json_object_get(r.json)
+		                               : NULL;
+	h_resp_free(&r);
+	return st;
+}
+
+long
+h_sbx_bank(const char *what, const char *json, struct json_object **ret)
+{
+	char *path = h_fmt("/_sandbox/transactions/%s", what);
+	long st = h_sbx_json("POST", path, json, ret);
+
+	free(path);
+	return st;
+}
+
+long
+h_sbx_fire(const char *user, const char *extra, struct json_object **ret)
+{
+	struct json_object *u = json_object_new_string(user);
+	char *body = h_fmt("{\"user_id\":%s%s}", json_object_to_json_string(u),
+	    extra != NULL ? extra : "");
+	long st =
+	    h_sbx_json("POST", "/_sandbox/notifications/fire", body, ret);
+
+	json_object_put(u);
+	free(body);
+	return st;
+}
+
+long
+h_sbx_rest(const char *tok, const char *method, const char *path,
+    const char *json, struct h_resp *r)
+{
+	char *url = h_fmt("%s%s", hs_sbx.url, path);
+	char *auth = h_fmt("Authorization: Bearer %s", tok);
+	const char *hdrs[] = { auth, "Content-Type: application/json", NULL };
+
+	if (json == NULL)
+		hdrs[1] = NULL;
+	h_http(method, url, hdrs, json, json != NULL ? strlen(json) : 0, r);
+	free(auth);
+	free(url);
+	return r->status;
+}
+
+/* The one refresh token a mint of one grant answered (malloc'd) or NULL. */
+static char *
+h_sbx_mint_one(const char *prefix)
+{
+	struct json_object *p = json_object_new_string(prefix);
+	struct json_object *o = NULL, *arr;
+	char *body = h_fmt("{\"user_id_prefix\":%s,\"count\":1}",
+	    json_object_to_json_string(p));
+	char *rt = NULL;
+
+	if (h_sbx_json("POST", "/_sandbox/grants", body, &o) == 200 &&
+	    json_object_object_get_ex(o, "refresh_tokens", &arr) &&
+	    json_object_array_length(arr) == 1)
+		rt = h_dup(json_object_get_string(
+		    json_object_array_get_idx(arr, 0)));
+	json_object_put(o);
+	json_object_put(p);
+	free(body);
+	return rt;
+}
+
+char *
+h_sbx_access(const char *prefix)
+{
+	char *rt = h_sbx_mint_one(prefix), *url, *basic, *body, *at = NULL;
+	struct h_resp r;
+
+	if (rt == NULL)
+		return NULL;
+	url = h_fmt("%s/auth/token", hs_sbx.url);
+	basic = h_fmt("test-client:%s", hs_client_secret);
+	body = h_fmt("grant_type=refresh_token&refresh_token=%s", rt);
+	{
+		char *b64 = malloc(strlen(basic) / 3 * 4 + 8), *auth;
+		const char *hdrs[] = { NULL,
+			"Content-Type: application/x-www-form-urlencoded",
+			NULL };
+
+		if (b64 == NULL)
+			h_bail("out of memory");
+		h_base64((const unsigned char *)basic, strlen(basic), b64);
+		auth = h_fmt("Authorization: Basic %s", b64);
+		hdrs[0] = auth;
+		h_http("POST", url, hdrs, body, strlen(body), &r);
+		free(auth);
+		free(b64);
+	}
+	if (r.status == 200)
+		at = h_dup(h_jstr(h_resp_json(&r), "access_token"));
+	h_resp_free(&r);
+	free(body);
+	free(basic);
+	free(url);
+	free(rt);
+	return at;
+}

@@ -166,6 +166,26 @@ long h_sbx_stat(const char *name);
 long h_sbx_grants(const char *user, const char *which);
 /* The access token works at finX right now (GET /rest/accounts). */
 bool h_token_works(const char *tok);
+/* method on the sandbox's path with json as the body (NULL: none):
+ * the status; the parsed answer in *ret (caller json_object_put()s,
+ * NULL when it was not JSON) when ret is not NULL. */
+long h_sbx_json(const char *method, const char *path, const char *json,
+    struct json_object **ret);
+/* A bank change, POST /_sandbox/transactions/<what> (book, add,
+ * correct, drop; tests/sandbox/README.md): like h_sbx_json. */
+long h_sbx_bank(const char *what, const char *json, struct json_object **ret);
+/* POST /_sandbox/notifications/fire {"user_id": user} plus the members
+ * in extra (",\"timeout_ms\":500", or NULL): like h_sbx_json. */
+long h_sbx_fire(const char *user, const char *extra, struct json_object **ret);
+/* A grant minted at the sandbox for user "<prefix>-0" and refreshed once:
+ * its access token (caller frees) or NULL. */
+char *h_sbx_access(const char *prefix);
+struct h_resp;
+/* method on the sandbox's /rest path with "Authorization: Bearer tok"
+ * (and a JSON body when json is not NULL); the status.  Free r with
+ * h_resp_free. */
+long h_sbx_rest(const char *tok, const char *method, const char *path,
+    const char *json, struct h_resp *r);
 
 /*
  * finxd environment: h_env_defaults() sets FINXD_DATABASE_URL, FINX_URL

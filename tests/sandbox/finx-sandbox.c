@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
+
 #include "sbx_config.h"
 #include "sbx_http.h"
 #include "sbx_state.h"
@@ -235,6 +237,9 @@ main(int argc, char **argv)
 	int sig, rc = 2;
 
 	memset(&o, 0, sizeof(o));
+	/* before any thread: notifications are fired with libcurl */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return 2;
 	sbx_state_init();
 	if (parse_args(argc, argv, &o) == -1)
 		goto out;
@@ -273,5 +278,6 @@ out:
 		MHD_stop_daemon(d);
 	free(o.host);
 	sbx_state_free();
+	curl_global_cleanup();
 	return rc;
 }

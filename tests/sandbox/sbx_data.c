@@ -141,7 +141,7 @@ txn_append(struct sbx_user *u, struct sbx_account *a)
 	}
 	t = &a->tx[a->ntx++];
 	memset(t, 0, sizeof(*t));
-	t->idx = (long)a->ntx;
+	t->idx = ++a->last_idx;
 	snprintf(t->id, sizeof(t->id), "T%lu.%d.%ld", u->n, a->k, t->idx);
 	t->fmt_z = t->idx % 2 == 0;
 	return t;
@@ -280,11 +280,17 @@ data_user_free(struct sbx_user *u)
 
 	if (u == NULL)
 		return;
-	for (k = 0; k < SBX_NACCOUNTS; k++)
+	for (k = 0; k < SBX_NACCOUNTS; k++) {
+		for (i = 0; i < u->acc[k].ntx; i++)
+			free(u->acc[k].tx[i].purpose_text);
 		free(u->acc[k].tx);
+	}
 	for (i = 0; i < u->syncs.n; i++)
 		free(u->syncs.v[i]);
 	vec_free(&u->syncs);
+	for (i = 0; i < u->notes.n; i++)
+		data_note_free(u->notes.v[i]);
+	vec_free(&u->notes);
 	free(u->user_id);
 	free(u);
 }
@@ -482,7 +488,9 @@ data_txn_json(const struct sbx_user *u, const struct sbx_account *a,
 	json_object_object_add(o, "value_date",
 	    txn_date(t, t->value_s, t->booking_us));
 	json_object_object_add(o, "purpose",
-	    json_object_new_string(purposes[t->purpose]));
+	    json_object_new_string(t->purpose_text != NULL
+	            ? t->purpose_text
+	            : purposes[t->purpose]));
 	json_object_object_add(o, "type",
 	    json_object_new_string(kinds[t->kind]));
 	json_object_object_add(o, "booking_text",
@@ -543,7 +551,6 @@ data_add_txns(struct sbx_user *u, long n)
 {
 	int64_t now_s = now_ms() / 1000, last;
 	struct sbx_account *a;
-	struct sbx_txn *t;
 	long i;
 	int k;
 
@@ -553,13 +560,7 @@ data_add_txns(struct sbx_user *u, long n)
 		for (i = 0; i < n; i++) {
 			/* Always newer than everything before it. */
 			last = last + 60 > now_s ? last + 60 : now_s;
-			t = txn_append(u, a);
-			txn_fill(u, a, t);
-			t->booking_s = last;
-			t->value_s = last;
-			t->booked = true;
-			t->created_ms = now_ms();
-			t->modified_ms = t->created_ms;
+			(void)data_txn_add(u, a, true, last);
 		}
 	}
 }
@@ -582,6 +583,101 @@ data_book_pending(struct sbx_user *u)
 		}
 	}
 	return changed;
+}
+
+struct sbx_txn *
+data_txn_find(struct sbx_user *u, const char *id, struct sbx_account **ret_a)
+{
+	size_t i;
+	int k;
+
+	for (k = 0; k < SBX_NACCOUNTS; k++) {
+		for (i = 0; i < u->acc[k].ntx; i++) {
+			if (strcmp(u->acc[k].tx[i].id, id) != 0)
+				continue;
+			*ret_a = &u->acc[k];
+			return &u->acc[k].tx[i];
+		}
+	}
+	return NULL;
+}
+
+void
+data_txn_touch(struct sbx_txn *t)
+{
+	int64_t now = now_ms();
+
+	/* strictly later than before, so since_type=modified sees it */
+	t->modified_ms = now > t->modified_ms ? now : t->modified_ms + 1;
+}
+
+void
+data_txn_set_purpose(struct sbx_txn *t, const char *text)
+{
+	free(t->purpose_text);
+	t->purpose_text = xstrdup(text);
+}
+
+void
+data_txn_remove(struct sbx_account *a, struct sbx_txn *t)
+{
+	size_t i = (size_t)(t - a->tx);
+
+	free(t->purpose_text);
+	memmove(&a->tx[i], &a->tx[i + 1], (a->ntx - i - 1) * sizeof(*t));
+	a->ntx--;
+}
+
+struct sbx_txn *
+data_txn_add(struct sbx_user *u, struct sbx_account *a, bool booked,
+    int64_t booking_s)
+{
+	struct sbx_txn *t = txn_append(u, a);
+
+	txn_fill(u, a, t);
+	t->booking_s = booking_s;
+	t->value_s = booking_s;
+	t->booked = booked;
+	t->created_ms = now_ms();
+	t->modified_ms = t->created_ms;
+	return t;
+}
+
+struct sbx_txn *
+data_txn_book(struct sbx_user *u, struct sbx_account *a, struct sbx_txn *t,
+    bool new_id)
+{
+	size_t i = (size_t)(t - a->tx);
+	struct sbx_txn copy, *b;
+
+	if (!new_id) {
+		t->booked = true;
+		data_txn_touch(t);
+		return t;
+	}
+	copy = *t;
+	b = txn_append(u, a); /* may move a->tx: t is stale from here */
+	memcpy(copy.id, b->id, sizeof(copy.id));
+	copy.idx = b->idx;
+	copy.fmt_z = b->fmt_z;
+	copy.booked = true;
+	copy.created_ms = now_ms();
+	copy.modified_ms = copy.created_ms;
+	*b = copy; /* takes over purpose_text */
+	a->tx[i].purpose_text = NULL;
+	data_txn_remove(a, &a->tx[i]);
+	return &a->tx[a->ntx - 1];
+}
+
+void
+data_note_free(struct sbx_note *n)
+{
+	if (n == NULL)
+		return;
+	free(n->observe_key);
+	free(n->notify_uri);
+	free(n->state);
+	free(n);
 }
 
 long

@@ -22,6 +22,7 @@ struct sbx_txn {
 	int64_t cents;
 	int cp; /* counterparty */
 	int purpose;
+	char *purpose_text; /* owned; NULL: purposes[purpose] */
 	int kind;
 	int64_t booking_s;
 	long booking_us;
@@ -40,9 +41,10 @@ struct sbx_account {
 	int64_t opening_cents;
 	int64_t credit_line_cents;
 	int64_t limit_cents;
-	struct sbx_txn *tx; /* oldest first */
+	struct sbx_txn *tx; /* by creation; read sorted by booking date */
 	size_t ntx;
 	size_t captx;
+	long last_idx; /* i of the newest T<n>.<k>.<i>; never reused */
 };
 
 struct sbx_sync {
@@ -50,6 +52,16 @@ struct sbx_sync {
 	int64_t created_ms;
 	long step_ms;
 	bool fail;
+};
+
+/* A registered notification (POST /rest/notifications). */
+struct sbx_note {
+	char id[48];
+	char *observe_key;
+	char *notify_uri;
+	char *state;         /* NULL when none was sent */
+	char account_id[32]; /* the observed account; "" for all */
+	int64_t created_ms;
 };
 
 struct sbx_user {
@@ -62,6 +74,8 @@ struct sbx_user {
 	int64_t created_ms;
 	struct sbx_account acc[SBX_NACCOUNTS];
 	struct sbx_vec syncs; /* owned struct sbx_sync, oldest first */
+	struct sbx_vec notes; /* owned struct sbx_note, oldest first */
+	unsigned long note_seq;
 };
 
 /* Finds or creates the user; owned by the state. */
@@ -82,6 +96,32 @@ json_object *data_sync_json(const struct sbx_sync *, int64_t);
 void data_add_txns(struct sbx_user *, long);
 /* Books every pending transaction; returns how many changed. */
 long data_book_pending(struct sbx_user *);
+/*
+ * A bank's changes (control API).  Each stamps modification_timestamp
+ * with now.  data_txn_find returns the transaction of id (its account in
+ * *ret_a) or NULL.
+ */
+struct sbx_txn *
+data_txn_find(struct sbx_user *, const char *, struct sbx_account **);
+/*
+ * Books the pending transaction t of a: with new_id false it keeps its
+ * id; with new_id true a booked copy comes under a new id and t goes.
+ * Returns the booked transaction (t may move: use only the return).
+ */
+struct sbx_txn *data_txn_book(struct sbx_user *, struct sbx_account *,
+    struct sbx_txn *, bool);
+/* A new transaction on a with a random partner; the caller sets fields
+ * other than booked and the booking date. */
+struct sbx_txn *data_txn_add(struct sbx_user *, struct sbx_account *, bool,
+    int64_t);
+/* Replaces the purpose text (copied). */
+void data_txn_set_purpose(struct sbx_txn *, const char *);
+/* Stamps t as modified now. */
+void data_txn_touch(struct sbx_txn *);
+/* Removes t from a (frees what it owns). */
+void data_txn_remove(struct sbx_account *, struct sbx_txn *);
+void data_note_free(struct sbx_note *);
+
 /* Number of syncs created in the 24 h before now. */
 long data_syncs_recent(const struct sbx_user *, int64_t);
 struct sbx_sync *data_sync_find(const struct sbx_user *, const char *);

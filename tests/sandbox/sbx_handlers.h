@@ -49,4 +49,19 @@ enum MHD_Result h_ctl_refreshes(struct sbx_req *);
 enum MHD_Result h_ctl_refreshes_clear(struct sbx_req *);
 enum MHD_Result h_ctl_token_check(struct sbx_req *);
 
+/* sbx_notify.c */
+enum MHD_Result h_notifications(struct sbx_req *);
+enum MHD_Result h_notification_add(struct sbx_req *);
+enum MHD_Result h_notification(struct sbx_req *);
+enum MHD_Result h_notification_put(struct sbx_req *);
+enum MHD_Result h_notification_delete(struct sbx_req *);
+enum MHD_Result h_ctl_notifications(struct sbx_req *);
+enum MHD_Result h_ctl_notifications_fire(struct sbx_req *);
+
+/* sbx_bank.c */
+enum MHD_Result h_ctl_txn_book(struct sbx_req *);
+enum MHD_Result h_ctl_txn_add(struct sbx_req *);
+enum MHD_Result h_ctl_txn_correct(struct sbx_req *);
+enum MHD_Result h_ctl_txn_drop(struct sbx_req *);
+
 #endif

@@ -41,6 +41,11 @@ static const struct route routes[] = {
 	{ "GET", "/rest/accesses/*", h_access },
 	{ "POST", "/rest/accesses/*/syncs", h_sync_create },
 	{ "GET", "/rest/accesses/*/syncs/*", h_sync_get },
+	{ "GET", "/rest/notifications", h_notifications },
+	{ "POST", "/rest/notifications", h_notification_add },
+	{ "GET", "/rest/notifications/*", h_notification },
+	{ "PUT", "/rest/notifications/*", h_notification_put },
+	{ "DELETE", "/rest/notifications/*", h_notification_delete },
 	{ "GET", "/_sandbox/requests", h_ctl_requests },
 	{ "DELETE", "/_sandbox/requests", h_ctl_requests_clear },
 	{ "GET", "/_sandbox/stats", h_ctl_stats },
@@ -59,6 +64,12 @@ static const struct route routes[] = {
 	{ "GET", "/_sandbox/refreshes", h_ctl_refreshes },
 	{ "DELETE", "/_sandbox/refreshes", h_ctl_refreshes_clear },
 	{ "POST", "/_sandbox/tokens/check", h_ctl_token_check },
+	{ "GET", "/_sandbox/notifications", h_ctl_notifications },
+	{ "POST", "/_sandbox/notifications/fire", h_ctl_notifications_fire },
+	{ "POST", "/_sandbox/transactions/book", h_ctl_txn_book },
+	{ "POST", "/_sandbox/transactions/add", h_ctl_txn_add },
+	{ "POST", "/_sandbox/transactions/correct", h_ctl_txn_correct },
+	{ "POST", "/_sandbox/transactions/drop", h_ctl_txn_drop },
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -521,6 +532,20 @@ http_bearer(struct sbx_req *r)
 	for (h += 7; *h == ' '; h++)
 		;
 	return *h != '\0' ? h : NULL;
+}
+
+struct sbx_user *
+http_bearer_user(struct sbx_req *r)
+{
+	const char *v = http_bearer(r);
+	struct sbx_token *t = v != NULL ? sbx_token_find(v) : NULL;
+
+	if (t == NULL || t->kind != TOK_ACCESS ||
+	    !sbx_token_live(t, now_ms())) {
+		sbx_count(STAT_AUTH_FAILURES, 1);
+		return NULL;
+	}
+	return t->grant->user;
 }
 
 static enum MHD_Result

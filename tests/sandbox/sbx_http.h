@@ -96,5 +96,8 @@ void params_free(struct sbx_params *);
 bool http_client_ok(struct sbx_req *);
 /* The bearer token of the request, or NULL; borrowed. */
 const char *http_bearer(struct sbx_req *);
+/* The user behind a live access token of the request, or NULL (counted
+ * as an auth failure); lock held. */
+struct sbx_user *http_bearer_user(struct sbx_req *);
 
 #endif

@@ -36,21 +36,6 @@ struct txn_ref {
 	const struct sbx_txn *t;
 };
 
-/* The user behind the bearer token; lock held. NULL counts a failure. */
-static struct sbx_user *
-bearer_user(struct sbx_req *r)
-{
-	const char *v = http_bearer(r);
-	struct sbx_token *t = v != NULL ? sbx_token_find(v) : NULL;
-
-	if (t == NULL || t->kind != TOK_ACCESS ||
-	    !sbx_token_live(t, now_ms())) {
-		sbx_count(STAT_AUTH_FAILURES, 1);
-		return NULL;
-	}
-	return t->grant->user;
-}
-
 static enum MHD_Result
 not_found(struct sbx_req *r, const char *what)
 {
@@ -85,7 +70,7 @@ h_accounts(struct sbx_req *r)
 	int k;
 
 	sbx_lock();
-	if ((u = bearer_user(r)) == NULL) {
+	if ((u = http_bearer_user(r)) == NULL) {
 		sbx_unlock();
 		return http_reply_bearer_auth(r);
 	}
@@ -107,7 +92,7 @@ account_reply(struct sbx_req *r, bool balance_only)
 	json_object *o;
 
 	sbx_lock();
-	if ((u = bearer_user(r)) == NULL) {
+	if ((u = http_bearer_user(r)) == NULL) {
 		sbx_unlock();
 		return http_reply_bearer_auth(r);
 	}
@@ -309,7 +294,7 @@ transactions_reply(struct sbx_req *r, bool one_account)
 	json_object *o;
 
 	sbx_lock();
-	if ((u = bearer_user(r)) == NULL) {
+	if ((u = http_bearer_user(r)) == NULL) {
 		sbx_unlock();
 		return http_reply_bearer_auth(r);
 	}
@@ -349,7 +334,7 @@ transaction_reply(struct sbx_req *r, const char *acc_id, const char *id)
 	int k;
 
 	sbx_lock();
-	if ((u = bearer_user(r)) == NULL) {
+	if ((u = http_bearer_user(r)) == NULL) {
 		sbx_unlock();
 		return http_reply_bearer_auth(r);
 	}
@@ -386,7 +371,7 @@ h_accesses(struct sbx_req *r)
 	json_object *arr;
 
 	sbx_lock();
-	if ((u = bearer_user(r)) == NULL) {
+	if ((u = http_bearer_user(r)) == NULL) {
 		sbx_unlock();
 		return http_reply_bearer_auth(r);
 	}
@@ -403,7 +388,7 @@ h_access(struct sbx_req *r)
 	json_object *o = NULL;
 
 	sbx_lock();
-	if ((u = bearer_user(r)) == NULL) {
+	if ((u = http_bearer_user(r)) == NULL) {
 		sbx_unlock();
 		return http_reply_bearer_auth(r);
 	}
@@ -498,7 +483,7 @@ h_sync_create(struct sbx_req *r)
 	int64_t now = now_ms();
 
 	sbx_lock();
-	if ((u = bearer_user(r)) == NULL) {
+	if ((u = http_bearer_user(r)) == NULL) {
 		sbx_unlock();
 		return http_reply_bearer_auth(r);
 	}
@@ -538,7 +523,7 @@ h_sync_get(struct sbx_req *r)
 	json_object *o = NULL;
 
 	sbx_lock();
-	if ((u = bearer_user(r)) == NULL) {
+	if ((u = http_bearer_user(r)) == NULL) {
 		sbx_unlock();
 		return http_reply_bearer_auth(r);
 	}

@@ -552,3 +552,25 @@ cents_text(int64_t cents, char *out, size_t n)
 	snprintf(out, n, "%s%llu.%02llu", cents < 0 ? "-" : "",
 	    (unsigned long long)(a / 100), (unsigned long long)(a % 100));
 }
+
+int
+parse_cents(const char *s, int64_t *ret)
+{
+	int64_t v = 0;
+	bool neg = *s == '-';
+	size_t i, digits = 0, frac = 0;
+
+	for (i = neg ? 1 : 0; s[i] >= '0' && s[i] <= '9'; i++, digits++)
+		v = v * 10 + (s[i] - '0');
+	if (digits == 0 || digits > 13)
+		return -1;
+	if (s[i] == '.')
+		for (i++; s[i] >= '0' && s[i] <= '9' && frac < 3; i++, frac++)
+			v = v * 10 + (s[i] - '0');
+	if (s[i] != '\0' || frac > 2 || (s[i - 1] == '.'))
+		return -1;
+	for (; frac < 2; frac++)
+		v *= 10;
+	*ret = neg ? -v : v;
+	return 0;
+}

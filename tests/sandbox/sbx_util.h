@@ -96,5 +96,11 @@ int parse_long(const char *, long, long, long *);
 
 /* Money text "-17.89" from integer cents into out (at least 32 bytes). */
 void cents_text(int64_t, char *, size_t);
+/*
+ * Parses exact decimal money text ("-17.8", "12", "0.05": an optional
+ * minus, 1..13 digits, optionally '.' and 1..2 digits; no exponent) into
+ * integer cents; 0 or -1.  Never through a double.
+ */
+int parse_cents(const char *, int64_t *);
 
 #endif
