@@ -95,14 +95,16 @@ count_migrations(const char *dir)
 
 /*
  * Which commit to build: the parent of the commit that added the newest
- * migration, or HEAD when that migration is not committed yet.
+ * migration, or HEAD when that migration is not committed yet.  Along the
+ * first parents, merges diffed against their first parent (-m): a
+ * migration that came in with a merge was added by that merge.
  */
 static void
 find_old_commit(const char *src, const char *newest)
 {
 	char *path = h_fmt("db/migrations/%s", newest);
-	const char *log[] = { "git", "-C", src, "log", "--diff-filter=A",
-		"--format=%H", "-1", "--", path, NULL };
+	const char *log[] = { "git", "-C", src, "log", "-m", "--first-parent",
+		"--diff-filter=A", "--format=%H", "-1", "--", path, NULL };
 	char *added, *rev;
 
 	if (h_run(log, "git-log.out", 60) != 0) {
