@@ -78,11 +78,13 @@ struct key {
 static parse_fn conv_str, conv_cred, conv_url, conv_listen, conv_long,
     conv_bool, conv_enum;
 static parse_fn parse_finx_url, parse_api_keys, parse_return_urls,
-    parse_token_keys, parse_trusted_proxies;
+    parse_token_keys, parse_trusted_proxies, parse_webhook_secrets,
+    parse_webhook_events;
 static print_fn print_str, print_dsn, print_listen, print_long, print_bool,
     print_enum;
 static print_fn print_public_url, print_api_keys, print_return_urls,
-    print_token_keys, print_trusted_proxies;
+    print_token_keys, print_trusted_proxies, print_webhook_secrets,
+    print_webhook_events;
 
 /* Each type's conversion and printout, and whether it owns a string. */
 static const struct {
@@ -179,6 +181,31 @@ static const struct key keys[] = {
 	    .help = "read stored tokens that are not sealed (rows of a "
 		    "version before encryption): auto (until finxd rekey "
 		    "has sealed every row), on or off" },
+	{ .name = "webhook_url", .type = T_STR, .off = AT(webhook_url, char *),
+	    .def = "", .flags = K_EMPTY_NONE | K_SECRET,
+	    .none = "(none: events are only recorded)",
+	    .help = "where events are POSTed (empty: none); a secret, as "
+		    "receivers often carry a token in the URL" },
+	{ .name = "webhook_secret", .type = T_CUSTOM, .def = "",
+	    .flags = K_SECRET, .parse = parse_webhook_secrets,
+	    .print = print_webhook_secrets,
+	    .help = "comma-separated whsec_<base64> signing secrets, each "
+		    "signing every delivery (required with webhook_url)" },
+	{ .name = "webhook_events", .type = T_CUSTOM, .def = "",
+	    .parse = parse_webhook_events, .print = print_webhook_events,
+	    .help = "comma-separated event types to deliver (empty: all)" },
+	NUM("webhook_timeout", webhook_timeout_s, "10", 1, 300,
+	    "seconds per webhook delivery attempt"),
+	NUM("expiry_notice", expiry_notice_s, "604800", 60, 90L * 86400,
+	    "seconds before a refresh token or consent runs out that "
+	    "connection.expiring is sent"),
+	NUM("event_retention", event_retention_s, "2592000", 3600,
+	    3650L * 86400, "seconds events are kept"),
+	{ .name = "finx_notifications", .type = T_BOOL,
+	    .off = AT(finx_notifications, bool), .def = "on",
+	    .words = WORDS("off", "on"),
+	    .help = "on or off: register finX notifications and pull when "
+		    "they arrive" },
 	{ .name = "browser_binding", .type = T_BOOL,
 	    .off = AT(browser_binding, bool), .def = "off",
 	    .words = WORDS("off", "required"), .help = "off or required" },
@@ -233,6 +260,24 @@ static const struct key keys[] = {
 	    .def = "on", .words = WORDS("off", "on"),
 	    .help = "on or off: cache read API answers, invalidated via "
 		    "LISTEN" },
+	NUM("webhook_concurrency", webhook_concurrency, "4", 1, 64,
+	    "webhook deliveries in flight per process"),
+	NUM("notify_min_interval", notify_min_interval_s, "900", 0, 86400,
+	    "seconds a finX notification waits after a connection's last "
+	    "pull before it pulls again"),
+};
+
+const char *const event_types[] = {
+	"link.completed",
+	"connection.reauth_required",
+	"connection.refresh_failing",
+	"connection.recovered",
+	"connection.expiring",
+	"connection.revoked",
+	"sync.completed",
+	"sync.failed",
+	"transactions.updated",
+	NULL,
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -890,6 +935,64 @@ parse_trusted_proxies(const struct key *k, const char *v, const char *env,
 	free_list(items, n);
 }
 
+/* webhook_secret: whsec_<base64> entries of 24 to 64 bytes, never echoed. */
+static void
+parse_webhook_secrets(const struct key *k, const char *v, const char *env,
+    struct config *cfg, struct config_errors *errs)
+{
+	size_t n, i;
+	char **items = split_list(v, &n);
+
+	cfg->webhook_secrets = xcalloc(n ? n : 1, sizeof(struct webhook_secret));
+	for (i = 0; i < n; i++) {
+		unsigned char *raw = NULL;
+		long len = -1;
+
+		if (strncmp(items[i], "whsec_", 6) == 0)
+			len = b64_decode(items[i] + 6, &raw);
+		if (len < 24 || len > 64) {
+			config_errors_add(errs, "%s: entry %zu: expected "
+						"whsec_ and 24 to 64 bytes in "
+						"base64",
+			    env, i + 1);
+			if (raw != NULL)
+				OPENSSL_cleanse(raw, (size_t)(len > 0 ? len : 0));
+			free(raw);
+			continue;
+		}
+		cfg->webhook_secrets[cfg->n_webhook_secrets].key = raw;
+		cfg->webhook_secrets[cfg->n_webhook_secrets++].len = (size_t)len;
+	}
+	for (i = 0; i < n; i++)
+		OPENSSL_cleanse(items[i], strlen(items[i]));
+	free_list(items, n);
+}
+
+static bool
+event_type_known(const char *t)
+{
+	size_t i;
+
+	for (i = 0; event_types[i] != NULL; i++)
+		if (strcmp(event_types[i], t) == 0)
+			return true;
+	return false;
+}
+
+static void
+parse_webhook_events(const struct key *k, const char *v, const char *env,
+    struct config *cfg, struct config_errors *errs)
+{
+	size_t i;
+
+	cfg->webhook_events = split_list(v, &cfg->n_webhook_events);
+	for (i = 0; i < cfg->n_webhook_events; i++)
+		if (!event_type_known(cfg->webhook_events[i]))
+			config_errors_add(errs, "%s: entry %zu is not an event "
+						"type",
+			    env, i + 1);
+}
+
 /*
  * Convert one key's raw text into its field.  Without require, keys marked
  * K_REQUIRED may be missing (database-only commands); whatever is set is
@@ -936,6 +1039,13 @@ cross_check(struct config *cfg, struct config_errors *errs)
 	if (cfg->state_dir != NULL && cfg->state_dir[0] != '/')
 		config_errors_add(errs, "FINXD_STATE_DIR: must be an absolute "
 					"path");
+	if (cfg->webhook_url != NULL && (!url_plausible(cfg->webhook_url) ||
+		strchr(cfg->webhook_url, '#') != NULL))
+		config_errors_add(errs, "FINXD_WEBHOOK_URL: expected an "
+					"http(s) URL");
+	if (cfg->webhook_url != NULL && cfg->n_webhook_secrets == 0)
+		config_errors_add(errs, "FINXD_WEBHOOK_SECRET is required with "
+					"FINXD_WEBHOOK_URL");
 	if (cfg->finx_connect_timeout_ms > cfg->finx_timeout_ms)
 		config_errors_add(errs, "FINXD_FINX_CONNECT_TIMEOUT_MS must "
 					"not exceed FINXD_FINX_TIMEOUT_MS");
@@ -1015,6 +1125,13 @@ config_free(struct config *cfg)
 	}
 	free(cfg->token_keys);
 	free(cfg->trusted_proxies);
+	for (i = 0; i < cfg->n_webhook_secrets; i++) {
+		OPENSSL_cleanse(cfg->webhook_secrets[i].key,
+		    cfg->webhook_secrets[i].len);
+		free(cfg->webhook_secrets[i].key);
+	}
+	free(cfg->webhook_secrets);
+	free_list(cfg->webhook_events, cfg->n_webhook_events);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -1198,6 +1315,27 @@ print_trusted_proxies(const struct key *k, const struct config *cfg,
 		    cfg->trusted_proxies[i].prefix);
 	}
 	fputc('\n', out);
+}
+
+/* How many secrets, never their bytes. */
+static void
+print_webhook_secrets(const struct key *k, const struct config *cfg,
+    FILE *out)
+{
+	fprintf(out, "%s = (%zu set, masked)\n", k->name,
+	    cfg->n_webhook_secrets);
+}
+
+static void
+print_webhook_events(const struct key *k, const struct config *cfg,
+    FILE *out)
+{
+	size_t i;
+
+	fprintf(out, "%s =", k->name);
+	for (i = 0; i < cfg->n_webhook_events; i++)
+		fprintf(out, "%s %s", i ? "," : "", cfg->webhook_events[i]);
+	fprintf(out, "%s\n", cfg->n_webhook_events ? "" : " (all)");
 }
 
 void

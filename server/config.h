@@ -39,6 +39,12 @@ enum plaintext_policy {
 	PLAINTEXT_OFF,
 };
 
+/* One FINXD_WEBHOOK_SECRET entry: the bytes after whsec_, decoded. */
+struct webhook_secret {
+	unsigned char *key;
+	size_t len;
+};
+
 struct config {
 	/* listen address split into host and port */
 	char *listen_host;
@@ -89,7 +95,23 @@ struct config {
 	long sync_interval_s;
 	long drain_timeout_s;
 	bool read_cache; /* FINXD_READ_CACHE=on (default) */
+
+	/* events and webhooks (SPEC "Events and webhooks") */
+	char *webhook_url; /* NULL: events are only recorded */
+	struct webhook_secret *webhook_secrets;
+	size_t n_webhook_secrets;
+	char **webhook_events; /* NULL with n 0: every type */
+	size_t n_webhook_events;
+	long webhook_timeout_s;
+	long webhook_concurrency;
+	long expiry_notice_s;
+	long event_retention_s;
+	bool finx_notifications; /* FINXD_FINX_NOTIFICATIONS=on (default) */
+	long notify_min_interval_s;
 };
+
+/* The event types of SPEC's table, NULL-terminated. */
+extern const char *const event_types[];
 
 /* Collected problems, one line each. */
 struct config_errors {

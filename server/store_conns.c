@@ -79,9 +79,11 @@ const struct db_stmt store_conns_stmts[] = {
 	    "refresh_token = NULL, status = 'revoked', lease_holder = NULL, "
 	    "lease_until = NULL, lease_generation = NULL, "
 	    "status_reason = 'deleted', revoked_at = now(), "
-	    "updated_at = now() WHERE id = $1 RETURNING id) "
-	    "INSERT INTO events (kind, outcome, connection_id) "
-	    "SELECT 'delete', 'revoked', id FROM d" },
+	    "updated_at = now() WHERE id = $1 RETURNING id, user_id), "
+	    "a AS (INSERT INTO events (kind, outcome, connection_id) "
+	    "SELECT 'delete', 'revoked', id FROM d) " SQL_EVENT_INSERT
+	    "SELECT 'connection.revoked', id, NULL, jsonb_build_object("
+	    "'connection_id', id, 'user_id', user_id) FROM d" },
 	[S_REAUTH] = { "conn_reauth_check",
 	    "SELECT user_id, status = 'revoked' FROM connections "
 	    "WHERE id = $1" },

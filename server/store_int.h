@@ -24,6 +24,20 @@
 	"'ffffffff-ffff-ffff-ffff-ffffffffffff')) ORDER BY created_at DESC, " \
 	"id DESC"
 
+/*
+ * The start of an event's insert into the partner's event log
+ * (0010_events.sql, EVENTS.md): follow it with a SELECT or VALUES of
+ * (type, connection_id, link_id, data), in the statement or transaction
+ * of the change the event tells of.
+ */
+#define SQL_EVENT_INSERT                                                      \
+	"INSERT INTO event_log (type, connection_id, link_id, data) "
+/* The data of link.completed from a links row (or its RETURNING). */
+#define SQL_LINK_COMPLETED(t)                                                 \
+	"jsonb_build_object('link_id', " t "id, 'user_id', " t "user_id, "    \
+	"'status', " t "status, 'connection_id', CASE WHEN " t "status = "    \
+	"'connected' THEN " t "connection_id END, 'reason', " t "reason)"
+
 extern const struct db_stmt store_data_stmts[];
 extern const struct db_stmt store_idem_stmts[];
 extern const struct db_stmt store_links_stmts[];

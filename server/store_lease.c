@@ -89,9 +89,12 @@ const struct db_stmt store_lease_stmts[] = {
 	    "status_reason = $3, last_error = $3, lease_holder = NULL, "
 	    "lease_until = NULL, lease_generation = NULL, updated_at = now() "
 	    "WHERE id = $1 AND token_generation = $2::bigint AND status = "
-	    "'active' RETURNING id) INSERT INTO events (kind, outcome, "
-	    "connection_id, detail) SELECT 'refresh', 'reauth_required', id, "
-	    "$3 FROM u" },
+	    "'active' RETURNING id, user_id), a AS (INSERT INTO events (kind, "
+	    "outcome, connection_id, detail) SELECT 'refresh', "
+	    "'reauth_required', id, $3 FROM u) " SQL_EVENT_INSERT
+	    "SELECT 'connection.reauth_required', id, NULL, "
+	    "jsonb_build_object('connection_id', id, 'user_id', user_id, "
+	    "'reason', $3::text) FROM u" },
 	[S_BEAT] = { "lease_process_beat",
 	    "INSERT INTO finxd_processes (id, host, pid, version) VALUES "
 	    "($1, $2, $3::int, $4) ON CONFLICT (id) DO UPDATE SET "

@@ -74,9 +74,12 @@ const struct db_stmt store_links_stmts[] = {
 	/* A link that ends without a grant, and its event. */
 	[S_END] = { "links_end",
 	    "WITH u AS (UPDATE links SET used_at = coalesce(used_at, now()), "
-	    "status = $2, reason = $3, completed_at = now() WHERE id = $1) "
+	    "status = $2, reason = $3, completed_at = now() WHERE id = $1 "
+	    "RETURNING id, user_id, status, connection_id, reason), a AS ("
 	    "INSERT INTO events (kind, outcome, link_id, detail) "
-	    "VALUES ('callback', $4, $1, $5)" },
+	    "VALUES ('callback', $4, $1, $5)) " SQL_EVENT_INSERT
+	    "SELECT 'link.completed', NULL::uuid, id, " SQL_LINK_COMPLETED("")
+	    " FROM u" },
 	[S_EVENT] = { "links_event",
 	    "INSERT INTO events (kind, outcome, link_id) "
 	    "VALUES ('callback', $2, $1)" },
@@ -100,9 +103,12 @@ const struct db_stmt store_links_stmts[] = {
 	    "p AS (INSERT INTO pulls (connection_id, next_pull_at, "
 	    "attended) SELECT id, now(), true FROM c), "
 	    "l AS (UPDATE links SET status = 'connected', connection_id "
-	    "= $1, reason = NULL, completed_at = now() WHERE id = $3) "
-	    "INSERT INTO events (kind, outcome, link_id, connection_id) "
-	    "VALUES ('callback', 'connected', $3, $1)" },
+	    "= $1, reason = NULL, completed_at = now() WHERE id = $3 "
+	    "RETURNING id, user_id, status, connection_id, reason), "
+	    "a AS (INSERT INTO events (kind, outcome, link_id, connection_id) "
+	    "VALUES ('callback', 'connected', $3, $1)) " SQL_EVENT_INSERT
+	    "SELECT 'link.completed', connection_id, id, "
+	    SQL_LINK_COMPLETED("") " FROM l" },
 	[S_PULL_NOW] = { "links_renew_pull",
 	    "INSERT INTO pulls (connection_id, next_pull_at, attended) "
 	    "VALUES ($1, now(), true) ON CONFLICT (connection_id) DO UPDATE "
@@ -113,8 +119,11 @@ const struct db_stmt store_links_stmts[] = {
 	[S_CONNECTED] = { "links_connected",
 	    "WITH u AS (UPDATE links SET status = 'connected', "
 	    "connection_id = $2, reason = NULL, completed_at = now() "
-	    "WHERE id = $1) INSERT INTO events (kind, outcome, link_id, "
-	    "connection_id) VALUES ('callback', 'connected', $1, $2)" },
+	    "WHERE id = $1 RETURNING id, user_id, status, connection_id, "
+	    "reason), a AS (INSERT INTO events (kind, outcome, link_id, "
+	    "connection_id) VALUES ('callback', 'connected', $1, $2)) "
+	    SQL_EVENT_INSERT "SELECT 'link.completed', connection_id, id, "
+	    SQL_LINK_COMPLETED("") " FROM u" },
 	{ NULL, NULL },
 };
 

@@ -20,6 +20,20 @@
 
 #define SYNC_OPEN "status NOT IN ('COMPLETED', 'FAILED', 'ERROR', 'CANCELLED')"
 
+/*
+ * sync.completed or sync.failed of the rows s (id, connection_id, status,
+ * error) that have just ended.  Only an open sync is updated, so a sync
+ * ends, and has its event, once.
+ */
+#define SYNC_ENDED_EVENT                                                      \
+	SQL_EVENT_INSERT "SELECT CASE WHEN s.status = 'COMPLETED' THEN "      \
+	"'sync.completed' ELSE 'sync.failed' END, s.connection_id, NULL, "    \
+	"jsonb_build_object('sync_id', s.id, 'connection_id', "               \
+	"s.connection_id, 'user_id', c.user_id, 'status', lower(s.status), "  \
+	"'error', s.error) FROM s JOIN connections c ON c.id = "              \
+	"s.connection_id WHERE s.status IN ('COMPLETED', 'FAILED', 'ERROR', " \
+	"'CANCELLED')"
+
 enum { S_LOCK, S_CHECK, S_CREATE, S_GET, S_CLAIM, S_FINISH, S_LATER, S_FAIL };
 
 const struct db_stmt store_sync_stmts[] = {
@@ -52,17 +66,20 @@ const struct db_stmt store_sync_stmts[] = {
 	    "started_at = CASE WHEN $2 <> 'QUEUED' THEN coalesce(started_at, "
 	    "now()) END, ended_at = CASE WHEN $2 IN ('COMPLETED', 'FAILED', "
 	    "'ERROR', 'CANCELLED') THEN now() END, next_poll_at = now() + "
-	    "interval '2 seconds', updated_at = now() WHERE id = $1 RETURNING "
-	    "connection_id) UPDATE pulls p SET next_pull_at = now(), attended "
+	    "interval '2 seconds', updated_at = now() WHERE id = $1 AND "
+	    SYNC_OPEN " RETURNING id, connection_id, status, error), "
+	    "p AS (UPDATE pulls p SET next_pull_at = now(), attended "
 	    "= true FROM s WHERE p.connection_id = s.connection_id AND $2 = "
-	    "'COMPLETED'" },
+	    "'COMPLETED') " SYNC_ENDED_EVENT },
 	[S_LATER] = { "sync_poll_later",
 	    "UPDATE syncs SET next_poll_at = now() + interval '10 seconds', "
 	    "updated_at = now() WHERE id = $1" },
 	[S_FAIL] = { "sync_fail",
-	    "UPDATE syncs SET status = 'FAILED', error = jsonb_build_object("
-	    "'message', 'connection has no valid access token'), ended_at = "
-	    "now(), updated_at = now() WHERE id = $1" },
+	    "WITH s AS (UPDATE syncs SET status = 'FAILED', error = "
+	    "jsonb_build_object('message', 'connection has no valid access "
+	    "token'), ended_at = now(), updated_at = now() WHERE id = $1 AND "
+	    SYNC_OPEN " RETURNING id, connection_id, status, error) "
+	    SYNC_ENDED_EVENT },
 	{ NULL, NULL },
 };
 
