@@ -19,6 +19,7 @@
 #include "rescue.h"
 #include "store.h"
 #include "text.h"
+#include "webhook.h"
 
 const struct config *api_cfg;
 
@@ -75,6 +76,10 @@ const struct route routes[] = {
 	{ "GET", "/v1/accounts/{}", h_account_get, SCOPE_READ, HTTP_CACHED },
 	{ "GET", "/v1/accounts/{}/transactions", h_account_txns, SCOPE_READ,
 	    HTTP_CACHED },
+	{ "GET", "/v1/events", h_events_list, SCOPE_READ, HTTP_READ },
+	{ "GET", "/v1/events/{}", h_event_get, SCOPE_READ, HTTP_READ },
+	{ "POST", "/v1/events/{}/redeliver", h_event_redeliver, SCOPE_ADMIN,
+	    HTTP_BULK },
 	{ NULL, NULL, NULL, 0, HTTP_LOOP },
 };
 
@@ -338,6 +343,7 @@ render_gauges(struct buf *out)
 	metrics_gauge(out, "finxd_http_active_requests", "Requests being served.",
 	    "gauge", http_active());
 	render_http_gauges(out);
+	webhook_render_gauges(out);
 	metrics_gauge(out, "finxd_rescue_pending",
 	    "Rotated tokens finX issued that PostgreSQL has not stored yet "
 	    "(this process; kept in the rescue journal).",

@@ -344,19 +344,6 @@ env_get(char *const *envp, const char *name)
 	return NULL;
 }
 
-static char *
-trim(char *s)
-{
-	char *e;
-
-	while (isspace((unsigned char)*s))
-		s++;
-	e = s + strlen(s);
-	while (e > s && isspace((unsigned char)e[-1]))
-		*--e = '\0';
-	return s;
-}
-
 /* Read a secret file: whole content, trailing CR/LF dropped. */
 static char *
 read_secret_file(const char *path, struct config_errors *errs,
@@ -445,8 +432,8 @@ read_line(char *k, const char *path, int lineno, struct raw *r,
 		return;
 	}
 	*eq = '\0';
-	k = trim(k);
-	v = trim(eq + 1);
+	k = text_trim(k);
+	v = text_trim(eq + 1);
 	if (strlen(v) >= 2 && v[0] == '"' && v[strlen(v) - 1] == '"') {
 		v[strlen(v) - 1] = '\0';
 		v++;
@@ -476,7 +463,7 @@ read_file(const char *path, struct raw *r, struct config_errors *errs)
 	}
 	while (getline(&line, &cap, f) > 0) {
 		lineno++;
-		k = trim(line);
+		k = text_trim(line);
 		if (*k != '\0' && *k != '#')
 			read_line(k, path, lineno, r, errs);
 	}
@@ -662,38 +649,6 @@ config_parse_api_key(const char *entry, struct api_key *out,
 	return true;
 }
 
-/* Split a comma-separated list into trimmed non-empty items. */
-static char **
-split_list(const char *v, size_t *n)
-{
-	char *copy = xstrdup(v), *save = NULL, *tok;
-	char **out = NULL;
-
-	*n = 0;
-	for (tok = strtok_r(copy, ",", &save); tok != NULL;
-	     tok = strtok_r(NULL, ",", &save)) {
-		char *t = trim(tok);
-
-		if (*t == '\0')
-			continue;
-		out = xrealloc(out, (*n + 1) * sizeof(char *));
-		out[(*n)++] = xstrdup(t);
-	}
-	OPENSSL_cleanse(copy, strlen(v));
-	free(copy);
-	return out;
-}
-
-static void
-free_list(char **l, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		free_secret(l[i]);
-	free(l);
-}
-
 static void *
 field(struct config *cfg, size_t off)
 {
@@ -823,7 +778,7 @@ parse_api_keys(const struct key *k, const char *v, const char *env,
     struct config *cfg, struct config_errors *errs)
 {
 	size_t n, i;
-	char **items = split_list(v, &n);
+	char **items = text_split_list(v, &n);
 	const char *why;
 
 	cfg->api_keys = xcalloc(n, sizeof(struct api_key));
@@ -835,7 +790,7 @@ parse_api_keys(const struct key *k, const char *v, const char *env,
 			config_errors_add(errs, "%s: entry %zu: %s", env,
 			    i + 1, why);
 	}
-	free_list(items, n);
+	text_free_list(items, n);
 }
 
 static void
@@ -844,7 +799,7 @@ parse_return_urls(const struct key *k, const char *v, const char *env,
 {
 	size_t i;
 
-	cfg->return_urls = split_list(v, &cfg->n_return_urls);
+	cfg->return_urls = text_split_list(v, &cfg->n_return_urls);
 	for (i = 0; i < cfg->n_return_urls; i++)
 		if (!url_plausible(cfg->return_urls[i]) ||
 		    strchr(cfg->return_urls[i], '#') != NULL)
@@ -906,7 +861,7 @@ parse_token_keys(const struct key *k, const char *v, const char *env,
     struct config *cfg, struct config_errors *errs)
 {
 	size_t n, i;
-	char **items = split_list(v, &n);
+	char **items = text_split_list(v, &n);
 
 	if (n == 0)
 		config_errors_add(errs, "%s: at least one id:key pair is "
@@ -915,7 +870,7 @@ parse_token_keys(const struct key *k, const char *v, const char *env,
 	cfg->token_keys = xcalloc(n, sizeof(struct token_key));
 	for (i = 0; i < n; i++)
 		token_key_add(cfg, items[i], i + 1, env, errs);
-	free_list(items, n);
+	text_free_list(items, n);
 }
 
 static void
@@ -923,7 +878,7 @@ parse_trusted_proxies(const struct key *k, const char *v, const char *env,
     struct config *cfg, struct config_errors *errs)
 {
 	size_t n, i;
-	char **items = split_list(v, &n);
+	char **items = text_split_list(v, &n);
 
 	cfg->trusted_proxies = xcalloc(n ? n : 1, sizeof(struct netaddr));
 	for (i = 0; i < n; i++)
@@ -932,7 +887,7 @@ parse_trusted_proxies(const struct key *k, const char *v, const char *env,
 			config_errors_add(errs, "%s: entry %zu is not an "
 						"address or CIDR",
 			    env, i + 1);
-	free_list(items, n);
+	text_free_list(items, n);
 }
 
 /* webhook_secret: whsec_<base64> entries of 24 to 64 bytes, never echoed. */
@@ -941,7 +896,7 @@ parse_webhook_secrets(const struct key *k, const char *v, const char *env,
     struct config *cfg, struct config_errors *errs)
 {
 	size_t n, i;
-	char **items = split_list(v, &n);
+	char **items = text_split_list(v, &n);
 
 	cfg->webhook_secrets = xcalloc(n ? n : 1, sizeof(struct webhook_secret));
 	for (i = 0; i < n; i++) {
@@ -965,7 +920,7 @@ parse_webhook_secrets(const struct key *k, const char *v, const char *env,
 	}
 	for (i = 0; i < n; i++)
 		OPENSSL_cleanse(items[i], strlen(items[i]));
-	free_list(items, n);
+	text_free_list(items, n);
 }
 
 static bool
@@ -985,7 +940,7 @@ parse_webhook_events(const struct key *k, const char *v, const char *env,
 {
 	size_t i;
 
-	cfg->webhook_events = split_list(v, &cfg->n_webhook_events);
+	cfg->webhook_events = text_split_list(v, &cfg->n_webhook_events);
 	for (i = 0; i < cfg->n_webhook_events; i++)
 		if (!event_type_known(cfg->webhook_events[i]))
 			config_errors_add(errs, "%s: entry %zu is not an event "
@@ -1118,7 +1073,7 @@ config_free(struct config *cfg)
 		OPENSSL_cleanse(cfg->api_keys,
 		    cfg->n_api_keys * sizeof(struct api_key));
 	free(cfg->api_keys);
-	free_list(cfg->return_urls, cfg->n_return_urls);
+	text_free_list(cfg->return_urls, cfg->n_return_urls);
 	for (i = 0; i < cfg->n_token_keys; i++) {
 		free(cfg->token_keys[i].id);
 		OPENSSL_cleanse(cfg->token_keys[i].key, 32);
@@ -1131,7 +1086,7 @@ config_free(struct config *cfg)
 		free(cfg->webhook_secrets[i].key);
 	}
 	free(cfg->webhook_secrets);
-	free_list(cfg->webhook_events, cfg->n_webhook_events);
+	text_free_list(cfg->webhook_events, cfg->n_webhook_events);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

@@ -74,7 +74,6 @@ static void finx_err_set(struct finx_error *, long, const char *, ...)
     __attribute__((format(printf, 3, 4)));
 static size_t finx_on_body(char *, size_t, size_t, void *);
 static size_t finx_on_header(char *, size_t, size_t, void *);
-static void finx_header_value(const char *, size_t, char *, size_t);
 static char *finx_auth_header(const char *, struct finx_error *);
 static bool finx_slist_add(struct curl_slist **, const char *);
 static void finx_slist_free_secret(struct curl_slist *);
@@ -187,8 +186,7 @@ finx_on_body(char *p, size_t size, size_t n, void *arg)
 	return len;
 }
 
-/* Copy a header's value (after the colon, trimmed) into out. */
-static void
+void
 finx_header_value(const char *p, size_t len, char *out, size_t outsz)
 {
 	const char *colon = memchr(p, ':', len);
@@ -212,6 +210,22 @@ finx_header_value(const char *p, size_t len, char *out, size_t outsz)
 	out[n] = '\0';
 }
 
+long
+finx_retry_after_value(const char *v, long max)
+{
+	long secs;
+	time_t t;
+
+	if (v[0] == '\0')
+		return -1;
+	if (!parse_long(v, 0, LONG_MAX, &secs)) {
+		if ((t = curl_getdate(v, NULL)) == -1)
+			return -1;
+		secs = t > time(NULL) ? (long)(t - time(NULL)) : 0;
+	}
+	return secs > max ? max : secs;
+}
+
 /*
  * curl header callback: Retry-After (delta seconds or an HTTP date) and
  * an invalid_grant in WWW-Authenticate.  A new status line (after a 1xx)
@@ -224,22 +238,14 @@ finx_on_header(char *p, size_t size, size_t n, void *arg)
 	size_t len = size * n;
 	char v[128];
 	long secs;
-	time_t t;
 
 	if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
 		c->retry_after = 0;
 		c->www_invalid_grant = false;
 	} else if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
 		finx_header_value(p, len, v, sizeof(v));
-		if (v[0] == '\0')
-			return len;
-		if (parse_long(v, 0, LONG_MAX, &secs))
+		if ((secs = finx_retry_after_value(v, FINX_RETRY_AFTER_MAX)) >= 0)
 			c->retry_after = secs;
-		else if ((t = curl_getdate(v, NULL)) != -1)
-			c->retry_after =
-			    t > time(NULL) ? (long)(t - time(NULL)) : 0;
-		if (c->retry_after > FINX_RETRY_AFTER_MAX)
-			c->retry_after = FINX_RETRY_AFTER_MAX;
 	} else if (len > 17 && strncasecmp(p, "WWW-Authenticate:", 17) == 0) {
 		finx_header_value(p, len, v, sizeof(v));
 		if (strstr(v, "error=\"invalid_grant\"") != NULL ||

@@ -30,6 +30,13 @@ struct config;
  * anything.
  */
 void finx_init(const struct config *cfg);
+
+/* Header parsing shared with webhook.c.  A header line's value (after
+ * the colon, trimmed) into out; empty when absent or too long. */
+void finx_header_value(const char *p, size_t len, char *out, size_t outsz);
+/* A Retry-After value (delta seconds or an HTTP date) in seconds, at
+ * most max; -1 when it is neither. */
+long finx_retry_after_value(const char *v, long max);
 void finx_cleanup(void);
 
 /*

@@ -27,6 +27,7 @@
 #include "migrate.h"
 #include "refresh.h"
 #include "rekey.h"
+#include "webhook.h"
 #include "worker.h"
 #include "secret.h"
 #include "text.h"
@@ -301,14 +302,18 @@ serve_ready(struct config *cfg, sigset_t *set)
 	db_warm();
 	cache_start(cfg);
 	worker_start(cfg);
+	if (!webhook_start(cfg))
+		log_kv(LOG_ERROR, "webhook threads did not start", NULL);
 	api_set_started();
 	log_kv(LOG_INFO, "finxd serving", "version", FINXD_VERSION, "public_url",
 	    cfg->public_url, "finx_url", cfg->finx_url, "db_prepared",
-	    cfg->db_prepared ? "on" : "off", NULL);
+	    cfg->db_prepared ? "on" : "off", "webhooks",
+	    cfg->webhook_url ? "on" : "off", NULL);
 	sigwait(set, &sig);
 	log_kv(LOG_INFO, "stopping", "signal", signame(sig), NULL);
 	http_stop(cfg->drain_timeout_s);
 	worker_stop();
+	webhook_stop();
 	refresh_shutdown();
 	cache_stop();
 	db_shutdown();

@@ -53,6 +53,12 @@ static const struct family families[] = {
 	{ "finxd_finx_request_duration_seconds", "histogram",
 	    "finX call duration by endpoint." },
 	{ "finxd_refreshes_total", "counter", "Token refreshes by outcome." },
+	{ "finxd_webhook_deliveries_total", "counter",
+	    "Webhook attempts by outcome: delivered, retry, failed (for "
+	    "good), gone (410), unrecorded (the database did not take the "
+	    "outcome)." },
+	{ "finxd_webhook_attempt_duration_seconds", "histogram",
+	    "Webhook attempt duration, the outcome's write included." },
 };
 
 /* Label values are our own route patterns and enums; escape anyway. */
@@ -273,6 +279,13 @@ void
 metrics_refresh(const char *outcome)
 {
 	inc(families[5].name, label("outcome", outcome, NULL, NULL));
+}
+
+void
+metrics_webhook(const char *outcome, int64_t ms)
+{
+	inc(families[6].name, label("outcome", outcome, NULL, NULL));
+	observe(families[7].name, xstrdup(""), ms);
 }
 
 /* One histogram series: le[] cumulative, le[NBUCKETS] the +Inf count. */

@@ -17,6 +17,8 @@ void metrics_callback(const char *outcome);
 void metrics_finx(const char *endpoint, const char *outcome, int64_t ms);
 /* Count one refresh outcome. */
 void metrics_refresh(const char *outcome);
+/* One webhook attempt: its outcome and duration. */
+void metrics_webhook(const char *outcome, int64_t ms);
 
 /* Render the counters and histograms in text format 0.0.4. */
 void metrics_render(struct buf *out);

@@ -14,6 +14,7 @@
 
 static const struct db_stmt *const tables[] = {
 	store_data_stmts,
+	store_events_stmts,
 	store_idem_stmts,
 	store_links_stmts,
 	store_ops_stmts,

@@ -39,6 +39,7 @@
 	"'connected' THEN " t "connection_id END, 'reason', " t "reason)"
 
 extern const struct db_stmt store_data_stmts[];
+extern const struct db_stmt store_events_stmts[];
 extern const struct db_stmt store_idem_stmts[];
 extern const struct db_stmt store_links_stmts[];
 extern const struct db_stmt store_ops_stmts[];

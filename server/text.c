@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mem.h"
+#include "secret.h"
+
 bool
 utf8_valid(const char *str, size_t n)
 {
@@ -140,4 +143,47 @@ parse_long(const char *s, long min, long max, long *out)
 		return false;
 	*out = v;
 	return true;
+}
+
+char *
+text_trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+char **
+text_split_list(const char *v, size_t *n)
+{
+	char *copy = xstrdup(v), *save = NULL, *tok;
+	char **out = NULL;
+
+	*n = 0;
+	for (tok = strtok_r(copy, ",", &save); tok != NULL;
+	     tok = strtok_r(NULL, ",", &save)) {
+		char *t = text_trim(tok);
+
+		if (*t == '\0')
+			continue;
+		out = xrealloc(out, (*n + 1) * sizeof(char *));
+		out[(*n)++] = xstrdup(t);
+	}
+	free_secret_n(copy, strlen(v));
+	return out;
+}
+
+void
+text_free_list(char **l, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free_secret(l[i]);
+	free(l);
 }

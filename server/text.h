@@ -25,4 +25,14 @@ bool uuid_valid(const char *s);
 /* Parse a decimal integer in [min,max] with nothing after it. */
 bool parse_long(const char *s, long min, long max, long *out);
 
+/* s without leading and trailing white space (cut in place). */
+char *text_trim(char *s);
+/*
+ * A comma-separated list as trimmed non-empty items (n of them; NULL when
+ * none), copied; the copy of v used on the way is wiped (lists of
+ * secrets).  Free with text_free_list, which wipes each item.
+ */
+char **text_split_list(const char *v, size_t *n);
+void text_free_list(char **l, size_t n);
+
 #endif
