@@ -569,21 +569,23 @@ struct revoke {
 };
 
 /*
- * The transaction of revoke_one: claim the token, present it to finX's
+ * revoke_one's steps, none in a transaction: claim the token (committed,
+ * with a deadline past finX's timeout), present it to finX's
  * /auth/revoke, then delete it (revoked, or unreadable: nothing could
- * revoke it) or schedule its retry.  A second run (a deadlock) presents
- * it again, which finX answers alike.
+ * revoke it) or schedule its retry.  A process that dies in between
+ * leaves a claim that runs out, and the token is presented again, which
+ * finX answers alike.
  */
 static bool
-revoke_tx(PGconn *c, void *arg)
+revoke_claimed(PGconn *c, struct revoke *a)
 {
-	struct revoke *a = arg;
 	struct finx_error err = { 0 };
 	struct revocation rv;
 	char *plain;
 	bool ok;
 
-	a->claimed = store_revocation_claim(c, a->connection_id, &rv) == 1;
+	a->claimed = store_revocation_claim(c, a->connection_id,
+			 rcfg->finx_timeout_ms / 1000 + 10, &rv) == 1;
 	if (!a->claimed)
 		return false;
 	plain = store_open("revocations", rv.id, "token", rv.sealed);
@@ -619,7 +621,7 @@ revoke_one(PGconn *c, const char *connection_id)
 {
 	struct revoke a = { connection_id, false };
 
-	if (db_tx(c, revoke_tx, &a))
+	if (revoke_claimed(c, &a))
 		return true;
 	if (db_failure() != DBF_NONE)
 		log_db("revocation not settled; it is retried", connection_id);

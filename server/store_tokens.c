@@ -104,19 +104,30 @@ const struct db_stmt store_tokens_stmts[] = {
 	    "next_attempt_at) VALUES ($1, $2, $3, $4, clock_timestamp() + "
 	    "CASE WHEN $3 = 'access' THEN interval '" REVOKE_ACCESS_AFTER
 	    "' ELSE interval '0' END)" },
+	/*
+	 * A claim commits at once with its deadline in next_attempt_at
+	 * ($1 seconds): no transaction stays open while finX answers (the
+	 * event log's readers wait for the oldest one), and a process that
+	 * dies mid-call leaves a claim that runs out.  Revoking twice is
+	 * harmless.
+	 */
+#define REV_CLAIM(where, order)                                               \
+	"UPDATE revocations r SET attempts = r.attempts + 1, next_attempt_at " \
+	"= now() + make_interval(secs => $1::int) FROM (SELECT id FROM "      \
+	"revocations WHERE " where " ORDER BY " order " LIMIT 1 FOR UPDATE "  \
+	"SKIP LOCKED) d WHERE r.id = d.id RETURNING r.id, r.token, "          \
+	"r.attempts, r.kind"
 	[S_REV_CLAIM] = { "tokens_revocation_claim",
-	    "SELECT id, token, attempts + 1, kind FROM revocations WHERE "
-	    "next_attempt_at <= now() ORDER BY next_attempt_at LIMIT 1 "
-	    "FOR UPDATE SKIP LOCKED" },
+	    REV_CLAIM("next_attempt_at <= now()", "next_attempt_at") },
 	[S_REV_CLAIM_CONN] = { "tokens_revocation_claim_conn",
-	    "SELECT id, token, attempts + 1, kind FROM revocations WHERE "
-	    "connection_id = $1 AND next_attempt_at <= now() + "
-	    "interval '" REVOKE_ACCESS_AFTER "' ORDER BY kind DESC, "
-	    "next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED" },
+	    REV_CLAIM("connection_id = $2 AND next_attempt_at <= now() + "
+		      "interval '" REVOKE_ACCESS_AFTER "'",
+		"kind DESC, next_attempt_at") },
+#undef REV_CLAIM
 	[S_REV_DONE] = { "tokens_revocation_done",
 	    "DELETE FROM revocations WHERE id = $1" },
 	[S_REV_RETRY] = { "tokens_revocation_retry",
-	    "UPDATE revocations SET attempts = attempts + 1, "
+	    "UPDATE revocations SET "
 	    "last_error = $2, next_attempt_at = now() + "
 	    "make_interval(secs => $3::int) WHERE id = $1" },
 	[S_REV_PUSH_ACCESS] = { "tokens_revocation_push_access",
@@ -345,13 +356,18 @@ store_conn_mark_handout(PGconn *c, const char *id, long ahead_s)
 
 int
 store_revocation_claim(PGconn *c, const char *connection_id,
-    struct revocation *rv)
+    long deadline_s, struct revocation *rv)
 {
-	PGresult *r = connection_id != NULL
-	    ? db_run(c, &store_tokens_stmts[S_REV_CLAIM_CONN], 1,
-		  (const char *[]){ connection_id })
-	    : db_run(c, &store_tokens_stmts[S_REV_CLAIM], 0, NULL);
+	char dl[24];
+	PGresult *r;
 	int got;
+
+	snprintf(dl, sizeof(dl), "%ld", deadline_s);
+	r = connection_id != NULL
+	    ? db_run(c, &store_tokens_stmts[S_REV_CLAIM_CONN], 2,
+		  (const char *[]){ dl, connection_id })
+	    : db_run(c, &store_tokens_stmts[S_REV_CLAIM], 1,
+		  (const char *[]){ dl });
 
 	memset(rv, 0, sizeof(*rv));
 	if (r == NULL)

@@ -62,8 +62,7 @@ void store_conn_token_free(struct conn_token *tk);
  */
 bool store_conn_mark_handout(PGconn *c, const char *id, long ahead_s);
 
-/* A pending revocation, claimed (FOR UPDATE) in the caller's
- * transaction. */
+/* A pending revocation, claimed by a committed update with a deadline. */
 struct revocation {
 	char *id;
 	char *sealed;  /* the token as stored: store_open it */
@@ -72,11 +71,12 @@ struct revocation {
 };
 /*
  * Claim the revocation due first, or with connection_id the first of
- * that connection's (its fresh ones too, refresh tokens first).
- * 1 claimed, 0 none, -1 database error.
+ * that connection's (its fresh ones too, refresh tokens first), for
+ * deadline_s seconds (then it is due again).  Committed at once: call
+ * it outside a transaction.  1 claimed, 0 none, -1 database error.
  */
 int store_revocation_claim(PGconn *c, const char *connection_id,
-    struct revocation *rv);
+    long deadline_s, struct revocation *rv);
 void store_revocation_free(struct revocation *rv);
 /* Revoked (or unreadable): delete it. */
 bool store_revocation_done(PGconn *c, const struct revocation *rv);
