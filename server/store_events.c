@@ -38,6 +38,7 @@ enum {
 	S_SWEEP_GONE,
 	S_PRUNE,
 	S_PENDING,
+	S_WAKE,
 };
 
 const struct db_stmt store_events_stmts[] = {
@@ -119,6 +120,15 @@ const struct db_stmt store_events_stmts[] = {
 	    "SELECT count(*), coalesce(extract(epoch FROM now() - "
 	    "min(queued_at)), 0)::float8 FROM event_log WHERE delivery = "
 	    "'pending' AND ($1::text[] IS NULL OR type = ANY($1::text[]))" },
+	/* Retries waiting on a backoff, due now: the endpoint answers
+	 * again (an attempt that failed before $2 seconds ago). */
+	[S_WAKE] = { "events_wake_retries",
+	    "UPDATE event_log SET next_attempt_at = now() WHERE id IN (SELECT "
+	    "id FROM event_log WHERE delivery = 'pending' AND claim_by IS NULL "
+	    "AND attempts > 0 AND next_attempt_at > now() AND last_attempt_at "
+	    "< now() - make_interval(secs => $2::int) AND ($1::text[] IS NULL "
+	    "OR type = ANY($1::text[])) ORDER BY next_attempt_at LIMIT " SWEEP
+	    " FOR UPDATE SKIP LOCKED)" },
 	{ NULL, NULL },
 };
 
@@ -376,6 +386,21 @@ long
 store_events_sweep_gone(PGconn *c, const char *types)
 {
 	return touched(c, S_SWEEP_GONE, types);
+}
+
+long
+store_events_wake_retries(PGconn *c, const char *types, long before_s)
+{
+	char s[24];
+	PGresult *r;
+	long n;
+
+	snprintf(s, sizeof(s), "%ld", before_s);
+	if ((r = db_run(c, &S[S_WAKE], 2, (const char *[]){ types, s })) == NULL)
+		return -1;
+	n = strtol(PQcmdTuples(r), NULL, 10);
+	PQclear(r);
+	return n;
 }
 
 long

@@ -94,6 +94,9 @@ int store_endpoint_is_gone(PGconn *c, const char *url_hash);
 long store_events_sweep_unsubscribed(PGconn *c, const char *types);
 long store_events_sweep_gone(PGconn *c, const char *types);
 long store_events_prune(PGconn *c, long retention_s);
+/* Pending events of types waiting on a retry's backoff whose last
+ * attempt failed more than before_s seconds ago: due now. */
+long store_events_wake_retries(PGconn *c, const char *types, long before_s);
 /* Pending events of types: how many, and the age of the oldest. */
 bool store_events_pending(PGconn *c, const char *types, long *n,
     double *oldest_s);

@@ -15,7 +15,10 @@
  * delivery latency well under a second, one cheap index probe per poll
  * and process) and, every few seconds, keeps house: pending events of
  * types this process does not deliver become 'none', a URL that answered
- * 410 fails what is pending, events past FINXD_EVENT_RETENTION go.
+ * 410 fails what is pending, events past FINXD_EVENT_RETENTION go, and
+ * after a delivery succeeded, retries still waiting on their backoff
+ * (up to an hour after a long outage) are made due: an endpoint that
+ * comes back gets its backlog within seconds, not within the hour.
  */
 #include "webhook.h"
 
@@ -51,6 +54,7 @@
 #define CLAIM_MARGIN_S 10 /* beyond the attempt's timeout */
 #define READ_CAP (64 * 1024) /* of an endpoint's answer; the rest unread */
 #define RETRY_MAX_S 3600
+#define WAKE_AFTER_S 60
 
 struct job {
 	struct store_delivery d;
@@ -73,6 +77,8 @@ static struct {
 	int queued, idle_n;
 	atomic_bool stop;
 	atomic_bool gone; /* the URL answered 410 (any process) */
+	/* a delivery succeeded since the last housekeeping */
+	atomic_bool delivered;
 	/* the gauges, as the dispatcher last read them */
 	atomic_long pending;
 	_Atomic double oldest_s;
@@ -280,6 +286,7 @@ record(PGconn *c, const struct store_delivery *d, const struct attempt *a)
 
 	if (a->status >= 200 && a->status < 300) {
 		ok = store_delivery_done(c, d, proc, a->status);
+		atomic_store(&wh.delivered, true);
 		return ok ? "delivered" : "unrecorded";
 	}
 	if (a->status == 410) {
@@ -436,6 +443,13 @@ housekeeping(bool prune)
 			store_events_sweep_unsubscribed(c, wh.types);
 		if (atomic_load(&wh.gone))
 			store_events_sweep_gone(c, wh.types);
+		/* The endpoint answers again: what waits on a backoff (up to
+		 * an hour after a long outage) goes now.  Only attempts that
+		 * failed a minute ago or more: an event the endpoint keeps
+		 * refusing while it takes others is retried once a minute at
+		 * most, not hammered. */
+		if (atomic_exchange(&wh.delivered, false))
+			store_events_wake_retries(c, wh.types, WAKE_AFTER_S);
 		if (store_events_pending(c, wh.types, &n, &age)) {
 			atomic_store(&wh.pending, n);
 			atomic_store(&wh.oldest_s, age);

@@ -629,6 +629,30 @@ test_faults(void)
 	atomic_store(&rx.mode, M_OK);
 }
 
+/* An endpoint down for an hour: an event whose retry waits an hour more
+ * goes within seconds of the first delivery that succeeds. */
+static void
+test_backlog_after_outage(void)
+{
+	char *planted = h_sql_value(db,
+	    "INSERT INTO event_log (type, data, attempts, last_attempt_at, "
+	    "next_attempt_at, last_error, at, queued_at) VALUES "
+	    "('transactions.updated', '{\"backlog\": 1}', 9, now() - "
+	    "interval '5 minutes', now() + interval '55 minutes', 'HTTP 500', "
+	    "now() - interval '1 hour', now() - interval '1 hour') RETURNING "
+	    "'evt_' || replace(id::text, '-', '')", NULL);
+	struct wait_id w = { planted, 1 };
+	char *id;
+
+	atomic_store(&rx.mode, M_OK);
+	id = connect_one("evt-backlog");
+	CHECK(h_wait_every(rx_has, &w, 12000, 100),
+	    "after an hour's outage the backlog goes within seconds of the "
+	    "first success, not at its next retry an hour later");
+	free(id);
+	free(planted);
+}
+
 static void
 test_redeliver(void)
 {
@@ -715,6 +739,7 @@ main(void)
 	test_bad_ids();
 	test_walk_concurrent();
 	test_faults();
+	test_backlog_after_outage();
 	test_redeliver();
 	test_kill_mid_delivery();
 	test_gone();
