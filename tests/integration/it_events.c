@@ -431,6 +431,45 @@ test_event_shapes(void)
 	free(cid);
 }
 
+/* A cancelled widget: link.completed cancelled with its reason and no
+ * connection; a replay of the callback adds no second event. */
+static void
+test_cancelled(void)
+{
+	struct flow fl;
+	struct h_resp r;
+	struct json_object *o, *data;
+	char *id, *q;
+	long st, n;
+
+	if (!flow_widget(f, "evt-cancel", H_RETURN_URL, "cancel", &fl)) {
+		CHECK(0, "a cancelled flow");
+		flow_free(&fl);
+		return;
+	}
+	h_http("GET", fl.callback, NULL, NULL, 0, &r);
+	h_resp_free(&r);
+	h_http("GET", fl.callback, NULL, NULL, 0, &r);
+	h_resp_free(&r);
+	q = h_fmt("SELECT count(*) FROM event_log WHERE link_id = '%s'",
+	    fl.link_id);
+	n = h_sql_long(db, q, NULL);
+	id = last_event_id("link.completed");
+	o = id ? event_get(id, &st) : NULL;
+	CHECK(n == 1 && o != NULL &&
+		json_object_object_get_ex(o, "data", &data) &&
+		h_streq(h_jstr(data, "link_id"), fl.link_id) &&
+		h_streq(h_jstr(data, "status"), "cancelled") &&
+		h_streq(h_jstr(data, "reason"), "user_cancelled") &&
+		h_jnull(data, "connection_id"),
+	    "a cancelled link: one link.completed, cancelled, user_cancelled, "
+	    "no connection (a replayed callback adds none; %ld)", n);
+	json_object_put(o);
+	free(id);
+	free(q);
+	flow_free(&fl);
+}
+
 static void
 test_bad_ids(void)
 {
@@ -736,6 +775,7 @@ main(void)
 	start_finxd("/hook", SECRET1 "," SECRET2);
 
 	test_event_shapes();
+	test_cancelled();
 	test_bad_ids();
 	test_walk_concurrent();
 	test_faults();
