@@ -157,10 +157,13 @@ h_conn_changes(struct req *r)
 
 	if (!api_uuid_param(r, 0))
 		return api_fail(r, ST_NOT_FOUND, "no such connection");
-	if (limit_s != NULL && !parse_long(limit_s, 1, LIMIT_MAX, &limit))
+	/* Sent but not decodable is no cursor: not the beginning. */
+	if ((limit_s == NULL && http_query_sent(r, "limit")) ||
+	    (limit_s != NULL && !parse_long(limit_s, 1, LIMIT_MAX, &limit)))
 		bad = "limit must be a whole number from 1 to 500";
-	else if (cursor != NULL &&
-	    !changes_cursor_decode(cursor, r->params[0], &after))
+	else if ((cursor == NULL && http_query_sent(r, "cursor")) ||
+	    (cursor != NULL &&
+		!changes_cursor_decode(cursor, r->params[0], &after)))
 		bad = "cursor is not valid for this connection's changes";
 	if (bad != NULL)
 		return api_fail(r, ST_INVALID_PARAMETER, bad);

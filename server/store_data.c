@@ -1,7 +1,10 @@
 /*
  * Store: pulled data and the pulls that bring it.  Upserts key on finX
  * ids, so a re-pull adds nothing twice and a pending transaction that
- * becomes booked is updated in place.  The latest balance of an account
+ * becomes booked is updated in place; each upsert records what it
+ * changed for the change feed (transaction_changes, in the pull's write
+ * transaction, numbered under the pulls row's lock).  A pull's claim is
+ * a committed row with a deadline, never a lock held while finX answers.  The latest balance of an account
  * is on its row (kept by a trigger on balances, 0006_latest_balance.sql),
  * so the reads need no subquery per account.
  */
