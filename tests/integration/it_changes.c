@@ -5,7 +5,9 @@
  *
  * Two finxd processes pull and serve.  After each kind of bank change
  * (book a pending one in place, book one under a new id, add, correct the
- * amount, the text and the date, drop a pending one) a pull runs and the
+ * amount, the text and the date, drop a pending one; the counterparty
+ * and the value date, which the sandbox cannot correct, by making the
+ * stored row differ) a pull runs and the
  * feed shows exactly that change, once; a re-pull of unchanged data adds
  * nothing; each changing pull has its transactions.updated event with
  * the right counts.  Walked from the beginning and from every
@@ -540,6 +542,30 @@ step_drop(void)
 	free(id);
 }
 
+/*
+ * A change the sandbox has no control call for (the counterparty, the
+ * value date): the stored row made to differ from what finX says, as
+ * after a correction at the bank; the next pull writes finX's value back
+ * and that is a modified.
+ */
+static void
+step_stale(const char *fid, const char *col, const char *old,
+    const char *what)
+{
+	struct toks want = { 0 };
+	char *id = our_id(fid);
+	char *q = h_fmt("UPDATE transactions SET %s = %s WHERE id = "
+	                "$1::bigint",
+	    col, old);
+
+	CHECK(h_sql_do(db, q, (const char *[]){ id, NULL }),
+	    "%s: the stored one differs", what);
+	toks_add(&want, "modified", id);
+	check_step(what, &want, NULL, 0, "0/1/0");
+	free(q);
+	free(id);
+}
+
 /* The stored text of column col of finX transaction fid (malloc'd). */
 static char *
 stored(const char *fid, const char *col)
@@ -584,6 +610,10 @@ test_bank_changes(void)
 	CHECK(h_streq(v, "2026-10-15"), "the new date is stored (%s)",
 	    v ? v : "-");
 	free(v);
+	step_stale(z_fid, "counterparty_name", "'Alter Name'",
+	    "the counterparty corrected");
+	step_stale(z_fid, "value_date", "value_date - interval '3 days'",
+	    "the value date corrected");
 	step_drop();
 	check_step("another re-pull of unchanged data", &(struct toks){ 0 },
 	    NULL, 0, NULL);
