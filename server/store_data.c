@@ -74,10 +74,14 @@ const char pull_claim_sql[] = PULL_PICK;
  * The claim, committed at once ($2 its id, $3 its seconds): the picked
  * row is claimed when it is to be pulled; a connection that is not
  * active is parked at 'infinity'; a fifth unattended pull in 24 hours
- * is deferred until the oldest of the last four ages out (PSD2).
+ * is deferred until the oldest of the last four ages out (PSD2).  A
+ * claim clears attended (the claimer keeps it): only a wake during the
+ * pull sets it again, for the pull it asks for; a failed pull gives it
+ * back.
  */
 #define PULL_CLAIM                                                            \
 	"UPDATE pulls p SET claim_by = CASE WHEN x.run THEN $2::text END, "   \
+	"attended = p.attended AND NOT x.run, "                               \
 	"claim_until = CASE WHEN x.run THEN " PULL_SECS("$3") " END, "        \
 	"next_pull_at = CASE WHEN NOT x.active THEN 'infinity' WHEN x.run "   \
 	"THEN " PULL_SECS("$3") " ELSE (SELECT min(t) FROM unnest(p.recent) " \
@@ -259,8 +263,9 @@ const struct db_stmt store_data_stmts[] = {
 	    "claim_by = $2 RETURNING 1" },
 	[S_FAILED] = { "data_pull_failed",
 	    "UPDATE pulls SET failures = failures + 1, last_error = $3, "
-	    "next_pull_at = " PULL_NEXT(PULL_SECS("$4")) ", claim_by = NULL, "
-	    "claim_until = NULL WHERE connection_id = $1 AND claim_by = $2" },
+	    "next_pull_at = " PULL_NEXT(PULL_SECS("$4")) ", attended = "
+	    "attended OR $5::boolean, claim_by = NULL, claim_until = NULL "
+	    "WHERE connection_id = $1 AND claim_by = $2" },
 	[S_LOCK] = { "data_pull_lock",
 	    "SELECT change_seq FROM pulls WHERE connection_id = $1 AND "
 	    "claim_by = $2 FOR NO KEY UPDATE" },
@@ -361,8 +366,9 @@ store_pull_failed(PGconn *c, const struct store_pull *p, const char *msg,
 	char next[24];
 
 	snprintf(next, sizeof(next), "%ld", next_s);
-	return run(c, S_FAILED, 4,
-	    (const char *[]){ p->conn_id, p->claim, msg, next });
+	return run(c, S_FAILED, 5,
+	    (const char *[]){ p->conn_id, p->claim, msg, next,
+		p->attended ? "true" : "false" });
 }
 
 static void
