@@ -67,6 +67,8 @@ const struct route routes[] = {
 	    HTTP_BULK },
 	{ "POST", "/v1/connections/{}/sync", h_idem_conn_sync, SCOPE_ADMIN,
 	    HTTP_BULK },
+	{ "GET", "/v1/connections/{}/transactions/changes", h_conn_changes,
+	    SCOPE_READ, HTTP_READ },
 	{ "GET", "/v1/syncs/{}", h_sync_get, SCOPE_READ | SCOPE_ADMIN,
 	    HTTP_READ },
 	{ "GET", "/v1/users/{}/accounts", h_user_accounts, SCOPE_READ,

@@ -126,12 +126,30 @@ bool cursor_decode(const char *s, int64_t *micros, int64_t *id);
  * (api_lists.c): list "c" or "l", the nf filter values as sent (NULL:
  * absent), created_at in microseconds and the id of the last row shown.
  * Decoding refuses a cursor made for another list or other filters;
- * micros and id receive the position.
+ * micros and id receive the position.  The change feed's cursor is one
+ * too (list "x": its seq as micros, the connection as id).
  */
 char *list_cursor_encode(const char *list, const char *const *filters,
     int nf, const char *micros, const char *id);
 bool list_cursor_decode(const char *s, const char *list,
     const char *const *filters, int nf, char micros[24], char id[37]);
+
+/*
+ * One transaction as JSON into b, as GET /v1/accounts/{id}/transactions
+ * shows it (api_data.c; the change feed shows its items the same way).
+ */
+struct buf;
+struct store_txn;
+void api_txn_render(struct buf *b, const struct store_txn *t);
+
+/*
+ * The cursor of a connection's change feed (api_changes.c): the position
+ * seq (>= 0) in the feed of connection conn_id (a lower-case UUID), in
+ * list_cursor_encode's form.  Decoding refuses a cursor of another
+ * connection, an edited one and anything else that is not one.
+ */
+char *changes_cursor_encode(const char *conn_id, int64_t seq);
+bool changes_cursor_decode(const char *s, const char *conn_id, int64_t *seq);
 
 /* One connection or link as its GET by id shows it. */
 struct store_conn;
@@ -150,6 +168,7 @@ enum MHD_Result h_event_redeliver(struct req *r);
 enum MHD_Result h_link_start(struct req *r);
 enum MHD_Result h_callback(struct req *r);
 enum MHD_Result h_conn_get(struct req *r);
+enum MHD_Result h_conn_changes(struct req *r);
 enum MHD_Result h_user_conns(struct req *r);
 enum MHD_Result h_conn_token(struct req *r);
 enum MHD_Result h_conn_refresh(struct req *r);

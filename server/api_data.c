@@ -286,9 +286,8 @@ out:
 	return ok;
 }
 
-/* One transaction as JSON into b (OpenAPI field order). */
-static void
-txn_render(struct buf *b, const struct store_txn *t)
+void
+api_txn_render(struct buf *b, const struct store_txn *t)
 {
 	put_str(b, "{\"transaction_id\":", t->id);
 	put_str(b, ",\"finx_transaction_id\":", t->finx_transaction_id);
@@ -318,7 +317,7 @@ txns_render(struct buf *b, const struct store_rows *rows, long limit)
 	for (i = 0; i < rows->n && i < limit; i++) {
 		if (i > 0)
 			buf_append(b, ",", 1);
-		txn_render(b, &rows->v.txns[i]);
+		api_txn_render(b, &rows->v.txns[i]);
 	}
 	buf_append_str(b, "],\"next_cursor\":");
 	if (rows->n > limit) {

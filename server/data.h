@@ -13,14 +13,18 @@ struct config;
 
 void data_init(const struct config *cfg);
 
-/* Claim one due pull (SKIP LOCKED) and run it; false when none was due. */
+/*
+ * Claim one due pull (a committed claim with a deadline, SKIP LOCKED)
+ * and run it, on c (the worker's own connection; no transaction stays
+ * open while finX answers); false when none was due.
+ */
 bool pull_one(PGconn *c);
 /*
- * Its claim ($1 PULLS_PER_DAY): the pulls row due first, whatever its
- * connection's status (pull_one parks the row of one that is not active
- * at 'infinity'), so rows of deleted connections never pile up at the
- * head of pulls_due_idx.  A statement of store_data.c, exported for
- * bench_sched.
+ * The pick of its claim ($1 PULLS_PER_DAY): the pulls row due first and
+ * not claimed, whatever its connection's status (the claim parks the
+ * row of one that is not active at 'infinity'), so rows of deleted
+ * connections never pile up at the head of pulls_due_idx.  A part of a
+ * statement of store_data.c, exported for bench_sched.
  */
 extern const char pull_claim_sql[];
 

@@ -80,8 +80,9 @@ db_init(const struct config *cfg)
 	pool.bulk = xcalloc((size_t)pool.size, sizeof(PGconn *));
 	pool.reserve = pool.size >= 4 ? pool.size / 4 : pool.size >= 2 ? 1 : 0;
 	pool.conninfo = xstrdup(cfg->database_url);
-	/* A pull still holds its pulls row across its finX calls, and a
-	 * reauth may wait for it (REFRESH.md, "Deletion and reauth"). */
+	/* A revocation still holds its row across its finX call, and a
+	 * reauth may wait for a pull's write transaction (REFRESH.md,
+	 * "Deletion and reauth"). */
 	pool.options = xasprintf("-c statement_timeout=%ld "
 				 "-c idle_in_transaction_session_timeout=%ld",
 	    cfg->finx_timeout_ms + 15000, cfg->finx_timeout_ms + 30000);

@@ -97,6 +97,13 @@ http_query(struct req *r, const char *name)
 	return v;
 }
 
+bool
+http_query_sent(struct req *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND,
+		   name) != NULL;
+}
+
 const char *
 http_header(struct req *r, const char *name)
 {

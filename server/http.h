@@ -88,8 +88,11 @@ long http_active(void);
  */
 bool http_defer(struct req *r);
 
-/* Lookups on the current request. */
+/* Lookups on the current request.  http_query: the decoded value, NULL
+ * when absent or not decodable (a bad escape, %00); http_query_sent:
+ * whether the parameter came at all, to tell the two apart. */
 const char *http_query(struct req *r, const char *name);
+bool http_query_sent(struct req *r, const char *name);
 const char *http_header(struct req *r, const char *name);
 const char *http_cookie(struct req *r, const char *name);
 

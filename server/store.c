@@ -13,6 +13,7 @@
 #include "store_int.h"
 
 static const struct db_stmt *const tables[] = {
+	store_changes_stmts,
 	store_data_stmts,
 	store_events_stmts,
 	store_idem_stmts,

@@ -18,65 +18,84 @@
 /* ---- pulls (data.c) ---------------------------------------------------- */
 
 /*
- * A pull is one transaction that holds its connection's pulls row (FOR
- * UPDATE SKIP LOCKED) across its finX calls, so one pull per connection
- * runs at a time across processes (data.c).  store_pull_claim opens it;
- * store_pull_park, store_pull_defer or store_pull_commit end it (each
- * rolls back when it fails).
+ * A pull holds no transaction across its finX calls.  store_pull_claim
+ * commits a claim with a deadline on the connection's pulls row
+ * (claim_by, claim_until), so one pull per connection runs at a time
+ * across processes and a pull whose process died is taken again after
+ * the deadline; store_pull_renew moves the deadline while the pull
+ * fetches.  Then store_pull_write stores everything in one short
+ * transaction that holds the pulls row and checks the claim is still
+ * its own, or store_pull_failed records the failure.  Both free the
+ * claim.
  */
 struct store_pull {
 	char *conn_id, *user_id;
+	char *claim;   /* the claim's id (pulls.claim_by) */
 	bool attended; /* follows the user's own action: not counted */
 	bool limited;  /* per_day unattended pulls in the last 24 h */
 	bool active;   /* the connection is active */
+	bool run;      /* claimed: to pull (else parked or deferred) */
 	int failures;  /* failed pulls in a row before this one */
 };
 enum store_pull_res {
-	SP_CLAIMED,  /* *out filled; the transaction is open */
-	SP_NONE,     /* nothing due: rolled back */
-	SP_DB_ERROR, /* rolled back */
+	SP_CLAIMED,  /* *out filled (its row claimed when out->run) */
+	SP_NONE,     /* nothing due */
+	SP_DB_ERROR,
 };
-/* BEGIN and claim the pulls row due first (pull_claim_sql, data.h). */
-enum store_pull_res store_pull_claim(PGconn *c, int per_day,
+/*
+ * The pulls row due first (pull_claim_sql, data.h), in one committed
+ * statement: claimed for claim_s seconds when it is to be pulled;
+ * parked at 'infinity' when its connection is not active (a reauth sets
+ * it again); deferred, when per_day unattended pulls ran in the last
+ * 24 h and this one is not attended, until the oldest of them ages out.
+ */
+enum store_pull_res store_pull_claim(PGconn *c, int per_day, int claim_s,
     struct store_pull *out);
 void store_pull_free(struct store_pull *p);
-/* Not active: park the row at 'infinity' (a reauth sets it again), commit. */
-bool store_pull_park(PGconn *c, const char *conn_id);
-/* Limited: due when the oldest of the last 24 h's pulls ages out, commit. */
-bool store_pull_defer(PGconn *c, const char *conn_id);
 
-/* Mark where the pull's writes begin, for store_pull_failed. */
-bool store_pull_savepoint(PGconn *c);
+enum store_claim {
+	SC_HELD,     /* done under the claim */
+	SC_LOST,     /* another process holds the row now: nothing done */
+	SC_DB_ERROR, /* nothing done */
+};
+/* The claim's deadline claim_s seconds from now. */
+enum store_claim store_pull_renew(PGconn *c, const struct store_pull *p,
+    int claim_s);
 /*
- * Upsert one account and record its balance when it differs from the
- * latest one, in one statement.  Its id (caller frees) or NULL.
+ * A pull that failed: the failure counted with msg (never a secret), the
+ * next try in next_s, the claim freed; false when not stored (the claim
+ * lost, or the database).
  */
-char *store_account_upsert(PGconn *c, const char *conn_id,
-    const char *user_id, const struct account_row *a);
+bool store_pull_failed(PGconn *c, const struct store_pull *p,
+    const char *msg, long next_s);
+
 /*
- * One mapped transaction as a row of store_txns_upsert's page (raw: the
- * finX object itself; a reference is taken).  Caller puts it, or adds it
- * to the page's array.
+ * One mapped transaction as a row of a page for store_pull_write (raw:
+ * the finX object itself; a reference is taken).  Caller puts it, or
+ * adds it to the page's array.
  */
-json_object *store_txn_row(const char *account_id, const struct txn_row *t,
-    json_object *raw);
-/* Upsert one page (a JSON array of store_txn_row) in one statement. */
-bool store_txns_upsert(PGconn *c, const char *conn_id, json_object *rows);
-/* Drop the pending transactions this pull did not see again. */
-bool store_txns_drop_vanished(PGconn *c, const char *conn_id);
+json_object *store_txn_row(const struct txn_row *t, json_object *raw);
+/* What a pull fetched, to store. */
+struct store_pull_data {
+	const struct account_row *accounts;
+	size_t n_accounts;
+	/* pages of transactions, each a JSON array of store_txn_row text;
+	 * rows of an account not in accounts are left out */
+	char *const *pages;
+	size_t n_pages;
+	long next_s; /* the next pull in next_s, unless one was asked for */
+};
 /*
- * A pull that succeeded: next one in next_s, counted unless attended,
- * and the user's cached reads dropped when it commits (CACHE_CHANNEL).
+ * Store a pull in one transaction: lock the pulls row under the claim
+ * (SC_LOST: rolled back, the data thrown away), upsert the accounts and
+ * their balances, the pages, drop the pending transactions it did not
+ * see again, record every change for the change feed (added, modified,
+ * removed) and its transactions.updated event when there was one, the
+ * outcome (counted unless attended), free the claim; the user's cached
+ * reads are dropped when it commits (CACHE_CHANNEL).
  */
-bool store_pull_done(PGconn *c, const struct store_pull *p, long next_s);
-/*
- * A pull that failed: its writes undone (back to the savepoint), the
- * failure counted with msg (never a secret), the next try in next_s.
- */
-bool store_pull_failed(PGconn *c, const char *conn_id, const char *msg,
-    long next_s);
-/* COMMIT; false (rolled back) when it does not commit. */
-bool store_pull_commit(PGconn *c);
+enum store_claim store_pull_write(PGconn *c, const struct store_pull *p,
+    const struct store_pull_data *d);
 /* After the commit: the connection's last_sync_at. */
 bool store_pull_synced(PGconn *c, const char *conn_id);
 

@@ -5,7 +5,11 @@
 #ifndef FINXD_STORE_INT_H
 #define FINXD_STORE_INT_H
 
+#include <libpq-fe.h>
+
 #include "db.h"
+
+struct store_txn;
 
 /* RFC 3339 UTC text of a timestamptz column, for SELECT lists. */
 #define SQL_TS(col)                                                          \
@@ -38,6 +42,22 @@
 	"'status', " t "status, 'connection_id', CASE WHEN " t "status = "    \
 	"'connected' THEN " t "connection_id END, 'reason', " t "reason)"
 
+/*
+ * A transaction as the reads show it, in the order of struct store_txn
+ * (store_data.h), of "transactions t": the select list of the listings
+ * and of the change feed.  store_txn_fill reads row i of such a result
+ * (its first 16 columns) into *t, borrowing the text.
+ */
+#define SQL_TXN_COLS                                                          \
+	"t.id, t.finx_transaction_id, t.account_id, t.connection_id, "        \
+	"t.amount::text, t.currency, " SQL_TS("t.booking_date") ", "          \
+	SQL_TS("t.value_date") ", t.booked, t.counterparty_name, "            \
+	"t.counterparty_iban, t.counterparty_bic, t.purpose, t.type, "        \
+	"t.booking_text, (extract(epoch FROM t.sort_date) * 1000000)::bigint"
+#define SQL_TXN_NCOLS 16
+void store_txn_fill(struct store_txn *t, const PGresult *r, int i);
+
+extern const struct db_stmt store_changes_stmts[];
 extern const struct db_stmt store_data_stmts[];
 extern const struct db_stmt store_events_stmts[];
 extern const struct db_stmt store_idem_stmts[];

@@ -474,10 +474,9 @@ renew_body(PGconn *c, void *arg)
 
 	/*
 	 * The pulls row first, the connection's row second, the order every
-	 * writer of both keeps: a running pull holds its pulls row and may
-	 * wait for the connection's row (a lease for a fresh token), so
-	 * taking them the other way round would wait in a cycle PostgreSQL
-	 * cannot see (the pull waits over a second connection).
+	 * writer of both keeps: a pull's write transaction holds its pulls
+	 * row while its inserts lock the connection's row for their foreign
+	 * keys, so taking them the other way round could deadlock.
 	 */
 	if (!db_do(c, &S[S_PULL_NOW], 1, id))
 		return false;

@@ -9,9 +9,10 @@
  * A wake says what it is for, and a woken worker runs only that scan
  * (again while it finds work), then naps again: a callback's
  * worker_wake_pull costs one pull scan, a kick of refresh_set_kick one
- * refresh scan.  Every scan that finds nothing is a BEGIN, a SELECT ...
- * SKIP LOCKED and a ROLLBACK; running all four for each callback was most
- * of PostgreSQL's cost per callback.  Only a nap that ends on its timer
+ * refresh scan.  Every scan that finds nothing is a statement or two
+ * (a SELECT ... SKIP LOCKED; the pull scan's claim is one UPDATE);
+ * running all four for each callback was most of PostgreSQL's cost per
+ * callback.  Only a nap that ends on its timer
  * runs every scan, tokens first, which also finds all the work other
  * processes created: the wakes are a shortcut, the timer the guarantee.
  */

@@ -524,3 +524,20 @@ h_wait_pull_after(const char *conninfo, const char *cid, const char *before,
 
 	return h_wait_every(h_pull_moved, &w, secs * 1000L, 50);
 }
+
+bool
+h_repull(const char *conninfo, const char *cid, int secs)
+{
+	char *before = h_last_pull(conninfo, cid);
+	bool ok;
+
+	h_sql_do(conninfo,
+	    "UPDATE pulls SET next_pull_at = now(), attended = true WHERE "
+	    "connection_id = $1",
+	    (const char *[]){ cid, NULL });
+	ok = h_wait_pull_after(conninfo, cid, before, secs);
+	if (!ok)
+		printf("# no pull within %d s\n", secs);
+	free(before);
+	return ok;
+}

@@ -292,6 +292,18 @@ h_sbx_bank(const char *what, const char *json, struct json_object **ret)
 }
 
 long
+h_sbx_bank_user(const char *user, const char *what, const char *rest,
+    struct json_object **ret)
+{
+	char *body = h_fmt("{\"user_id\":\"%s\"%s%s}", user,
+	    rest != NULL ? "," : "", rest != NULL ? rest : "");
+	long st = h_sbx_bank(what, body, ret);
+
+	free(body);
+	return st;
+}
+
+long
 h_sbx_fire(const char *user, const char *extra, struct json_object **ret)
 {
 	struct json_object *u = json_object_new_string(user);

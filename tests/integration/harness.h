@@ -133,6 +133,9 @@ char *h_last_pull(const char *conninfo, const char *cid);
  * before (h_last_pull's text; "" for the first pull). */
 bool h_wait_pull_after(const char *conninfo, const char *cid,
     const char *before, int secs);
+/* Make cid due now (attended: not counted against the daily cap) and
+ * wait up to secs for a pull of it; says so on stdout when none came. */
+bool h_repull(const char *conninfo, const char *cid, int secs);
 
 /*
  * finx-sandbox ($SANDBOX_EXE): start it with --listen 127.0.0.1:0, the test
@@ -174,6 +177,10 @@ long h_sbx_json(const char *method, const char *path, const char *json,
 /* A bank change, POST /_sandbox/transactions/<what> (book, add,
  * correct, drop; tests/sandbox/README.md): like h_sbx_json. */
 long h_sbx_bank(const char *what, const char *json, struct json_object **ret);
+/* The same with the body {"user_id": user, <rest>} (rest: members, or
+ * NULL for none). */
+long h_sbx_bank_user(const char *user, const char *what, const char *rest,
+    struct json_object **ret);
 /* POST /_sandbox/notifications/fire {"user_id": user} plus the members
  * in extra (",\"timeout_ms\":500", or NULL): like h_sbx_json. */
 long h_sbx_fire(const char *user, const char *extra, struct json_object **ret);

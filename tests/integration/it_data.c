@@ -37,18 +37,7 @@ txn_count(const char *cid)
 static bool
 repull(const char *cid)
 {
-	char *before = h_last_pull(db, cid);
-	bool ok;
-
-	h_sql_do(db,
-	    "UPDATE pulls SET next_pull_at = now(), attended = true WHERE "
-	    "connection_id = $1",
-	    (const char *[]){ cid, NULL });
-	ok = h_wait_pull_after(db, cid, before, 20);
-	if (!ok)
-		printf("# no pull within 20 s\n");
-	free(before);
-	return ok;
+	return h_repull(db, cid, 20);
 }
 
 /* ---- the sandbox's own view, with the connection's access token ---- */

@@ -542,11 +542,17 @@ walk(char **cursor, char ***ids, int *n, int *cap)
 	    json_object_object_get_ex(o, "events", &arr)) {
 		got = (int)json_object_array_length(arr);
 		for (int i = 0; i < got; i++) {
+			struct json_object *e = json_object_array_get_idx(arr, i),
+					   *d;
+
+			/* Only the writers' rows: pulls add real ones. */
+			if (!json_object_object_get_ex(e, "data", &d) ||
+			    !json_object_object_get_ex(d, "walk", NULL))
+				continue;
 			if (*n == *cap)
 				*ids = realloc(*ids, sizeof(char *) *
 					(size_t)(*cap = *cap * 2 + 64));
-			(*ids)[(*n)++] = h_dup(h_jstr(
-			    json_object_array_get_idx(arr, i), "id"));
+			(*ids)[(*n)++] = h_dup(h_jstr(e, "id"));
 		}
 		free(*cursor);
 		*cursor = h_dup(h_jstr(o, "next_cursor"));
@@ -598,7 +604,8 @@ test_walk_concurrent(void)
 	    "a reader walking while 3 sessions commit out of order saw all "
 	    "%ld events once (saw %d, %d twice, %d pages)", walk_rows(), n,
 	    dup, rounds);
-	CHECK(walk(&cursor, &ids, &n, &cap) == 0,
+	j = n;
+	CHECK(walk(&cursor, &ids, &n, &cap) >= 0 && n == j,
 	    "the last cursor answers nothing new");
 	for (i = 0; i < n; i++)
 		free(ids[i]);

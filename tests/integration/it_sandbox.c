@@ -673,12 +673,7 @@ txn_booked(const char *id)
 static long
 bank(const char *what, const char *rest, struct json_object **ret)
 {
-	char *body = h_fmt("{\"user_id\":\"%s\"%s%s}", user,
-	    rest != NULL ? "," : "", rest != NULL ? rest : "");
-	long st = h_sbx_bank(what, body, ret);
-
-	free(body);
-	return st;
+	return h_sbx_bank_user(user, what, rest, ret);
 }
 
 /* The i-th pair's member of a book answer (borrowed from o). */
