@@ -14,6 +14,7 @@
 #include "http_conn.h"
 #include "idempotency.h"
 #include "log.h"
+#include "mem.h"
 #include "metrics.h"
 #include "migrate.h"
 #include "rescue.h"
@@ -200,6 +201,30 @@ api_uuid_param(struct req *r, int i)
 		return false;
 	for (p = r->params[i]; *p != '\0'; p++)
 		*p = (char)tolower((unsigned char)*p);
+	return true;
+}
+
+const char *
+api_query_undecodable(struct req *r, const char *const *names)
+{
+	for (; *names != NULL; names++)
+		if (http_query(r, *names) == NULL && http_query_sent(r, *names))
+			return *names;
+	return NULL;
+}
+
+bool
+api_fail_undecodable(struct req *r, const char *const *names,
+    enum MHD_Result *ret)
+{
+	const char *name = api_query_undecodable(r, names);
+	char *m;
+
+	if (name == NULL)
+		return false;
+	m = xasprintf("%s is not valid percent-encoding", name);
+	*ret = api_fail(r, ST_INVALID_PARAMETER, m);
+	free(m);
 	return true;
 }
 

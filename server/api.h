@@ -31,6 +31,13 @@ void api_set_started(void);
 
 /* Acquire a pooled connection or queue a 503 and return NULL. */
 PGconn *api_db(struct req *r, enum MHD_Result *ret);
+/* The first of the NULL-terminated query parameters names that came but
+ * do not decode (a bad escape, %00), or NULL: such a value must be a
+ * 400, not taken as absent (a bad cursor would restart a walk). */
+const char *api_query_undecodable(struct req *r, const char *const *names);
+/* api_query_undecodable, answered: true when it queued the 400. */
+bool api_fail_undecodable(struct req *r, const char *const *names,
+    enum MHD_Result *ret);
 
 /*
  * Answer status s (status.h) with its code and message, and ": detail"

@@ -194,6 +194,10 @@ h_events_list(struct req *r)
 	bool failed, ok;
 	PGconn *c;
 
+	if (api_fail_undecodable(r, (const char *[]){ "after", "types",
+					"limit", NULL },
+		&ret))
+		return ret;
 	if (limit_s != NULL && !parse_long(limit_s, 1, 500, &limit))
 		bad = "limit must be a whole number from 1 to 500";
 	else if (!types_param(http_query(r, "types"), &types))

@@ -213,6 +213,11 @@ list_args_parse(struct req *r, const struct list_kind *k,
 
 	memset(a, 0, sizeof(*a));
 	a->limit = 100;
+	if (api_fail_undecodable(r, (const char *[]){ "cursor", "status",
+					"user_id", "expiring_before", "limit",
+					NULL },
+		ret))
+		return false;
 	bad = filters_check(r, k, a);
 	if (bad == NULL && cursor != NULL &&
 	    !list_cursor_decode(cursor, k->list, a->filters, 3, a->micros,

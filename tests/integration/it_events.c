@@ -488,7 +488,9 @@ test_bad_ids(void)
 		"/v1/events?limit=501", "/v1/events?limit=x",
 		"/v1/events?types=link.completed,nope",
 		"/v1/events?after=garbage", "/v1/events?after=ZTox",
-		"/v1/events?after=evt_00000000000000000000000000000000", NULL };
+		"/v1/events?after=evt_00000000000000000000000000000000",
+		"/v1/events?after=%00", "/v1/events?after=%zz",
+		"/v1/events?types=%00", NULL };
 	for (int i = 0; q[i] != NULL; i++) {
 		CHECK(h_api(f, "GET", q[i], NULL, &r) == 400 &&
 			h_err_is(&r, "invalid_parameter"),

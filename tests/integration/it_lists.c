@@ -382,6 +382,8 @@ bad_cursors(void)
 	bad("/v1/connections?cursor=abc", "cursor");
 	bad("/v1/connections?cursor=%21%21", "cursor");
 	bad("/v1/connections?cursor=", "cursor");
+	bad("/v1/connections?cursor=%00", "cursor");
+	bad("/v1/links?cursor=%zz", "cursor");
 	for (i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
 		p = h_fmt("%s%s", wrong[i].path, wrong[i].cursor);
 		bad(p, "cursor");
