@@ -3,12 +3,17 @@
  *
  * The walk: oldest first after a position, which `after` gives as an
  * event id or as a next_cursor.  The cursor is base64url of
- * "e:<xid>:<seq>", a place in the (xid, seq) order of store_events.c;
- * a page that is not full moves it to the snapshot's horizon, so a
- * reader polling an idle log does not walk the same rows again, and
- * nothing can appear behind it (EVENTS.md).  A forged cursor only seeks
- * elsewhere in rows the key may read anyway; one that does not decode is
- * a 400.
+ * "e:<xid>:<seq>:<tag>", a place in the (xid, seq) order of
+ * store_events.c and a tag of the `types` it was made for (a position
+ * past rows of other types is no place to start another filter from).
+ * A page that is not full moves the cursor to the snapshot's horizon
+ * (xmin, 0): a reader polling an idle log does not walk the same rows
+ * again, nothing can appear behind it, and an `after` event id that is
+ * beyond the horizon (one just seen in a webhook, whose neighbours may
+ * still be committing) moves back to it rather than skip them: such a
+ * reader may see events again, never miss one (EVENTS.md).  A forged
+ * cursor only seeks elsewhere in rows the key may read anyway; one that
+ * does not decode, or of other types, is a 400.
  */
 #include "api.h"
 
@@ -21,6 +26,7 @@
 #include "db.h"
 #include "encode.h"
 #include "mem.h"
+#include "secret.h"
 #include "store_events.h"
 #include "text.h"
 #include "webhook.h"
@@ -62,50 +68,59 @@ digits(const char *s, size_t n, char out[24])
 	return true;
 }
 
-static char *
-event_cursor_encode(const struct store_event_pos *p)
+/* 8 hex digits of SHA-256 over the types literal (or "" for all). */
+static void
+types_tag(const char *types, char tag[9])
 {
-	char *plain = xasprintf("e:%s:%s", p->xid, p->seq);
-	char *s = b64url_encode(plain, strlen(plain));
+	unsigned char h[32];
+	char *hx;
 
+	sha256(types ? types : "", types ? strlen(types) : 0, h);
+	hx = hex_encode(h, 4);
+	memcpy(tag, hx, 9);
+	free(hx);
+}
+
+static char *
+event_cursor_encode(const struct store_event_pos *p, const char *types)
+{
+	char tag[9], *plain, *s;
+
+	types_tag(types, tag);
+	plain = xasprintf("e:%s:%s:%s", p->xid, p->seq, tag);
+	s = b64url_encode(plain, strlen(plain));
 	free(plain);
 	return s;
 }
 
 static bool
-event_cursor_decode(const char *s, struct store_event_pos *p)
+event_cursor_decode(const char *s, const char *types,
+    struct store_event_pos *p)
 {
 	unsigned char *raw = NULL;
-	const char *t, *colon;
+	char *text = NULL, *f[4], tag[9];
 	long n;
 	bool ok = false;
+	int i;
 
 	if (strlen(s) > CURSOR_MAX || (n = b64url_decode(s, &raw)) < 5)
 		goto out;
-	t = (const char *)raw;
-	if (memchr(t, '\0', (size_t)n) != NULL || strncmp(t, "e:", 2) != 0 ||
-	    (colon = memchr(t + 2, ':', (size_t)n - 2)) == NULL)
+	text = xstrndup((const char *)raw, (size_t)n);
+	if (strlen(text) != (size_t)n)
 		goto out;
-	ok = digits(t + 2, (size_t)(colon - t - 2), p->xid) &&
-	    digits(colon + 1, (size_t)(n - (colon + 1 - t)), p->seq);
+	for (i = 0, f[0] = text; i < 3; i++) {
+		if ((f[i + 1] = strchr(f[i], ':')) == NULL)
+			goto out;
+		*f[i + 1]++ = '\0';
+	}
+	types_tag(types, tag);
+	ok = strcmp(f[0], "e") == 0 && strcmp(f[3], tag) == 0 &&
+	    digits(f[1], strlen(f[1]), p->xid) &&
+	    digits(f[2], strlen(f[2]), p->seq);
 out:
+	free(text);
 	free(raw);
 	return ok;
-}
-
-/* x < y, as numbers of at most 20 canonical digits. */
-static bool
-pos_less(const struct store_event_pos *x, const struct store_event_pos *y)
-{
-	int c = strlen(x->xid) != strlen(y->xid)
-	    ? (strlen(x->xid) < strlen(y->xid) ? -1 : 1)
-	    : strcmp(x->xid, y->xid);
-
-	if (c != 0)
-		return c < 0;
-	if (strlen(x->seq) != strlen(y->seq))
-		return strlen(x->seq) < strlen(y->seq);
-	return strcmp(x->seq, y->seq) < 0;
 }
 
 /* `types`: known event types, comma-separated, as a text[] literal
@@ -136,8 +151,8 @@ types_param(const char *v, char **lit)
 /* `after` into *pos; NULL when fine, else the 400's detail.  An event id
  * is looked up on c (a failed lookup: *db_failed). */
 static const char *
-after_param(PGconn *c, const char *v, struct store_event_pos *pos,
-    bool *db_failed)
+after_param(PGconn *c, const char *v, const char *types,
+    struct store_event_pos *pos, bool *db_failed)
 {
 	char id[37];
 	int got;
@@ -148,9 +163,10 @@ after_param(PGconn *c, const char *v, struct store_event_pos *pos,
 	if (v == NULL)
 		return NULL;
 	if (!event_uuid(v, id))
-		return event_cursor_decode(v, pos) ? NULL
-					     : "after must be an event id or "
-					       "a next_cursor";
+		return event_cursor_decode(v, types, pos)
+		    ? NULL
+		    : "after must be an event id or a next_cursor of these "
+		      "types";
 	if ((got = store_event_position(c, id, pos)) < 0)
 		*db_failed = true;
 	return got == 0 ? "after names no event (it may be past the "
@@ -158,26 +174,28 @@ after_param(PGconn *c, const char *v, struct store_event_pos *pos,
 			: NULL;
 }
 
+/*
+ * A full page goes on after its last event (has_more: there may be
+ * more now).  Any other page has shown everything below the horizon,
+ * and goes on from there: forward for a reader that was behind it,
+ * back for one whose `after` was beyond it.
+ */
 static enum MHD_Result
 events_page_answer(struct req *r, const struct store_event_page *p,
-    const struct store_event_pos *after, long limit)
+    const char *types, long limit)
 {
 	json_object *o = json_object_new_object(), *arr;
-	const struct store_event_pos *next = after;
+	bool full = p->n >= limit;
 	char *cur;
 	int i;
 
 	arr = json_object_new_array_ext(p->n);
 	for (i = 0; i < p->n; i++)
 		json_object_array_add(arr, json_tokener_parse(p->json[i]));
-	if (p->n > 0)
-		next = &p->last;
-	/* Not full: everything up to the horizon has been seen. */
-	if (p->n < limit && pos_less(next, &p->horizon))
-		next = &p->horizon;
-	cur = event_cursor_encode(next);
+	cur = event_cursor_encode(full ? &p->last : &p->horizon, types);
 	json_object_object_add(o, "events", arr);
 	json_object_object_add(o, "next_cursor", json_object_new_string(cur));
+	json_object_object_add(o, "has_more", json_object_new_boolean(full));
 	free(cur);
 	return http_json(r, MHD_HTTP_OK, o);
 }
@@ -208,17 +226,18 @@ h_events_list(struct req *r)
 		free(types);
 		return ret;
 	}
-	bad = after_param(c, http_query(r, "after"), &after, &failed);
+	bad = after_param(c, http_query(r, "after"), types, &after, &failed);
 	ok = !failed && bad == NULL &&
 	    store_events_page(c, &after, types, (int)limit, &p);
 	db_release(c);
-	free(types);
-	if (bad != NULL)
-		return api_fail(r, ST_INVALID_PARAMETER, bad);
-	if (!ok)
-		return api_fail_db(r);
-	ret = events_page_answer(r, &p, &after, limit);
+	if (bad != NULL || !ok) {
+		free(types);
+		return bad ? api_fail(r, ST_INVALID_PARAMETER, bad)
+			   : api_fail_db(r);
+	}
+	ret = events_page_answer(r, &p, types, limit);
 	store_event_page_free(&p);
+	free(types);
 	return ret;
 }
 
@@ -297,6 +316,18 @@ h_event_redeliver(struct req *r)
 	if (api_cfg->webhook_url == NULL)
 		return api_fail(r, ST_CONFLICT,
 		    "no webhook is configured (FINXD_WEBHOOK_URL)");
+	if (webhook_gone())
+		return api_fail(r, ST_CONFLICT,
+		    "the webhook URL answered 410 Gone: deliveries to it have "
+		    "stopped (configure another FINXD_WEBHOOK_URL)");
+	if (!event_load(r, false, &e, &ret))
+		return ret;
+	if (!webhook_delivers(api_cfg, e.type)) {
+		store_event_free(&e);
+		return api_fail(r, ST_CONFLICT,
+		    "this event's type is not in FINXD_WEBHOOK_EVENTS");
+	}
+	store_event_free(&e);
 	if (!event_load(r, true, &e, &ret))
 		return ret;
 	ret = http_json(r, MHD_HTTP_ACCEPTED, event_json(&e));

@@ -199,7 +199,7 @@ static const struct key keys[] = {
 	NUM("expiry_notice", expiry_notice_s, "604800", 60, 90L * 86400,
 	    "seconds before a refresh token or consent runs out that "
 	    "connection.expiring is sent"),
-	NUM("event_retention", event_retention_s, "2592000", 3600,
+	NUM("event_retention", event_retention_s, "2592000", 259200,
 	    3650L * 86400, "seconds events are kept"),
 	{ .name = "finx_notifications", .type = T_BOOL,
 	    .off = AT(finx_notifications, bool), .def = "on",

@@ -18,8 +18,8 @@
 /* An event as the API and the webhook show it; t: the table's alias. */
 #define EVENT_JSON(t)                                                         \
 	"jsonb_build_object('id', 'evt_' || replace(" t "id::text, '-', ''), " \
-	"'type', " t "type, 'timestamp', " SQL_TS(t "at") ", 'data', " t      \
-	"data)::text"
+	"'type', " t "type, 'timestamp', to_char(" t "at AT TIME ZONE 'UTC', " \
+	"'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), 'data', " t "data)::text"
 
 /* At most this many rows per housekeeping statement. */
 #define SWEEP "1000"
@@ -39,6 +39,10 @@ enum {
 	S_PRUNE,
 	S_PENDING,
 	S_WAKE,
+	S_REQUEUE_GONE,
+	S_EXPIRE,
+	S_RELEASE,
+	S_END, /* the table's terminator */
 };
 
 const struct db_stmt store_events_stmts[] = {
@@ -68,6 +72,7 @@ const struct db_stmt store_events_stmts[] = {
 	 */
 	[S_REDELIVER] = { "events_redeliver",
 	    "UPDATE event_log SET delivery = 'pending', queued_at = now(), "
+	    "attempts_queued = attempts, gone_url_hash = NULL, "
 	    "next_attempt_at = CASE WHEN claim_by IS NOT NULL THEN "
 	    "greatest(next_attempt_at, now()) ELSE now() END, claim_by = NULL "
 	    "WHERE id = $1::uuid RETURNING id" },
@@ -75,11 +80,12 @@ const struct db_stmt store_events_stmts[] = {
 	    "UPDATE event_log e SET claim_by = $1, next_attempt_at = now() + "
 	    "make_interval(secs => $2::int), attempts = e.attempts + 1, "
 	    "last_attempt_at = now() FROM (SELECT id FROM event_log WHERE "
-	    "delivery = 'pending' AND next_attempt_at <= now() AND ($3::text[] "
-	    "IS NULL OR type = ANY($3::text[])) ORDER BY next_attempt_at "
+	    "delivery = 'pending' AND next_attempt_at <= now() AND queued_at > "
+	    "now() - interval '3 days' AND ($3::text[] IS NULL OR type = "
+	    "ANY($3::text[])) ORDER BY next_attempt_at "
 	    "LIMIT $4::int FOR UPDATE SKIP LOCKED) d WHERE e.id = d.id "
 	    "RETURNING e.id, 'evt_' || replace(e.id::text, '-', ''), "
-	    EVENT_JSON("e.") ", e.attempts" },
+	    EVENT_JSON("e.") ", e.attempts, e.attempts - e.attempts_queued" },
 #define CLAIMED "WHERE id = $1::uuid AND claim_by = $2 AND attempts = $3::int"
 	[S_DONE] = { "events_delivered",
 	    "UPDATE event_log SET delivery = 'delivered', delivered_at = "
@@ -96,7 +102,12 @@ const struct db_stmt store_events_stmts[] = {
 	    "WITH g AS (INSERT INTO webhook_endpoints (url_hash) VALUES ($4) "
 	    "ON CONFLICT (url_hash) DO NOTHING) UPDATE event_log SET delivery "
 	    "= 'failed', claim_by = NULL, last_status = 410, last_error = "
-	    "'endpoint_gone' " CLAIMED " AND delivery = 'pending'" },
+	    "'endpoint_gone', gone_url_hash = $4 " CLAIMED " AND delivery = "
+	    "'pending'" },
+	/* Shutting down: a claimed event not attempted is due again. */
+	[S_RELEASE] = { "events_release",
+	    "UPDATE event_log SET claim_by = NULL, next_attempt_at = now(), "
+	    "attempts = attempts - 1 " CLAIMED " AND delivery = 'pending'" },
 #undef CLAIMED
 	[S_IS_GONE] = { "events_endpoint_is_gone",
 	    "SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE url_hash = "
@@ -108,10 +119,36 @@ const struct db_stmt store_events_stmts[] = {
 	/* Unclaimed, or claimed by an attempt past its deadline. */
 	[S_SWEEP_GONE] = { "events_sweep_gone",
 	    "UPDATE event_log SET delivery = 'failed', claim_by = NULL, "
-	    "last_error = 'endpoint_gone' WHERE id IN (SELECT id FROM "
-	    "event_log WHERE delivery = 'pending' AND (claim_by IS NULL OR "
-	    "next_attempt_at <= now()) AND ($1::text[] IS NULL OR type = "
-	    "ANY($1::text[])) LIMIT " SWEEP " FOR UPDATE SKIP LOCKED)" },
+	    "last_error = 'endpoint_gone', gone_url_hash = $2 WHERE id IN ("
+	    "SELECT id FROM event_log WHERE delivery = 'pending' AND (claim_by "
+	    "IS NULL OR next_attempt_at <= now()) AND ($1::text[] IS NULL OR "
+	    "type = ANY($1::text[])) LIMIT " SWEEP " FOR UPDATE SKIP LOCKED)" },
+	/*
+	 * Failed as endpoint_gone at another URL, still in its window: due
+	 * again here (during the rolling deploy that changes the URL, the
+	 * old processes fail what the new ones can deliver).
+	 */
+	[S_REQUEUE_GONE] = { "events_requeue_gone",
+	    "UPDATE event_log SET delivery = 'pending', next_attempt_at = now(), "
+	    "claim_by = NULL, attempts_queued = attempts, gone_url_hash = NULL "
+	    "WHERE id IN (SELECT id FROM event_log WHERE delivery = 'failed' "
+	    "AND last_error = 'endpoint_gone' AND queued_at > now() - interval "
+	    "'3 days' AND gone_url_hash IS DISTINCT FROM $2 AND ($1::text[] IS "
+	    "NULL OR type = ANY($1::text[])) LIMIT " SWEEP " FOR UPDATE SKIP "
+	    "LOCKED)" },
+	/*
+	 * Pending past its 3-day window and not being attempted: failed with
+	 * a URL ($1), else 'none' (a URL set later delivers 3 days back at
+	 * most, not the whole retention).
+	 */
+	[S_EXPIRE] = { "events_expire",
+	    "UPDATE event_log SET delivery = CASE WHEN $1::boolean THEN "
+	    "'failed' ELSE 'none' END, last_error = CASE WHEN $1::boolean THEN "
+	    "'not delivered within 3 days' ELSE last_error END, claim_by = NULL "
+	    "WHERE id IN (SELECT id FROM event_log WHERE delivery = 'pending' "
+	    "AND next_attempt_at <= now() AND queued_at < now() - interval "
+	    "'3 days' ORDER BY next_attempt_at LIMIT " SWEEP " FOR UPDATE SKIP "
+	    "LOCKED)" },
 	[S_PRUNE] = { "events_prune",
 	    "DELETE FROM event_log WHERE id IN (SELECT id FROM event_log WHERE "
 	    "at < now() - make_interval(secs => $1::int) ORDER BY at LIMIT "
@@ -126,10 +163,12 @@ const struct db_stmt store_events_stmts[] = {
 	    "UPDATE event_log SET next_attempt_at = now() WHERE id IN (SELECT "
 	    "id FROM event_log WHERE delivery = 'pending' AND claim_by IS NULL "
 	    "AND attempts > 0 AND next_attempt_at > now() AND last_attempt_at "
-	    "< now() - make_interval(secs => $2::int) AND ($1::text[] IS NULL "
+	    "< now() - make_interval(secs => $2::int) AND last_status IS "
+	    "DISTINCT FROM 429 AND last_status IS DISTINCT FROM 503 AND "
+	    "($1::text[] IS NULL "
 	    "OR type = ANY($1::text[])) ORDER BY next_attempt_at LIMIT " SWEEP
 	    " FOR UPDATE SKIP LOCKED)" },
-	{ NULL, NULL },
+	[S_END] = { NULL, NULL },
 };
 
 #define S store_events_stmts
@@ -274,6 +313,7 @@ store_deliveries_claim(PGconn *c, const char *proc, long deadline_s,
 		(*out)[i].evt_id = db_dup(r, i, 1);
 		(*out)[i].json = db_dup(r, i, 2);
 		(*out)[i].attempt = db_long(r, i, 3, 0);
+		(*out)[i].nth = db_long(r, i, 4, 1);
 	}
 	PQclear(r);
 	return rows;
@@ -382,25 +422,56 @@ store_events_sweep_unsubscribed(PGconn *c, const char *types)
 	return touched(c, S_SWEEP_NONE, types);
 }
 
-long
-store_events_sweep_gone(PGconn *c, const char *types)
+/* Rows touched by statement s with two parameters, or -1. */
+static long
+touched2(PGconn *c, int s, const char *p1, const char *p2)
 {
-	return touched(c, S_SWEEP_GONE, types);
+	PGresult *r = db_run(c, &S[s], 2, (const char *[]){ p1, p2 });
+	long n;
+
+	if (r == NULL)
+		return -1;
+	n = strtol(PQcmdTuples(r), NULL, 10);
+	PQclear(r);
+	return n;
+}
+
+long
+store_events_sweep_gone(PGconn *c, const char *types, const char *url_hash)
+{
+	return touched2(c, S_SWEEP_GONE, types, url_hash);
+}
+
+long
+store_events_requeue_gone(PGconn *c, const char *types, const char *url_hash)
+{
+	return touched2(c, S_REQUEUE_GONE, types, url_hash);
+}
+
+long
+store_events_expire(PGconn *c, bool delivering)
+{
+	return touched(c, S_EXPIRE, delivering ? "t" : "f");
+}
+
+bool
+store_delivery_release(PGconn *c, const struct store_delivery *d,
+    const char *proc)
+{
+	struct outcome_args a;
+
+	outcome_args(&a, d, 0);
+	return db_do(c, &S[S_RELEASE], 3,
+	    (const char *[]){ d->id, proc, a.attempt });
 }
 
 long
 store_events_wake_retries(PGconn *c, const char *types, long before_s)
 {
 	char s[24];
-	PGresult *r;
-	long n;
 
 	snprintf(s, sizeof(s), "%ld", before_s);
-	if ((r = db_run(c, &S[S_WAKE], 2, (const char *[]){ types, s })) == NULL)
-		return -1;
-	n = strtol(PQcmdTuples(r), NULL, 10);
-	PQclear(r);
-	return n;
+	return touched2(c, S_WAKE, types, s);
 }
 
 long

@@ -58,6 +58,7 @@ struct store_delivery {
 	char *evt_id;  /* "evt_..." (webhook-id) */
 	char *json;    /* the body */
 	long attempt;  /* the attempt's number: the claim's generation */
+	long nth;      /* its number since the event was (re)queued */
 };
 /*
  * Claim up to max due events of types for process proc, each with a
@@ -79,6 +80,9 @@ bool store_delivery_done(PGconn *c, const struct store_delivery *d,
 bool store_delivery_retry(PGconn *c, const struct store_delivery *d,
     const char *proc, long status, const char *error, long delay_s,
     bool *failed);
+/* Not attempted after all (shutdown): due again at once. */
+bool store_delivery_release(PGconn *c, const struct store_delivery *d,
+    const char *proc);
 /* 410 Gone: record the endpoint (url_hash) and fail this event. */
 bool store_endpoint_gone(PGconn *c, const struct store_delivery *d,
     const char *proc, const char *url_hash);
@@ -92,7 +96,15 @@ int store_endpoint_is_gone(PGconn *c, const char *url_hash);
  * retention_s are deleted.
  */
 long store_events_sweep_unsubscribed(PGconn *c, const char *types);
-long store_events_sweep_gone(PGconn *c, const char *types);
+long store_events_sweep_gone(PGconn *c, const char *types,
+    const char *url_hash);
+/* Events failed as endpoint_gone at another URL than url_hash, still in
+ * their 3-day window: pending again. */
+long store_events_requeue_gone(PGconn *c, const char *types,
+    const char *url_hash);
+/* Pending events past their 3-day window and not being attempted:
+ * failed when this process delivers, else 'none'. */
+long store_events_expire(PGconn *c, bool delivering);
 long store_events_prune(PGconn *c, long retention_s);
 /* Pending events of types waiting on a retry's backoff whose last
  * attempt failed more than before_s seconds ago: due now. */

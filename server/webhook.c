@@ -79,6 +79,7 @@ static struct {
 	atomic_bool gone; /* the URL answered 410 (any process) */
 	/* a delivery succeeded since the last housekeeping */
 	atomic_bool delivered;
+	atomic_bool claim_failing;
 	/* the gauges, as the dispatcher last read them */
 	atomic_long pending;
 	_Atomic double oldest_s;
@@ -299,7 +300,7 @@ record(PGconn *c, const struct store_delivery *d, const struct attempt *a)
 		return ok ? "gone" : "unrecorded";
 	}
 	ok = store_delivery_retry(c, d, proc, a->status, a->error,
-	    webhook_retry_delay(d->attempt, a->status, a->retry_after,
+	    webhook_retry_delay(d->nth, a->status, a->retry_after,
 		(unsigned)random()),
 	    &failed);
 	log_kv(failed ? LOG_ERROR : LOG_WARN,
@@ -353,7 +354,9 @@ sender(void *arg)
 		pthread_mutex_lock(&wh.mu);
 		while (wh.head == NULL && !atomic_load(&wh.stop))
 			pthread_cond_wait(&wh.work, &wh.mu);
-		if ((j = wh.head) != NULL) {
+		/* Stopping: what is queued is released by webhook_stop. */
+		j = atomic_load(&wh.stop) ? NULL : wh.head;
+		if (j != NULL) {
 			wh.head = j->next;
 			if (wh.head == NULL)
 				wh.tail = NULL;
@@ -417,12 +420,26 @@ claim(void)
 	    wh.cfg->webhook_timeout_s + CLAIM_MARGIN_S, wh.types, free_n, &d);
 	db_release(c);
 	if (n < 0) {
-		log_kv(LOG_WARN, "webhook claim failed", "sqlstate",
-		    db_failure_sqlstate(), NULL);
+		/* Once per outage, not five times a second. */
+		if (!atomic_exchange(&wh.claim_failing, true))
+			log_kv(LOG_WARN, "webhook claims fail; retrying",
+			    "sqlstate", db_failure_sqlstate(), NULL);
 		return false;
 	}
+	atomic_store(&wh.claim_failing, false);
 	enqueue(d, n);
 	return n == free_n;
+}
+
+/* How long ago a retried attempt must have begun for the wake to take
+ * it: a minute, and never while it may still run (its claim's
+ * deadline). */
+static long
+wake_after_s(void)
+{
+	long running = wh.cfg->webhook_timeout_s + CLAIM_MARGIN_S + 1;
+
+	return running > WAKE_AFTER_S ? running : WAKE_AFTER_S;
 }
 
 /* The sweeps, the gone check, the gauges; the prune when prune. */
@@ -436,20 +453,23 @@ housekeeping(bool prune)
 
 	if (c == NULL)
 		return;
+	store_events_expire(c, wh.cfg->webhook_url != NULL);
 	if (wh.cfg->webhook_url != NULL) {
 		if ((g = store_endpoint_is_gone(c, wh.url_hash)) >= 0)
 			atomic_store(&wh.gone, g == 1);
 		if (wh.types != NULL)
 			store_events_sweep_unsubscribed(c, wh.types);
 		if (atomic_load(&wh.gone))
-			store_events_sweep_gone(c, wh.types);
+			store_events_sweep_gone(c, wh.types, wh.url_hash);
+		else
+			store_events_requeue_gone(c, wh.types, wh.url_hash);
 		/* The endpoint answers again: what waits on a backoff (up to
 		 * an hour after a long outage) goes now.  Only attempts that
 		 * failed a minute ago or more: an event the endpoint keeps
 		 * refusing while it takes others is retried once a minute at
 		 * most, not hammered. */
 		if (atomic_exchange(&wh.delivered, false))
-			store_events_wake_retries(c, wh.types, WAKE_AFTER_S);
+			store_events_wake_retries(c, wh.types, wake_after_s());
 		if (store_events_pending(c, wh.types, &n, &age)) {
 			atomic_store(&wh.pending, n);
 			atomic_store(&wh.oldest_s, age);
@@ -531,11 +551,18 @@ webhook_start(const struct config *cfg)
 		wh.types = webhook_types_literal(cfg->webhook_events,
 		    cfg->n_webhook_events);
 		wh.loopback = url_loopback(cfg->webhook_url);
-		wh.n_senders = (int)cfg->webhook_concurrency;
-		wh.senders = xcalloc((size_t)wh.n_senders, sizeof(pthread_t));
-		for (i = 0; i < wh.n_senders; i++) {
+		if (strncmp(cfg->webhook_url, "http:", 5) == 0 && !wh.loopback)
+			log_kv(LOG_WARN, "FINXD_WEBHOOK_URL is plain http to a "
+					 "host that is not loopback: events "
+					 "travel unencrypted",
+			    NULL);
+		wh.senders = xcalloc((size_t)cfg->webhook_concurrency,
+		    sizeof(pthread_t));
+		/* n_senders counts the threads that run: stop joins those. */
+		for (i = 0; i < (int)cfg->webhook_concurrency; i++) {
 			if (pthread_create(&wh.senders[i], NULL, sender, NULL))
 				return false;
+			wh.n_senders++;
 			pthread_mutex_lock(&wh.mu);
 			wh.idle_n++;
 			pthread_mutex_unlock(&wh.mu);
@@ -547,29 +574,48 @@ webhook_start(const struct config *cfg)
 	return true;
 }
 
+/* Claimed but not attempted (stopping): due again at once, at any
+ * process, instead of when their claims run out. */
+static void
+release_queued(void)
+{
+	PGconn *c = wh.head != NULL ? db_acquire_bulk() : NULL;
+	struct job *j;
+
+	while ((j = wh.head) != NULL) {
+		wh.head = j->next;
+		if (c != NULL && !store_delivery_release(c, &j->d,
+				     lease_process_id()))
+			log_kv(LOG_WARN, "webhook claim not released; it runs "
+					 "out",
+			    "event_id", j->d.evt_id, NULL);
+		job_free(j);
+	}
+	if (c != NULL)
+		db_release(c);
+	wh.tail = NULL;
+	wh.queued = 0;
+}
+
 void
 webhook_stop(void)
 {
-	struct job *j;
 	int i;
 
 	atomic_store(&wh.stop, true);
 	pthread_mutex_lock(&wh.mu);
 	pthread_cond_broadcast(&wh.work);
 	pthread_cond_broadcast(&wh.idle);
-	/* Claimed but not attempted: their claims run out. */
-	while ((j = wh.head) != NULL) {
-		wh.head = j->next;
-		job_free(j);
-	}
-	wh.tail = NULL;
-	wh.queued = 0;
 	pthread_mutex_unlock(&wh.mu);
+	/* The dispatcher first (a claim it is making still enqueues), then
+	 * the senders (an attempt in flight ends within its timeout), then
+	 * whatever is left queued. */
 	if (wh.dispatcher_up)
 		pthread_join(wh.dispatcher, NULL);
 	wh.dispatcher_up = false;
 	for (i = 0; i < wh.n_senders; i++)
 		pthread_join(wh.senders[i], NULL);
+	release_queued();
 	free(wh.senders);
 	wh.senders = NULL;
 	wh.n_senders = 0;
@@ -577,6 +623,12 @@ webhook_stop(void)
 	free(wh.url_hash);
 	free(wh.types);
 	wh.url_hash = wh.types = NULL;
+}
+
+bool
+webhook_gone(void)
+{
+	return atomic_load(&wh.gone);
 }
 
 void

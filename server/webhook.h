@@ -27,6 +27,9 @@ void webhook_stop(void);
  * FINXD_WEBHOOK_EVENTS names it (or is empty). */
 bool webhook_delivers(const struct config *cfg, const char *type);
 
+/* The configured URL answered 410 (as of the last housekeeping). */
+bool webhook_gone(void);
+
 /* /metrics: deliveries waiting, the oldest one's age, a gone endpoint. */
 void webhook_render_gauges(struct buf *out);
 

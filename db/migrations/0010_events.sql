@@ -42,15 +42,23 @@ CREATE TABLE event_log (
 	-- the process whose attempt runs (NULL: none)
 	claim_by         text,
 	attempts         integer NOT NULL DEFAULT 0,
+	-- attempts when it was queued (redelivered): the backoff counts
+	-- from there, so a redelivery's first retry comes within 10 s
+	attempts_queued  integer NOT NULL DEFAULT 0,
 	last_attempt_at  timestamptz,
 	last_status      integer,
 	last_error       text,
-	delivered_at     timestamptz
+	delivered_at     timestamptz,
+	-- failed as endpoint_gone: the SHA-256 of the URL that answered 410
+	-- (a process delivering to another URL queues it again)
+	gone_url_hash    text
 );
 CREATE UNIQUE INDEX event_log_order_idx ON event_log (xid, seq);
 CREATE INDEX event_log_due_idx ON event_log (next_attempt_at)
 	WHERE delivery = 'pending';
 CREATE INDEX event_log_at_idx ON event_log (at);
+CREATE INDEX event_log_gone_idx ON event_log (queued_at)
+	WHERE delivery = 'failed' AND last_error = 'endpoint_gone';
 CREATE UNIQUE INDEX event_log_once_idx ON event_log (once_key)
 	WHERE once_key IS NOT NULL;
 

@@ -677,6 +677,66 @@ test_faults(void)
 	atomic_store(&rx.mode, M_OK);
 }
 
+/* A cursor is for its own types; has_more says a page was full. */
+static void
+test_cursor_types(void)
+{
+	struct h_resp r;
+	char *cur, *path;
+
+	CHECK(h_api(f, "GET", "/v1/events?types=link.completed&limit=1", NULL,
+		  &r) == 200 &&
+		json_object_get_boolean(json_object_object_get(h_resp_json(&r),
+		    "has_more")),
+	    "a full page: has_more true");
+	cur = h_dup(h_jstr(h_resp_json(&r), "next_cursor"));
+	h_resp_free(&r);
+	path = h_fmt("/v1/events?types=connection.revoked&after=%s", cur);
+	CHECK(h_api(f, "GET", path, NULL, &r) == 400,
+	    "a cursor of other types: 400");
+	h_resp_free(&r);
+	free(path);
+	path = h_fmt("/v1/events?types=link.completed&after=%s", cur);
+	CHECK(h_api(f, "GET", path, NULL, &r) == 200,
+	    "the same cursor with its own types: 200");
+	h_resp_free(&r);
+	free(path);
+	free(cur);
+}
+
+static bool
+row_gone(void *q)
+{
+	return h_sql_long(db, q, NULL) == 0;
+}
+
+/* Housekeeping: a pending event past its 3-day window fails; an event
+ * past the retention goes. */
+static void
+test_housekeeping(void)
+{
+	char *old = h_sql_value(db,
+	    "INSERT INTO event_log (type, data, at, queued_at) VALUES "
+	    "('transactions.updated', '{\"old\": 1}', now() - interval "
+	    "'4 days', now() - interval '4 days') RETURNING "
+	    "'evt_' || replace(id::text, '-', '')", NULL);
+	char *gone = h_sql_value(db,
+	    "INSERT INTO event_log (type, data, at, queued_at, delivery) "
+	    "VALUES ('transactions.updated', '{\"ancient\": 1}', now() - "
+	    "interval '31 days', now() - interval '31 days', 'delivered') "
+	    "RETURNING id::text", NULL);
+	char *q = h_fmt("SELECT count(*) FROM event_log WHERE id = '%s'", gone);
+
+	CHECK(wait_delivery(old, "last_error", "within 3 days", 12000),
+	    "pending past its 3-day window: failed, not sent");
+	CHECK(rx_count(old) == 0, "and never attempted");
+	CHECK(h_wait_every(row_gone, q, 75000, 500),
+	    "an event past FINXD_EVENT_RETENTION is deleted");
+	free(q);
+	free(old);
+	free(gone);
+}
+
 /* An endpoint down for an hour: an event whose retry waits an hour more
  * goes within seconds of the first delivery that succeeds. */
 static void
@@ -788,7 +848,9 @@ main(void)
 	test_bad_ids();
 	test_walk_concurrent();
 	test_faults();
+	test_cursor_types();
 	test_backlog_after_outage();
+	test_housekeeping();
 	test_redeliver();
 	test_kill_mid_delivery();
 	test_gone();
