@@ -1,7 +1,8 @@
 // Headless Chromium clicks through the partner demo page: "Connect your
 // bank" -> finxd start_url -> sandbox widget -> Approve -> finxd /callback
 // -> back on the partner page, which must list the accounts (balance with
-// currency) and transactions.  A second flow is cancelled and must say so.
+// currency) and transactions, and the link.completed webhook, verified.  A
+// second flow is cancelled and must say so.
 // Started by run.sh with the services up; prints TAP lines and a final
 // "N passed, N failed", exits 1 on any failure.
 import { chromium } from "playwright-core";
@@ -77,6 +78,27 @@ try {
   const html = await page.content();
   check(!html.includes(apiKey) && !requested.some((u) => u.includes(apiKey)),
     "the API key never reaches the browser");
+  // finxd's webhooks reach the partner, which verifies them with the
+  // Standard Webhooks library and lists them on the page (polled).
+  const hook = page.locator('#webhooks tr.webhook[data-type="link.completed"]').first();
+  await hook.waitFor({ timeout: 20000 });
+  check((await hook.getAttribute("data-verified")) === "true" &&
+    (await hook.locator("td.verified").textContent()) === "yes",
+    "the link.completed webhook shows up on the page, verified");
+  const forged = await fetch(partner + "/webhooks", {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      "webhook-id": "evt_forged",
+      "webhook-timestamp": String(Math.floor(Date.now() / 1000)),
+      "webhook-signature": "v1,bm90IGEgc2lnbmF0dXJlIG9mIGFueSBzZWNyZXQ=",
+    },
+    body: JSON.stringify({ id: "evt_forged", type: "link.forged", data: {} }),
+  });
+  const bad = page.locator('#webhooks tr.webhook[data-type="link.forged"]').first();
+  await bad.waitFor({ timeout: 10000 });
+  check(forged.status === 400 && (await bad.getAttribute("data-verified")) === "false",
+    "a forged webhook is refused (400) and listed as not verified");
   const shot = join(dir, "partner-connected.png");
   await page.screenshot({ path: shot, fullPage: true });
   check(readFileSync(shot).length > 1000, `screenshot saved (${shot})`);

@@ -26,6 +26,11 @@ if [[ ! -d $here/node_modules/playwright-core ]]; then
 	(cd "$here" && npm ci --no-audit --no-fund --loglevel=error) ||
 		{ echo "0 passed, 1 failed (npm ci)"; exit 1; }
 fi
+# The partner page verifies webhooks with tests/webhooks' npm package.
+if [[ ! -d $root/tests/webhooks/node_modules/standardwebhooks ]]; then
+	(cd "$root/tests/webhooks" && npm ci --no-audit --no-fund --loglevel=error) ||
+		{ echo "0 passed, 1 failed (npm ci in tests/webhooks)"; exit 1; }
+fi
 
 work=$(mktemp -d /tmp/finxd-browser.XXXXXX)
 pids=()
@@ -86,6 +91,7 @@ runpg createdb -h 127.0.0.1 -p "$pg_port" -U postgres finxd
 secret=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 umask 077
 head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$work/api-key"
+printf 'whsec_%s' "$(head -c 24 /dev/urandom | base64)" >"$work/webhook-secret"
 umask 022
 "$sandbox" --listen 127.0.0.1:0 --port-file "$work/sandbox.port" \
 	--client-id browser-client --client-secret "$secret" \
@@ -109,6 +115,9 @@ export FINXD_API_KEYS_FILE=$work/api-key
 export FINXD_RETURN_URLS=http://127.0.0.1:$partner_port/return
 export FINXD_TOKEN_KEYS=k1:$(head -c 32 /dev/urandom | base64)
 export FINXD_BROWSER_BINDING=required
+export FINXD_WEBHOOK_URL=http://127.0.0.1:$partner_port/webhooks
+FINXD_WEBHOOK_SECRET=$(cat "$work/webhook-secret")
+export FINXD_WEBHOOK_SECRET
 "$finxd" migrate >"$work/migrate.log" 2>&1
 "$finxd" serve 2>"$work/finxd.log" &
 pids+=($!)
@@ -117,6 +126,7 @@ wait_http "http://127.0.0.1:$finxd_port/readyz"
 PARTNER_LISTEN=127.0.0.1:$partner_port \
 	FINXD_URL=http://127.0.0.1:$finxd_port \
 	PARTNER_API_KEY_FILE=$work/api-key \
+	PARTNER_WEBHOOK_SECRET_FILE=$work/webhook-secret \
 	node "$root/tests/demo/partner.mjs" 2>"$work/partner.log" &
 pids+=($!)
 wait_http "http://127.0.0.1:$partner_port/healthz"

@@ -6,6 +6,14 @@
 // finxd /callback), and /return then lists the accounts and the latest
 // transactions read over /v1.  Node.js only: node:http and fetch.
 //
+// Webhooks: with a secret set, POST /webhooks takes finxd's deliveries
+// (FINXD_WEBHOOK_URL), verifies each with the Standard Webhooks reference
+// library (npm `standardwebhooks`, installed in tests/webhooks by `npm
+// ci`), answers 204 (400 when it does not verify), and the pages list the
+// last ones as they come (webhooks.js polls /webhooks.json every second):
+// type, time, verified.  Without a secret there is no webhook route and
+// no npm package is needed.
+//
 // Environment:
 //   PARTNER_LISTEN        host:port to listen on (127.0.0.1:8090)
 //   PARTNER_PUBLIC_URL    base URL browsers reach this app at
@@ -13,9 +21,12 @@
 //   FINXD_URL             finxd base URL (http://127.0.0.1:8080)
 //   PARTNER_API_KEY_FILE  file holding the finxd API key (or PARTNER_API_KEY)
 //   PARTNER_WAIT_MS       how long /return waits for the first pull (10000)
+//   PARTNER_WEBHOOK_SECRET_FILE  file holding the webhook secret, whsec_...
+//                         (or PARTNER_WEBHOOK_SECRET); unset: no webhooks
 import http from "node:http";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 
 const listen = process.env.PARTNER_LISTEN || "127.0.0.1:8090";
 const sep = listen.lastIndexOf(":");
@@ -33,6 +44,20 @@ if (!apiKey) {
   console.error("partner: set PARTNER_API_KEY_FILE (or PARTNER_API_KEY)");
   process.exit(2);
 }
+
+const webhookSecret = process.env.PARTNER_WEBHOOK_SECRET_FILE
+  ? readFileSync(process.env.PARTNER_WEBHOOK_SECRET_FILE, "utf8").trim()
+  : (process.env.PARTNER_WEBHOOK_SECRET || "").trim();
+// The verifier: the reference library from tests/webhooks' node_modules.
+let verifier = null;
+if (webhookSecret) {
+  const require = createRequire(new URL("../webhooks/package.json", import.meta.url));
+  const { Webhook } = require("standardwebhooks");
+  verifier = new Webhook(webhookSecret);
+}
+// The last deliveries, newest first: { id, type, time, received_at, verified }.
+const received = [];
+const RECEIVED_MAX = 50;
 
 // link_id -> user_id for links this app opened: /return only shows data
 // for a link it made itself.
@@ -80,6 +105,7 @@ button { font-size: 1.1rem; padding: .6rem 1.2rem; cursor: pointer; }
 </style></head>
 <body><h1>${esc(title)}</h1>
 ${body}
+${webhooksSection()}
 <p class="note">A demo partner app: the bank connection is handled by finxd.</p>
 </body></html>
 `;
@@ -87,10 +113,82 @@ ${body}
     "Content-Type": "text/html; charset=utf-8",
     "Cache-Control": "no-store",
     // No form-action: the POST to /connect redirects on to finxd and the widget.
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; connect-src 'self'",
     "Referrer-Policy": "no-referrer",
   });
   res.end(html);
+}
+
+function webhooksSection() {
+  if (!verifier) return "";
+  return `<h2>Webhooks received</h2>
+<p class="note">finxd's deliveries to this app, verified with the Standard Webhooks library.</p>
+<table id="webhooks"><thead><tr><th>Type</th><th>Time</th><th>Verified</th></tr></thead>
+<tbody></tbody></table>
+<script src="/webhooks.js"></script>`;
+}
+
+// The browser's side: poll /webhooks.json every second and list them.
+const webhooksJs = `"use strict";
+(function () {
+  const body = document.querySelector("#webhooks tbody");
+  function cell(tr, text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    tr.appendChild(td);
+  }
+  async function poll() {
+    try {
+      const r = await fetch("/webhooks.json", { cache: "no-store" });
+      const list = (await r.json()).webhooks;
+      body.replaceChildren(...list.map(function (w) {
+        const tr = document.createElement("tr");
+        tr.className = "webhook";
+        tr.dataset.type = w.type || "";
+        tr.dataset.verified = String(w.verified);
+        cell(tr, w.type || "(unreadable)");
+        cell(tr, w.time || w.received_at);
+        cell(tr, w.verified ? "yes" : "NO", "verified");
+        return tr;
+      }));
+    } catch (e) {
+      /* the next poll tries again */
+    }
+    setTimeout(poll, 1000);
+  }
+  poll();
+})();
+`;
+
+async function webhook(req, res) {
+  let body = "";
+  for await (const chunk of req) {
+    body += chunk;
+    if (body.length > 65536) throw new Error("webhook too large");
+  }
+  let verified = false;
+  let event = null;
+  try {
+    event = verifier.verify(body, req.headers);
+    verified = true;
+  } catch {
+    try {
+      event = JSON.parse(body); // shown as not verified
+    } catch {
+      event = null;
+    }
+  }
+  received.unshift({
+    id: String(req.headers["webhook-id"] || ""),
+    type: typeof event?.type === "string" ? event.type : null,
+    time: typeof event?.timestamp === "string" ? event.timestamp : null,
+    received_at: new Date().toISOString(),
+    verified,
+  });
+  received.length = Math.min(received.length, RECEIVED_MAX);
+  res.writeHead(verified ? 204 : 400);
+  res.end();
 }
 
 function home(res) {
@@ -197,6 +295,15 @@ const server = http.createServer(async (req, res) => {
     if (req.method === "GET" && url.pathname === "/") return home(res);
     if (req.method === "POST" && url.pathname === "/connect") return await connect(req, res);
     if (req.method === "GET" && url.pathname === "/return") return await back(url, res);
+    if (verifier && req.method === "POST" && url.pathname === "/webhooks") return await webhook(req, res);
+    if (verifier && req.method === "GET" && url.pathname === "/webhooks.json") {
+      res.writeHead(200, { "Content-Type": "application/json", "Cache-Control": "no-store" });
+      return res.end(JSON.stringify({ webhooks: received }));
+    }
+    if (verifier && req.method === "GET" && url.pathname === "/webhooks.js") {
+      res.writeHead(200, { "Content-Type": "text/javascript; charset=utf-8", "Cache-Control": "no-store" });
+      return res.end(webhooksJs);
+    }
     if (req.method === "GET" && url.pathname === "/healthz") {
       res.writeHead(200, { "Content-Type": "text/plain" });
       return res.end("ok\n");
@@ -209,7 +316,7 @@ const server = http.createServer(async (req, res) => {
 });
 
 server.listen(port, host, () => {
-  console.error(`partner: listening on ${publicUrl} (finxd ${finxdUrl})`);
+  console.error(`partner: listening on ${publicUrl} (finxd ${finxdUrl}); webhooks ${verifier ? "at /webhooks" : "off"}`);
 });
 for (const sig of ["SIGTERM", "SIGINT"]) {
   process.on(sig, () => {

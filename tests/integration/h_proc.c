@@ -15,8 +15,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,6 +236,51 @@ h_free_port(void)
 	port = ntohs(a.sin_port);
 	close(fd);
 	return port;
+}
+
+struct h_server {
+	int fd;
+	void *(*conn)(void *);
+};
+
+static void *
+h_accept_loop(void *arg)
+{
+	struct h_server *sv = arg;
+	pthread_t t;
+	int c;
+
+	while ((c = accept(sv->fd, NULL, NULL)) >= 0 || errno == EINTR ||
+	    errno == ECONNABORTED) {
+		if (c < 0)
+			continue;
+		if (pthread_create(&t, NULL, sv->conn, (void *)(intptr_t)c) != 0)
+			close(c);
+		else
+			pthread_detach(t);
+	}
+	return NULL;
+}
+
+void
+h_serve_loopback(void *(*conn)(void *), int *port)
+{
+	struct h_server *sv = h_xmalloc(sizeof(*sv));
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t alen = sizeof(a);
+	pthread_t t;
+
+	sv->conn = conn;
+	sv->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (sv->fd < 0 || bind(sv->fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    listen(sv->fd, 128) < 0 ||
+	    getsockname(sv->fd, (struct sockaddr *)&a, &alen) < 0)
+		h_bail("listen on 127.0.0.1:0: %s", strerror(errno));
+	*port = ntohs(a.sin_port);
+	if (pthread_create(&t, NULL, h_accept_loop, sv) != 0)
+		h_bail("pthread_create: %s", strerror(errno));
+	pthread_detach(t);
 }
 
 /* ---- processes ------------------------------------------------------ */

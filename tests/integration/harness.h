@@ -40,6 +40,11 @@ const char *h_tmpdir(void);
 char *h_path(const char *name);
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
 int h_free_port(void);
+/* A server on 127.0.0.1:<free port> (the port in *port): a thread
+ * accepts, and each connection runs conn((void *)(intptr_t)fd) on a
+ * detached thread of its own (conn closes fd).  Lives until the test
+ * exits; h_bail() when it cannot listen. */
+void h_serve_loopback(void *(*conn)(void *), int *port);
 /* A whole decimal number, or h_bail() when s is not one (NULL -> dflt). */
 long h_long(const char *s, long dflt);
 /* printf into a new string (caller frees); h_bail() when out of memory.

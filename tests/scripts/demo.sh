@@ -23,6 +23,10 @@ if [ ! -f build/build.ninja ]; then
 	meson setup build >/dev/null
 fi
 meson compile -C build >/dev/null
+# The partner page verifies webhooks with the npm package of tests/webhooks.
+if [ ! -d tests/webhooks/node_modules/standardwebhooks ]; then
+	(cd tests/webhooks && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 work=$(mktemp -d /tmp/finxd-demo.XXXXXX)
 pids=()
@@ -56,8 +60,10 @@ runpg createdb -h 127.0.0.1 -p "$PG_PORT" -U postgres finxd
 
 secret=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 api_key=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+webhook_secret=whsec_$(head -c 24 /dev/urandom | base64)
 umask 077
 printf '%s' "$api_key" >"$work/api-key"
+printf '%s' "$webhook_secret" >"$work/webhook-secret"
 export FINXD_LISTEN=127.0.0.1:$FINXD_DEMO_PORT
 export FINXD_PUBLIC_URL=http://127.0.0.1:$FINXD_DEMO_PORT
 export FINXD_DATABASE_URL="host=127.0.0.1 port=$PG_PORT user=postgres dbname=finxd"
@@ -67,6 +73,9 @@ export FINXD_FINX_CLIENT_SECRET=$secret
 export FINXD_API_KEYS=$api_key
 export FINXD_RETURN_URLS=http://127.0.0.1:$SANDBOX_PORT/demo,http://127.0.0.1:$PARTNER_PORT/return
 export FINXD_TOKEN_KEYS=k1:$(head -c 32 /dev/urandom | base64)
+# Every event is delivered to the partner page, which verifies and lists it.
+export FINXD_WEBHOOK_URL=http://127.0.0.1:$PARTNER_PORT/webhooks
+export FINXD_WEBHOOK_SECRET=$webhook_secret
 
 build/tests/finx-sandbox --listen 127.0.0.1:"$SANDBOX_PORT" \
 	--client-id demo-client --client-secret "$secret" \
@@ -87,6 +96,7 @@ curl -fsS "http://127.0.0.1:$FINXD_DEMO_PORT/readyz" >/dev/null
 PARTNER_LISTEN=127.0.0.1:$PARTNER_PORT \
 	FINXD_URL=http://127.0.0.1:$FINXD_DEMO_PORT \
 	PARTNER_API_KEY_FILE=$work/api-key \
+	PARTNER_WEBHOOK_SECRET_FILE=$work/webhook-secret \
 	node tests/demo/partner.mjs 2>>"$work/partner.log" &
 pids+=($!)
 for _ in $(seq 100); do
@@ -106,7 +116,8 @@ finxd is running on http://127.0.0.1:$FINXD_DEMO_PORT with a private PostgreSQL
 
 Point a browser at the partner demo page, press "Connect your bank", then
 Approve in the sandbox widget; you land back on the page with the accounts
-and the latest transactions:
+and the latest transactions, and below them the webhooks finxd delivered to the
+page (verified with the Standard Webhooks library) as they arrive:
 
     http://127.0.0.1:$PARTNER_PORT/
 
