@@ -146,6 +146,7 @@ enum MHD_Result h_links_list(struct req *r);
 enum MHD_Result h_conns_list(struct req *r);
 enum MHD_Result h_link_start(struct req *r);
 enum MHD_Result h_callback(struct req *r);
+enum MHD_Result h_finx_notify(struct req *r);
 enum MHD_Result h_conn_get(struct req *r);
 enum MHD_Result h_user_conns(struct req *r);
 enum MHD_Result h_conn_token(struct req *r);

@@ -38,6 +38,16 @@
 	"'status', " t "status, 'connection_id', CASE WHEN " t "status = "    \
 	"'connected' THEN " t "connection_id END, 'reason', " t "reason)"
 
+/*
+ * A condition on a revocations row (rev: its alias): no finX
+ * notification of its connection waits for removal with its access token
+ * (0013_notifications.sql, notify.c), up to the removal's hold.
+ */
+#define SQL_NOTIFY_NOT_HELD(rev)                                              \
+	"NOT EXISTS (SELECT 1 FROM finx_notifications f WHERE "               \
+	"f.connection_id = " rev ".connection_id AND f.state = 'removing' "   \
+	"AND f.hold_until > now())"
+
 extern const struct db_stmt store_data_stmts[];
 extern const struct db_stmt store_idem_stmts[];
 extern const struct db_stmt store_links_stmts[];
@@ -46,5 +56,6 @@ extern const struct db_stmt store_conns_stmts[];
 extern const struct db_stmt store_lease_stmts[];
 extern const struct db_stmt store_sync_stmts[];
 extern const struct db_stmt store_tokens_stmts[];
+extern const struct db_stmt store_notify_stmts[];
 
 #endif

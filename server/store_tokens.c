@@ -106,12 +106,13 @@ const struct db_stmt store_tokens_stmts[] = {
 	    "' ELSE interval '0' END)" },
 	[S_REV_CLAIM] = { "tokens_revocation_claim",
 	    "SELECT id, token, attempts + 1, kind FROM revocations WHERE "
-	    "next_attempt_at <= now() ORDER BY next_attempt_at LIMIT 1 "
-	    "FOR UPDATE SKIP LOCKED" },
+	    "next_attempt_at <= now() AND " SQL_NOTIFY_NOT_HELD("revocations")
+	    " ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED" },
 	[S_REV_CLAIM_CONN] = { "tokens_revocation_claim_conn",
 	    "SELECT id, token, attempts + 1, kind FROM revocations WHERE "
 	    "connection_id = $1 AND next_attempt_at <= now() + "
-	    "interval '" REVOKE_ACCESS_AFTER "' ORDER BY kind DESC, "
+	    "interval '" REVOKE_ACCESS_AFTER "' AND "
+	    SQL_NOTIFY_NOT_HELD("revocations") " ORDER BY kind DESC, "
 	    "next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED" },
 	[S_REV_DONE] = { "tokens_revocation_done",
 	    "DELETE FROM revocations WHERE id = $1" },

@@ -1,8 +1,9 @@
 /*
  * The background workers of finxd serve: each owns one PostgreSQL
  * connection and loops over the work every process shares through the
- * database, most urgent first: due refreshes, revocations, manual syncs
- * to follow, pulls.  It is the top of the work layer: it calls refresh,
+ * database, most urgent first: due refreshes, finX notifications (their
+ * removals, which revocations wait for, the pulls they ask for, their
+ * registration), revocations, manual syncs to follow, pulls.  It is the top of the work layer: it calls refresh,
  * sync and data; none of them calls it (a read that finds its
  * connection due wakes a worker through refresh_set_kick).
  *
@@ -28,6 +29,7 @@
 #include "db.h"
 #include "log.h"
 #include "mem.h"
+#include "notify.h"
 #include "refresh.h"
 #include "rescue.h"
 #include "sync.h"
@@ -148,7 +150,7 @@ scan(PGconn *c, enum wake w)
 		return refresh_one(c);
 	default:
 		/* Tokens first: a refresh missed is a connection lost. */
-		return refresh_one(c) || revocations_one(c) ||
+		return refresh_one(c) || notify_one(c) || revocations_one(c) ||
 		    sync_poll_one(c) || try_pull(c);
 	}
 }
