@@ -9,23 +9,27 @@
 
 #include "db.h"
 #include "notify.h"
+#include "worker.h"
 
 enum MHD_Result
 h_finx_notify(struct req *r)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
-	bool known, ok;
+	bool known, due, ok;
 	PGconn *c;
 
 	if (!notify_secret_ok(r->params[0]))
 		return api_fail(r, ST_NOT_FOUND, NULL);
 	if ((c = api_db(r, &ret)) == NULL)
 		return ret;
-	ok = notify_received(c, r->params[0], &known);
+	ok = notify_received(c, r->params[0], &known, &due);
 	db_release(c);
 	if (!ok)
 		return api_fail_db(r);
+	/* Committed: a worker of this process pulls it now. */
+	if (due)
+		worker_wake_pull();
 	if (!known)
 		return api_fail(r, ST_NOT_FOUND, NULL);
 	resp = MHD_create_response_from_buffer(0, (void *)"",

@@ -56,7 +56,6 @@
 #include "store.h"
 #include "store_notify.h"
 #include "tokens.h"
-#include "worker.h"
 
 /* A registration's or removal's claim: longer than one finX call. */
 #define CLAIM_S 120
@@ -155,20 +154,18 @@ notify_answer_id(json_object *answer)
 /* ---- a notification ------------------------------------------------ */
 
 bool
-notify_received(PGconn *c, const char *secret, bool *known)
+notify_received(PGconn *c, const char *secret, bool *known, bool *due)
 {
 	char *hash;
-	bool ok, due = false;
+	bool ok;
 
-	*known = false;
+	*known = *due = false;
 	if (!ncfg->finx_notifications || !notify_secret_ok(secret))
 		return true;
 	hash = notify_secret_hash(secret);
 	ok = store_notify_hit(c, hash, ncfg->notify_min_interval_s, known,
-	    &due);
+	    due);
 	free(hash);
-	if (ok && due)
-		worker_wake_pull();
 	return ok;
 }
 

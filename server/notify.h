@@ -43,11 +43,12 @@ void notify_removals_try(PGconn *c, const char *id);
 
 /*
  * A request to NOTIFY_PATH<secret>: *known when the secret is one of a
- * connection that is not revoked; the pull it asks for is scheduled (and
- * this process's workers woken when it is due now).  False when the
- * database failed.
+ * connection that is not revoked; the pull it asks for is scheduled,
+ * *due when it is due now (the caller wakes the pull scan).  False when
+ * the database failed.
  */
-bool notify_received(PGconn *c, const char *secret, bool *known);
+bool notify_received(PGconn *c, const char *secret, bool *known,
+    bool *due);
 
 /* ---- pure, for unit tests ------------------------------------------ */
 

@@ -1,9 +1,9 @@
 /*
  * The background workers of finxd serve: each owns one PostgreSQL
  * connection and loops over the work every process shares through the
- * database, most urgent first: due refreshes, finX notifications (their
- * removals, which revocations wait for, the pulls they ask for, their
- * registration), revocations, manual syncs to follow, pulls.  It is the top of the work layer: it calls refresh,
+ * database, most urgent first: due refreshes, revocations, manual syncs
+ * to follow, pulls, finX notifications (their removals, the pulls they
+ * left for after a running pull, their registration).  It is the top of the work layer: it calls refresh,
  * sync and data; none of them calls it (a read that finds its
  * connection due wakes a worker through refresh_set_kick).
  *
@@ -150,8 +150,11 @@ scan(PGconn *c, enum wake w)
 		return refresh_one(c);
 	default:
 		/* Tokens first: a refresh missed is a connection lost. */
-		return refresh_one(c) || notify_one(c) || revocations_one(c) ||
-		    sync_poll_one(c) || try_pull(c);
+		/* Notifications last: a burst of registrations must not hold
+		 * up pulls (a deleted connection's revocations that wait for
+		 * its removals are skipped by revocations_one meanwhile). */
+		return refresh_one(c) || revocations_one(c) ||
+		    sync_poll_one(c) || try_pull(c) || notify_one(c);
 	}
 }
 
