@@ -23,6 +23,18 @@
 	"=> " n "::int))) FROM l WHERE p.connection_id = l.connection_id "    \
 	"AND p.failures = 0 RETURNING p.next_pull_at <= now() AS due"
 
+/*
+ * The pulls row p is not claimed by a running pull: neither locked (SKIP
+ * LOCKED, where a pull holds its row) nor under a committed claim.  The
+ * claim's deadline is read through to_jsonb so that this holds both
+ * before and after pulls get claim_until (the committed claims of issue
+ * 14 item 1, migration 0011 on its branch): a move while a claim runs
+ * would make the row due and let a second pull start beside it.
+ */
+#define SQL_PULL_UNCLAIMED(p)                                                 \
+	"NOT coalesce((to_jsonb(" p ") ->> 'claim_until')::timestamptz > "    \
+	"now(), false)"
+
 enum {
 	S_SEED,
 	S_CLAIM,
@@ -76,9 +88,9 @@ const struct db_stmt store_notify_stmts[] = {
 	    "'removing'" },
 	/*
 	 * One statement: find the secret's connection, lock its pulls row if
-	 * no pull holds it (SKIP LOCKED: a handler never waits for a pull),
-	 * move the pull, and note the notification (pending when the row was
-	 * held).
+	 * no pull holds or claims it (SKIP LOCKED: a handler never waits for
+	 * a pull), move the pull, and note the notification (pending when a
+	 * pull had the row).
 	 */
 	[S_HIT] = { "notify_hit",
 	    "WITH n AS (SELECT f.id, f.connection_id, c.status = 'active' AND "
@@ -86,20 +98,20 @@ const struct db_stmt store_notify_stmts[] = {
 	    "connections c ON c.id = f.connection_id JOIN pulls p ON "
 	    "p.connection_id = f.connection_id WHERE f.secret_hash = $1 AND "
 	    "f.state IN ('registering', 'registered') AND c.status <> "
-	    "'revoked'), l AS (SELECT connection_id FROM pulls WHERE "
-	    "connection_id = (SELECT connection_id FROM n WHERE pullable) FOR "
-	    "UPDATE SKIP LOCKED), u AS (" NOTIFY_PULL_MOVE("$2") "), m AS ("
+	    "'revoked'), l AS (SELECT connection_id FROM pulls p WHERE "
+	    "connection_id = (SELECT connection_id FROM n WHERE pullable) AND "
+	    SQL_PULL_UNCLAIMED("p") " FOR UPDATE SKIP LOCKED), u AS (" NOTIFY_PULL_MOVE("$2") "), m AS ("
 	    "UPDATE finx_notifications f SET notified_at = now(), "
 	    "pull_pending = f.pull_pending OR (n.pullable AND NOT EXISTS ("
 	    "SELECT 1 FROM l)) FROM n WHERE f.id = n.id) SELECT EXISTS ("
 	    "SELECT 1 FROM n), coalesce((SELECT bool_or(due) FROM u), false)" },
 	/* The same move for notifications that came while a pull ran, once
-	 * it has ended (its pulls row is free). */
+	 * it has ended (its pulls row is free and unclaimed). */
 	[S_PENDING] = { "notify_pending",
 	    "WITH x AS (SELECT DISTINCT connection_id FROM finx_notifications "
 	    "WHERE pull_pending LIMIT 100), l AS (SELECT connection_id FROM "
-	    "pulls WHERE connection_id IN (SELECT connection_id FROM x) FOR "
-	    "UPDATE SKIP LOCKED), u AS (" NOTIFY_PULL_MOVE("$1") "), c AS ("
+	    "pulls p WHERE connection_id IN (SELECT connection_id FROM x) AND "
+	    SQL_PULL_UNCLAIMED("p") " FOR UPDATE SKIP LOCKED), u AS (" NOTIFY_PULL_MOVE("$1") "), c AS ("
 	    "UPDATE finx_notifications f SET pull_pending = false FROM l "
 	    "WHERE f.connection_id = l.connection_id AND f.pull_pending "
 	    "RETURNING 1) SELECT (SELECT count(*) FROM c), coalesce((SELECT "
