@@ -49,6 +49,8 @@ const struct route routes[] = {
 	{ "GET", "/openapi.json", h_openapi, 0, HTTP_LOOP },
 	{ "GET", "/callback", h_callback, 0, HTTP_BULK },
 	{ "GET", "/start/{}", h_link_start, 0, HTTP_BULK },
+	/* Any method: finX's is not documented (finx-api.md 5.4). */
+	{ "*", "/finx/notify/{}", h_finx_notify, 0, HTTP_BULK },
 	{ "POST", "/v1/links", h_idem_links_create, SCOPE_LINKS, HTTP_BULK },
 	{ "GET", "/v1/links", h_links_list, SCOPE_LINKS | SCOPE_READ,
 	    HTTP_READ },

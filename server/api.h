@@ -174,6 +174,7 @@ enum MHD_Result h_event_get(struct req *r);
 enum MHD_Result h_event_redeliver(struct req *r);
 enum MHD_Result h_link_start(struct req *r);
 enum MHD_Result h_callback(struct req *r);
+enum MHD_Result h_finx_notify(struct req *r);
 enum MHD_Result h_conn_get(struct req *r);
 enum MHD_Result h_conn_changes(struct req *r);
 enum MHD_Result h_user_conns(struct req *r);

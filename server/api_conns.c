@@ -11,6 +11,7 @@
 #include "encode.h"
 #include "log.h"
 #include "mem.h"
+#include "notify.h"
 #include "refresh.h"
 #include "secret.h"
 #include "store_conns.h"
@@ -224,13 +225,16 @@ h_conn_delete(struct req *r)
 
 	if (!api_uuid_param(r, 0))
 		return no_such_conn(r);
+	notify_before_delete(id);
 	if ((c = api_db(r, &ret)) == NULL)
 		return ret;
 	if ((d = store_conn_delete(c, id)) != SCD_DELETED) {
 		db_release(c);
 		return d == SCD_NOT_FOUND ? no_such_conn(r) : api_fail_db(r);
 	}
-	/* Revoke at finX now; failures stay queued for the workers. */
+	/* Remove its finX notifications, then revoke (the removals present
+	 * its access token); failures stay queued for the workers. */
+	notify_removals_try(c, id);
 	revocations_try(c, id);
 	log_kv(LOG_INFO, "connection deleted", "connection_id", id, NULL);
 	return answer_conn(r, c, id);

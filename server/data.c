@@ -38,6 +38,7 @@
 #include "finxmap.h"
 #include "log.h"
 #include "mem.h"
+#include "notify.h"
 #include "refresh.h"
 #include "secret.h"
 #include "store_data.h"
@@ -389,6 +390,8 @@ pull_run(PGconn *c, const struct store_pull *p)
 		 */
 		if (!store_pull_synced(c, p->conn_id))
 			log_db("last_sync_at not stored", p->conn_id);
+		/* Its accounts are known now: their finX notifications. */
+		notify_after_pull(c, p->conn_id);
 		snprintf(cnt, sizeof(cnt), "%ld", x.count);
 		log_kv(LOG_INFO, "pulled", "connection_id", p->conn_id,
 		    "transactions", cnt, NULL);

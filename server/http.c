@@ -28,6 +28,7 @@
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
+#include "notify.h"
 #include "reqid.h"
 #include "secret.h"
 #include "status.h"
@@ -642,7 +643,8 @@ dispatch(struct req *r)
 			continue;
 		if ((n = path_split(rt->pattern, r->path, segs)) < 0)
 			continue;
-		if (strcmp(rt->method, r->method) != 0) {
+		if (strcmp(rt->method, "*") != 0 &&
+		    strcmp(rt->method, r->method) != 0) {
 			if (segs_ok(segs, n)) {
 				path_match = rt;
 				allow_add(allow, sizeof(allow), rt->method);
@@ -764,8 +766,10 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	snprintf(ms, sizeof(ms), "%lld", (long long)(mono_ms() - r->start_ms));
 	metrics_http(r->route ? r->route : "unmatched", r->status,
 	    mono_ms() - r->start_ms);
-	/* r->path is the path only: MHD keeps the query apart. */
-	log_kv(LOG_INFO, "request", "method", r->method, "path", r->path,
+	/* r->path is the path only: MHD keeps the query apart.  A path
+	 * under /finx/notify/ carries a secret: it is shown redacted. */
+	log_kv(LOG_INFO, "request", "method", r->method, "path",
+	    notify_log_path(r->path),
 	    "route", r->route, "status", status, "ms", ms, "client", client,
 	    "completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "yes" : "no",
 	    NULL);

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "mem.h"
 #include "migrate.h"
+#include "notify.h"
 #include "refresh.h"
 #include "rekey.h"
 #include "webhook.h"
@@ -438,6 +439,7 @@ cmd_run(struct config *cfg, const char *cmd)
 	tokens_init(cfg);
 	store_init(cfg);
 	data_init(cfg);
+	notify_init(cfg);
 	api_init(cfg);
 	if (strcmp(cmd, "rekey") == 0)
 		rc = rekey_run(cfg) ? 0 : 1;

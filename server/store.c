@@ -23,6 +23,7 @@ static const struct db_stmt *const tables[] = {
 	store_lease_stmts,
 	store_sync_stmts,
 	store_tokens_stmts,
+	store_notify_stmts,
 };
 
 void

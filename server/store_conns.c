@@ -13,6 +13,7 @@
 #include "secret.h"
 #include "store.h"
 #include "store_int.h"
+#include "store_notify.h"
 #include "tokens.h"
 
 /* In the order of struct store_conn's fields (conn_row). */
@@ -234,6 +235,7 @@ delete_body(PGconn *c, void *arg)
 	ok = strcmp(PQgetvalue(r, 0, 2), "t") == 0 ||
 	    (store_conn_queue_revocations(c, d->id, db_val(r, 0, 0),
 		 db_val(r, 0, 1)) &&
+		store_notify_condemn(c, d->id, STORE_NOTIFY_HOLD_S) &&
 		db_do(c, &store_conns_stmts[S_DEL_REVOKE], 1, &d->id));
 	PQclear(r);
 	return ok;

@@ -58,6 +58,17 @@ struct store_txn;
 void store_txn_fill(struct store_txn *t, const PGresult *r, int i);
 
 extern const struct db_stmt store_changes_stmts[];
+
+/*
+ * A condition on a revocations row (rev: its alias): no finX
+ * notification of its connection waits for removal with its access token
+ * (0012_notifications.sql, notify.c), up to the removal's hold.
+ */
+#define SQL_NOTIFY_NOT_HELD(rev)                                              \
+	"NOT EXISTS (SELECT 1 FROM finx_notifications f WHERE "               \
+	"f.connection_id = " rev ".connection_id AND f.state = 'removing' "   \
+	"AND f.hold_until > now())"
+
 extern const struct db_stmt store_data_stmts[];
 extern const struct db_stmt store_events_stmts[];
 extern const struct db_stmt store_idem_stmts[];
@@ -67,5 +78,6 @@ extern const struct db_stmt store_conns_stmts[];
 extern const struct db_stmt store_lease_stmts[];
 extern const struct db_stmt store_sync_stmts[];
 extern const struct db_stmt store_tokens_stmts[];
+extern const struct db_stmt store_notify_stmts[];
 
 #endif

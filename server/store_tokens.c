@@ -118,10 +118,12 @@ const struct db_stmt store_tokens_stmts[] = {
 	"SKIP LOCKED) d WHERE r.id = d.id RETURNING r.id, r.token, "          \
 	"r.attempts, r.kind"
 	[S_REV_CLAIM] = { "tokens_revocation_claim",
-	    REV_CLAIM("next_attempt_at <= now()", "next_attempt_at") },
+	    REV_CLAIM("next_attempt_at <= now() AND "
+		SQL_NOTIFY_NOT_HELD("revocations"), "next_attempt_at") },
 	[S_REV_CLAIM_CONN] = { "tokens_revocation_claim_conn",
 	    REV_CLAIM("connection_id = $2 AND next_attempt_at <= now() + "
-		      "interval '" REVOKE_ACCESS_AFTER "'",
+		      "interval '" REVOKE_ACCESS_AFTER "' AND "
+		      SQL_NOTIFY_NOT_HELD("revocations"),
 		"kind DESC, next_attempt_at") },
 #undef REV_CLAIM
 	[S_REV_DONE] = { "tokens_revocation_done",

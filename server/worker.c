@@ -2,7 +2,8 @@
  * The background workers of finxd serve: each owns one PostgreSQL
  * connection and loops over the work every process shares through the
  * database, most urgent first: due refreshes, revocations, manual syncs
- * to follow, pulls.  It is the top of the work layer: it calls refresh,
+ * to follow, pulls, finX notifications (their removals, the pulls they
+ * left for after a running pull, their registration).  It is the top of the work layer: it calls refresh,
  * sync and data; none of them calls it (a read that finds its
  * connection due wakes a worker through refresh_set_kick).
  *
@@ -29,6 +30,7 @@
 #include "db.h"
 #include "log.h"
 #include "mem.h"
+#include "notify.h"
 #include "refresh.h"
 #include "rescue.h"
 #include "sync.h"
@@ -149,8 +151,11 @@ scan(PGconn *c, enum wake w)
 		return refresh_one(c);
 	default:
 		/* Tokens first: a refresh missed is a connection lost. */
+		/* Notifications last: a burst of registrations must not hold
+		 * up pulls (a deleted connection's revocations that wait for
+		 * its removals are skipped by revocations_one meanwhile). */
 		return refresh_one(c) || revocations_one(c) ||
-		    sync_poll_one(c) || try_pull(c);
+		    sync_poll_one(c) || try_pull(c) || notify_one(c);
 	}
 }
 

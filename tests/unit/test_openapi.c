@@ -42,8 +42,10 @@ documented(json_object *paths, const struct route *rt)
 	json_object_object_foreach(paths, path, ops) {
 		char *n = normalise(path);
 
+		/* A route of any method ("*"): documented with some. */
 		if (strcmp(n, rt->pattern) == 0 &&
-		    json_object_object_get_ex(ops, method, NULL))
+		    (strcmp(rt->method, "*") == 0 ||
+			json_object_object_get_ex(ops, method, NULL)))
 			found = true;
 		free(n);
 	}
@@ -59,7 +61,8 @@ served(const char *path, const char *method)
 
 	for (rt = routes; rt->pattern != NULL; rt++)
 		if (strcmp(rt->pattern, n) == 0 &&
-		    strcasecmp(rt->method, method) == 0)
+		    (strcmp(rt->method, "*") == 0 ||
+			strcasecmp(rt->method, method) == 0))
 			found = true;
 	free(n);
 	return found;
