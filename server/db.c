@@ -80,9 +80,11 @@ db_init(const struct config *cfg)
 	pool.bulk = xcalloc((size_t)pool.size, sizeof(PGconn *));
 	pool.reserve = pool.size >= 4 ? pool.size / 4 : pool.size >= 2 ? 1 : 0;
 	pool.conninfo = xstrdup(cfg->database_url);
-	/* A revocation still holds its row across its finX call, and a
-	 * reauth may wait for a pull's write transaction (REFRESH.md,
-	 * "Deletion and reauth"). */
+	/* No transaction waits on finX (claims are committed rows with
+	 * deadlines), but a reauth may wait for a pull's write transaction
+	 * of thousands of rows (REFRESH.md, "Deletion and reauth"): generous
+	 * bounds, which also end a session left idle in a transaction (it
+	 * would hold back GET /v1/events, EVENTS.md). */
 	pool.options = xasprintf("-c statement_timeout=%ld "
 				 "-c idle_in_transaction_session_timeout=%ld",
 	    cfg->finx_timeout_ms + 15000, cfg->finx_timeout_ms + 30000);
