@@ -499,7 +499,7 @@ nap(long ms, bool idle_wake)
 static void *
 dispatcher(void *arg)
 {
-	int64_t next_house = 0, next_prune = mono_ms() + 10000;
+	int64_t next_house = 0, next_prune = mono_ms() + 2000;
 	bool full;
 
 	(void)arg;
