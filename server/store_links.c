@@ -130,15 +130,18 @@ const struct db_stmt store_links_stmts[] = {
 	 * Up to $1 pending links past their expiry that no callback will
 	 * end: never used, or used so long ago ($2 seconds) that the
 	 * callback that used them died.  Expired, with their events, in one
-	 * statement; SKIP LOCKED spreads them over every process.
+	 * statement; SKIP LOCKED spreads them over every process.  The ids
+	 * as an array: a join with the batch planned as a hash join read
+	 * every link (a generic plan cannot know the LIMIT).
 	 */
 	[S_EXPIRE] = { "links_expire_due",
-	    "WITH u AS (UPDATE links l SET status = 'expired', completed_at "
-	    "= now() FROM (SELECT id FROM links WHERE status = 'pending' AND "
+	    "WITH d AS (SELECT id FROM links WHERE status = 'pending' AND "
 	    "expires_at <= now() AND (used_at IS NULL OR used_at < now() - "
 	    "make_interval(secs => $2::int)) ORDER BY expires_at LIMIT "
-	    "$1::int FOR NO KEY UPDATE SKIP LOCKED) d WHERE l.id = d.id "
-	    "RETURNING l.id, l.user_id, l.status, l.connection_id, l.reason) "
+	    "$1::int FOR NO KEY UPDATE SKIP LOCKED), u AS (UPDATE links l SET "
+	    "status = 'expired', completed_at = now() WHERE l.id = ANY "
+	    "(ARRAY(SELECT id FROM d)) RETURNING l.id, l.user_id, l.status, l.connection_id, "
+	    "l.reason) "
 	    SQL_EVENT_INSERT "SELECT 'link.completed', NULL::uuid, id, "
 	    SQL_LINK_COMPLETED("") " FROM u" },
 	{ NULL, NULL },

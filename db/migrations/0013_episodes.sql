@@ -29,7 +29,13 @@ UPDATE syncs s SET status = 'CANCELLED', ended_at = now(),
 CREATE UNIQUE INDEX syncs_one_open_idx ON syncs (connection_id)
 	WHERE status NOT IN ('COMPLETED', 'FAILED', 'ERROR', 'CANCELLED');
 
--- Pending links past expires_at, for the scan that expires them.
+-- Pending links past expires_at, for the scan that expires them (with
+-- link.completed).  Those that expired before this schema are expired
+-- here, told to no one: they ended before there were events, and the
+-- first scan would otherwise send a burst of old news.
+UPDATE links SET status = 'expired', completed_at = expires_at
+	WHERE status = 'pending' AND expires_at <= now() AND
+	(used_at IS NULL OR used_at < now() - interval '1 hour');
 CREATE INDEX links_pending_expiry_idx ON links (expires_at)
 	WHERE status = 'pending';
 
