@@ -77,7 +77,8 @@ const struct db_stmt store_links_stmts[] = {
 	[S_END] = { "links_end",
 	    "WITH u AS (UPDATE links SET used_at = coalesce(used_at, now()), "
 	    "status = $2, reason = $3, completed_at = now() WHERE id = $1 "
-	    "AND status = 'pending' RETURNING id, user_id, status, connection_id, reason), a AS ("
+	    "AND status = 'pending' RETURNING id, user_id, status, "
+	    "connection_id, reason), a AS ("
 	    "INSERT INTO events (kind, outcome, link_id, detail) "
 	    "VALUES ('callback', $4, $1, $5)) " SQL_EVENT_INSERT
 	    "SELECT 'link.completed', NULL::uuid, id, " SQL_LINK_COMPLETED("")
