@@ -1,6 +1,6 @@
 /*
  * Store: connection.expiring and connection.refresh_failing
- * (store_notices.h; the columns and indexes: 0012_episodes.sql).
+ * (store_notices.h; the columns and indexes: 0013_episodes.sql).
  */
 #include "store_notices.h"
 

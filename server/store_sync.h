@@ -1,7 +1,7 @@
 /*
  * Store: manual syncs (the syncs table), for sync.c.  No transaction is
  * held across a finX call: a sync is started and polled under claims,
- * committed rows with deadlines (0012_episodes.sql).
+ * committed rows with deadlines (0013_episodes.sql).
  *
  * Start: store_sync_claim_start commits the sync in status STARTING with
  * a claim and a deadline (one open sync per connection, by a unique
