@@ -580,6 +580,19 @@ db_do(PGconn *c, const struct db_stmt *s, int n, const char *const *params)
 	return r != NULL;
 }
 
+long
+db_rows(PGconn *c, const struct db_stmt *s, int n, const char *const *params)
+{
+	PGresult *r = db_run(c, s, n, params);
+	long rows;
+
+	if (r == NULL)
+		return -1;
+	rows = strtol(PQcmdTuples(r), NULL, 10);
+	PQclear(r);
+	return rows;
+}
+
 PGresult *
 db_exec(PGconn *c, const char *sql, int n, const char *const *params)
 {

@@ -83,6 +83,10 @@ PGresult *db_run(PGconn *c, const struct db_stmt *s, int n,
 /* The same, for statements whose rows are not needed. */
 bool db_do(PGconn *c, const struct db_stmt *s, int n,
     const char *const *params);
+/* The same: how many rows the statement inserted, updated or deleted
+ * (PQcmdTuples), -1 when it failed. */
+long db_rows(PGconn *c, const struct db_stmt *s, int n,
+    const char *const *params);
 
 /*
  * How the last failed statement of this thread failed, mapped from its

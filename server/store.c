@@ -21,6 +21,7 @@ static const struct db_stmt *const tables[] = {
 	store_ops_stmts,
 	store_conns_stmts,
 	store_lease_stmts,
+	store_notices_stmts,
 	store_sync_stmts,
 	store_tokens_stmts,
 	store_notify_stmts,

@@ -406,14 +406,7 @@ store_endpoint_is_gone(PGconn *c, const char *url_hash)
 static long
 touched(PGconn *c, int s, const char *param)
 {
-	PGresult *r = db_run(c, &S[s], 1, (const char *[]){ param });
-	long n;
-
-	if (r == NULL)
-		return -1;
-	n = strtol(PQcmdTuples(r), NULL, 10);
-	PQclear(r);
-	return n;
+	return db_rows(c, &S[s], 1, (const char *[]){ param });
 }
 
 long
@@ -426,14 +419,7 @@ store_events_sweep_unsubscribed(PGconn *c, const char *types)
 static long
 touched2(PGconn *c, int s, const char *p1, const char *p2)
 {
-	PGresult *r = db_run(c, &S[s], 2, (const char *[]){ p1, p2 });
-	long n;
-
-	if (r == NULL)
-		return -1;
-	n = strtol(PQcmdTuples(r), NULL, 10);
-	PQclear(r);
-	return n;
+	return db_rows(c, &S[s], 2, (const char *[]){ p1, p2 });
 }
 
 long

@@ -36,6 +36,19 @@ struct store_txn;
  */
 #define SQL_EVENT_INSERT                                                      \
 	"INSERT INTO event_log (type, connection_id, link_id, data) "
+/*
+ * An event sent once per episode: the insert names its once_key (a fifth
+ * value after data), and SQL_EVENT_ONCE ends the statement so that a
+ * second insert of the same key does nothing.
+ */
+#define SQL_EVENT_INSERT_ONCE                                                 \
+	"INSERT INTO event_log (type, connection_id, link_id, data, "         \
+	"once_key) "
+#define SQL_EVENT_ONCE " ON CONFLICT (once_key) WHERE once_key IS NOT NULL DO NOTHING"
+/* A streak of failed refreshes named by its start (failing_since) in
+ * the once_keys of refresh_failing and recovered: microseconds. */
+#define SQL_FAILING_KEY(col)                                                  \
+	"(extract(epoch FROM " col ") * 1000000)::bigint::text"
 /* The data of link.completed from a links row (or its RETURNING). */
 #define SQL_LINK_COMPLETED(t)                                                 \
 	"jsonb_build_object('link_id', " t "id, 'user_id', " t "user_id, "    \
@@ -76,6 +89,7 @@ extern const struct db_stmt store_links_stmts[];
 extern const struct db_stmt store_ops_stmts[];
 extern const struct db_stmt store_conns_stmts[];
 extern const struct db_stmt store_lease_stmts[];
+extern const struct db_stmt store_notices_stmts[];
 extern const struct db_stmt store_sync_stmts[];
 extern const struct db_stmt store_tokens_stmts[];
 extern const struct db_stmt store_notify_stmts[];

@@ -79,7 +79,11 @@ const struct db_stmt store_lease_stmts[] = {
 	    "= $3::bigint AND lease_until > now()" },
 	[S_FAIL] = { "lease_conn_fail",
 	    "UPDATE connections SET consecutive_failures = "
-	    "consecutive_failures + 1, last_error = $3, next_attempt_at = "
+	    "consecutive_failures + 1, failing_since = CASE WHEN "
+	    "consecutive_failures = 0 THEN now() ELSE coalesce(failing_since, "
+	    "now()) END, failing_notice_at = CASE WHEN consecutive_failures = "
+	    "0 THEN NULL ELSE failing_notice_at END, last_error = $3, "
+	    "next_attempt_at = "
 	    "now() + make_interval(secs => $4::int), refresh_due_at = now(), "
 	    "lease_holder = NULL, lease_until = NULL, lease_generation = NULL, "
 	    "updated_at = now() WHERE id = $1 AND lease_holder = $2::uuid AND "

@@ -36,7 +36,8 @@
 	SQL_PAGE_AFTER("$2", "$3") " LIMIT $4::int"
 
 enum { S_CREATE, S_GET, S_PAGE, S_PAGE_USER, S_BIND, S_LOCATION,
-	S_CONSUME, S_LOCK, S_SPEND, S_END, S_EVENT, S_GRANT_NEW, S_PULL_NOW, S_RENEW_LOCK, S_CONNECTED };
+	S_CONSUME, S_LOCK, S_SPEND, S_END, S_EVENT, S_GRANT_NEW, S_PULL_NOW, S_RENEW_LOCK, S_CONNECTED,
+	S_EXPIRE };
 
 const struct db_stmt store_links_stmts[] = {
 	[S_CREATE] = { "links_create",
@@ -71,11 +72,13 @@ const struct db_stmt store_links_stmts[] = {
 	    "FOR UPDATE" },
 	[S_SPEND] = { "links_consume_spend",
 	    "UPDATE links SET used_at = now() WHERE id = $1" },
-	/* A link that ends without a grant, and its event. */
+	/* A link that ends without a grant, and its event; only a pending
+	 * one (the expiry scan may have ended it, and told of it, first). */
 	[S_END] = { "links_end",
 	    "WITH u AS (UPDATE links SET used_at = coalesce(used_at, now()), "
 	    "status = $2, reason = $3, completed_at = now() WHERE id = $1 "
-	    "RETURNING id, user_id, status, connection_id, reason), a AS ("
+	    "AND status = 'pending' RETURNING id, user_id, status, "
+	    "connection_id, reason), a AS ("
 	    "INSERT INTO events (kind, outcome, link_id, detail) "
 	    "VALUES ('callback', $4, $1, $5)) " SQL_EVENT_INSERT
 	    "SELECT 'link.completed', NULL::uuid, id, " SQL_LINK_COMPLETED("")
@@ -123,6 +126,24 @@ const struct db_stmt store_links_stmts[] = {
 	    "reason), a AS (INSERT INTO events (kind, outcome, link_id, "
 	    "connection_id) VALUES ('callback', 'connected', $1, $2)) "
 	    SQL_EVENT_INSERT "SELECT 'link.completed', connection_id, id, "
+	    SQL_LINK_COMPLETED("") " FROM u" },
+	/*
+	 * Up to $1 pending links past their expiry that no callback will
+	 * end: never used, or used so long ago ($2 seconds) that the
+	 * callback that used them died.  Expired, with their events, in one
+	 * statement; SKIP LOCKED spreads them over every process.  The ids
+	 * as an array: a join with the batch planned as a hash join read
+	 * every link (a generic plan cannot know the LIMIT).
+	 */
+	[S_EXPIRE] = { "links_expire_due",
+	    "WITH d AS (SELECT id FROM links WHERE status = 'pending' AND "
+	    "expires_at <= now() AND (used_at IS NULL OR used_at < now() - "
+	    "make_interval(secs => $2::int)) ORDER BY expires_at LIMIT "
+	    "$1::int FOR NO KEY UPDATE SKIP LOCKED), u AS (UPDATE links l SET "
+	    "status = 'expired', completed_at = now() WHERE l.id = ANY "
+	    "(ARRAY(SELECT id FROM d)) RETURNING l.id, l.user_id, l.status, l.connection_id, "
+	    "l.reason) "
+	    SQL_EVENT_INSERT "SELECT 'link.completed', NULL::uuid, id, "
 	    SQL_LINK_COMPLETED("") " FROM u" },
 	{ NULL, NULL },
 };
@@ -503,4 +524,14 @@ store_grant_renew(PGconn *c, const char *link_id, const char *conn_id,
 	struct renew_tx x = { link_id, conn_id, t };
 
 	return db_tx(c, renew_body, &x);
+}
+
+long
+store_link_expire_due(PGconn *c, int limit, long used_grace_s)
+{
+	char n[16], grace[24];
+
+	snprintf(n, sizeof(n), "%d", limit);
+	snprintf(grace, sizeof(grace), "%ld", used_grace_s);
+	return db_rows(c, &S[S_EXPIRE], 2, (const char *[]){ n, grace });
 }

@@ -103,6 +103,15 @@ bool store_link_finish(PGconn *c, const char *link_id, const char *status,
     const char *reason, const char *detail);
 
 /*
+ * The expiry scan: up to limit pending links past their expiry, never
+ * used or used more than used_grace_s ago, marked expired with their
+ * link.completed events, in one statement (SKIP LOCKED).  How many; -1
+ * failed.  The callback of a link expired so sends no second event
+ * (store_link_finish ends only a pending link).
+ */
+long store_link_expire_due(PGconn *c, int limit, long used_grace_s);
+
+/*
  * The grant of a "connect" link in one statement: the connection with
  * its first tokens (lifetimes from the exchange's request), its first
  * pull (at once, attended), the link connected and the event.  The new

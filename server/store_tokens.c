@@ -44,15 +44,27 @@ const struct db_stmt store_tokens_stmts[] = {
 	    "refresh_due_at = now() + make_interval(secs => $10::float8), "
 	    "status = 'active', status_reason = NULL, last_error = NULL, "
 	    "consecutive_failures = 0, next_attempt_at = NULL, "
+	    "failing_since = NULL, failing_notice_at = NULL, "
 	    "token_generation = token_generation + 1, lease_holder = NULL, "
 	    "lease_until = NULL, lease_generation = NULL, updated_at = now() "
 	    "WHERE id = $1" },
 	/*
 	 * One statement: access token, its expiry and (when finX sent one)
 	 * the rotated refresh token change together or not at all, and only
-	 * on the generation the lease presented.
+	 * on the generation the lease presented.  The row is locked first
+	 * (o) to read the streak it ends: after connection.refresh_failing
+	 * was sent for it, this success sends connection.recovered, once
+	 * (a compare-and-set succeeds once per generation).
 	 */
 	[S_ROTATE] = { "tokens_conn_rotate",
+	    "WITH o AS (SELECT id AS o_id, user_id AS o_user, failing_since "
+	    "AS o_since, failing_notice_at AS o_told FROM connections WHERE "
+	    "id = $1 AND token_generation = $2::bigint AND status = 'active' "
+	    "FOR NO KEY UPDATE), e AS (" SQL_EVENT_INSERT_ONCE "SELECT "
+	    "'connection.recovered', o_id, NULL, jsonb_build_object("
+	    "'connection_id', o_id, 'user_id', o_user), 'recovered:' || o_id "
+	    "|| ':' || " SQL_FAILING_KEY("o_since") " FROM o WHERE o_told IS "
+	    "NOT NULL" SQL_EVENT_ONCE ") "
 	    "UPDATE connections SET access_token = $3, "
 	    "access_expires_at = now() + make_interval(secs => $4::float8), "
 	    "access_lifetime_s = $5::int, "
@@ -69,8 +81,9 @@ const struct db_stmt store_tokens_stmts[] = {
 	    "last_error = NULL, consecutive_failures = 0, "
 	    "next_attempt_at = NULL, token_generation = token_generation + 1, "
 	    "lease_holder = NULL, lease_until = NULL, lease_generation = NULL, "
-	    "updated_at = now() "
-	    "WHERE id = $1 AND token_generation = $2::bigint AND "
+	    "failing_since = NULL, failing_notice_at = NULL, "
+	    "updated_at = now() FROM o "
+	    "WHERE id = o.o_id AND token_generation = $2::bigint AND "
 	    "status = 'active'" },
 	[S_ROTATE_GRANT] = { "tokens_conn_same_grant",
 	    "SELECT status = 'active' AND ($2::text IS NULL OR "

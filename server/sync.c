@@ -1,14 +1,13 @@
 /*
  * Manual syncs: POST /v1/connections/{id}/sync asks finX to synchronise
  * the connection's bank access now; the workers follow it until it ends
- * and then pull the new data.  The SQL and both transactions are in
- * store_sync.c: requests of one connection are serialised there with an
- * advisory lock held across the finX call, so a second request while a
- * sync runs gets the running one instead of a second finX sync.  The
- * access token is read before the lock and its connection (reading it
- * needs a pooled connection of its own), and a request that finds the
- * lock taken waits with no connection held: a lock holder that waited
- * on the pool behind the lock's waiters stalled them all.
+ * and then pull the new data.  No transaction and no pooled connection
+ * is held while finX answers (store_sync.h): a start first commits the
+ * sync as STARTING under a claim with a deadline, asks finX, then sets
+ * the answer on that claim; a second request meanwhile finds the open
+ * sync (one per connection, by a unique index) and answers it, so finX
+ * sees one sync.  The access token is read before the claim, on pooled
+ * connections of its own.  Polls are claimed the same way.
  */
 #include "api.h"
 #include "sync.h"
@@ -41,6 +40,11 @@ sync_json(const struct store_sync *s)
 	json_object *o = json_object_new_object();
 	char *st = s->status ? xstrdup(s->status) : NULL, *p;
 
+	/* Still being asked of finX: queued, as far as the partner knows. */
+	if (st != NULL && strcmp(st, "STARTING") == 0) {
+		free(st);
+		st = xstrdup("QUEUED");
+	}
 	/* Our lower-case status vocabulary. */
 	for (p = st; p != NULL && *p; p++)
 		*p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
@@ -63,12 +67,8 @@ sync_reply(struct req *r, unsigned status, const struct store_sync *s)
 	return http_json(r, status, sync_json(s));
 }
 
-/*
- * What starting a sync keeps across the runs of store_sync_begin's
- * transaction (finX is asked once) and for the answer when it failed.
- */
+/* What starting a sync keeps for the answer, and when it failed. */
 struct sync_start {
-	bool asked;
 	enum status fail;       /* ST_OK while nothing failed */
 	char *detail;           /* of fail, or NULL */
 	char *transport;        /* finx_error.detail of fail, or NULL */
@@ -164,23 +164,6 @@ ask_finx(struct sync_start *st, const char *access_id)
 	return ok;
 }
 
-/* store_sync_start_fn: finX starts it (once), the store records it. */
-static bool
-start_sync(PGconn *c, const char *conn_id, const char *access_id, void *arg,
-    struct store_sync *out)
-{
-	struct sync_start *st = arg;
-
-	if (!st->asked) {
-		st->asked = true;
-		if (!ask_finx(st, access_id))
-			return false;
-	}
-	return st->finx_id != NULL &&
-	    store_sync_create(c, conn_id, access_id, st->finx_id, st->status,
-	        out);
-}
-
 static enum MHD_Result
 sync_begun(struct req *r, enum store_sync_begun b, const struct sync_start *st,
     const struct store_sync *s)
@@ -204,44 +187,88 @@ sync_begun(struct req *r, enum store_sync_begun b, const struct sync_start *st,
 			    st->retry_s, st->transport);
 		return api_fail(r, status_of_db(db_failure()),
 		    "could not record the sync");
-	case SSB_BUSY:
-		return api_fail(r, ST_CONFLICT,
-		    "another request is still starting a sync of this "
-		    "connection");
 	case SSB_IDLE:
+	case SSB_CLAIMED:
 	case SSB_FAILED:
 		break;
 	}
 	return api_fail_db(r);
 }
 
-/* Between tries of the lock while another request holds it. */
-#define SYNC_LOCK_RETRY_MS 20
-
-/*
- * Start (or join) a sync of id under its lock.  A bulk connection is
- * held only while the lock is ours: a request that finds it taken gives
- * its connection back and tries again, for as long as the holder's finX
- * call may last.
- */
-static enum store_sync_begun
-sync_locked(const char *id, struct sync_start *st, struct store_sync *s)
+/* Seconds a start's claim lasts: finX's answer to the POST, and more. */
+static long
+start_deadline_s(void)
 {
-	int64_t deadline = mono_ms() + api_cfg->finx_timeout_ms + 2000;
+	return api_cfg->finx_timeout_ms / 1000 + 5;
+}
+
+/* Why finX started nothing, as the failed sync's error object. */
+static char *
+start_error(const struct sync_start *st)
+{
+	json_object *o = json_object_new_object();
+	char *text;
+
+	json_object_object_add(o, "message",
+	    json_object_new_string(st->fail == ST_TOO_MANY_SYNCS
+		    ? "finX allows no more syncs of this access now"
+		: st->detail != NULL ? st->detail
+				     : "finX did not start the sync"));
+	text = xstrdup(json_object_to_json_string_ext(o,
+	    JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	return text;
+}
+
+/* finX's answer set on the claim; a lost claim answers the row as it
+ * stands (its start was judged interrupted meanwhile). */
+static enum store_sync_begun
+start_record(const struct store_sync_claim *k, struct sync_start *st,
+    bool started, struct store_sync *s)
+{
+	PGconn *c = db_acquire_bulk();
+	char *error;
+	int got;
+	bool ok;
+
+	if (c == NULL) {
+		db_fail_unavailable();
+		return SSB_FAILED; /* the claim runs out; a poll ends it */
+	}
+	if (!started) {
+		error = start_error(st);
+		ok = store_sync_start_failed(c, s->id, k->claim, error);
+		free(error);
+		db_release(c);
+		return ok ? SSB_NOT_STARTED : SSB_FAILED;
+	}
+	got = store_sync_started(c, s->id, k->claim, st->finx_id, st->status,
+	    s);
+	db_release(c);
+	if (got == 0)
+		log_kv(LOG_WARN, "sync started at finX after its claim ran out",
+		    "sync_id", s->id, NULL);
+	return got < 0 ? SSB_FAILED : got == 1 ? SSB_STARTED : SSB_RUNNING;
+}
+
+/* Start a sync of id: the claim, finX with nothing held, the answer. */
+static enum store_sync_begun
+sync_start(const char *id, struct sync_start *st, struct store_sync *s)
+{
+	struct store_sync_claim k = { 0 };
 	enum store_sync_begun b;
 	PGconn *c;
 
-	for (;;) {
-		if ((c = db_acquire_bulk()) == NULL) {
-			db_fail_unavailable();
-			return SSB_FAILED;
-		}
-		b = store_sync_begin(c, id, start_sync, st, s);
-		db_release(c);
-		if (b != SSB_BUSY || mono_ms() > deadline)
-			return b;
-		usleep(SYNC_LOCK_RETRY_MS * 1000);
+	if ((c = db_acquire_bulk()) == NULL) {
+		db_fail_unavailable();
+		return SSB_FAILED;
 	}
+	b = store_sync_claim_start(c, id, start_deadline_s(), &k, s);
+	db_release(c);
+	if (b == SSB_CLAIMED)
+		b = start_record(&k, st, ask_finx(st, k.access_id), s);
+	store_sync_claim_free(&k);
+	return b;
 }
 
 enum MHD_Result
@@ -261,7 +288,7 @@ h_conn_sync(struct req *r)
 	b = store_sync_peek(c, id, &s);
 	db_release(c);
 	if (b == SSB_IDLE)
-		b = sync_token(&st, id) ? sync_locked(id, &st, &s)
+		b = sync_token(&st, id) ? sync_start(id, &st, &s)
 					: SSB_NOT_STARTED;
 	ret = sync_begun(r, b, &st, &s);
 	free_secret(st.token);
@@ -298,9 +325,9 @@ h_sync_get(struct req *r)
 	return ret;
 }
 
-/* finX's answer about a sync: its status (and error) recorded. */
+/* finX's answer about sync d: its status (and error) recorded. */
 static bool
-record_status(PGconn *c, const char *id, json_object *res)
+record_status(PGconn *c, const struct store_sync_due *d, json_object *res)
 {
 	json_object *v;
 	const char *status = "UNKNOWN";
@@ -313,27 +340,25 @@ record_status(PGconn *c, const char *id, json_object *res)
 	if (json_object_object_get_ex(res, "error", &v) && v != NULL)
 		error = xstrdup(
 		    json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
-	ok = store_sync_finish(c, id, status, error);
+	ok = store_sync_finish(c, d, status, error);
 	free(error);
 	return ok;
 }
 
-/* store_sync_poll_fn: ask finX how sync d goes and record it; arg: where
- * the id of the sync goes, for the log. */
+/* Ask finX how claimed sync d goes (no transaction open: the claim is a
+ * committed row) and record it on the claim. */
 static bool
-poll_sync(PGconn *c, const struct store_sync_due *d, void *arg)
+poll_sync(PGconn *c, const struct store_sync_due *d)
 {
 	struct finx_error err = { 0 };
 	enum refresh_outcome o;
 	json_object *res = NULL;
-	char *token, *a, *s, *path, **polled = arg;
+	char *token, *a, *s, *path;
 	bool ok;
 
-	free(*polled);
-	*polled = xstrdup(d->id);
 	token = refresh_access_token(d->connection_id, 0, &o, NULL, NULL);
 	if (token == NULL)
-		return store_sync_fail(c, d->id);
+		return store_sync_fail(c, d);
 	a = url_encode(d->access_id);
 	s = url_encode(d->finx_sync_id);
 	path = xasprintf("/rest/accesses/%s/syncs/%s", a, s);
@@ -345,25 +370,44 @@ poll_sync(PGconn *c, const struct store_sync_due *d, void *arg)
 	if (!ok) {
 		/* Keep following; a finX hiccup is not the sync's failure. */
 		finx_error_free(&err);
-		return store_sync_poll_later(c, d->id);
+		return store_sync_poll_later(c, d);
 	}
-	ok = record_status(c, d->id, res);
+	ok = record_status(c, d, res);
 	json_object_put(res);
 	return ok;
+}
+
+/* Seconds a poll's claim lasts: a token refresh and finX's answer. */
+static long
+poll_deadline_s(void)
+{
+	return 2 * (api_cfg->finx_timeout_ms / 1000) + 5;
 }
 
 bool
 sync_poll_one(PGconn *c)
 {
-	char *id = NULL;
-	enum store_sync_polled p = store_sync_claim_due(c, poll_sync, &id);
+	struct store_sync_due d;
+	int got = store_sync_claim_due(c, poll_deadline_s(), &d);
+	bool ok = got == 1;
 
+	if (got == 1) {
+		/* A start past its deadline lost its starter (killed, or its
+		 * answer never stored): it ends here, failed, once. */
+		if (strcmp(d.status, "STARTING") == 0) {
+			ok = store_sync_abandon(c, &d);
+			if (ok)
+				log_kv(LOG_WARN, "sync start interrupted",
+				    "sync_id", d.id, NULL);
+		} else
+			ok = poll_sync(c, &d);
+	}
 	/* db.c logs nothing: this is the one place. */
-	if (p == SSP_FAILED)
+	if (got < 0 || (got == 1 && !ok))
 		log_kv(db_failure() == DBF_UNAVAILABLE ? LOG_WARN : LOG_ERROR,
-		    "sync poll failed", "sync_id", id, "sqlstate",
+		    "sync poll failed", "sync_id", d.id, "sqlstate",
 		    db_failure_sqlstate(), "db_error", db_failure_message(),
 		    NULL);
-	free(id);
-	return p == SSP_POLLED;
+	store_sync_due_free(&d);
+	return got == 1;
 }

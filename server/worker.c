@@ -2,10 +2,13 @@
  * The background workers of finxd serve: each owns one PostgreSQL
  * connection and loops over the work every process shares through the
  * database, most urgent first: due refreshes, revocations, manual syncs
- * to follow, pulls, finX notifications (their removals, the pulls they
- * left for after a running pull, their registration).  It is the top of the work layer: it calls refresh,
- * sync and data; none of them calls it (a read that finds its
- * connection due wakes a worker through refresh_set_kick).
+ * to follow, the notice scans (notices.c: expired links, expiring and
+ * failing connections; once per refresh_interval per process), pulls,
+ * finX notifications (their removals, the pulls they left for after a
+ * running pull, their registration).  It is the top of the work layer:
+ * it calls refresh, sync, notices, data and notify; none of them calls
+ * it (a read that finds its connection due wakes a worker through
+ * refresh_set_kick).
  *
  * A wake says what it is for, and a woken worker runs only that scan
  * (again while it finds work), then naps again: a callback's
@@ -30,6 +33,7 @@
 #include "db.h"
 #include "log.h"
 #include "mem.h"
+#include "notices.h"
 #include "notify.h"
 #include "refresh.h"
 #include "rescue.h"
@@ -150,12 +154,14 @@ scan(PGconn *c, enum wake w)
 	case WAKE_REFRESH:
 		return refresh_one(c);
 	default:
-		/* Tokens first: a refresh missed is a connection lost. */
-		/* Notifications last: a burst of registrations must not hold
+		/* Tokens first: a refresh missed is a connection lost.  The
+		 * notices before the pulls, which may find work for long.
+		 * Notifications last: a burst of registrations must not hold
 		 * up pulls (a deleted connection's revocations that wait for
 		 * its removals are skipped by revocations_one meanwhile). */
 		return refresh_one(c) || revocations_one(c) ||
-		    sync_poll_one(c) || try_pull(c) || notify_one(c);
+		    sync_poll_one(c) || notices_one(c, bg.cfg) ||
+		    try_pull(c) || notify_one(c);
 	}
 }
 
