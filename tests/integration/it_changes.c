@@ -191,7 +191,8 @@ joined(char **v, int n)
 	char **c = calloc((size_t)n + 1, sizeof(char *)), *out = h_dup("");
 	int i;
 
-	memcpy(c, v, (size_t)n * sizeof(char *));
+	if (n > 0)
+		memcpy(c, v, (size_t)n * sizeof(char *));
 	qsort(c, (size_t)n, sizeof(char *), cmp_str);
 	for (i = 0; i < n; i++) {
 		char *s = h_fmt("%s%s%s", out, i ? "," : "", c[i]);
