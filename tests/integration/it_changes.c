@@ -404,7 +404,7 @@ step_initial(void)
 	CHECK(walk(NULL, 500, &t, &next) && t.n == want.n,
 	    "from the beginning: every stored transaction added (%d)", t.n);
 	c = last_counts();
-	CHECK(events() == 1 && c != NULL && atoi(c) == want.n &&
+	CHECK(events() == 1 && c != NULL && strtol(c, NULL, 10) == want.n &&
 	        strstr(c, "/0/0") != NULL,
 	    "the first pull's event: %d/0/0 (got %s)", want.n, c ? c : "-");
 	CHECK(h_sql_true(db,
